@@ -1,0 +1,649 @@
+//! Broker configuration with Kafka's property names.
+//!
+//! Sources, later wins: built-in defaults, a `server.properties` file, `STROM_*` environment
+//! variables (`STROM_LOG_DIRS` sets `log.dirs`), then `--override key=value`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A configuration problem that stops start-up; it always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The key is not a property this broker knows.
+    #[error("unknown configuration key `{key}` (from {source_name})")]
+    UnknownKey { key: String, source_name: String },
+    /// The value does not parse or is out of range.
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    /// A line of the properties file is not `key=value`.
+    #[error("{path}:{line}: expected `key=value`")]
+    Syntax { path: String, line: usize },
+    /// The properties file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Where a property value came from, as DescribeConfigs reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueSource {
+    /// The built-in default.
+    Default,
+    /// The properties file, environment or a command-line override.
+    Static,
+}
+
+/// The type of a property, used to validate values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyType {
+    /// A 32-bit signed integer with a lower bound.
+    Int(i32),
+    /// A 64-bit signed integer with a lower bound.
+    Long(i64),
+    /// `true` or `false`.
+    Bool,
+    /// Free text.
+    Text,
+    /// A comma-separated list.
+    List,
+    /// A `host:port` socket address.
+    Address,
+    /// A fraction between 0 and 1.
+    Ratio,
+}
+
+/// One known property: its name, type, default and whether it is secret.
+#[derive(Debug)]
+pub struct PropertyDef {
+    /// Kafka's property name.
+    pub name: &'static str,
+    /// How the value is validated.
+    pub ty: PropertyType,
+    /// The default, `None` for "unset" (Kafka's `null`).
+    pub default: Option<&'static str>,
+}
+
+const fn def(name: &'static str, ty: PropertyType, default: &'static str) -> PropertyDef {
+    PropertyDef {
+        name,
+        ty,
+        default: Some(default),
+    }
+}
+
+const fn unset(name: &'static str, ty: PropertyType) -> PropertyDef {
+    PropertyDef {
+        name,
+        ty,
+        default: None,
+    }
+}
+
+use PropertyType::*;
+
+/// Every broker property Strom understands, with Kafka's defaults.
+pub static PROPERTIES: &[PropertyDef] = &[
+    def("node.id", Int(0), "1"),
+    def("process.roles", List, "broker,controller"),
+    def(
+        "listeners",
+        List,
+        "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093",
+    ),
+    unset("advertised.listeners", List),
+    def("controller.listener.names", List, "CONTROLLER"),
+    def("inter.broker.listener.name", Text, "PLAINTEXT"),
+    def(
+        "listener.security.protocol.map",
+        List,
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    ),
+    def("controller.quorum.voters", List, "1@localhost:9093"),
+    def("log.dirs", Text, "./data"),
+    def("num.partitions", Int(1), "1"),
+    def("default.replication.factor", Int(1), "1"),
+    def("min.insync.replicas", Int(1), "1"),
+    def("auto.create.topics.enable", Bool, "true"),
+    def("delete.topic.enable", Bool, "true"),
+    def("log.segment.bytes", Int(14), "1073741824"),
+    def("log.roll.ms", Long(1), "604800000"),
+    def("log.retention.ms", Long(-1), "604800000"),
+    def("log.retention.bytes", Long(-1), "-1"),
+    def("log.retention.check.interval.ms", Long(1), "300000"),
+    def("log.index.interval.bytes", Int(0), "4096"),
+    def("log.cleanup.policy", List, "delete"),
+    def("log.message.timestamp.type", Text, "CreateTime"),
+    def("message.max.bytes", Int(0), "1048588"),
+    def("socket.request.max.bytes", Int(1), "104857600"),
+    def("log.flush.interval.messages", Long(1), "9223372036854775807"),
+    unset("log.flush.interval.ms", Long(0)),
+    def("log.flush.scheduler.interval.ms", Long(1), "1000"),
+    def("compression.type", Text, "producer"),
+    def("unclean.leader.election.enable", Bool, "false"),
+    def("log.cleaner.delete.retention.ms", Long(0), "86400000"),
+    def("log.cleaner.min.compaction.lag.ms", Long(0), "0"),
+    def("log.cleaner.min.cleanable.ratio", Ratio, "0.5"),
+    def("metadata.max.snapshot.entries", Long(1), "1000"),
+    def("metrics.listener", Address, "0.0.0.0:9644"),
+];
+
+/// Looks up a property definition by name.
+pub fn property(name: &str) -> Option<&'static PropertyDef> {
+    PROPERTIES.iter().find(|p| p.name == name)
+}
+
+/// A listener from `listeners`: name, bind host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Listener name, for example `PLAINTEXT`.
+    pub name: String,
+    /// Host to bind (empty means all interfaces).
+    pub host: String,
+    /// TCP port (0 picks a free one).
+    pub port: u16,
+}
+
+impl Listener {
+    /// The address to bind.
+    pub fn bind_address(&self) -> String {
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        format!("{host}:{}", self.port)
+    }
+}
+
+/// One entry of `controller.quorum.voters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// The controller's node id.
+    pub id: i32,
+    /// Its controller listener host.
+    pub host: String,
+    /// Its controller listener port.
+    pub port: u16,
+}
+
+/// A process role from `process.roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serves clients and stores partitions.
+    Broker,
+    /// A voter of the metadata quorum.
+    Controller,
+}
+
+/// The validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    values: BTreeMap<&'static str, (Option<String>, ValueSource)>,
+    /// `node.id`.
+    pub node_id: i32,
+    /// `process.roles`.
+    pub roles: Vec<Role>,
+    /// `listeners`.
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners`, defaulting to the non-controller listeners.
+    pub advertised_listeners: Vec<Listener>,
+    /// `controller.listener.names`.
+    pub controller_listener_names: Vec<String>,
+    /// `controller.quorum.voters`.
+    pub voters: Vec<Voter>,
+    /// `log.dirs` (the first directory holds the metadata log).
+    pub log_dirs: Vec<PathBuf>,
+    /// `metrics.listener`.
+    pub metrics_listener: SocketAddr,
+}
+
+impl BrokerConfig {
+    /// Builds the configuration from all sources; `file` is an optional `server.properties`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut raw: BTreeMap<String, (String, String)> = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            for (key, value) in parse_properties(&text, &path.display().to_string())? {
+                raw.insert(key, (value, path.display().to_string()));
+            }
+        }
+        for (name, value) in env {
+            if let Some(rest) = name.strip_prefix("STROM_") {
+                let key = rest.to_ascii_lowercase().replace('_', ".");
+                raw.insert(key, (value, format!("environment variable {name}")));
+            }
+        }
+        for entry in overrides {
+            let (key, value) = entry.split_once('=').ok_or(ConfigError::Syntax {
+                path: "--override".into(),
+                line: 1,
+            })?;
+            raw.insert(
+                key.trim().to_string(),
+                (value.trim().to_string(), "--override".into()),
+            );
+        }
+        Self::from_map(raw)
+    }
+
+    /// Builds the configuration from `key -> (value, where it came from)`.
+    fn from_map(raw: BTreeMap<String, (String, String)>) -> Result<Self, ConfigError> {
+        let mut values: BTreeMap<&'static str, (Option<String>, ValueSource)> = PROPERTIES
+            .iter()
+            .map(|p| (p.name, (p.default.map(str::to_string), ValueSource::Default)))
+            .collect();
+        for (key, (value, source_name)) in raw {
+            let def = property(&key).ok_or_else(|| ConfigError::UnknownKey {
+                key: key.clone(),
+                source_name,
+            })?;
+            validate_value(def, &value)?;
+            values.insert(def.name, (Some(value), ValueSource::Static));
+        }
+        let mut config = BrokerConfig {
+            values,
+            node_id: 0,
+            roles: Vec::new(),
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            controller_listener_names: Vec::new(),
+            voters: Vec::new(),
+            log_dirs: Vec::new(),
+            metrics_listener: "0.0.0.0:9644".parse().expect("literal address"),
+        };
+        config.derive()?;
+        Ok(config)
+    }
+
+    fn derive(&mut self) -> Result<(), ConfigError> {
+        self.node_id = self.int("node.id");
+        self.roles = self
+            .list("process.roles")
+            .iter()
+            .map(|r| match r.as_str() {
+                "broker" => Ok(Role::Broker),
+                "controller" => Ok(Role::Controller),
+                other => Err(invalid(
+                    "process.roles",
+                    other,
+                    "roles are `broker` and `controller`",
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        if self.roles.is_empty() {
+            return Err(invalid("process.roles", "", "at least one role is needed"));
+        }
+        self.listeners = parse_listeners("listeners", &self.list("listeners"))?;
+        self.controller_listener_names = self.list("controller.listener.names");
+        self.advertised_listeners = match self.get("advertised.listeners") {
+            Some(_) => parse_listeners("advertised.listeners", &self.list("advertised.listeners"))?,
+            None => self
+                .listeners
+                .iter()
+                .filter(|l| !self.controller_listener_names.contains(&l.name))
+                .map(|l| Listener {
+                    host: if l.host.is_empty() || l.host == "0.0.0.0" {
+                        "localhost".into()
+                    } else {
+                        l.host.clone()
+                    },
+                    ..l.clone()
+                })
+                .collect(),
+        };
+        self.voters = parse_voters(&self.list("controller.quorum.voters"))?;
+        self.log_dirs = self
+            .list("log.dirs")
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        if self.log_dirs.is_empty() {
+            return Err(invalid("log.dirs", "", "at least one directory is needed"));
+        }
+        let metrics = self.string("metrics.listener");
+        self.metrics_listener = metrics
+            .parse()
+            .map_err(|_| invalid("metrics.listener", &metrics, "expected host:port"))?;
+
+        if self.has_role(Role::Broker) && self.client_listener().is_none() {
+            return Err(invalid(
+                "listeners",
+                &self.string("listeners"),
+                "a broker needs a listener that is not a controller listener",
+            ));
+        }
+        if self.has_role(Role::Controller) {
+            if self.controller_listener().is_none() {
+                return Err(invalid(
+                    "controller.listener.names",
+                    &self.string("controller.listener.names"),
+                    "a controller needs one of these names among `listeners`",
+                ));
+            }
+            if !self.voters.iter().any(|v| v.id == self.node_id) {
+                return Err(invalid(
+                    "controller.quorum.voters",
+                    &self.string("controller.quorum.voters"),
+                    &format!(
+                        "this node has the controller role but node.id {} is not a voter",
+                        self.node_id
+                    ),
+                ));
+            }
+        } else if self.voters.iter().any(|v| v.id == self.node_id) {
+            return Err(invalid(
+                "process.roles",
+                &self.string("process.roles"),
+                &format!(
+                    "node.id {} is a voter in controller.quorum.voters but has no controller role",
+                    self.node_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `process.roles` includes `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The first listener clients use (not a controller listener).
+    pub fn client_listener(&self) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .find(|l| !self.controller_listener_names.contains(&l.name))
+    }
+
+    /// The listener the metadata quorum uses.
+    pub fn controller_listener(&self) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .find(|l| self.controller_listener_names.contains(&l.name))
+    }
+
+    /// The raw value of a property (`None` when unset).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).and_then(|(v, _)| v.as_deref())
+    }
+
+    /// Where the value of `key` came from.
+    pub fn source(&self, key: &str) -> ValueSource {
+        self.values
+            .get(key)
+            .map(|(_, s)| *s)
+            .unwrap_or(ValueSource::Default)
+    }
+
+    /// Every property with its current value, in name order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, Option<&str>, ValueSource)> {
+        self.values
+            .iter()
+            .map(|(k, (v, s))| (*k, v.as_deref(), *s))
+    }
+
+    /// A property as text; panics on unknown keys, which are a programming error.
+    pub fn string(&self, key: &str) -> String {
+        self.get(key).unwrap_or_default().to_string()
+    }
+
+    /// An `Int` property (validated at load time).
+    pub fn int(&self, key: &str) -> i32 {
+        self.get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("property {key} is not a validated int"))
+    }
+
+    /// A `Long` property, `None` when unset.
+    pub fn long_opt(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(|v| v.parse().ok())
+    }
+
+    /// A `Long` property (validated at load time).
+    pub fn long(&self, key: &str) -> i64 {
+        self.long_opt(key)
+            .unwrap_or_else(|| panic!("property {key} is not a validated long"))
+    }
+
+    /// A `Bool` property.
+    pub fn bool(&self, key: &str) -> bool {
+        self.get(key) == Some("true")
+    }
+
+    /// A `List` property, split on commas with blanks dropped.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.get(key)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Replaces a listener's port after binding port 0 (tests use ephemeral ports).
+    pub fn set_bound_port(&mut self, listener_name: &str, port: u16) {
+        for l in self
+            .listeners
+            .iter_mut()
+            .chain(self.advertised_listeners.iter_mut())
+        {
+            if l.name == listener_name && l.port == 0 {
+                l.port = port;
+            }
+        }
+        if let Some(own) = self.voters.iter_mut().find(|v| v.id == self.node_id) {
+            if own.port == 0 {
+                own.port = port;
+            }
+        }
+    }
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks `value` against the property's type.
+pub fn validate_value(def: &PropertyDef, value: &str) -> Result<(), ConfigError> {
+    let value = value.trim();
+    let fail = |reason: String| invalid(def.name, value, &reason);
+    match def.ty {
+        Int(min) => match value.parse::<i32>() {
+            Ok(v) if v >= min => Ok(()),
+            Ok(_) => Err(fail(format!("must be at least {min}"))),
+            Err(_) => Err(fail("not a 32-bit integer".into())),
+        },
+        Long(min) => match value.parse::<i64>() {
+            Ok(v) if v >= min => Ok(()),
+            Ok(_) => Err(fail(format!("must be at least {min}"))),
+            Err(_) => Err(fail("not a 64-bit integer".into())),
+        },
+        Bool => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(fail("must be `true` or `false`".into())),
+        },
+        Ratio => match value.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(fail("must be a number between 0 and 1".into())),
+        },
+        Address => value
+            .parse::<SocketAddr>()
+            .map(|_| ())
+            .map_err(|_| fail("expected host:port with a numeric IP".into())),
+        Text | List => Ok(()),
+    }
+}
+
+/// Parses Java-style `key=value` lines; `#` and `!` start comments.
+pub fn parse_properties(text: &str, origin: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .or_else(|| line.split_once(':'))
+            .ok_or(ConfigError::Syntax {
+                path: origin.into(),
+                line: i + 1,
+            })?;
+        out.push((key.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(out)
+}
+
+fn parse_listeners(key: &str, entries: &[String]) -> Result<Vec<Listener>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let (name, address) = entry
+                .split_once("://")
+                .ok_or_else(|| invalid(key, entry, "expected NAME://host:port"))?;
+            let (host, port) = address
+                .rsplit_once(':')
+                .ok_or_else(|| invalid(key, entry, "expected NAME://host:port"))?;
+            let port = port
+                .parse()
+                .map_err(|_| invalid(key, entry, "port is not a number from 0 to 65535"))?;
+            Ok(Listener {
+                name: name.to_string(),
+                host: host.trim_matches(['[', ']']).to_string(),
+                port,
+            })
+        })
+        .collect()
+}
+
+fn parse_voters(entries: &[String]) -> Result<Vec<Voter>, ConfigError> {
+    let key = "controller.quorum.voters";
+    let mut voters: Vec<Voter> = Vec::new();
+    for entry in entries {
+        let bad = || invalid(key, entry, "expected id@host:port");
+        let (id, address) = entry.split_once('@').ok_or_else(bad)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let id: i32 = id.parse().map_err(|_| bad())?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        if voters.iter().any(|v| v.id == id) {
+            return Err(invalid(key, entry, "voter id appears twice"));
+        }
+        voters.push(Voter {
+            id,
+            host: host.to_string(),
+            port,
+        });
+    }
+    if voters.is_empty() {
+        return Err(invalid(key, "", "at least one voter is needed"));
+    }
+    Ok(voters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)], overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(&path, file).unwrap();
+        BrokerConfig::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            &overrides.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn defaults_are_a_single_combined_node() {
+        let c = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.roles, vec![Role::Broker, Role::Controller]);
+        assert_eq!(c.client_listener().unwrap().bind_address(), "localhost:9092");
+        assert_eq!(c.controller_listener().unwrap().port, 9093);
+        assert_eq!(c.advertised_listeners.len(), 1);
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        assert_eq!(c.source("num.partitions"), ValueSource::Default);
+        assert_eq!(c.metrics_listener.port(), 9644);
+    }
+
+    #[test]
+    fn later_sources_win() {
+        let c = load(
+            "# comment\nnum.partitions=3\nlog.dirs=/from/file\nlog.segment.bytes = 2048\n",
+            &[("STROM_LOG_DIRS", "/from/env"), ("STROM_NUM_PARTITIONS", "4"), ("OTHER", "x")],
+            &["num.partitions=5"],
+        )
+        .unwrap();
+        assert_eq!(c.int("num.partitions"), 5);
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/from/env")]);
+        assert_eq!(c.int("log.segment.bytes"), 2048);
+        assert_eq!(c.source("log.segment.bytes"), ValueSource::Static);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_source() {
+        let err = load("no.such.key=1\n", &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("no.such.key"), "{err}");
+        assert!(err.contains("server.properties"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_reason() {
+        let err = load("", &[], &["num.partitions=zero"]).unwrap_err().to_string();
+        assert!(err.contains("num.partitions") && err.contains("not a 32-bit integer"), "{err}");
+        let err = load("", &[], &["num.partitions=0"]).unwrap_err().to_string();
+        assert!(err.contains("at least 1"), "{err}");
+        let err = load("", &[], &["auto.create.topics.enable=yes"]).unwrap_err().to_string();
+        assert!(err.contains("auto.create.topics.enable"), "{err}");
+        let err = load("", &[], &["listeners=localhost:9092"]).unwrap_err().to_string();
+        assert!(err.contains("listeners") && err.contains("NAME://"), "{err}");
+        let err = load("garbage line\n", &[], &[]).unwrap_err().to_string();
+        assert!(err.contains(":1:"), "{err}");
+    }
+
+    #[test]
+    fn voters_are_validated() {
+        let err = load("", &[], &["controller.quorum.voters=1@host"]).unwrap_err().to_string();
+        assert!(err.contains("controller.quorum.voters") && err.contains("id@host:port"), "{err}");
+        let err = load("", &[], &["controller.quorum.voters=2@h:1"]).unwrap_err().to_string();
+        assert!(err.contains("not a voter"), "{err}");
+        let err = load("", &[], &["process.roles=broker"]).unwrap_err().to_string();
+        assert!(err.contains("no controller role"), "{err}");
+        let c = load("", &[], &["controller.quorum.voters=1@a:1,2@b:2,3@c:3"]).unwrap();
+        assert_eq!(c.voters[2], Voter { id: 3, host: "c".into(), port: 3 });
+    }
+
+    #[test]
+    fn advertised_listeners_default_to_client_listeners() {
+        let c = load("", &[], &["listeners=PLAINTEXT://:19092,CONTROLLER://:19093"]).unwrap();
+        assert_eq!(
+            c.advertised_listeners,
+            vec![Listener { name: "PLAINTEXT".into(), host: "localhost".into(), port: 19092 }]
+        );
+        assert_eq!(c.client_listener().unwrap().bind_address(), "0.0.0.0:19092");
+    }
+}

@@ -1,0 +1,224 @@
+//! Record batch (message format v2) headers: parse, validate, and rewrite the offset fields.
+//!
+//! Only the 61-byte header is ever interpreted; records stay as the producer sent them.
+
+/// Size of the v2 batch header.
+pub const HEADER_SIZE: usize = 61;
+/// Bytes before `batchLength` ends: `baseOffset` (8) plus `batchLength` (4).
+pub const LOG_OVERHEAD: usize = 12;
+
+const BASE_OFFSET: usize = 0;
+const BATCH_LENGTH: usize = 8;
+const LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const RECORDS_COUNT: usize = 57;
+
+/// Why a batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Shorter than a header, or the length field disagrees with the bytes.
+    #[error("truncated or mis-sized record batch")]
+    Truncated,
+    /// Not message format v2.
+    #[error("unsupported record batch magic {0}")]
+    Magic(i8),
+    /// The CRC does not match the contents.
+    #[error("record batch CRC mismatch")]
+    Crc,
+    /// Header fields that cannot be right.
+    #[error("invalid record batch header: {0}")]
+    Invalid(&'static str),
+}
+
+/// The interesting fields of one batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// First offset in the batch.
+    pub base_offset: i64,
+    /// Total size of the batch in bytes, including the 12-byte log overhead.
+    pub size: usize,
+    /// `lastOffsetDelta`.
+    pub last_offset_delta: i32,
+    /// `baseTimestamp`.
+    pub base_timestamp: i64,
+    /// `maxTimestamp`.
+    pub max_timestamp: i64,
+    /// `attributes`.
+    pub attributes: i16,
+    /// `producerId`.
+    pub producer_id: i64,
+    /// Number of records.
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// The offset of the last record in the batch.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    /// Whether this is a transaction control batch.
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Reads the total size of the batch starting at `buf` from its first 12 bytes.
+pub fn peek_size(buf: &[u8]) -> Option<usize> {
+    if buf.len() < LOG_OVERHEAD {
+        return None;
+    }
+    let len = i32_at(buf, BATCH_LENGTH);
+    if len < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+        return None;
+    }
+    Some(len as usize + LOG_OVERHEAD)
+}
+
+/// Parses the header of the batch at the start of `buf` without checking the CRC.
+pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = parse_header_only(buf)?;
+    if buf.len() < header.size {
+        return Err(BatchError::Truncated);
+    }
+    Ok(header)
+}
+
+/// Parses a header from its first `HEADER_SIZE` bytes; the records need not be present.
+pub fn parse_header_only(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let size = peek_size(buf).ok_or(BatchError::Truncated)?;
+    if buf.len() < HEADER_SIZE || size < HEADER_SIZE {
+        return Err(BatchError::Truncated);
+    }
+    let magic = buf[MAGIC] as i8;
+    if magic != 2 {
+        return Err(BatchError::Magic(magic));
+    }
+    let header = BatchHeader {
+        base_offset: i64_at(buf, BASE_OFFSET),
+        size,
+        last_offset_delta: i32_at(buf, LAST_OFFSET_DELTA),
+        base_timestamp: i64_at(buf, BASE_TIMESTAMP),
+        max_timestamp: i64_at(buf, MAX_TIMESTAMP),
+        attributes: i16_at(buf, ATTRIBUTES),
+        producer_id: i64_at(buf, PRODUCER_ID),
+        records_count: i32_at(buf, RECORDS_COUNT),
+    };
+    if header.last_offset_delta < 0 || header.records_count < 0 {
+        return Err(BatchError::Invalid("negative record count or offset delta"));
+    }
+    Ok(header)
+}
+
+/// Parses the header and verifies the CRC-32C over attributes..end.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = parse_header(buf)?;
+    let stored = u32::from_be_bytes(buf[CRC..CRC + 4].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&buf[ATTRIBUTES..header.size]) != stored {
+        return Err(BatchError::Crc);
+    }
+    Ok(header)
+}
+
+/// Sets `baseOffset` and `partitionLeaderEpoch`; neither is covered by the CRC.
+pub fn assign_offset(buf: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    buf[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    buf[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Splits a produce payload into validated batch headers.
+pub fn validate_all(buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
+    let mut headers = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let header = validate(&buf[at..])?;
+        at += header.size;
+        headers.push(header);
+    }
+    if headers.is_empty() {
+        return Err(BatchError::Truncated);
+    }
+    Ok(headers)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a valid uncompressed batch of `count` empty-ish records for tests.
+    pub(crate) fn make_batch(count: i32, timestamp: i64) -> Vec<u8> {
+        let mut records = Vec::new();
+        for i in 0..count {
+            // attributes, timestampDelta, offsetDelta, keyLen -1, valueLen 1, value, no headers;
+            // varints are zigzag-encoded.
+            let body = [0u8, (i * 2) as u8, (i * 2) as u8, 0x01, 2, b'v', 0];
+            records.push((body.len() * 2) as u8);
+            records.extend_from_slice(&body);
+        }
+        let mut b = vec![0u8; HEADER_SIZE];
+        let len = (HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32;
+        b[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+        b[MAGIC] = 2;
+        b[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&(count - 1).to_be_bytes());
+        b[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+        let max_timestamp = timestamp + count as i64 - 1;
+        b[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+        b[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
+        b[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
+        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn valid_batch_round_trips() {
+        let mut b = make_batch(3, 1000);
+        let h = validate(&b).unwrap();
+        assert_eq!((h.records_count, h.last_offset_delta, h.size), (3, 2, b.len()));
+        assign_offset(&mut b, 42, 7);
+        let h = validate(&b).unwrap();
+        assert_eq!((h.base_offset, h.last_offset()), (42, 44));
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let mut b = make_batch(2, 1);
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        assert_eq!(validate(&b), Err(BatchError::Crc));
+        let mut b = make_batch(2, 1);
+        b[MAGIC] = 1;
+        assert_eq!(validate(&b), Err(BatchError::Magic(1)));
+        let b = make_batch(2, 1);
+        assert_eq!(validate(&b[..b.len() - 1]), Err(BatchError::Truncated));
+        assert_eq!(validate_all(&[]), Err(BatchError::Truncated));
+    }
+
+    #[test]
+    fn several_batches_split() {
+        let mut two = make_batch(1, 1);
+        two.extend(make_batch(4, 2));
+        let hs = validate_all(&two).unwrap();
+        assert_eq!(hs.len(), 2);
+        assert_eq!(hs[1].records_count, 4);
+    }
+}

@@ -1,0 +1,605 @@
+//! The per-partition segmented log.
+
+pub mod batch;
+pub mod index;
+pub mod manager;
+pub mod segment;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use crate::topic_config::LogConfig;
+use batch::BatchHeader;
+use segment::{now_ms, OpenOutcome, Segment};
+
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+const LOG_START_FILE: &str = "log-start-offset";
+const TOPIC_ID_FILE: &str = "partition.metadata";
+
+/// Errors a log operation reports to the request handlers.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The requested offset is outside `[log start, log end]`.
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    /// A filesystem error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendInfo {
+    /// Offset given to the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// Bytes read for a fetch plus the offsets the response reports.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole record batches, exactly as stored.
+    pub records: Bytes,
+    /// The high watermark when the read happened.
+    pub high_watermark: i64,
+    /// The log start offset when the read happened.
+    pub log_start_offset: i64,
+}
+
+struct LogState {
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    next_offset: i64,
+    high_watermark: i64,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+}
+
+/// One partition's log: segments on disk and the offsets that describe them.
+pub struct PartitionLog {
+    dir: PathBuf,
+    state: Mutex<LogState>,
+    config: RwLock<LogConfig>,
+}
+
+fn read_i64_file(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Writes a small file atomically: temp file, fsync, rename.
+pub fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering segments written after the last
+    /// recovery point. `topic_id` is recorded so a recreated topic never reads old data.
+    pub fn open(dir: &Path, config: LogConfig, topic_id: &str) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let id_path = dir.join(TOPIC_ID_FILE);
+        let id_line = format!("version: 0\ntopic_id: {topic_id}\n");
+        match std::fs::read_to_string(&id_path) {
+            Ok(existing) if existing == id_line => {}
+            Ok(_) => {
+                warn!(dir = %dir.display(), "partition directory belongs to an older topic; clearing it");
+                std::fs::remove_dir_all(dir)?;
+                std::fs::create_dir_all(dir)?;
+                write_file_atomic(&id_path, id_line.as_bytes())?;
+            }
+            Err(_) => write_file_atomic(&id_path, id_line.as_bytes())?,
+        }
+        let recovery_point = read_i64_file(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(0);
+        let bases = Segment::list(dir)?;
+        let mut segments = BTreeMap::new();
+        let mut truncated = false;
+        for (i, &base) in bases.iter().enumerate() {
+            if truncated {
+                warn!(dir = %dir.display(), base, "removing segment after a truncated one");
+                Segment::open(dir, base, false, 0)?.0.delete()?;
+                continue;
+            }
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+            let recover = next_base > recovery_point;
+            let (segment, outcome) = Segment::open(dir, base, recover, config.index_interval_bytes)?;
+            if let OpenOutcome::Truncated(at) = outcome {
+                warn!(dir = %dir.display(), base, at, "truncated a torn or corrupt tail");
+                truncated = true;
+            }
+            segments.insert(base, segment);
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let next_offset = segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset)
+            .unwrap_or(0);
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0)?);
+        }
+        let log_start_offset = read_i64_file(&dir.join(LOG_START_FILE))
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(next_offset);
+        if !bases.is_empty() {
+            info!(dir = %dir.display(), segments = segments.len(), log_start_offset, next_offset, "loaded log");
+        }
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(LogState {
+                segments,
+                log_start_offset,
+                next_offset,
+                high_watermark: next_offset,
+                unflushed_messages: 0,
+                last_flush_ms: now_ms(),
+            }),
+            config: RwLock::new(config),
+        };
+        Ok(log)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The directory holding this log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> LogConfig {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the settings (after a topic config change).
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset
+    }
+
+    /// Offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().next_offset
+    }
+
+    /// Offset up to which records are committed and visible to consumers.
+    pub fn high_watermark(&self) -> i64 {
+        self.lock().high_watermark
+    }
+
+    /// Total bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.values().map(Segment::size).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// Assigns offsets to validated batches and writes them. `records` holds the batches
+    /// back to back, described by `headers`.
+    pub fn append(
+        &self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        leader_epoch: i32,
+    ) -> io::Result<AppendInfo> {
+        let config = self.config();
+        let mut buf = records.to_vec();
+        let mut state = self.lock();
+        let base_offset = state.next_offset;
+        let mut next = base_offset;
+        let mut at = 0;
+        let mut assigned = Vec::with_capacity(headers.len());
+        let mut messages = 0i64;
+        for h in headers {
+            batch::assign_offset(&mut buf[at..at + h.size], next, leader_epoch);
+            assigned.push(BatchHeader {
+                base_offset: next,
+                ..*h
+            });
+            next += h.last_offset_delta as i64 + 1;
+            messages += h.records_count as i64;
+            at += h.size;
+        }
+        let needs_roll = {
+            let active = state.segments.values().next_back().expect("a segment");
+            active.size() > 0
+                && (active.size() + buf.len() as u64 > config.segment_bytes
+                    || now_ms() - active.created_ms > config.segment_ms
+                    || next - active.base_offset > u32::MAX as i64)
+        };
+        if needs_roll {
+            state
+                .segments
+                .values()
+                .next_back()
+                .expect("a segment")
+                .sync()?;
+            let segment = Segment::create(&self.dir, base_offset)?;
+            state.segments.insert(base_offset, segment);
+            write_file_atomic(
+                &self.dir.join(RECOVERY_POINT_FILE),
+                base_offset.to_string().as_bytes(),
+            )?;
+        }
+        let active = state.segments.values_mut().next_back().expect("a segment");
+        active.append(&buf, &assigned, config.index_interval_bytes)?;
+        state.next_offset = next;
+        state.high_watermark = next;
+        state.unflushed_messages += messages;
+        if state.unflushed_messages >= config.flush_messages {
+            Self::flush_locked(&self.dir, &mut state)?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_start_offset: state.log_start_offset,
+        })
+    }
+
+    fn flush_locked(dir: &Path, state: &mut LogState) -> io::Result<()> {
+        if let Some(active) = state.segments.values().next_back() {
+            active.sync()?;
+        }
+        write_file_atomic(
+            &dir.join(RECOVERY_POINT_FILE),
+            state.next_offset.to_string().as_bytes(),
+        )?;
+        state.unflushed_messages = 0;
+        state.last_flush_ms = now_ms();
+        Ok(())
+    }
+
+    /// Flushes to disk and advances the recovery point.
+    pub fn flush(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        Self::flush_locked(&self.dir, &mut state)
+    }
+
+    /// Flushes when `flush.ms` has passed since the last flush.
+    pub fn flush_if_due(&self, now: i64) -> io::Result<()> {
+        let Some(flush_ms) = self.config().flush_ms else {
+            return Ok(());
+        };
+        let mut state = self.lock();
+        if state.unflushed_messages > 0 && now - state.last_flush_ms >= flush_ms {
+            Self::flush_locked(&self.dir, &mut state)?;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from `offset`, at most `max_bytes` unless `min_one` and the first
+    /// batch alone is larger (KIP-74). Never returns data at or past the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, LogError> {
+        let (file, position, available, high_watermark, log_start_offset) = {
+            let state = self.lock();
+            let empty = ReadResult {
+                records: Bytes::new(),
+                high_watermark: state.high_watermark,
+                log_start_offset: state.log_start_offset,
+            };
+            if offset < state.log_start_offset || offset > state.next_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: state.log_start_offset,
+                    end: state.next_offset,
+                });
+            }
+            if offset >= state.high_watermark {
+                return Ok(empty);
+            }
+            let mut found = None;
+            for segment in state.segments.range(..=offset).next_back().into_iter().chain(
+                state
+                    .segments
+                    .range(offset + 1..)
+                    .take(state.segments.len()),
+            ) {
+                if let Some((pos, header)) = segment.1.position_of(offset)? {
+                    found = Some((segment.1, pos, header));
+                    break;
+                }
+            }
+            let Some((segment, position, first)) = found else {
+                return Ok(empty);
+            };
+            let available = segment.size() - position;
+            let want = if min_one {
+                max_bytes.max(first.size)
+            } else {
+                max_bytes
+            };
+            (
+                segment.file(),
+                position,
+                (available as usize).min(want),
+                state.high_watermark,
+                state.log_start_offset,
+            )
+        };
+        let mut buf = vec![0u8; available];
+        file.read_exact_at(&mut buf, position)?;
+        let mut end = 0;
+        while let Some(size) = batch::peek_size(&buf[end..]) {
+            let Ok(h) = batch::parse_header_only(&buf[end..]) else {
+                break;
+            };
+            if end + size > buf.len() || h.base_offset >= high_watermark {
+                break;
+            }
+            end += size;
+        }
+        buf.truncate(end);
+        Ok(ReadResult {
+            records: Bytes::from(buf),
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// Reads the single batch at `position` of the segment starting at `base`.
+    fn read_batch(&self, base: i64, position: u64, size: usize) -> io::Result<Vec<u8>> {
+        let state = self.lock();
+        let segment = state
+            .segments
+            .get(&base)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "segment was deleted"))?;
+        segment.read_at(position, size)
+    }
+
+    /// The offset and timestamp of the first record with a timestamp at or after `timestamp`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+        let candidate = {
+            let state = self.lock();
+            let mut found = None;
+            for (base, segment) in &state.segments {
+                if segment.max_timestamp < timestamp {
+                    continue;
+                }
+                if let Some((pos, h)) = segment.find_timestamp(timestamp)? {
+                    found = Some((*base, pos, h));
+                    break;
+                }
+            }
+            found.map(|(base, pos, h)| (base, pos, h, state.log_start_offset))
+        };
+        let Some((base, pos, header, log_start)) = candidate else {
+            return Ok(None);
+        };
+        let bytes = self.read_batch(base, pos, header.size)?;
+        let records = records_in(&bytes);
+        let hit = records
+            .into_iter()
+            .find(|(offset, ts)| *ts >= timestamp && *offset >= log_start);
+        Ok(hit.or(Some((header.base_offset.max(log_start), header.max_timestamp))))
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp.
+    pub fn max_timestamp_offset(&self) -> io::Result<Option<(i64, i64)>> {
+        let max = {
+            let state = self.lock();
+            state
+                .segments
+                .values()
+                .map(|s| s.max_timestamp)
+                .max()
+                .unwrap_or(-1)
+        };
+        if max < 0 {
+            return Ok(None);
+        }
+        let hit = self.offset_for_timestamp(max)?;
+        Ok(hit.map(|(offset, _)| (offset, max)))
+    }
+
+    /// Moves the log start offset forward (DeleteRecords) and drops whole segments below it.
+    /// `-1` means the high watermark.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let mut state = self.lock();
+        let target = if offset == -1 {
+            state.high_watermark
+        } else {
+            offset
+        };
+        if target < 0 || target > state.high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: state.log_start_offset,
+                end: state.high_watermark,
+            });
+        }
+        if target > state.log_start_offset {
+            state.log_start_offset = target;
+            write_file_atomic(&self.dir.join(LOG_START_FILE), target.to_string().as_bytes())?;
+            self.drop_segments_below(&mut state, target)?;
+        }
+        Ok(state.log_start_offset)
+    }
+
+    fn drop_segments_below(&self, state: &mut LogState, offset: i64) -> io::Result<usize> {
+        let doomed: Vec<i64> = state
+            .segments
+            .iter()
+            .rev()
+            .skip(1)
+            .filter(|(_, s)| s.next_offset <= offset)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in &doomed {
+            if let Some(segment) = state.segments.remove(base) {
+                segment.delete()?;
+            }
+        }
+        Ok(doomed.len())
+    }
+
+    /// Deletes whole segments past `retention.ms` or beyond `retention.bytes`. The active
+    /// segment is rolled first when it alone has expired, so old data does not linger.
+    pub fn apply_retention(&self, now: i64) -> io::Result<usize> {
+        let config = self.config();
+        if !config.delete_enabled {
+            return Ok(0);
+        }
+        let mut state = self.lock();
+        let mut deleted = 0;
+        if config.retention_ms >= 0 {
+            let active_expired = state.segments.values().next_back().is_some_and(|s| {
+                s.size() > 0 && s.max_timestamp >= 0 && now - s.max_timestamp > config.retention_ms
+            });
+            if active_expired {
+                let base = state.next_offset;
+                let segment = Segment::create(&self.dir, base)?;
+                state.segments.insert(base, segment);
+            }
+            while state.segments.len() > 1 {
+                let (&base, first) = state.segments.iter().next().expect("non-empty");
+                if first.max_timestamp >= 0 && now - first.max_timestamp <= config.retention_ms {
+                    break;
+                }
+                let segment = state.segments.remove(&base).expect("present");
+                state.log_start_offset = state.log_start_offset.max(segment.next_offset);
+                segment.delete()?;
+                deleted += 1;
+            }
+        }
+        if config.retention_bytes >= 0 {
+            let mut total: u64 = state.segments.values().map(Segment::size).sum();
+            while state.segments.len() > 1 {
+                let (&base, first) = state.segments.iter().next().expect("non-empty");
+                if total - first.size() < config.retention_bytes as u64 {
+                    break;
+                }
+                total -= first.size();
+                let segment = state.segments.remove(&base).expect("present");
+                state.log_start_offset = state.log_start_offset.max(segment.next_offset);
+                segment.delete()?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            let start = state.log_start_offset;
+            write_file_atomic(&self.dir.join(LOG_START_FILE), start.to_string().as_bytes())?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Offsets and timestamps of the records in one stored batch, decompressing if needed.
+fn records_in(batch: &[u8]) -> Vec<(i64, i64)> {
+    let mut buf = Bytes::copy_from_slice(batch);
+    match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
+        Ok(set) => set.records.iter().map(|r| (r.offset, r.timestamp)).collect(),
+        Err(e) => {
+            warn!(error = %e, "cannot decode a stored batch for a timestamp lookup");
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::log::batch::tests::make_batch;
+
+    fn config(overrides: &[(&str, &str)]) -> LogConfig {
+        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+        let map = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LogConfig::new(&broker, &map)
+    }
+
+    fn append(log: &PartitionLog, count: i32, ts: i64) -> AppendInfo {
+        let b = make_batch(count, ts);
+        let headers = batch::validate_all(&b).unwrap();
+        log.append(&b, &headers, 0).unwrap()
+    }
+
+    #[test]
+    fn append_read_roll_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
+        for i in 0..20 {
+            assert_eq!(append(&log, 2, 1000 + i).base_offset, i * 2);
+        }
+        assert!(log.segment_count() > 3);
+        assert_eq!(log.log_end_offset(), 40);
+        let r = log.read(13, 1, true).unwrap();
+        let h = batch::validate(&r.records).unwrap();
+        assert_eq!((h.base_offset, r.high_watermark), (12, 40));
+        let first_segment = batch::validate_all(&log.read(0, 100_000, true).unwrap().records).unwrap();
+        let bases: Vec<i64> = first_segment.iter().map(|h| h.base_offset).collect();
+        assert_eq!(bases, (0..first_segment.len() as i64).map(|i| i * 2).collect::<Vec<_>>());
+        assert!(matches!(log.read(41, 10, true), Err(LogError::OffsetOutOfRange { .. })));
+        assert!(log.read(40, 10, true).unwrap().records.is_empty());
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
+        assert_eq!(log.log_end_offset(), 40);
+        assert_eq!(append(&log, 1, 5000).base_offset, 40);
+    }
+
+    #[test]
+    fn a_new_topic_id_clears_old_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config(&[]), "old").unwrap();
+        append(&log, 5, 1);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config(&[]), "new").unwrap();
+        assert_eq!(log.log_end_offset(), 0);
+    }
+
+    #[test]
+    fn delete_records_and_retention_move_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config(&[("segment.bytes", "200")]), "t").unwrap();
+        for i in 0..10 {
+            append(&log, 1, 1000 + i);
+        }
+        assert_eq!(log.delete_records_before(4).unwrap(), 4);
+        assert!(matches!(log.read(3, 100, true), Err(LogError::OffsetOutOfRange { .. })));
+        assert_eq!(batch::validate(&log.read(4, 10, true).unwrap().records).unwrap().base_offset, 4);
+        assert!(log.delete_records_before(11).is_err());
+
+        log.set_config(config(&[("segment.bytes", "200"), ("retention.ms", "100")]));
+        let deleted = log.apply_retention(1000 + 9 + 101).unwrap();
+        assert!(deleted > 0);
+        assert_eq!(log.log_start_offset(), 10);
+        assert_eq!(log.log_end_offset(), 10);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+    }
+
+    #[test]
+    fn timestamps_resolve_to_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        append(&log, 3, 100);
+        append(&log, 3, 200);
+        assert_eq!(log.offset_for_timestamp(150).unwrap(), Some((3, 200)));
+        assert_eq!(log.offset_for_timestamp(101).unwrap(), Some((1, 101)));
+        assert_eq!(log.offset_for_timestamp(999).unwrap(), None);
+        assert_eq!(log.max_timestamp_offset().unwrap(), Some((5, 202)));
+    }
+}

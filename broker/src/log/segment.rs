@@ -1,0 +1,412 @@
+//! One log segment: a file of record batches as received, with its offset and time indexes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::batch::{self, BatchHeader, HEADER_SIZE};
+use super::index::{Index, OffsetEntry, TimeEntry};
+
+/// A segment of a partition log.
+#[derive(Debug)]
+pub struct Segment {
+    /// Offset of the first batch this segment may hold (its file name).
+    pub base_offset: i64,
+    path: PathBuf,
+    file: Arc<File>,
+    size: u64,
+    offset_index: Index<OffsetEntry>,
+    time_index: Index<TimeEntry>,
+    bytes_since_index: u32,
+    /// Largest batch timestamp in the segment (-1 when empty).
+    pub max_timestamp: i64,
+    /// One past the last offset stored here.
+    pub next_offset: i64,
+    /// Wall-clock milliseconds when the segment was created or opened, for `segment.ms`.
+    pub created_ms: i64,
+}
+
+fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}.{suffix}")
+}
+
+/// Wall-clock time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What opening a segment found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenOutcome {
+    /// Every batch was intact (or not checked).
+    Clean,
+    /// A torn or corrupt tail was cut off at this byte position.
+    Truncated(u64),
+}
+
+impl Segment {
+    /// Base offsets of the segments found in `dir`, ascending.
+    pub fn list(dir: &Path) -> io::Result<Vec<i64>> {
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            }
+        }
+        bases.sort_unstable();
+        Ok(bases)
+    }
+
+    /// Creates a new empty segment starting at `base_offset`.
+    pub fn create(dir: &Path, base_offset: i64) -> io::Result<Self> {
+        let path = dir.join(file_name(base_offset, "log"));
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        Ok(Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: 0,
+            offset_index: Index::create(&dir.join(file_name(base_offset, "index")))?,
+            time_index: Index::create(&dir.join(file_name(base_offset, "timeindex")))?,
+            bytes_since_index: 0,
+            max_timestamp: -1,
+            next_offset: base_offset,
+            created_ms: now_ms(),
+        })
+    }
+
+    /// Opens an existing segment. With `recover`, every batch's CRC is checked, a bad tail is
+    /// truncated and the indexes are rebuilt; without it the indexes are loaded and rebuilt
+    /// only when missing or corrupt.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        recover: bool,
+        index_interval: u32,
+    ) -> io::Result<(Self, OpenOutcome)> {
+        let path = dir.join(file_name(base_offset, "log"));
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let size = file.metadata()?.len();
+        let index_path = dir.join(file_name(base_offset, "index"));
+        let time_path = dir.join(file_name(base_offset, "timeindex"));
+        let loaded = if recover {
+            None
+        } else {
+            let offsets = Index::<OffsetEntry>::load(&index_path, |es| {
+                es.iter().all(|e| (e.position as u64) < size)
+            })?;
+            let times = Index::<TimeEntry>::load(&time_path, |_| true)?;
+            offsets.zip(times)
+        };
+        let rebuild = loaded.is_none();
+        let (offset_index, time_index) = match loaded {
+            Some(indexes) => indexes,
+            None => (Index::create(&index_path)?, Index::create(&time_path)?),
+        };
+        let mut segment = Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size,
+            offset_index,
+            time_index,
+            bytes_since_index: 0,
+            max_timestamp: -1,
+            next_offset: base_offset,
+            created_ms: now_ms(),
+        };
+        if !rebuild {
+            let from = segment
+                .offset_index
+                .entries()
+                .last()
+                .map(|e| e.position as u64)
+                .unwrap_or(0);
+            if let Some(t) = segment.time_index.entries().last() {
+                segment.max_timestamp = t.timestamp;
+            }
+            let mut last = None;
+            segment.scan(from, false, |_, h| {
+                last = Some(h);
+                true
+            })?;
+            if let Some(h) = last {
+                segment.next_offset = h.last_offset() + 1;
+                segment.max_timestamp = segment.max_timestamp.max(h.max_timestamp);
+            }
+            return Ok((segment, OpenOutcome::Clean));
+        }
+        let mut headers = Vec::new();
+        let valid_end = segment.scan(0, recover, |pos, h| {
+            headers.push((pos, h));
+            true
+        })?;
+        for (pos, h) in headers {
+            segment.track(pos, &h, index_interval)?;
+        }
+        segment.size = valid_end;
+        if valid_end < size {
+            segment.file.set_len(valid_end)?;
+            segment.file.sync_all()?;
+            return Ok((segment, OpenOutcome::Truncated(valid_end)));
+        }
+        Ok((segment, OpenOutcome::Clean))
+    }
+    /// Walks batches from `from` to the end of the file, calling `visit(position, header)`
+    /// until it returns false. Returns the byte position after the last intact batch.
+    pub fn scan(
+        &self,
+        from: u64,
+        verify_crc: bool,
+        mut visit: impl FnMut(u64, BatchHeader) -> bool,
+    ) -> io::Result<u64> {
+        let mut reader = BufReader::with_capacity(1 << 20, ReadAt::new(&self.file, from));
+        let mut pos = from;
+        let mut buf = vec![0u8; HEADER_SIZE];
+        let end = self.file.metadata()?.len();
+        while pos + HEADER_SIZE as u64 <= end {
+            buf.resize(HEADER_SIZE, 0);
+            if reader.read_exact(&mut buf).is_err() {
+                break;
+            }
+            let Some(total) = batch::peek_size(&buf) else {
+                break;
+            };
+            if pos + total as u64 > end {
+                break;
+            }
+            let header = if verify_crc {
+                buf.resize(total, 0);
+                if reader.read_exact(&mut buf[HEADER_SIZE..]).is_err() {
+                    break;
+                }
+                batch::validate(&buf)
+            } else {
+                let parsed = batch::parse_header_only(&buf);
+                io::copy(
+                    &mut (&mut reader).take((total - HEADER_SIZE) as u64),
+                    &mut io::sink(),
+                )?;
+                parsed
+            };
+            let Ok(header) = header else {
+                break;
+            };
+            if header.base_offset < self.base_offset {
+                break;
+            }
+            if !visit(pos, header) {
+                return Ok(pos + total as u64);
+            }
+            pos += total as u64;
+        }
+        Ok(pos)
+    }
+
+    fn track(&mut self, position: u64, h: &BatchHeader, index_interval: u32) -> io::Result<()> {
+        let relative_offset = (h.base_offset - self.base_offset) as u32;
+        if self.offset_index.entries().is_empty() || self.bytes_since_index >= index_interval {
+            self.offset_index.append(OffsetEntry {
+                relative_offset,
+                position: position as u32,
+            })?;
+            if h.max_timestamp > self.max_timestamp {
+                self.time_index.append(TimeEntry {
+                    timestamp: h.max_timestamp,
+                    relative_offset,
+                })?;
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size as u32;
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        self.next_offset = h.last_offset() + 1;
+        Ok(())
+    }
+
+    /// Appends batches whose offsets are already assigned.
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        headers: &[BatchHeader],
+        index_interval: u32,
+    ) -> io::Result<()> {
+        (&*self.file).write_all(bytes)?;
+        let mut position = self.size;
+        for h in headers {
+            self.track(position, h, index_interval)?;
+            position += h.size as u64;
+        }
+        self.size = position;
+        Ok(())
+    }
+
+    /// Size of the segment file in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The segment file, shared so readers can read without holding the log lock.
+    pub fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// Position of the batch that holds `offset` (or the first batch after it).
+    pub fn position_of(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+        let relative = (offset - self.base_offset).max(0) as u32;
+        let start = self
+            .offset_index
+            .floor_by(relative, |e| e.relative_offset)
+            .map(|e| e.position as u64)
+            .unwrap_or(0);
+        let mut found = None;
+        self.scan(start, false, |pos, h| {
+            if h.last_offset() >= offset {
+                found = Some((pos, h));
+                false
+            } else {
+                true
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp`.
+    pub fn find_timestamp(&self, timestamp: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+        let start_offset = self
+            .time_index
+            .entries()
+            .iter()
+            .take_while(|e| e.timestamp < timestamp)
+            .last()
+            .map(|e| self.base_offset + e.relative_offset as i64)
+            .unwrap_or(self.base_offset);
+        let start = self
+            .position_of(start_offset)?
+            .map(|(pos, _)| pos)
+            .unwrap_or(0);
+        let mut found = None;
+        self.scan(start, false, |pos, h| {
+            if h.max_timestamp >= timestamp {
+                found = Some((pos, h));
+                false
+            } else {
+                true
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Reads `len` bytes at `position`.
+    pub fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, position)?;
+        Ok(buf)
+    }
+
+    /// Flushes data and indexes to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// Removes the segment's files.
+    pub fn delete(self) -> io::Result<()> {
+        std::fs::remove_file(&self.path)?;
+        let _ = std::fs::remove_file(self.path.with_extension("index"));
+        let _ = std::fs::remove_file(self.path.with_extension("timeindex"));
+        Ok(())
+    }
+}
+
+/// Positional reads as a `Read`, so a `BufReader` can scan a shared file.
+struct ReadAt<'a> {
+    file: &'a File,
+    position: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    fn new(file: &'a File, position: u64) -> Self {
+        ReadAt { file, position }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::{assign_offset, tests::make_batch, validate};
+
+    fn batch_at(offset: i64, count: i32, ts: i64) -> (Vec<u8>, BatchHeader) {
+        let mut b = make_batch(count, ts);
+        assign_offset(&mut b, offset, 0);
+        let h = validate(&b).unwrap();
+        (b, h)
+    }
+
+    #[test]
+    fn append_find_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Segment::create(dir.path(), 100).unwrap();
+        let mut offset = 100;
+        for i in 0..50 {
+            let (b, h) = batch_at(offset, 3, 1000 + i);
+            s.append(&b, &[h], 64).unwrap();
+            offset += 3;
+        }
+        assert_eq!(s.next_offset, 250);
+        let (_, h) = s.position_of(131).unwrap().unwrap();
+        assert_eq!(h.base_offset, 130);
+        let (_, h) = s.find_timestamp(1020).unwrap().unwrap();
+        assert_eq!(h.base_offset, 154);
+        drop(s);
+        let (s, outcome) = Segment::open(dir.path(), 100, false, 64).unwrap();
+        assert_eq!(outcome, OpenOutcome::Clean);
+        assert_eq!((s.next_offset, s.max_timestamp), (250, 1051));
+        assert_eq!(Segment::list(dir.path()).unwrap(), vec![100]);
+    }
+
+    #[test]
+    fn recovery_truncates_a_torn_tail_and_rebuilds_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Segment::create(dir.path(), 0).unwrap();
+        let (b1, h1) = batch_at(0, 2, 5);
+        let (b2, h2) = batch_at(2, 2, 6);
+        s.append(&b1, &[h1], 0).unwrap();
+        s.append(&b2, &[h2], 0).unwrap();
+        drop(s);
+        let path = dir.path().join(file_name(0, "log"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(b1.len() + b2.len() - 3);
+        bytes.extend_from_slice(b"garbage");
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::remove_file(dir.path().join(file_name(0, "index"))).unwrap();
+        let (s, outcome) = Segment::open(dir.path(), 0, true, 0).unwrap();
+        assert_eq!(outcome, OpenOutcome::Truncated(b1.len() as u64));
+        assert_eq!(s.next_offset, 2);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), b1.len() as u64);
+        assert!(s.position_of(2).unwrap().is_none());
+    }
+}

@@ -1,0 +1,181 @@
+//! The metadata state machine: applies committed records to the image, publishes each new
+//! image to the broker, and snapshots it to `metadata-snapshot.json`.
+
+use std::io::{self, Cursor};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::image::MetadataImage;
+use super::{ApplyResult, TypeConfig};
+use crate::log::write_file_atomic;
+
+type NodeId = u64;
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    image: MetadataImage,
+}
+
+/// Applies metadata records; cheap to clone for snapshot building.
+#[derive(Clone)]
+pub struct StateMachine {
+    path: PathBuf,
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    image: MetadataImage,
+    publisher: Arc<watch::Sender<Arc<MetadataImage>>>,
+}
+
+fn io_error(verb: ErrorVerb, e: io::Error) -> StorageError<NodeId> {
+    StorageError::from_io_error(ErrorSubject::StateMachine, verb, e)
+}
+
+impl StateMachine {
+    /// Restores from the snapshot in `dir` (if any); the log replays what came after it.
+    pub fn open(
+        dir: &std::path::Path,
+        publisher: Arc<watch::Sender<Arc<MetadataImage>>>,
+    ) -> io::Result<Self> {
+        let path = dir.join("metadata-snapshot.json");
+        let snapshot: Option<SnapshotFile> = match std::fs::read(&path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let mut machine = StateMachine {
+            path,
+            last_applied: None,
+            membership: Membership::default(),
+            image: MetadataImage::default(),
+            publisher,
+        };
+        if let Some(s) = snapshot {
+            machine.last_applied = s.last_applied;
+            machine.membership = s.membership;
+            machine.image = s.image;
+            machine.publish();
+        }
+        Ok(machine)
+    }
+
+    fn publish(&self) {
+        self.publisher.send_replace(Arc::new(self.image.clone()));
+    }
+
+    fn to_bytes(file: &SnapshotFile) -> io::Result<Vec<u8>> {
+        Ok(serde_json::to_vec(file)?)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let snapshot_id = match self.last_applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
+            None => "empty".to_string(),
+        };
+        let file = SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied,
+                last_membership: self.membership.clone(),
+                snapshot_id,
+            },
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            image: self.image.clone(),
+        };
+        let bytes = Self::to_bytes(&file).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        write_file_atomic(&self.path, &bytes).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta: file.meta.clone(),
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResult>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut results = Vec::new();
+        for entry in entries {
+            self.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => ApplyResult { error: None },
+                EntryPayload::Normal(record) => ApplyResult {
+                    error: self.image.apply(&record).err(),
+                },
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    ApplyResult { error: None }
+                }
+            };
+            results.push(result);
+        }
+        self.publish();
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = snapshot.into_inner();
+        let file: SnapshotFile = serde_json::from_slice(&bytes)
+            .map_err(|e| io_error(ErrorVerb::Read, io::Error::from(e)))?;
+        write_file_atomic(&self.path, &bytes).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.image = file.image;
+        self.publish();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let on_disk = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(ErrorVerb::Read, e)),
+        };
+        let file: SnapshotFile = serde_json::from_slice(&on_disk)
+            .map_err(|e| io_error(ErrorVerb::Read, io::Error::from(e)))?;
+        Ok(Some(Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(on_disk)),
+        }))
+    }
+}
