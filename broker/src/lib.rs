@@ -1,6 +1,10 @@
 //! Strom broker: a Kafka-compatible broker with KRaft metadata and a segmented log.
 
+pub mod api;
 pub mod config;
+pub mod http;
 pub mod log;
 pub mod metadata;
+pub mod network;
+pub mod server;
 pub mod topic_config;

@@ -144,6 +144,16 @@ pub fn assign_offset(buf: &mut [u8], base_offset: i64, leader_epoch: i32) {
     buf[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// Marks the batch as LogAppendTime with `now` as its max timestamp and re-seals the CRC.
+pub fn set_log_append_time(buf: &mut [u8], now: i64) {
+    let attributes = i16_at(buf, ATTRIBUTES) | 0x08;
+    buf[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    buf[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
+    let size = peek_size(buf).unwrap_or(buf.len()).min(buf.len());
+    let crc = crc32c::crc32c(&buf[ATTRIBUTES..size]);
+    buf[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Splits a produce payload into validated batch headers.
 pub fn validate_all(buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
     let mut headers = Vec::new();
@@ -197,6 +207,9 @@ pub(crate) mod tests {
         assign_offset(&mut b, 42, 7);
         let h = validate(&b).unwrap();
         assert_eq!((h.base_offset, h.last_offset()), (42, 44));
+        set_log_append_time(&mut b, 99);
+        let h = validate(&b).unwrap();
+        assert_eq!((h.max_timestamp, h.attributes & 0x08), (99, 0x08));
     }
 
     #[test]

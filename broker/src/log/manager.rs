@@ -1,0 +1,199 @@
+//! All partition logs on this broker, kept in step with the metadata image.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::PartitionLog;
+use crate::config::BrokerConfig;
+use crate::metadata::image::{MetadataImage, TopicImage};
+use crate::topic_config::LogConfig;
+
+/// A topic name and partition index.
+pub type TopicPartition = (String, i32);
+
+/// Opens, looks up, configures and deletes partition logs.
+pub struct LogManager {
+    root: PathBuf,
+    broker: Arc<BrokerConfig>,
+    logs: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
+    appended: Notify,
+}
+
+fn dir_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+/// Splits `topic-3` into its topic and partition.
+fn parse_dir_name(name: &str) -> Option<TopicPartition> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    Some((topic.to_string(), partition.parse().ok()?))
+}
+
+impl LogManager {
+    /// Uses the first `log.dirs` entry for partition data.
+    pub fn new(broker: Arc<BrokerConfig>) -> io::Result<Self> {
+        let root = broker.log_dirs[0].clone();
+        std::fs::create_dir_all(&root)?;
+        Ok(LogManager {
+            root,
+            broker,
+            logs: RwLock::new(HashMap::new()),
+            appended: Notify::new(),
+        })
+    }
+
+    /// The directory partitions live in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The open log of a partition, if this broker has it.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        self.logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// The log of a partition the image says exists, opening it on first use.
+    pub fn get_or_open(
+        &self,
+        topic: &str,
+        partition: i32,
+        image: &TopicImage,
+    ) -> io::Result<Arc<PartitionLog>> {
+        if let Some(log) = self.get(topic, partition) {
+            return Ok(log);
+        }
+        let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
+        let key = (topic.to_string(), partition);
+        if let Some(log) = logs.get(&key) {
+            return Ok(log.clone());
+        }
+        let config = LogConfig::new(&self.broker, &image.configs);
+        let log = Arc::new(PartitionLog::open(
+            &self.root.join(dir_name(topic, partition)),
+            config,
+            &image.id.to_string(),
+        )?);
+        logs.insert(key, log.clone());
+        Ok(log)
+    }
+
+    /// Opens every partition in the image, applies config changes, and deletes the logs of
+    /// topics that no longer exist (or were recreated with a new id).
+    pub fn sync_with_image(&self, image: &MetadataImage) -> io::Result<()> {
+        let stale: Vec<TopicPartition> = {
+            let logs = self.logs.read().unwrap_or_else(|e| e.into_inner());
+            logs.keys()
+                .filter(|(t, p)| {
+                    image
+                        .topics
+                        .get(t)
+                        .is_none_or(|ti| *p as usize >= ti.partitions.len())
+                })
+                .cloned()
+                .collect()
+        };
+        for key in stale {
+            self.logs
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+        for entry in std::fs::read_dir(&self.root)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some((topic, partition)) = parse_dir_name(&name) else {
+                continue;
+            };
+            if topic.starts_with("__cluster_metadata") || !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let known = image
+                .topics
+                .get(&topic)
+                .is_some_and(|t| (partition as usize) < t.partitions.len());
+            if !known {
+                info!(dir = %name, "deleting the log of a deleted topic");
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    warn!(dir = %name, error = %e, "could not delete log directory");
+                }
+            }
+        }
+        for (topic, ti) in &image.topics {
+            for (partition, p) in ti.partitions.iter().enumerate() {
+                if !p.replicas.contains(&self.broker.node_id) {
+                    continue;
+                }
+                let log = self.get_or_open(topic, partition as i32, ti)?;
+                let config = LogConfig::new(&self.broker, &ti.configs);
+                if log.config() != config {
+                    log.set_config(config);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Woken on every append, for long-polling fetches.
+    pub fn appended(&self) -> &Notify {
+        &self.appended
+    }
+
+    fn all(&self) -> Vec<(TopicPartition, Arc<PartitionLog>)> {
+        self.logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Deletes segments past retention in every log.
+    pub fn apply_retention(&self, now: i64) {
+        for ((topic, partition), log) in self.all() {
+            match log.apply_retention(now) {
+                Ok(0) => {}
+                Ok(n) => info!(%topic, partition, segments = n, "retention deleted segments"),
+                Err(e) => warn!(%topic, partition, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Flushes logs whose `flush.ms` has passed.
+    pub fn flush_due(&self, now: i64) {
+        for ((topic, partition), log) in self.all() {
+            if let Err(e) = log.flush_if_due(now) {
+                warn!(%topic, partition, error = %e, "flush failed");
+            }
+        }
+    }
+
+    /// Flushes everything and records recovery points (clean shutdown).
+    pub fn flush_all(&self) {
+        for ((topic, partition), log) in self.all() {
+            if let Err(e) = log.flush() {
+                warn!(%topic, partition, error = %e, "flush at shutdown failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_round_trip_with_dashes() {
+        assert_eq!(parse_dir_name(&dir_name("a-b-c", 12)), Some(("a-b-c".into(), 12)));
+        assert_eq!(parse_dir_name("nodash"), None);
+        assert_eq!(parse_dir_name("x-y"), None);
+    }
+}

@@ -42,6 +42,8 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// The log start offset after the append.
     pub log_start_offset: i64,
+    /// The broker time stamped on the batches, or -1 for CreateTime topics.
+    pub log_append_time: i64,
 }
 
 /// Bytes read for a fetch plus the offsets the response reports.
@@ -204,6 +206,7 @@ impl PartitionLog {
     ) -> io::Result<AppendInfo> {
         let config = self.config();
         let mut buf = records.to_vec();
+        let log_append_time = if config.log_append_time { now_ms() } else { -1 };
         let mut state = self.lock();
         let base_offset = state.next_offset;
         let mut next = base_offset;
@@ -212,10 +215,15 @@ impl PartitionLog {
         let mut messages = 0i64;
         for h in headers {
             batch::assign_offset(&mut buf[at..at + h.size], next, leader_epoch);
-            assigned.push(BatchHeader {
+            let mut stored = BatchHeader {
                 base_offset: next,
                 ..*h
-            });
+            };
+            if log_append_time >= 0 {
+                batch::set_log_append_time(&mut buf[at..at + h.size], log_append_time);
+                stored.max_timestamp = log_append_time;
+            }
+            assigned.push(stored);
             next += h.last_offset_delta as i64 + 1;
             messages += h.records_count as i64;
             at += h.size;
@@ -253,6 +261,7 @@ impl PartitionLog {
             base_offset,
             last_offset: next - 1,
             log_start_offset: state.log_start_offset,
+            log_append_time,
         })
     }
 

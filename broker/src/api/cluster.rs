@@ -1,0 +1,34 @@
+//! DescribeCluster.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, Context};
+
+/// Lists the cluster id, the active controller and the registered brokers.
+pub fn describe_cluster(ctx: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let image = ctx.controller.image();
+    let response = DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(&image.cluster_id))
+        .with_controller_id(BrokerId(ctx.controller.active_controller().unwrap_or(-1)))
+        .with_endpoint_type(request.endpoint_type);
+    if request.endpoint_type != 1 {
+        return response
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(str_bytes("only broker endpoints (type 1) are served")));
+    }
+    response.with_brokers(
+        image
+            .brokers
+            .values()
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(str_bytes(&b.host))
+                    .with_port(b.port as i32)
+                    .with_rack(b.rack.as_deref().map(str_bytes))
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,100 @@
+//! Fetch: sessionless, with long polling, size limits and isolation levels.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+
+use super::{led_partition, ApiError, Context};
+use crate::log::LogError;
+
+/// The longest a fetch waits, whatever the client asks, so a connection is never stuck.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let image = ctx.controller.image();
+    let mut total = 0usize;
+    let mut any_error = false;
+    let max_bytes = request.max_bytes.max(0) as usize;
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.topic.0.as_str();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let r = PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_aborted_transactions(Some(Vec::new()))
+                        .with_preferred_read_replica((-1).into());
+                    let outcome = (|| {
+                        let (t, _) = led_partition(ctx, &image, name, p.partition)
+                            .map_err(|e| (e, -1, -1))?;
+                        let log = ctx.logs.get_or_open(name, p.partition, t).map_err(|e| {
+                            let e = ApiError::new(ResponseError::KafkaStorageError, e.to_string());
+                            (e, -1, -1)
+                        })?;
+                        let budget = (p.partition_max_bytes.max(0) as usize)
+                            .min(max_bytes.saturating_sub(total));
+                        log.read(p.fetch_offset, budget, total == 0).map_err(|e| {
+                            let e = match e {
+                                LogError::OffsetOutOfRange { .. } => {
+                                    ApiError::from(ResponseError::OffsetOutOfRange)
+                                }
+                                LogError::Io(e) => {
+                                    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+                                }
+                            };
+                            (e, log.high_watermark(), log.log_start_offset())
+                        })
+                    })();
+                    match outcome {
+                        Ok(read) => {
+                            total += read.records.len();
+                            r.with_high_watermark(read.high_watermark)
+                                .with_last_stable_offset(read.high_watermark)
+                                .with_log_start_offset(read.log_start_offset)
+                                .with_records(Some(read.records))
+                        }
+                        Err((e, hw, start)) => {
+                            any_error = true;
+                            r.with_error_code(e.code())
+                                .with_high_watermark(hw)
+                                .with_last_stable_offset(hw)
+                                .with_log_start_offset(start)
+                        }
+                    }
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    (topics, total, any_error)
+}
+
+/// Reads from each partition; waits up to `max_wait_ms` for `min_bytes` to arrive.
+pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    loop {
+        let notified = ctx.logs.appended().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (topics, total, any_error) = read_all(ctx, &request);
+        if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
+            return FetchResponse::default().with_responses(topics);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let (topics, _, _) = read_all(ctx, &request);
+            return FetchResponse::default().with_responses(topics);
+        }
+    }
+}

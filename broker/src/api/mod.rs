@@ -1,0 +1,180 @@
+//! Kafka API handlers, one file per API family, and the table that routes requests to them.
+//! ApiVersions is generated from the same table, so it advertises exactly what is handled.
+
+mod api_versions;
+mod cluster;
+mod configs;
+mod delete_records;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod topics;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use crate::config::BrokerConfig;
+use crate::log::manager::LogManager;
+use crate::metadata::image::{MetadataImage, PartitionImage, TopicImage};
+use crate::metadata::Controller;
+
+pub use api_versions::unsupported_version_response;
+
+/// Everything a handler needs: config, the metadata quorum and the local logs.
+pub struct Context {
+    /// The broker configuration.
+    pub config: Arc<BrokerConfig>,
+    /// The metadata quorum.
+    pub controller: Arc<Controller>,
+    /// Partition logs on this broker.
+    pub logs: Arc<LogManager>,
+    /// Frames that could not be decoded; each closed its connection.
+    pub malformed_requests: AtomicU64,
+}
+
+/// The APIs this broker implements, with version ranges.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported version range of an API, if it is implemented.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// A request kind that reached dispatch without a handler (a routing bug, never a client's).
+#[derive(Debug, thiserror::Error)]
+#[error("no handler for {0:?}")]
+pub struct NoHandler(pub ApiKey);
+
+/// Runs one decoded request. `Ok(None)` means no response is sent (produce with acks=0).
+pub async fn handle(
+    ctx: &Context,
+    api_key: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> Result<Option<ResponseKind>, NoHandler> {
+    let response = match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
+        RequestKind::Produce(r) => match produce::handle(ctx, r).await {
+            Some(response) => ResponseKind::Produce(response),
+            None => return Ok(None),
+        },
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version)),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(topics::create_topics(ctx, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(topics::delete_topics(ctx, r, version).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(topics::create_partitions(ctx, r).await)
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(ctx, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe(ctx, r, version))
+        }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(ctx, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, r))
+        }
+        _ => return Err(NoHandler(api_key)),
+    };
+    Ok(Some(response))
+}
+
+/// A Kafka error: code plus an optional message for the response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The protocol error.
+    pub error: ResponseError,
+    /// Human-readable detail, where the response carries one.
+    pub message: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a message.
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        ApiError {
+            error,
+            message: Some(message.into()),
+        }
+    }
+
+    /// The error code.
+    pub fn code(&self) -> i16 {
+        self.error.code()
+    }
+
+    /// The message as the wire type.
+    pub fn message(&self) -> Option<StrBytes> {
+        self.message.clone().map(StrBytes::from_string)
+    }
+}
+
+impl From<ResponseError> for ApiError {
+    fn from(error: ResponseError) -> Self {
+        ApiError {
+            error,
+            message: None,
+        }
+    }
+}
+
+/// Wire string from a Rust string.
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Wire topic name from a Rust string.
+pub fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// Looks up a partition this broker must lead, with Kafka's errors when it cannot.
+pub fn led_partition<'a>(
+    ctx: &Context,
+    image: &'a MetadataImage,
+    topic: &str,
+    partition: i32,
+) -> Result<(&'a TopicImage, &'a PartitionImage), ApiError> {
+    let t = image
+        .topics
+        .get(topic)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let p = usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.partitions.get(i))
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if p.leader != ctx.config.node_id {
+        return Err(ResponseError::NotLeaderOrFollower.into());
+    }
+    Ok((t, p))
+}

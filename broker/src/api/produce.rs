@@ -1,0 +1,108 @@
+//! Produce: validate batches, assign offsets, append.
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use tracing::warn;
+
+use super::{led_partition, ApiError, Context};
+use crate::log::batch::{self, BatchError};
+use crate::log::AppendInfo;
+use crate::topic_config::LogConfig;
+
+fn append_partition(
+    ctx: &Context,
+    acks: i16,
+    topic: &str,
+    partition: i32,
+    records: Option<&bytes::Bytes>,
+) -> Result<AppendInfo, ApiError> {
+    let image = ctx.controller.image();
+    let (t, p) = led_partition(ctx, &image, topic, partition)?;
+    let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
+        ApiError::new(ResponseError::CorruptMessage, "produce request without records")
+    })?;
+    let headers = batch::validate_all(records).map_err(|e| match e {
+        BatchError::Magic(m) => ApiError::new(
+            ResponseError::UnsupportedForMessageFormat,
+            format!("message format v{m} is not supported; v2 is required"),
+        ),
+        other => ApiError::new(ResponseError::CorruptMessage, other.to_string()),
+    })?;
+    let log = ctx
+        .logs
+        .get_or_open(topic, partition, t)
+        .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+    let config: LogConfig = log.config();
+    if let Some(big) = headers.iter().find(|h| h.size > config.max_message_bytes) {
+        return Err(ApiError::new(
+            ResponseError::MessageTooLarge,
+            format!(
+                "batch of {} bytes is larger than max.message.bytes {}",
+                big.size, config.max_message_bytes
+            ),
+        ));
+    }
+    if acks == -1 {
+        let min_isr = t
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(ctx.config.int("min.insync.replicas") as usize);
+        if p.isr.len() < min_isr {
+            return Err(ApiError::new(
+                ResponseError::NotEnoughReplicas,
+                format!("ISR has {} replicas, min.insync.replicas is {min_isr}", p.isr.len()),
+            ));
+        }
+    }
+    log.append(records, &headers, p.leader_epoch).map_err(|e| {
+        warn!(%topic, partition, error = %e, "append failed");
+        ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+    })
+}
+
+/// Appends every partition's batches; `None` for acks=0, which gets no response.
+pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let mut appended = false;
+    for topic in &request.topic_data {
+        let name = topic.name.0.as_str();
+        let partitions = topic
+            .partition_data
+            .iter()
+            .map(|pd| {
+                let outcome = if !matches!(acks, -1..=1) {
+                    Err(ApiError::from(ResponseError::InvalidRequiredAcks))
+                } else {
+                    append_partition(ctx, acks, name, pd.index, pd.records.as_ref())
+                };
+                let r = PartitionProduceResponse::default().with_index(pd.index);
+                match outcome {
+                    Ok(info) => {
+                        appended = true;
+                        r.with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time)
+                            .with_log_start_offset(info.log_start_offset)
+                    }
+                    Err(e) => r
+                        .with_error_code(e.code())
+                        .with_error_message(e.message())
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1),
+                }
+            })
+            .collect();
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_partition_responses(partitions),
+        );
+    }
+    if appended {
+        ctx.logs.appended().notify_waiters();
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}

@@ -1,0 +1,382 @@
+//! CreateTopics, DeleteTopics and CreatePartitions, plus the topic creation that Metadata's
+//! auto-create shares.
+
+use std::collections::{BTreeMap, HashSet};
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse,
+};
+use kafka_protocol::ResponseError;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::configs::topic_entries;
+use super::{str_bytes, topic_name, ApiError, Context};
+use crate::metadata::image::{place_replicas, MetadataRecord};
+use crate::metadata::ControllerError;
+use crate::topic_config::validate_topic_config;
+
+/// Kafka's rules for topic names.
+pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    let invalid = |why: &str| {
+        Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("Topic name \"{name}\" is illegal, {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return invalid("it can't be empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("it can't be \".\" or \"..\"");
+    }
+    if name.len() > 249 {
+        return invalid("it can't be longer than 249 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return invalid("it contains a character other than ASCII alphanumerics, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+fn controller_error(e: ControllerError) -> ApiError {
+    match e {
+        ControllerError::Rejected(reason) if reason.contains("already exists") => {
+            ApiError::new(ResponseError::TopicAlreadyExists, reason)
+        }
+        ControllerError::Rejected(reason) if reason.contains("does not exist") => {
+            ApiError::new(ResponseError::UnknownTopicOrPartition, reason)
+        }
+        ControllerError::Rejected(reason) => ApiError::new(ResponseError::InvalidRequest, reason),
+        other => ApiError::new(ResponseError::RequestTimedOut, other.to_string()),
+    }
+}
+
+/// What a new topic should look like.
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Partition count, -1 for `num.partitions`.
+    pub partitions: i32,
+    /// Replication factor, -1 for `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Explicit replica assignments (partition index order), if given.
+    pub assignments: Vec<Vec<i32>>,
+    /// Config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Validates and (unless `validate_only`) creates a topic; returns its id and shape.
+pub async fn create_topic(
+    ctx: &Context,
+    spec: TopicSpec,
+    validate_only: bool,
+) -> Result<(Uuid, i32, i16), ApiError> {
+    validate_topic_name(&spec.name)?;
+    let image = ctx.controller.image();
+    if image.topics.contains_key(&spec.name) {
+        return Err(ApiError::new(
+            ResponseError::TopicAlreadyExists,
+            format!("Topic '{}' already exists.", spec.name),
+        ));
+    }
+    for (key, value) in &spec.configs {
+        validate_topic_config(key, value)
+            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+    }
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let assignments = if spec.assignments.is_empty() {
+        let partitions = if spec.partitions == -1 {
+            ctx.config.int("num.partitions")
+        } else {
+            spec.partitions
+        };
+        let rf = if spec.replication_factor == -1 {
+            ctx.config.int("default.replication.factor") as i16
+        } else {
+            spec.replication_factor
+        };
+        if partitions < 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                "Number of partitions must be larger than 0.",
+            ));
+        }
+        if rf < 1 || rf as usize > brokers.len() {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "Unable to replicate the partition {rf} time(s): the number of brokers \
+                     available is {}.",
+                    brokers.len()
+                ),
+            ));
+        }
+        let start = image.topics.len() % brokers.len();
+        place_replicas(&brokers, start, partitions as usize, rf as usize)
+    } else {
+        check_assignments(&spec.assignments, &brokers)?;
+        spec.assignments
+    };
+    let id = Uuid::new_v4();
+    let shape = (id, assignments.len() as i32, assignments[0].len() as i16);
+    if validate_only {
+        return Ok(shape);
+    }
+    ctx.controller
+        .propose(MetadataRecord::CreateTopic {
+            name: spec.name.clone(),
+            id,
+            assignments,
+            configs: spec.configs,
+        })
+        .await
+        .map_err(controller_error)?;
+    sync_logs(ctx);
+    info!(topic = %spec.name, partitions = shape.1, "created topic");
+    Ok(shape)
+}
+
+fn check_assignments(assignments: &[Vec<i32>], brokers: &[i32]) -> Result<(), ApiError> {
+    let rf = assignments[0].len();
+    for replicas in assignments {
+        let distinct: HashSet<_> = replicas.iter().collect();
+        if replicas.is_empty() || replicas.len() != rf || distinct.len() != replicas.len() {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicaAssignment,
+                "every partition needs the same number of distinct replicas",
+            ));
+        }
+        if let Some(unknown) = replicas.iter().find(|b| !brokers.contains(b)) {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!("broker {unknown} is not registered"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Brings local logs in line with the image right after a change this broker made.
+fn sync_logs(ctx: &Context) {
+    if let Err(e) = ctx.logs.sync_with_image(&ctx.controller.image()) {
+        warn!(error = %e, "could not apply a metadata change to local logs");
+    }
+}
+
+/// CreateTopics.
+pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut seen = HashSet::new();
+    let mut results = Vec::new();
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
+        let outcome = if !seen.insert(name.clone()) {
+            Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("Create topics request from client contains duplicate topic {name}"),
+            ))
+        } else {
+            let mut assignments: Vec<_> = topic.assignments.iter().collect();
+            assignments.sort_by_key(|a| a.partition_index);
+            let spec = TopicSpec {
+                name: name.clone(),
+                partitions: topic.num_partitions,
+                replication_factor: topic.replication_factor,
+                assignments: assignments
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect(),
+                configs: topic
+                    .configs
+                    .iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect(),
+            };
+            let configs = spec.configs.clone();
+            create_topic(ctx, spec, request.validate_only)
+                .await
+                .map(|shape| (shape, configs))
+        };
+        match outcome {
+            Ok(((id, partitions, rf), configs)) => {
+                result = result
+                    .with_topic_id(id)
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(rf)
+                    .with_configs(Some(
+                        topic_entries(ctx, &configs, None)
+                            .into_iter()
+                            .map(|e| {
+                                CreatableTopicConfigs::default()
+                                    .with_name(str_bytes(e.name))
+                                    .with_value(e.value.as_deref().map(str_bytes))
+                                    .with_config_source(e.source)
+                            })
+                            .collect(),
+                    ));
+            }
+            Err(e) => {
+                result = result
+                    .with_error_code(e.code())
+                    .with_error_message(e.message())
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1);
+            }
+        }
+        results.push(result);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+/// DeleteTopics, by name (all versions) or by topic id (v6).
+pub async fn delete_topics(
+    ctx: &Context,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    let image = ctx.controller.image();
+    let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        request
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+            .collect()
+    };
+    let mut responses = Vec::new();
+    for (name, id) in targets {
+        let resolved = match &name {
+            Some(n) => image.topics.get(n).map(|t| (n.clone(), t.id)),
+            None => image.topic_name_by_id(id).map(|n| (n.to_string(), id)),
+        };
+        let mut result = DeletableTopicResult::default()
+            .with_name(name.as_deref().map(topic_name))
+            .with_topic_id(id);
+        let outcome = match resolved {
+            None if name.is_none() => Err(ApiError::from(ResponseError::UnknownTopicId)),
+            None => Err(ApiError::from(ResponseError::UnknownTopicOrPartition)),
+            Some((n, topic_id)) => {
+                result = result
+                    .with_name(Some(topic_name(&n)))
+                    .with_topic_id(topic_id);
+                ctx.controller
+                    .propose(MetadataRecord::DeleteTopic { name: n.clone() })
+                    .await
+                    .map_err(controller_error)
+                    .map(|_| info!(topic = %n, "deleted topic"))
+            }
+        };
+        if let Err(e) = outcome {
+            result = result
+                .with_error_code(e.code())
+                .with_error_message(e.message());
+        }
+        responses.push(result);
+    }
+    sync_logs(ctx);
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// CreatePartitions: only ever grows a topic.
+pub async fn create_partitions(
+    ctx: &Context,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::new();
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let image = ctx.controller.image();
+        let outcome = async {
+            let t = image.topics.get(&name).ok_or_else(|| {
+                ApiError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("The topic '{name}' does not exist."),
+                )
+            })?;
+            let current = t.partitions.len() as i32;
+            if topic.count <= current {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "Topic currently has {current} partitions, which is higher than or \
+                         equal to the requested {}.",
+                        topic.count
+                    ),
+                ));
+            }
+            let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+            let added = (topic.count - current) as usize;
+            let assignments = match &topic.assignments {
+                Some(given) if !given.is_empty() => {
+                    let a: Vec<Vec<i32>> = given
+                        .iter()
+                        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                        .collect();
+                    if a.len() != added {
+                        return Err(ApiError::new(
+                            ResponseError::InvalidReplicaAssignment,
+                            format!("{} assignments given for {added} new partitions", a.len()),
+                        ));
+                    }
+                    check_assignments(&a, &brokers)?;
+                    a
+                }
+                _ => {
+                    let rf = t.partitions[0].replicas.len().min(brokers.len());
+                    place_replicas(&brokers, current as usize, added, rf)
+                }
+            };
+            if request.validate_only {
+                return Ok(());
+            }
+            ctx.controller
+                .propose(MetadataRecord::CreatePartitions {
+                    name: name.clone(),
+                    assignments,
+                })
+                .await
+                .map_err(controller_error)?;
+            sync_logs(ctx);
+            info!(topic = %name, partitions = topic.count, "added partitions");
+            Ok(())
+        }
+        .await;
+        let mut result = CreatePartitionsTopicResult::default().with_name(topic.name);
+        if let Err(e) = outcome {
+            result = result
+                .with_error_code(e.code())
+                .with_error_message(e.message());
+        }
+        results.push(result);
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
+            let e = validate_topic_name(bad).unwrap_err();
+            assert_eq!(e.error, ResponseError::InvalidTopicException, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Client listener: length-prefixed Kafka frames, one request at a time per connection
+//! (so responses leave in request order), decoded and encoded with `kafka-protocol`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::api::{self, Context};
+
+/// Why a frame closed its connection.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The size prefix is negative or above `socket.request.max.bytes`.
+    #[error("frame size {0} is outside 1..={1} (socket.request.max.bytes)")]
+    Size(i32, usize),
+    /// Too short to hold a request header.
+    #[error("frame of {0} bytes is too short for a request header")]
+    Short(usize),
+    /// An API key this broker does not know.
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    /// A known API at a version outside the advertised range.
+    #[error("{0:?} v{1} is not supported")]
+    UnsupportedVersion(ApiKey, i16),
+    /// The header or body did not decode.
+    #[error("cannot decode {0}: {1}")]
+    Decode(&'static str, String),
+    /// The response did not encode.
+    #[error("cannot encode response: {0}")]
+    Encode(String),
+    /// A routed API without a handler.
+    #[error(transparent)]
+    NoHandler(#[from] api::NoHandler),
+}
+
+/// Accepts connections until `shutdown` flips.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(connection(stream, peer, ctx.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let max = ctx.config.int("socket.request.max.bytes") as usize;
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    loop {
+        let size = tokio::select! {
+            size = reader.read_i32() => match size {
+                Ok(size) => size,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        if size <= 0 || size as usize > max {
+            return malformed(&ctx, peer, FrameError::Size(size, max));
+        }
+        let mut frame = BytesMut::zeroed(size as usize);
+        if reader.read_exact(&mut frame).await.is_err() {
+            return;
+        }
+        match process(&ctx, frame.freeze()).await {
+            Ok(Some(response)) => {
+                if writer.write_all(&response).await.is_err() {
+                    return;
+                }
+                if reader.buffer().is_empty() && writer.flush().await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = writer.flush().await;
+                return malformed(&ctx, peer, e);
+            }
+        }
+    }
+}
+
+fn malformed(ctx: &Context, peer: SocketAddr, error: FrameError) {
+    ctx.malformed_requests.fetch_add(1, Ordering::Relaxed);
+    warn!(%peer, %error, "closing connection after a bad request");
+}
+
+/// Decodes one request frame, runs it, and returns the encoded response frame.
+pub async fn process(ctx: &Context, mut frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+    if frame.len() < 8 {
+        return Err(FrameError::Short(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api_key = ApiKey::try_from(raw_key).map_err(|_| FrameError::UnknownApi(raw_key))?;
+    let (min, max) = api::supported_range(api_key)
+        .ok_or(FrameError::UnsupportedVersion(api_key, version))?;
+    if api_key == ApiKey::ApiVersions && version > max {
+        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let response = ResponseKind::ApiVersions(api::unsupported_version_response());
+        return encode(correlation_id, api_key, 0, &response).map(Some);
+    }
+    if version < min || version > max {
+        return Err(FrameError::UnsupportedVersion(api_key, version));
+    }
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
+        .map_err(|e| FrameError::Decode("request header", e.to_string()))?;
+    let request = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| FrameError::Decode("request body", format!("{api_key:?} v{version}: {e}")))?;
+    debug!(?api_key, version, correlation_id = header.correlation_id, "request");
+    let Some(response) = api::handle(ctx, api_key, version, request).await? else {
+        return Ok(None);
+    };
+    encode(header.correlation_id, api_key, version, &response).map(Some)
+}
+
+fn encode(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    response: &ResponseKind,
+) -> Result<Bytes, FrameError> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, api_key.response_header_version(version))
+        .map_err(|e| FrameError::Encode(e.to_string()))?;
+    response
+        .encode(&mut buf, version)
+        .map_err(|e| FrameError::Encode(e.to_string()))?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}

@@ -1,0 +1,226 @@
+//! Starts and stops a broker: listeners, metadata quorum, logs and background tasks.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::api::Context;
+use crate::config::{BrokerConfig, Role};
+use crate::log::manager::LogManager;
+use crate::log::segment::now_ms;
+use crate::metadata::image::{BrokerRegistration, MetadataRecord};
+use crate::metadata::{Controller, ControllerError};
+use crate::{http, network};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not bind.
+    #[error("cannot listen on {address} ({name}): {source}")]
+    Bind {
+        name: String,
+        address: String,
+        source: std::io::Error,
+    },
+    /// The metadata quorum failed.
+    #[error(transparent)]
+    Metadata(#[from] ControllerError),
+    /// The log directory could not be used.
+    #[error("log directory {path}: {source}")]
+    Storage {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A configuration this build cannot run yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A running broker.
+pub struct Server {
+    /// Where clients connect.
+    pub client_address: SocketAddr,
+    /// Where `/healthz` and `/readyz` answer.
+    pub http_address: SocketAddr,
+    context: Arc<Context>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(name: &str, address: String) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(&address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            name: name.to_string(),
+            address,
+            source,
+        })
+}
+
+impl Server {
+    /// Binds the listeners, joins the metadata quorum, recovers the logs and starts serving.
+    pub async fn start(mut config: BrokerConfig) -> Result<Server, ServerError> {
+        if !(config.has_role(Role::Broker) && config.has_role(Role::Controller)) {
+            return Err(ServerError::Unsupported(
+                "process.roles must be `broker,controller` in this build: dedicated brokers \
+                 and controllers need the multi-node quorum"
+                    .into(),
+            ));
+        }
+        let client = config
+            .client_listener()
+            .cloned()
+            .expect("validated: brokers have a client listener");
+        let listener = bind(&client.name, client.bind_address()).await?;
+        let client_address = listener.local_addr().map_err(|source| ServerError::Bind {
+            name: client.name.clone(),
+            address: client.bind_address(),
+            source,
+        })?;
+        config.set_bound_port(&client.name, client_address.port());
+        let http_listener = bind("metrics.listener", config.metrics_listener.to_string()).await?;
+        let http_address = http_listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind {
+                name: "metrics.listener".into(),
+                address: config.metrics_listener.to_string(),
+                source,
+            })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ready = Arc::new(AtomicBool::new(false));
+        let mut tasks = vec![tokio::spawn({
+            let ready = ready.clone();
+            let shutdown = shutdown_rx.clone();
+            async move {
+                if let Err(e) = http::serve(http_listener, ready, shutdown).await {
+                    warn!(error = %e, "health listener stopped");
+                }
+            }
+        })];
+
+        let config = Arc::new(config);
+        let controller = Arc::new(Controller::start(&config).await?);
+        let advertised = config
+            .advertised_listeners
+            .iter()
+            .find(|l| l.name == client.name)
+            .or(config.advertised_listeners.first())
+            .cloned()
+            .unwrap_or(client.clone());
+        let registration = BrokerRegistration {
+            id: config.node_id,
+            host: advertised.host,
+            port: advertised.port,
+            rack: None,
+        };
+        if controller.image().brokers.get(&config.node_id) != Some(&registration) {
+            controller
+                .propose(MetadataRecord::RegisterBroker(registration))
+                .await?;
+        }
+        let storage = |source| ServerError::Storage {
+            path: config.log_dirs[0].display().to_string(),
+            source,
+        };
+        let logs = Arc::new(LogManager::new(config.clone()).map_err(storage)?);
+        logs.sync_with_image(&controller.image()).map_err(storage)?;
+        let context = Arc::new(Context {
+            config: config.clone(),
+            controller: controller.clone(),
+            logs: logs.clone(),
+            malformed_requests: AtomicU64::new(0),
+        });
+        tasks.push(tokio::spawn(follow_metadata(
+            controller.subscribe(),
+            logs.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(housekeeping(
+            config.clone(),
+            logs,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(network::serve(
+            listener,
+            context.clone(),
+            shutdown_rx,
+        )));
+        ready.store(true, Ordering::Release);
+        info!(%client_address, %http_address, node_id = config.node_id, "broker serving");
+        Ok(Server {
+            client_address,
+            http_address,
+            context,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// How many malformed frames closed their connection.
+    pub fn malformed_requests(&self) -> u64 {
+        self.context.malformed_requests.load(Ordering::Relaxed)
+    }
+
+    /// Stops serving, flushes the logs and records their recovery points.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                warn!("a task did not stop within 10s");
+            }
+        }
+        self.context.logs.flush_all();
+        self.context.controller.shutdown().await;
+        info!("broker stopped");
+    }
+}
+
+/// Applies every new metadata image to the local logs (deletes, config changes).
+async fn follow_metadata(
+    mut images: watch::Receiver<Arc<crate::metadata::image::MetadataImage>>,
+    logs: Arc<LogManager>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = images.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let image = images.borrow_and_update().clone();
+                if let Err(e) = logs.sync_with_image(&image) {
+                    warn!(error = %e, "could not apply metadata to local logs");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Retention and time-based flushing on their configured intervals.
+async fn housekeeping(
+    config: Arc<BrokerConfig>,
+    logs: Arc<LogManager>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let retention_every = Duration::from_millis(config.long("log.retention.check.interval.ms") as u64);
+    let flush_every = Duration::from_millis(config.long("log.flush.scheduler.interval.ms") as u64);
+    let mut retention = tokio::time::interval(retention_every);
+    let mut flush = tokio::time::interval(flush_every);
+    loop {
+        tokio::select! {
+            _ = retention.tick() => logs.apply_retention(now_ms()),
+            _ = flush.tick() => logs.flush_due(now_ms()),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
