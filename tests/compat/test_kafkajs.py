@@ -1,0 +1,25 @@
+"""kafkajs: admin and producer from the getting-started walkthrough."""
+
+import json
+import subprocess
+from pathlib import Path
+
+SCRIPT = Path(__file__).parent / "kafkajs" / "admin_producer.js"
+
+
+def test_admin_and_producer(broker, topic):
+    run = subprocess.run(["node", str(SCRIPT), broker.bootstrap, topic],
+                         capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()
+    out = json.loads(run.stdout)
+    assert out["created"] is True
+    assert [b["nodeId"] for b in out["cluster"]["brokers"]] == [1]
+    assert out["cluster"]["controller"] == 1
+    assert all(a["errorCode"] == 0 for a in out["acks"])
+    high = {o["partition"]: int(o["high"]) for o in out["offsets"]}
+    assert sum(high.values()) == 20
+    assert {o["partition"] for o in out["byTime"]} == {0, 1}
+    entries = {e["configName"]: e["configValue"] for e in out["configs"]["resources"][0]["configEntries"]}
+    assert entries["cleanup.policy"] == "delete"
+    assert len(out["metadata"]["topics"][0]["partitions"]) == 3
+    assert topic not in out["remaining"]
