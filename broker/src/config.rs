@@ -122,7 +122,11 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("log.message.timestamp.type", Text, "CreateTime"),
     def("message.max.bytes", Int(0), "1048588"),
     def("socket.request.max.bytes", Int(1), "104857600"),
-    def("log.flush.interval.messages", Long(1), "9223372036854775807"),
+    def(
+        "log.flush.interval.messages",
+        Long(1),
+        "9223372036854775807",
+    ),
     unset("log.flush.interval.ms", Long(0)),
     def("log.flush.scheduler.interval.ms", Long(1), "1000"),
     def("compression.type", Text, "producer"),
@@ -244,7 +248,12 @@ impl BrokerConfig {
     fn from_map(raw: BTreeMap<String, (String, String)>) -> Result<Self, ConfigError> {
         let mut values: BTreeMap<&'static str, (Option<String>, ValueSource)> = PROPERTIES
             .iter()
-            .map(|p| (p.name, (p.default.map(str::to_string), ValueSource::Default)))
+            .map(|p| {
+                (
+                    p.name,
+                    (p.default.map(str::to_string), ValueSource::Default),
+                )
+            })
             .collect();
         for (key, (value, source_name)) in raw {
             let def = property(&key).ok_or_else(|| ConfigError::UnknownKey {
@@ -391,9 +400,7 @@ impl BrokerConfig {
 
     /// Every property with its current value, in name order.
     pub fn entries(&self) -> impl Iterator<Item = (&'static str, Option<&str>, ValueSource)> {
-        self.values
-            .iter()
-            .map(|(k, (v, s))| (*k, v.as_deref(), *s))
+        self.values.iter().map(|(k, (v, s))| (*k, v.as_deref(), *s))
     }
 
     /// A property as text; panics on unknown keys, which are a programming error.
@@ -566,7 +573,11 @@ fn parse_voters(entries: &[String]) -> Result<Vec<Voter>, ConfigError> {
 mod tests {
     use super::*;
 
-    fn load(file: &str, env: &[(&str, &str)], overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
+    fn load(
+        file: &str,
+        env: &[(&str, &str)],
+        overrides: &[&str],
+    ) -> Result<BrokerConfig, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("server.properties");
         std::fs::write(&path, file).unwrap();
@@ -582,7 +593,10 @@ mod tests {
         let c = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
         assert_eq!(c.node_id, 1);
         assert_eq!(c.roles, vec![Role::Broker, Role::Controller]);
-        assert_eq!(c.client_listener().unwrap().bind_address(), "localhost:9092");
+        assert_eq!(
+            c.client_listener().unwrap().bind_address(),
+            "localhost:9092"
+        );
         assert_eq!(c.controller_listener().unwrap().port, 9093);
         assert_eq!(c.advertised_listeners.len(), 1);
         assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
@@ -594,7 +608,11 @@ mod tests {
     fn later_sources_win() {
         let c = load(
             "# comment\nnum.partitions=3\nlog.dirs=/from/file\nlog.segment.bytes = 2048\n",
-            &[("STROM_LOG_DIRS", "/from/env"), ("STROM_NUM_PARTITIONS", "4"), ("OTHER", "x")],
+            &[
+                ("STROM_LOG_DIRS", "/from/env"),
+                ("STROM_NUM_PARTITIONS", "4"),
+                ("OTHER", "x"),
+            ],
             &["num.partitions=5"],
         )
         .unwrap();
@@ -613,36 +631,75 @@ mod tests {
 
     #[test]
     fn bad_values_name_key_and_reason() {
-        let err = load("", &[], &["num.partitions=zero"]).unwrap_err().to_string();
-        assert!(err.contains("num.partitions") && err.contains("not a 32-bit integer"), "{err}");
-        let err = load("", &[], &["num.partitions=0"]).unwrap_err().to_string();
+        let err = load("", &[], &["num.partitions=zero"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("num.partitions") && err.contains("not a 32-bit integer"),
+            "{err}"
+        );
+        let err = load("", &[], &["num.partitions=0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least 1"), "{err}");
-        let err = load("", &[], &["auto.create.topics.enable=yes"]).unwrap_err().to_string();
+        let err = load("", &[], &["auto.create.topics.enable=yes"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("auto.create.topics.enable"), "{err}");
-        let err = load("", &[], &["listeners=localhost:9092"]).unwrap_err().to_string();
-        assert!(err.contains("listeners") && err.contains("NAME://"), "{err}");
+        let err = load("", &[], &["listeners=localhost:9092"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listeners") && err.contains("NAME://"),
+            "{err}"
+        );
         let err = load("garbage line\n", &[], &[]).unwrap_err().to_string();
         assert!(err.contains(":1:"), "{err}");
     }
 
     #[test]
     fn voters_are_validated() {
-        let err = load("", &[], &["controller.quorum.voters=1@host"]).unwrap_err().to_string();
-        assert!(err.contains("controller.quorum.voters") && err.contains("id@host:port"), "{err}");
-        let err = load("", &[], &["controller.quorum.voters=2@h:1"]).unwrap_err().to_string();
+        let err = load("", &[], &["controller.quorum.voters=1@host"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("controller.quorum.voters") && err.contains("id@host:port"),
+            "{err}"
+        );
+        let err = load("", &[], &["controller.quorum.voters=2@h:1"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a voter"), "{err}");
-        let err = load("", &[], &["process.roles=broker"]).unwrap_err().to_string();
+        let err = load("", &[], &["process.roles=broker"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no controller role"), "{err}");
         let c = load("", &[], &["controller.quorum.voters=1@a:1,2@b:2,3@c:3"]).unwrap();
-        assert_eq!(c.voters[2], Voter { id: 3, host: "c".into(), port: 3 });
+        assert_eq!(
+            c.voters[2],
+            Voter {
+                id: 3,
+                host: "c".into(),
+                port: 3
+            }
+        );
     }
 
     #[test]
     fn advertised_listeners_default_to_client_listeners() {
-        let c = load("", &[], &["listeners=PLAINTEXT://:19092,CONTROLLER://:19093"]).unwrap();
+        let c = load(
+            "",
+            &[],
+            &["listeners=PLAINTEXT://:19092,CONTROLLER://:19093"],
+        )
+        .unwrap();
         assert_eq!(
             c.advertised_listeners,
-            vec![Listener { name: "PLAINTEXT".into(), host: "localhost".into(), port: 19092 }]
+            vec![Listener {
+                name: "PLAINTEXT".into(),
+                host: "localhost".into(),
+                port: 19092
+            }]
         );
         assert_eq!(c.client_listener().unwrap().bind_address(), "0.0.0.0:19092");
     }

@@ -117,8 +117,8 @@ pub async fn process(ctx: &Context, mut frame: Bytes) -> Result<Option<Bytes>, F
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let api_key = ApiKey::try_from(raw_key).map_err(|_| FrameError::UnknownApi(raw_key))?;
-    let (min, max) = api::supported_range(api_key)
-        .ok_or(FrameError::UnsupportedVersion(api_key, version))?;
+    let (min, max) =
+        api::supported_range(api_key).ok_or(FrameError::UnsupportedVersion(api_key, version))?;
     if api_key == ApiKey::ApiVersions && version > max {
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
         let response = ResponseKind::ApiVersions(api::unsupported_version_response());
@@ -131,7 +131,12 @@ pub async fn process(ctx: &Context, mut frame: Bytes) -> Result<Option<Bytes>, F
         .map_err(|e| FrameError::Decode("request header", e.to_string()))?;
     let request = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| FrameError::Decode("request body", format!("{api_key:?} v{version}: {e}")))?;
-    debug!(?api_key, version, correlation_id = header.correlation_id, "request");
+    debug!(
+        ?api_key,
+        version,
+        correlation_id = header.correlation_id,
+        "request"
+    );
     let Some(response) = api::handle(ctx, api_key, version, request).await? else {
         return Ok(None);
     };

@@ -212,7 +212,8 @@ async fn housekeeping(
     logs: Arc<LogManager>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let retention_every = Duration::from_millis(config.long("log.retention.check.interval.ms") as u64);
+    let retention_every =
+        Duration::from_millis(config.long("log.retention.check.interval.ms") as u64);
     let flush_every = Duration::from_millis(config.long("log.flush.scheduler.interval.ms") as u64);
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(flush_every);

@@ -36,23 +36,63 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         choices: &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"],
         ..t("compression.type", "compression.type", PropertyType::Text)
     },
-    t("delete.retention.ms", "log.cleaner.delete.retention.ms", PropertyType::Long(0)),
-    t("flush.messages", "log.flush.interval.messages", PropertyType::Long(1)),
+    t(
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        PropertyType::Long(0),
+    ),
+    t(
+        "flush.messages",
+        "log.flush.interval.messages",
+        PropertyType::Long(1),
+    ),
     t("flush.ms", "log.flush.interval.ms", PropertyType::Long(0)),
-    t("index.interval.bytes", "log.index.interval.bytes", PropertyType::Int(0)),
-    t("max.message.bytes", "message.max.bytes", PropertyType::Int(0)),
+    t(
+        "index.interval.bytes",
+        "log.index.interval.bytes",
+        PropertyType::Int(0),
+    ),
+    t(
+        "max.message.bytes",
+        "message.max.bytes",
+        PropertyType::Int(0),
+    ),
     TopicConfigDef {
         choices: &["CreateTime", "LogAppendTime"],
-        ..t("message.timestamp.type", "log.message.timestamp.type", PropertyType::Text)
+        ..t(
+            "message.timestamp.type",
+            "log.message.timestamp.type",
+            PropertyType::Text,
+        )
     },
-    t("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", PropertyType::Ratio),
-    t("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", PropertyType::Long(0)),
-    t("min.insync.replicas", "min.insync.replicas", PropertyType::Int(1)),
-    t("retention.bytes", "log.retention.bytes", PropertyType::Long(-1)),
+    t(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        PropertyType::Ratio,
+    ),
+    t(
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        PropertyType::Long(0),
+    ),
+    t(
+        "min.insync.replicas",
+        "min.insync.replicas",
+        PropertyType::Int(1),
+    ),
+    t(
+        "retention.bytes",
+        "log.retention.bytes",
+        PropertyType::Long(-1),
+    ),
     t("retention.ms", "log.retention.ms", PropertyType::Long(-1)),
     t("segment.bytes", "log.segment.bytes", PropertyType::Int(14)),
     t("segment.ms", "log.roll.ms", PropertyType::Long(1)),
-    t("unclean.leader.election.enable", "unclean.leader.election.enable", PropertyType::Bool),
+    t(
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        PropertyType::Bool,
+    ),
 ];
 
 /// Looks up a topic config by its topic-level name.

@@ -105,7 +105,11 @@ fn broker_entries(ctx: &Context, keys: Option<&[StrBytes]>) -> Vec<ConfigEntry> 
 }
 
 /// DescribeConfigs for topics and this broker.
-pub fn describe(ctx: &Context, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub fn describe(
+    ctx: &Context,
+    request: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let image = ctx.controller.image();
     let results = request
         .resources
@@ -383,8 +387,12 @@ mod tests {
         assert_eq!(new.get("retention.ms"), None);
         assert_eq!(new["segment.bytes"], "2000");
         assert_eq!(new["cleanup.policy"], "delete,compact");
-        let new = incremental(&new, &[("cleanup.policy".into(), 3, Some("delete".into()))], |_| None)
-            .unwrap();
+        let new = incremental(
+            &new,
+            &[("cleanup.policy".into(), 3, Some("delete".into()))],
+            |_| None,
+        )
+        .unwrap();
         assert_eq!(new["cleanup.policy"], "compact");
         assert!(incremental(&new, &[("x".into(), 9, None)], |_| None).is_err());
     }

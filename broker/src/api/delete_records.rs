@@ -25,7 +25,9 @@ pub fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecordsResp
                         .and_then(|(t, _)| {
                             ctx.logs
                                 .get_or_open(&name, p.partition_index, t)
-                                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
+                                .map_err(|e| {
+                                    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+                                })
                         })
                         .and_then(|log| {
                             log.delete_records_before(p.offset).map_err(|e| match e {

@@ -28,12 +28,18 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                         .with_partition_index(p.partition_index);
                     let outcome = led_partition(ctx, &image, &name, p.partition_index).and_then(
                         |(t, partition)| {
-                            let log = ctx
-                                .logs
-                                .get_or_open(&name, p.partition_index, t)
-                                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-                            let storage =
-                                |e: std::io::Error| ApiError::new(ResponseError::KafkaStorageError, e.to_string());
+                            let log =
+                                ctx.logs
+                                    .get_or_open(&name, p.partition_index, t)
+                                    .map_err(|e| {
+                                        ApiError::new(
+                                            ResponseError::KafkaStorageError,
+                                            e.to_string(),
+                                        )
+                                    })?;
+                            let storage = |e: std::io::Error| {
+                                ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+                            };
                             let found = match p.timestamp {
                                 LATEST => Some((log.high_watermark(), -1)),
                                 EARLIEST => Some((log.log_start_offset(), -1)),
@@ -47,7 +53,11 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                                 }
                             };
                             // The epoch field exists from v4; older versions must leave it unset.
-                            let epoch = if version >= 4 { partition.leader_epoch } else { -1 };
+                            let epoch = if version >= 4 {
+                                partition.leader_epoch
+                            } else {
+                                -1
+                            };
                             Ok((found, epoch))
                         },
                     );
@@ -56,10 +66,14 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                             .with_offset(offset)
                             .with_timestamp(timestamp)
                             .with_leader_epoch(epoch),
-                        Ok((None, epoch)) => {
-                            r.with_offset(-1).with_timestamp(-1).with_leader_epoch(epoch)
-                        }
-                        Err(e) => r.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+                        Ok((None, epoch)) => r
+                            .with_offset(-1)
+                            .with_timestamp(-1)
+                            .with_leader_epoch(epoch),
+                        Err(e) => r
+                            .with_error_code(e.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1),
                     }
                 })
                 .collect();

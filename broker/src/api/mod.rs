@@ -82,7 +82,9 @@ pub async fn handle(
             None => return Ok(None),
         },
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version)),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version))
+        }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(topics::create_topics(ctx, r).await)
         }

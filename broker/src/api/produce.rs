@@ -20,7 +20,10 @@ fn append_partition(
     let image = ctx.controller.image();
     let (t, p) = led_partition(ctx, &image, topic, partition)?;
     let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
-        ApiError::new(ResponseError::CorruptMessage, "produce request without records")
+        ApiError::new(
+            ResponseError::CorruptMessage,
+            "produce request without records",
+        )
     })?;
     let headers = batch::validate_all(records).map_err(|e| match e {
         BatchError::Magic(m) => ApiError::new(
@@ -52,7 +55,10 @@ fn append_partition(
         if p.isr.len() < min_isr {
             return Err(ApiError::new(
                 ResponseError::NotEnoughReplicas,
-                format!("ISR has {} replicas, min.insync.replicas is {min_isr}", p.isr.len()),
+                format!(
+                    "ISR has {} replicas, min.insync.replicas is {min_isr}",
+                    p.isr.len()
+                ),
             ));
         }
     }

@@ -203,7 +203,10 @@ pub(crate) mod tests {
     fn valid_batch_round_trips() {
         let mut b = make_batch(3, 1000);
         let h = validate(&b).unwrap();
-        assert_eq!((h.records_count, h.last_offset_delta, h.size), (3, 2, b.len()));
+        assert_eq!(
+            (h.records_count, h.last_offset_delta, h.size),
+            (3, 2, b.len())
+        );
         assign_offset(&mut b, 42, 7);
         let h = validate(&b).unwrap();
         assert_eq!((h.base_offset, h.last_offset()), (42, 44));

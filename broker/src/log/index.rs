@@ -151,17 +151,35 @@ mod tests {
         let path = dir.path().join("x.index");
         let mut idx: Index<OffsetEntry> = Index::create(&path).unwrap();
         for (o, p) in [(0, 0), (10, 4096), (20, 8192)] {
-            idx.append(OffsetEntry { relative_offset: o, position: p }).unwrap();
+            idx.append(OffsetEntry {
+                relative_offset: o,
+                position: p,
+            })
+            .unwrap();
         }
-        let loaded = Index::<OffsetEntry>::load(&path, |_| true).unwrap().unwrap();
+        let loaded = Index::<OffsetEntry>::load(&path, |_| true)
+            .unwrap()
+            .unwrap();
         assert_eq!(loaded.entries().len(), 3);
-        assert_eq!(loaded.floor_by(15, |e| e.relative_offset).unwrap().position, 4096);
-        assert_eq!(loaded.floor_by(20, |e| e.relative_offset).unwrap().position, 8192);
+        assert_eq!(
+            loaded.floor_by(15, |e| e.relative_offset).unwrap().position,
+            4096
+        );
+        assert_eq!(
+            loaded.floor_by(20, |e| e.relative_offset).unwrap().position,
+            8192
+        );
 
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.pop();
         std::fs::write(&path, &bytes).unwrap();
-        assert!(Index::<OffsetEntry>::load(&path, |_| true).unwrap().is_none());
-        assert!(Index::<TimeEntry>::load(&dir.path().join("missing"), |_| true).unwrap().is_none());
+        assert!(Index::<OffsetEntry>::load(&path, |_| true)
+            .unwrap()
+            .is_none());
+        assert!(
+            Index::<TimeEntry>::load(&dir.path().join("missing"), |_| true)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -192,7 +192,10 @@ mod tests {
 
     #[test]
     fn dir_names_round_trip_with_dashes() {
-        assert_eq!(parse_dir_name(&dir_name("a-b-c", 12)), Some(("a-b-c".into(), 12)));
+        assert_eq!(
+            parse_dir_name(&dir_name("a-b-c", 12)),
+            Some(("a-b-c".into(), 12))
+        );
         assert_eq!(parse_dir_name("nodash"), None);
         assert_eq!(parse_dir_name("x-y"), None);
     }

@@ -114,7 +114,8 @@ impl PartitionLog {
             }
             let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
             let recover = next_base > recovery_point;
-            let (segment, outcome) = Segment::open(dir, base, recover, config.index_interval_bytes)?;
+            let (segment, outcome) =
+                Segment::open(dir, base, recover, config.index_interval_bytes)?;
             if let OpenOutcome::Truncated(at) = outcome {
                 warn!(dir = %dir.display(), base, at, "truncated a torn or corrupt tail");
                 truncated = true;
@@ -163,7 +164,10 @@ impl PartitionLog {
 
     /// The settings in force.
     pub fn config(&self) -> LogConfig {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the settings (after a topic config change).
@@ -298,7 +302,12 @@ impl PartitionLog {
 
     /// Reads whole batches from `offset`, at most `max_bytes` unless `min_one` and the first
     /// batch alone is larger (KIP-74). Never returns data at or past the high watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, LogError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, LogError> {
         let (file, position, available, high_watermark, log_start_offset) = {
             let state = self.lock();
             let empty = ReadResult {
@@ -317,12 +326,18 @@ impl PartitionLog {
                 return Ok(empty);
             }
             let mut found = None;
-            for segment in state.segments.range(..=offset).next_back().into_iter().chain(
-                state
-                    .segments
-                    .range(offset + 1..)
-                    .take(state.segments.len()),
-            ) {
+            for segment in state
+                .segments
+                .range(..=offset)
+                .next_back()
+                .into_iter()
+                .chain(
+                    state
+                        .segments
+                        .range(offset + 1..)
+                        .take(state.segments.len()),
+                )
+            {
                 if let Some((pos, header)) = segment.1.position_of(offset)? {
                     found = Some((segment.1, pos, header));
                     break;
@@ -399,7 +414,10 @@ impl PartitionLog {
         let hit = records
             .into_iter()
             .find(|(offset, ts)| *ts >= timestamp && *offset >= log_start);
-        Ok(hit.or(Some((header.base_offset.max(log_start), header.max_timestamp))))
+        Ok(hit.or(Some((
+            header.base_offset.max(log_start),
+            header.max_timestamp,
+        ))))
     }
 
     /// The offset and timestamp of the record with the largest timestamp.
@@ -438,7 +456,10 @@ impl PartitionLog {
         }
         if target > state.log_start_offset {
             state.log_start_offset = target;
-            write_file_atomic(&self.dir.join(LOG_START_FILE), target.to_string().as_bytes())?;
+            write_file_atomic(
+                &self.dir.join(LOG_START_FILE),
+                target.to_string().as_bytes(),
+            )?;
             self.drop_segments_below(&mut state, target)?;
         }
         Ok(state.log_start_offset)
@@ -516,7 +537,11 @@ impl PartitionLog {
 fn records_in(batch: &[u8]) -> Vec<(i64, i64)> {
     let mut buf = Bytes::copy_from_slice(batch);
     match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
-        Ok(set) => set.records.iter().map(|r| (r.offset, r.timestamp)).collect(),
+        Ok(set) => set
+            .records
+            .iter()
+            .map(|r| (r.offset, r.timestamp))
+            .collect(),
         Err(e) => {
             warn!(error = %e, "cannot decode a stored batch for a timestamp lookup");
             Vec::new()
@@ -548,7 +573,8 @@ mod tests {
     #[test]
     fn append_read_roll_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
+        let log =
+            PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
         for i in 0..20 {
             assert_eq!(append(&log, 2, 1000 + i).base_offset, i * 2);
         }
@@ -557,13 +583,23 @@ mod tests {
         let r = log.read(13, 1, true).unwrap();
         let h = batch::validate(&r.records).unwrap();
         assert_eq!((h.base_offset, r.high_watermark), (12, 40));
-        let first_segment = batch::validate_all(&log.read(0, 100_000, true).unwrap().records).unwrap();
+        let first_segment =
+            batch::validate_all(&log.read(0, 100_000, true).unwrap().records).unwrap();
         let bases: Vec<i64> = first_segment.iter().map(|h| h.base_offset).collect();
-        assert_eq!(bases, (0..first_segment.len() as i64).map(|i| i * 2).collect::<Vec<_>>());
-        assert!(matches!(log.read(41, 10, true), Err(LogError::OffsetOutOfRange { .. })));
+        assert_eq!(
+            bases,
+            (0..first_segment.len() as i64)
+                .map(|i| i * 2)
+                .collect::<Vec<_>>()
+        );
+        assert!(matches!(
+            log.read(41, 10, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
         assert!(log.read(40, 10, true).unwrap().records.is_empty());
         drop(log);
-        let log = PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
+        let log =
+            PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
         assert_eq!(log.log_end_offset(), 40);
         assert_eq!(append(&log, 1, 5000).base_offset, 40);
     }
@@ -586,8 +622,16 @@ mod tests {
             append(&log, 1, 1000 + i);
         }
         assert_eq!(log.delete_records_before(4).unwrap(), 4);
-        assert!(matches!(log.read(3, 100, true), Err(LogError::OffsetOutOfRange { .. })));
-        assert_eq!(batch::validate(&log.read(4, 10, true).unwrap().records).unwrap().base_offset, 4);
+        assert!(matches!(
+            log.read(3, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(
+            batch::validate(&log.read(4, 10, true).unwrap().records)
+                .unwrap()
+                .base_offset,
+            4
+        );
         assert!(log.delete_records_before(11).is_err());
 
         log.set_config(config(&[("segment.bytes", "200"), ("retention.ms", "100")]));

@@ -119,7 +119,11 @@ impl MetadataImage {
                     name.clone(),
                     TopicImage {
                         id: *id,
-                        partitions: assignments.iter().cloned().map(PartitionImage::new).collect(),
+                        partitions: assignments
+                            .iter()
+                            .cloned()
+                            .map(PartitionImage::new)
+                            .collect(),
                         configs: configs.clone(),
                     },
                 );

@@ -68,8 +68,8 @@ impl Controller {
         let (publisher, image) = watch::channel(Arc::new(MetadataImage::default()));
         let log_store = store::LogStore::open(&dir).map_err(|e| startup(&e))?;
         let fresh = log_store.is_empty().await;
-        let state_machine =
-            state_machine::StateMachine::open(&dir, Arc::new(publisher)).map_err(|e| startup(&e))?;
+        let state_machine = state_machine::StateMachine::open(&dir, Arc::new(publisher))
+            .map_err(|e| startup(&e))?;
         let snapshot_every = config.long("metadata.max.snapshot.entries") as u64;
         let raft_config = openraft::Config {
             cluster_name: "strom-metadata".into(),
@@ -96,7 +96,12 @@ impl Controller {
             let members: BTreeMap<u64, BasicNode> = config
                 .voters
                 .iter()
-                .map(|v| (v.id as u64, BasicNode::new(format!("{}:{}", v.host, v.port))))
+                .map(|v| {
+                    (
+                        v.id as u64,
+                        BasicNode::new(format!("{}:{}", v.host, v.port)),
+                    )
+                })
                 .collect();
             raft.initialize(members).await.map_err(|e| startup(&e))?;
             info!("initialized a new metadata quorum");
@@ -129,7 +134,11 @@ impl Controller {
 
     /// The node id of the active controller, if there is one.
     pub fn active_controller(&self) -> Option<i32> {
-        self.raft.metrics().borrow().current_leader.map(|id| id as i32)
+        self.raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .map(|id| id as i32)
     }
 
     /// Commits a record and returns once it is applied to the image.

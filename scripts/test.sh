@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, Rust unit and integration tests, then the
+# real-client compatibility suite against a release build of the broker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
+
+step() { printf '\n==> %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "install test dependencies"
+scripts/install-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "release build"
+cargo build --release --locked -p strom-broker
+
+step "compatibility suite (real clients)"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/compat
