@@ -135,6 +135,12 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("log.cleaner.min.compaction.lag.ms", Long(0), "0"),
     def("log.cleaner.min.cleanable.ratio", Ratio, "0.5"),
     def("metadata.max.snapshot.entries", Long(1), "1000"),
+    def("offsets.topic.num.partitions", Int(1), "50"),
+    def("offsets.topic.replication.factor", Int(1), "3"),
+    def("offsets.topic.segment.bytes", Int(14), "104857600"),
+    def("group.initial.rebalance.delay.ms", Int(0), "3000"),
+    def("group.min.session.timeout.ms", Int(0), "6000"),
+    def("group.max.session.timeout.ms", Int(0), "1800000"),
     def("metrics.listener", Address, "0.0.0.0:9644"),
 ];
 

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::api::{self, Context};
+use crate::api::{self, Context, RequestInfo};
 
 /// Why a frame closed its connection.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,7 @@ async fn connection(
         if reader.read_exact(&mut frame).await.is_err() {
             return;
         }
-        match process(&ctx, frame.freeze()).await {
+        match process(&ctx, peer, frame.freeze()).await {
             Ok(Some(response)) => {
                 if writer.write_all(&response).await.is_err() {
                     return;
@@ -110,7 +110,11 @@ fn malformed(ctx: &Context, peer: SocketAddr, error: FrameError) {
 }
 
 /// Decodes one request frame, runs it, and returns the encoded response frame.
-pub async fn process(ctx: &Context, mut frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+pub async fn process(
+    ctx: &Context,
+    peer: SocketAddr,
+    mut frame: Bytes,
+) -> Result<Option<Bytes>, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::Short(frame.len()));
     }
@@ -137,7 +141,15 @@ pub async fn process(ctx: &Context, mut frame: Bytes) -> Result<Option<Bytes>, F
         correlation_id = header.correlation_id,
         "request"
     );
-    let Some(response) = api::handle(ctx, api_key, version, request).await? else {
+    let info = RequestInfo {
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        peer,
+    };
+    let Some(response) = api::handle(ctx, &info, api_key, version, request).await? else {
         return Ok(None);
     };
     encode(header.correlation_id, api_key, version, &response).map(Some)

@@ -12,9 +12,11 @@ use tracing::{info, warn};
 
 use crate::api::Context;
 use crate::config::{BrokerConfig, Role};
+use crate::group::store::{OffsetStore, OFFSETS_TOPIC};
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::manager::LogManager;
 use crate::log::segment::now_ms;
-use crate::metadata::image::{BrokerRegistration, MetadataRecord};
+use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataRecord};
 use crate::metadata::{Controller, ControllerError};
 use crate::{http, network};
 
@@ -124,18 +126,37 @@ impl Server {
                 .propose(MetadataRecord::RegisterBroker(registration))
                 .await?;
         }
+        ensure_offsets_topic(&config, &controller).await?;
         let storage = |source| ServerError::Storage {
             path: config.log_dirs[0].display().to_string(),
             source,
         };
         let logs = Arc::new(LogManager::new(config.clone()).map_err(storage)?);
         logs.sync_with_image(&controller.image()).map_err(storage)?;
+        let offset_store = OffsetStore::new(logs.clone());
+        let offsets = offset_store.load(&controller.image()).map_err(storage)?;
+        let groups = GroupCoordinator::new(
+            GroupConfig {
+                initial_rebalance_delay: Duration::from_millis(
+                    config.int("group.initial.rebalance.delay.ms") as u64,
+                ),
+                min_session_timeout_ms: config.int("group.min.session.timeout.ms"),
+                max_session_timeout_ms: config.int("group.max.session.timeout.ms"),
+            },
+            offsets,
+        );
         let context = Arc::new(Context {
             config: config.clone(),
             controller: controller.clone(),
             logs: logs.clone(),
+            groups: groups.clone(),
+            offset_store,
             malformed_requests: AtomicU64::new(0),
         });
+        tasks.push(tokio::spawn(expire_group_sessions(
+            groups,
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(follow_metadata(
             controller.subscribe(),
             logs.clone(),
@@ -181,6 +202,46 @@ impl Server {
         self.context.logs.flush_all();
         self.context.controller.shutdown().await;
         info!("broker stopped");
+    }
+}
+
+/// Creates the internal `__consumer_offsets` topic on first start.
+async fn ensure_offsets_topic(
+    config: &BrokerConfig,
+    controller: &Controller,
+) -> Result<(), ControllerError> {
+    let image = controller.image();
+    if image.topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let replication = (config.int("offsets.topic.replication.factor") as usize).min(brokers.len());
+    let partitions = config.int("offsets.topic.num.partitions") as usize;
+    controller
+        .propose(MetadataRecord::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            id: uuid::Uuid::new_v4(),
+            assignments: place_replicas(&brokers, 0, partitions, replication),
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    config.string("offsets.topic.segment.bytes"),
+                ),
+            ]
+            .into(),
+        })
+        .await
+}
+
+/// Expires group members whose heartbeats stopped.
+async fn expire_group_sessions(groups: Arc<GroupCoordinator>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => groups.expire_sessions(),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

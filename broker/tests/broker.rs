@@ -225,7 +225,7 @@ async fn api_versions_and_unsupported_version() {
     assert!(!r
         .api_keys
         .iter()
-        .any(|k| k.api_key == ApiKey::JoinGroup as i16));
+        .any(|k| k.api_key == ApiKey::EndTxn as i16));
 
     // ApiVersions v99: a v0-encoded UNSUPPORTED_VERSION with the list.
     let mut frame = BytesMut::new();

@@ -1,4 +1,4 @@
-"""kafkajs: admin and producer from the getting-started walkthrough."""
+"""kafkajs: the getting-started walkthrough (admin, producer, consumer group)."""
 
 import json
 import subprocess
@@ -23,3 +23,14 @@ def test_admin_and_producer(broker, topic):
     assert entries["cleanup.policy"] == "delete"
     assert len(out["metadata"]["topics"][0]["partitions"]) == 3
     assert topic not in out["remaining"]
+
+
+def test_consumer_group_walkthrough(broker, topic):
+    run = subprocess.run(["node", str(SCRIPT.parent / "consumer.js"), broker.bootstrap, topic, f"{topic}-group"],
+                         capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()
+    out = json.loads(run.stdout)
+    assert sorted(m["value"] for m in out["received"]) == sorted(f"hello {i}" for i in range(10))
+    committed = sum(int(p["offset"]) for t in out["offsets"] for p in t["partitions"])
+    assert committed == 10
+    assert f"{topic}-group" in [g["groupId"] for g in out["groups"]["groups"]]

@@ -6,11 +6,13 @@ mod cluster;
 mod configs;
 mod delete_records;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
 mod topics;
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -19,6 +21,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::config::BrokerConfig;
+use crate::group::store::OffsetStore;
+use crate::group::GroupCoordinator;
 use crate::log::manager::LogManager;
 use crate::metadata::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::metadata::Controller;
@@ -33,8 +37,21 @@ pub struct Context {
     pub controller: Arc<Controller>,
     /// Partition logs on this broker.
     pub logs: Arc<LogManager>,
+    /// The consumer group coordinator.
+    pub groups: Arc<GroupCoordinator>,
+    /// Durable committed offsets.
+    pub offset_store: OffsetStore,
     /// Frames that could not be decoded; each closed its connection.
     pub malformed_requests: AtomicU64,
+}
+
+/// Who sent a request.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The header's client id.
+    pub client_id: String,
+    /// The connection's peer address.
+    pub peer: SocketAddr,
 }
 
 /// The APIs this broker implements, with version ranges.
@@ -43,6 +60,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -50,6 +76,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
 ];
@@ -70,6 +97,7 @@ pub struct NoHandler(pub ApiKey);
 /// Runs one decoded request. `Ok(None)` means no response is sent (produce with acks=0).
 pub async fn handle(
     ctx: &Context,
+    info: &RequestInfo,
     api_key: ApiKey,
     version: i16,
     request: RequestKind,
@@ -107,6 +135,30 @@ pub async fn handle(
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, r))
         }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, version))
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(groups::join_group(ctx, info, r, version).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(groups::sync_group(ctx, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave_group(ctx, r, version))
+        }
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::offset_commit(ctx, r)),
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(ctx, r, version))
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(ctx, r, version))
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(groups::list_groups(ctx, r, version))
+        }
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete_groups(ctx, r)),
         _ => return Err(NoHandler(api_key)),
     };
     Ok(Some(response))

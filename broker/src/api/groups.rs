@@ -1,0 +1,544 @@
+//! Consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups and DeleteGroups.
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tracing::warn;
+
+use super::{str_bytes, topic_name, Context, RequestInfo};
+use crate::group::store::CommittedOffset;
+use crate::group::{GroupState, JoinRequest};
+use crate::log::segment::now_ms;
+
+fn code(error: Option<ResponseError>) -> i16 {
+    error.map_or(0, |e| e.code())
+}
+
+fn opt_str(s: Option<String>) -> Option<StrBytes> {
+    s.map(StrBytes::from_string)
+}
+
+/// FindCoordinator: this broker coordinates every group; transactions are not served.
+pub fn find_coordinator(
+    ctx: &Context,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let image = ctx.controller.image();
+    let me = image.brokers.get(&ctx.config.node_id);
+    let (host, port) = me.map_or((String::new(), -1), |b| (b.host.clone(), b.port as i32));
+    let answer = |key: StrBytes| {
+        let mut c = Coordinator::default().with_key(key);
+        if request.key_type != 0 {
+            c = c
+                .with_node_id(BrokerId(-1))
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_error_message(Some(str_bytes("transactions are not supported")));
+        } else if me.is_none() {
+            c = c
+                .with_node_id(BrokerId(-1))
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        } else {
+            c = c
+                .with_node_id(BrokerId(ctx.config.node_id))
+                .with_host(str_bytes(&host))
+                .with_port(port);
+        }
+        c
+    };
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(
+            request
+                .coordinator_keys
+                .iter()
+                .cloned()
+                .map(answer)
+                .collect(),
+        );
+    }
+    let c = answer(request.key);
+    FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_error_message(c.error_message)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
+}
+
+/// JoinGroup (KIP-394 member id round trip from v4, static members from v5).
+pub async fn join_group(
+    ctx: &Context,
+    info: &RequestInfo,
+    request: JoinGroupRequest,
+    version: i16,
+) -> JoinGroupResponse {
+    let result = ctx
+        .groups
+        .join(JoinRequest {
+            group_id: request.group_id.0.to_string(),
+            member_id: request.member_id.to_string(),
+            group_instance_id: request.group_instance_id.map(|s| s.to_string()),
+            client_id: info.client_id.clone(),
+            client_host: format!("/{}", info.peer.ip()),
+            session_timeout_ms: request.session_timeout_ms,
+            rebalance_timeout_ms: if version >= 1 {
+                request.rebalance_timeout_ms
+            } else {
+                request.session_timeout_ms
+            },
+            protocol_type: request.protocol_type.to_string(),
+            protocols: request
+                .protocols
+                .into_iter()
+                .map(|p| (p.name.to_string(), p.metadata))
+                .collect(),
+            require_known_member_id: version >= 4,
+        })
+        .await;
+    JoinGroupResponse::default()
+        .with_error_code(code(result.error))
+        .with_generation_id(result.generation_id)
+        .with_protocol_type(if version >= 7 {
+            opt_str(result.protocol_type)
+        } else {
+            None
+        })
+        .with_protocol_name(match result.protocol_name {
+            Some(name) => Some(StrBytes::from_string(name)),
+            // Before v7 the field is not nullable.
+            None if version < 7 => Some(StrBytes::default()),
+            None => None,
+        })
+        .with_leader(StrBytes::from_string(result.leader))
+        .with_member_id(StrBytes::from_string(result.member_id))
+        .with_members(
+            result
+                .members
+                .into_iter()
+                .map(|(id, instance, metadata)| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(StrBytes::from_string(id))
+                        .with_group_instance_id(if version >= 5 {
+                            opt_str(instance)
+                        } else {
+                            None
+                        })
+                        .with_metadata(metadata)
+                })
+                .collect(),
+        )
+}
+
+/// SyncGroup.
+pub async fn sync_group(
+    ctx: &Context,
+    request: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    let result = ctx
+        .groups
+        .sync(
+            &request.group_id.0,
+            &request.member_id,
+            request.generation_id,
+            request
+                .assignments
+                .into_iter()
+                .map(|a| (a.member_id.to_string(), a.assignment))
+                .collect(),
+        )
+        .await;
+    let response = SyncGroupResponse::default()
+        .with_error_code(code(result.error))
+        .with_assignment(result.assignment);
+    if version >= 5 {
+        response
+            .with_protocol_type(opt_str(result.protocol_type))
+            .with_protocol_name(match result.protocol_name {
+                Some(name) => Some(StrBytes::from_string(name)),
+                // Before v7 the field is not nullable.
+                None if version < 7 => Some(StrBytes::default()),
+                None => None,
+            })
+    } else {
+        response
+    }
+}
+
+/// Heartbeat.
+pub fn heartbeat(ctx: &Context, request: HeartbeatRequest) -> HeartbeatResponse {
+    let error = ctx.groups.heartbeat(
+        &request.group_id.0,
+        &request.member_id,
+        request.generation_id,
+    );
+    HeartbeatResponse::default().with_error_code(code(error))
+}
+
+/// LeaveGroup, single member (v0-2) or batched (v3+).
+pub fn leave_group(ctx: &Context, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        request
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(request.member_id.to_string(), None)]
+    };
+    match ctx.groups.leave(&request.group_id.0, &members) {
+        Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
+        Ok(results) if version >= 3 => LeaveGroupResponse::default().with_members(
+            members
+                .into_iter()
+                .zip(results)
+                .map(|((id, instance), error)| {
+                    MemberResponse::default()
+                        .with_member_id(StrBytes::from_string(id))
+                        .with_group_instance_id(opt_str(instance))
+                        .with_error_code(code(error))
+                })
+                .collect(),
+        ),
+        Ok(results) => LeaveGroupResponse::default().with_error_code(code(results[0])),
+    }
+}
+
+/// OffsetCommit: validates, appends to `__consumer_offsets`, then updates memory.
+pub fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group_id = request.group_id.0.to_string();
+    let check = ctx.groups.check_commit(
+        &group_id,
+        &request.member_id,
+        request.generation_id_or_member_epoch,
+    );
+    let image = ctx.controller.image();
+    let now = now_ms();
+    let mut accepted = Vec::new();
+    let mut errors: Vec<Vec<Option<ResponseError>>> = Vec::new();
+    for topic in &request.topics {
+        let known = image.topics.get(topic.name.0.as_str());
+        errors.push(
+            topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    if let Err(e) = check {
+                        return Some(e);
+                    }
+                    let exists = known.is_some_and(|t| {
+                        p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len()
+                    });
+                    if !exists {
+                        return Some(ResponseError::UnknownTopicOrPartition);
+                    }
+                    accepted.push((
+                        (topic.name.0.to_string(), p.partition_index),
+                        Some(CommittedOffset {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                            commit_timestamp: now,
+                        }),
+                    ));
+                    None
+                })
+                .collect(),
+        );
+    }
+    let mut storage_error = None;
+    if let Err(e) = ctx.offset_store.append(&image, &group_id, &accepted) {
+        warn!(group = %group_id, error = %e, "could not persist committed offsets");
+        storage_error = Some(ResponseError::CoordinatorNotAvailable);
+    } else {
+        ctx.groups.record_offsets(&group_id, &accepted);
+    }
+    let topics = request
+        .topics
+        .iter()
+        .zip(errors)
+        .map(|(topic, errors)| {
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .zip(errors)
+                        .map(|(p, error)| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code(error.or(storage_error)))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Committed offsets by topic: (topic, [(partition, offset if committed)]).
+type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+/// The committed offsets of one group for the requested (or all) partitions.
+fn fetch_group(
+    ctx: &Context,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> TopicOffsets {
+    let committed = ctx.groups.committed(group);
+    match topics {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(t, parts)| {
+                let offsets = parts
+                    .into_iter()
+                    .map(|p| (p, committed.get(&(t.clone(), p)).cloned()))
+                    .collect();
+                (t, offsets)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: TopicOffsets = Vec::new();
+            for ((t, p), o) in committed {
+                match by_topic.last_mut() {
+                    Some((last, parts)) if *last == t => parts.push((p, Some(o))),
+                    _ => by_topic.push((t, vec![(p, Some(o))])),
+                }
+            }
+            by_topic
+        }
+    }
+}
+
+/// OffsetFetch, single group (v1-7) or batched groups (v8+).
+pub fn offset_fetch(
+    ctx: &Context,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .iter()
+            .map(|g| {
+                let topics = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                        .collect()
+                });
+                let result = fetch_group(ctx, &g.group_id.0, topics);
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_topics(
+                        result
+                            .into_iter()
+                            .map(|(t, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(topic_name(&t))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|(p, o)| {
+                                                let (offset, epoch, metadata) = split(o);
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(metadata)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = request.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    let result = fetch_group(ctx, &request.group_id.0, topics);
+    OffsetFetchResponse::default().with_topics(
+        result
+            .into_iter()
+            .map(|(t, parts)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, o)| {
+                                let (offset, epoch, metadata) = split(o);
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(if version >= 5 {
+                                        epoch
+                                    } else {
+                                        -1
+                                    })
+                                    .with_metadata(metadata)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+fn split(o: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
+    match o {
+        Some(o) => (
+            o.offset,
+            o.leader_epoch,
+            Some(StrBytes::from_string(o.metadata.unwrap_or_default())),
+        ),
+        None => (-1, -1, Some(StrBytes::default())),
+    }
+}
+
+/// DescribeGroups.
+pub fn describe_groups(
+    ctx: &Context,
+    request: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|id| match ctx.groups.describe(&id.0) {
+            Some(g) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(str_bytes(g.state.name()))
+                .with_protocol_type(StrBytes::from_string(g.protocol_type))
+                .with_protocol_data(StrBytes::from_string(g.protocol))
+                .with_members(
+                    g.members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(StrBytes::from_string(m.member_id))
+                                .with_group_instance_id(if version >= 4 {
+                                    opt_str(m.group_instance_id)
+                                } else {
+                                    None
+                                })
+                                .with_client_id(StrBytes::from_string(m.client_id))
+                                .with_client_host(StrBytes::from_string(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                ),
+            None if version >= 6 => DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(str_bytes(GroupState::Dead.name()))
+                .with_error_code(ResponseError::GroupIdNotFound.code())
+                .with_error_message(Some(str_bytes("Group not found"))),
+            None => DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(str_bytes(GroupState::Dead.name())),
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// ListGroups, with the states filter (v4+).
+pub fn list_groups(ctx: &Context, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let groups = ctx
+        .groups
+        .list()
+        .into_iter()
+        .filter(|g| {
+            request.states_filter.is_empty()
+                || request
+                    .states_filter
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(g.state.name()))
+        })
+        .filter(|_| {
+            request.types_filter.is_empty()
+                || request
+                    .types_filter
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case("classic"))
+        })
+        .map(|g| {
+            let listed = ListedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
+                .with_protocol_type(StrBytes::from_string(g.protocol_type));
+            let listed = if version >= 4 {
+                listed.with_group_state(str_bytes(g.state.name()))
+            } else {
+                listed
+            };
+            if version >= 5 {
+                listed.with_group_type(str_bytes("classic"))
+            } else {
+                listed
+            }
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+/// DeleteGroups: only empty groups; their offsets are tombstoned.
+pub fn delete_groups(ctx: &Context, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let image = ctx.controller.image();
+    let results = request
+        .groups_names
+        .into_iter()
+        .map(|id| {
+            let error = match ctx.groups.delete(&id.0) {
+                Err(e) => Some(e),
+                Ok(keys) => {
+                    let tombstones: Vec<_> = keys.into_iter().map(|k| (k, None)).collect();
+                    match ctx.offset_store.append(&image, &id.0, &tombstones) {
+                        Ok(()) => {
+                            ctx.groups.record_offsets(&id.0, &tombstones);
+                            None
+                        }
+                        Err(e) => {
+                            warn!(group = %id.0.as_str(), error = %e, "could not delete offsets");
+                            Some(ResponseError::CoordinatorNotAvailable)
+                        }
+                    }
+                }
+            };
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(code(error))
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
+}

