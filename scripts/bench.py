@@ -118,7 +118,7 @@ def main():
     parser.add_argument("--perf", required=True, help="rdkafka_performance binary")
     parser.add_argument("--strom", required=True, help="strom-broker binary")
     parser.add_argument("--tansu", help="tansu binary (the peer); omitted: Strom alone")
-    parser.add_argument("--count", type=int, default=200_000, help="messages per throughput run")
+    parser.add_argument("--count", type=int, default=2_000_000, help="100-byte messages per throughput run (a quarter as many of 1 KiB)")
     parser.add_argument("--latency-rate", type=int, default=10_000, help="msgs/s for the latency run")
     parser.add_argument("--latency-count", type=int, default=30_000)
     args = parser.parse_args()
@@ -163,7 +163,7 @@ def main():
             s, t = results[("strom", size)], results[("tansu", size)]
             print(f"  {size:>5} B: produce {s['produce_msgs'] / t['produce_msgs']:.2f}x, "
                   f"consume {s['consume_msgs'] / t['consume_msgs']:.2f}x, "
-                  f"p99 latency {s['p99_ms'] / t['p99_ms']:.2f}x")
+                  f"p99 latency {s['p99_ms'] / t['p99_ms']:.3g}x")
 
 
 if __name__ == "__main__":

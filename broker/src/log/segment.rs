@@ -174,13 +174,20 @@ impl Segment {
         verify_crc: bool,
         mut visit: impl FnMut(u64, BatchHeader) -> bool,
     ) -> io::Result<u64> {
-        let mut reader = BufReader::with_capacity(1 << 20, ReadAt::new(&self.file, from));
+        // Verifying reads every byte, so it streams through a large buffer; a header walk
+        // only needs 61 bytes per batch, so it reads those alone.
+        let mut reader =
+            verify_crc.then(|| BufReader::with_capacity(1 << 20, ReadAt::new(&self.file, from)));
         let mut pos = from;
         let mut buf = vec![0u8; HEADER_SIZE];
-        let end = self.file.metadata()?.len();
+        let end = self.size;
         while pos + HEADER_SIZE as u64 <= end {
             buf.resize(HEADER_SIZE, 0);
-            if reader.read_exact(&mut buf).is_err() {
+            let read = match reader.as_mut() {
+                Some(r) => r.read_exact(&mut buf),
+                None => self.file.read_exact_at(&mut buf, pos),
+            };
+            if read.is_err() {
                 break;
             }
             let Some(total) = batch::peek_size(&buf) else {
@@ -189,19 +196,15 @@ impl Segment {
             if pos + total as u64 > end {
                 break;
             }
-            let header = if verify_crc {
-                buf.resize(total, 0);
-                if reader.read_exact(&mut buf[HEADER_SIZE..]).is_err() {
-                    break;
+            let header = match reader.as_mut() {
+                Some(r) => {
+                    buf.resize(total, 0);
+                    if r.read_exact(&mut buf[HEADER_SIZE..]).is_err() {
+                        break;
+                    }
+                    batch::validate(&buf)
                 }
-                batch::validate(&buf)
-            } else {
-                let parsed = batch::parse_header_only(&buf);
-                io::copy(
-                    &mut (&mut reader).take((total - HEADER_SIZE) as u64),
-                    &mut io::sink(),
-                )?;
-                parsed
+                None => batch::parse_header_only(&buf),
             };
             let Ok(header) = header else {
                 break;
