@@ -17,7 +17,7 @@ use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::manager::LogManager;
 use crate::log::segment::now_ms;
 use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataRecord};
-use crate::metadata::{Controller, ControllerError};
+use crate::metadata::{Controller, ControllerError, ProducerIdAllocator};
 use crate::{http, network};
 
 /// Why the broker could not start.
@@ -151,6 +151,7 @@ impl Server {
             logs: logs.clone(),
             groups: groups.clone(),
             offset_store,
+            producer_ids: ProducerIdAllocator::new(controller.clone()),
             malformed_requests: AtomicU64::new(0),
         });
         tasks.push(tokio::spawn(expire_group_sessions(

@@ -14,10 +14,8 @@ CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
 def test_round_trip(broker, topic, codec):
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    # kafka-python 3 is idempotent by default; InitProducerId arrives with the idempotent
-    # producer work, so this test opts out explicitly until then.
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, linger_ms=5,
-                             enable_idempotence=False)
+    # kafka-python 3 is idempotent by default: this exercises InitProducerId too.
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, linger_ms=5)
     futures = [
         producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(),
                       headers=[("i", str(i).encode())], timestamp_ms=BASE_TS + i)

@@ -10,6 +10,7 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producer;
 mod topics;
 
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use crate::group::store::OffsetStore;
 use crate::group::GroupCoordinator;
 use crate::log::manager::LogManager;
 use crate::metadata::image::{MetadataImage, PartitionImage, TopicImage};
-use crate::metadata::Controller;
+use crate::metadata::{Controller, ProducerIdAllocator};
 
 pub use api_versions::unsupported_version_response;
 
@@ -41,6 +42,8 @@ pub struct Context {
     pub groups: Arc<GroupCoordinator>,
     /// Durable committed offsets.
     pub offset_store: OffsetStore,
+    /// Producer ids for idempotent producers.
+    pub producer_ids: ProducerIdAllocator,
     /// Frames that could not be decoded; each closed its connection.
     pub malformed_requests: AtomicU64,
 }
@@ -73,6 +76,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -134,6 +138,9 @@ pub async fn handle(
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(producer::init_producer_id(ctx, r).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, version))

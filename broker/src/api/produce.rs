@@ -7,7 +7,8 @@ use tracing::warn;
 
 use super::{led_partition, ApiError, Context};
 use crate::log::batch::{self, BatchError};
-use crate::log::AppendInfo;
+use crate::log::producer_state::ProducerError;
+use crate::log::{AppendError, AppendInfo};
 use crate::topic_config::LogConfig;
 
 fn append_partition(
@@ -32,6 +33,21 @@ fn append_partition(
         ),
         other => ApiError::new(ResponseError::CorruptMessage, other.to_string()),
     })?;
+    if headers.len() != 1 {
+        return Err(ApiError::new(
+            ResponseError::InvalidRecord,
+            format!(
+                "produce requests carry exactly one record batch per partition, got {}",
+                headers.len()
+            ),
+        ));
+    }
+    if headers[0].is_transactional() {
+        return Err(ApiError::new(
+            ResponseError::InvalidTxnState,
+            "transactions are not supported by this broker",
+        ));
+    }
     let log = ctx
         .logs
         .get_or_open(topic, partition, t)
@@ -62,10 +78,19 @@ fn append_partition(
             ));
         }
     }
-    log.append(records, &headers, p.leader_epoch).map_err(|e| {
-        warn!(%topic, partition, error = %e, "append failed");
-        ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-    })
+    log.append(records, &headers, p.leader_epoch)
+        .map_err(|e| match e {
+            AppendError::Producer(e @ ProducerError::InvalidEpoch { .. }) => {
+                ApiError::new(ResponseError::InvalidProducerEpoch, e.to_string())
+            }
+            AppendError::Producer(e @ ProducerError::OutOfOrder { .. }) => {
+                ApiError::new(ResponseError::OutOfOrderSequenceNumber, e.to_string())
+            }
+            AppendError::Io(e) => {
+                warn!(%topic, partition, error = %e, "append failed");
+                ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+            }
+        })
 }
 
 /// Appends every partition's batches; `None` for acks=0, which gets no response.

@@ -103,7 +103,7 @@ impl OffsetStore {
                     producer_epoch: -1,
                     timestamp_type: TimestampType::Creation,
                     offset: i as i64,
-                    sequence: -1,
+                    sequence: i as i32,
                     timestamp: now,
                     key: Some(Bytes::from(serde_json::to_vec(&key)?)),
                     value: match value {
@@ -125,7 +125,9 @@ impl OffsetStore {
         )
         .map_err(io::Error::other)?;
         let headers = batch::validate_all(&buf).map_err(io::Error::other)?;
-        self.log(image, group)?.append(&buf, &headers, 0)?;
+        self.log(image, group)?
+            .append(&buf, &headers, 0)
+            .map_err(io::Error::other)?;
         Ok(())
     }
 

@@ -17,6 +17,8 @@ const LAST_OFFSET_DELTA: usize = 23;
 const BASE_TIMESTAMP: usize = 27;
 const MAX_TIMESTAMP: usize = 35;
 const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
 const RECORDS_COUNT: usize = 57;
 
 /// Why a batch was refused.
@@ -51,8 +53,12 @@ pub struct BatchHeader {
     pub max_timestamp: i64,
     /// `attributes`.
     pub attributes: i16,
-    /// `producerId`.
+    /// `producerId` (-1 for non-idempotent producers).
     pub producer_id: i64,
+    /// `producerEpoch`.
+    pub producer_epoch: i16,
+    /// `baseSequence`.
+    pub base_sequence: i32,
     /// Number of records.
     pub records_count: i32,
 }
@@ -63,9 +69,14 @@ impl BatchHeader {
         self.base_offset + self.last_offset_delta as i64
     }
 
-    /// Whether this is a transaction control batch.
-    pub fn is_control(&self) -> bool {
-        self.attributes & 0x20 != 0
+    /// Whether this batch belongs to a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+
+    /// The sequence number of the last record (sequences wrap at `i32::MAX`).
+    pub fn last_sequence(&self) -> i32 {
+        ((self.base_sequence as i64 + self.last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
     }
 }
 
@@ -120,6 +131,8 @@ pub fn parse_header_only(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         max_timestamp: i64_at(buf, MAX_TIMESTAMP),
         attributes: i16_at(buf, ATTRIBUTES),
         producer_id: i64_at(buf, PRODUCER_ID),
+        producer_epoch: i16_at(buf, PRODUCER_EPOCH),
+        base_sequence: i32_at(buf, BASE_SEQUENCE),
         records_count: i32_at(buf, RECORDS_COUNT),
     };
     if header.last_offset_delta < 0 || header.records_count < 0 {
@@ -194,6 +207,22 @@ pub(crate) mod tests {
         b[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
         b[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&count.to_be_bytes());
         b.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
+        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// A valid batch from an idempotent producer.
+    pub(crate) fn make_idempotent_batch(
+        count: i32,
+        producer_id: i64,
+        epoch: i16,
+        sequence: i32,
+    ) -> Vec<u8> {
+        let mut b = make_batch(count, 1);
+        b[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+        b[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+        b[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&sequence.to_be_bytes());
         let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
         b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
         b

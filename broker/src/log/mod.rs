@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod index;
 pub mod manager;
+pub mod producer_state;
 pub mod segment;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::topic_config::LogConfig;
 use batch::BatchHeader;
+use producer_state::{ProducerError, ProducerStates, SequenceCheck};
 use segment::{now_ms, OpenOutcome, Segment};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -28,6 +30,17 @@ pub enum LogError {
     /// The requested offset is outside `[log start, log end]`.
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    /// A filesystem error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// An idempotent producer's epoch or sequence is wrong.
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
     /// A filesystem error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -64,6 +77,7 @@ struct LogState {
     high_watermark: i64,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    producers: ProducerStates,
 }
 
 /// One partition's log: segments on disk and the offsets that describe them.
@@ -135,6 +149,13 @@ impl PartitionLog {
             .unwrap_or(first_base)
             .max(first_base)
             .min(next_offset);
+        let mut producers = ProducerStates::default();
+        for segment in segments.values() {
+            segment.scan(0, false, |_, h| {
+                producers.record(&h);
+                true
+            })?;
+        }
         if !bases.is_empty() {
             info!(dir = %dir.display(), segments = segments.len(), log_start_offset, next_offset, "loaded log");
         }
@@ -147,6 +168,7 @@ impl PartitionLog {
                 high_watermark: next_offset,
                 unflushed_messages: 0,
                 last_flush_ms: now_ms(),
+                producers,
             }),
             config: RwLock::new(config),
         };
@@ -201,17 +223,32 @@ impl PartitionLog {
     }
 
     /// Assigns offsets to validated batches and writes them. `records` holds the batches
-    /// back to back, described by `headers`.
+    /// back to back, described by `headers`. A retried idempotent batch that is already in
+    /// the log is not written again; its original offsets are returned.
     pub fn append(
         &self,
         records: &[u8],
         headers: &[BatchHeader],
         leader_epoch: i32,
-    ) -> io::Result<AppendInfo> {
+    ) -> Result<AppendInfo, AppendError> {
         let config = self.config();
+        let mut state = self.lock();
+        for h in headers {
+            if let SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } = state.producers.check(h)?
+            {
+                return Ok(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    log_start_offset: state.log_start_offset,
+                    log_append_time: -1,
+                });
+            }
+        }
         let mut buf = records.to_vec();
         let log_append_time = if config.log_append_time { now_ms() } else { -1 };
-        let mut state = self.lock();
         let base_offset = state.next_offset;
         let mut next = base_offset;
         let mut at = 0;
@@ -255,6 +292,9 @@ impl PartitionLog {
         }
         let active = state.segments.values_mut().next_back().expect("a segment");
         active.append(&buf, &assigned, config.index_interval_bytes)?;
+        for h in &assigned {
+            state.producers.record(h);
+        }
         state.next_offset = next;
         state.high_watermark = next;
         state.unflushed_messages += messages;
@@ -602,6 +642,35 @@ mod tests {
             PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
         assert_eq!(log.log_end_offset(), 40);
         assert_eq!(append(&log, 1, 5000).base_offset, 40);
+    }
+
+    #[test]
+    fn idempotent_retries_are_not_written_twice_even_after_a_restart() {
+        use crate::log::batch::tests::make_idempotent_batch;
+        let dir = tempfile::tempdir().unwrap();
+        let append_idem = |log: &PartitionLog, seq: i32| {
+            let b = make_idempotent_batch(2, 42, 0, seq);
+            let headers = batch::validate_all(&b).unwrap();
+            log.append(&b, &headers, 0)
+        };
+        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        assert_eq!(append_idem(&log, 0).unwrap().base_offset, 0);
+        assert_eq!(append_idem(&log, 2).unwrap().base_offset, 2);
+        assert_eq!(append_idem(&log, 0).unwrap().base_offset, 0, "duplicate");
+        assert!(matches!(
+            append_idem(&log, 9),
+            Err(AppendError::Producer(_))
+        ));
+        assert_eq!(log.log_end_offset(), 4);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        assert_eq!(
+            append_idem(&log, 2).unwrap().base_offset,
+            2,
+            "duplicate after restart"
+        );
+        assert_eq!(append_idem(&log, 4).unwrap().base_offset, 4);
+        assert_eq!(log.log_end_offset(), 6);
     }
 
     #[test]

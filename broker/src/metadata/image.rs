@@ -62,6 +62,9 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicImage>,
+    /// The first producer id not yet handed out.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 /// A change to the metadata image; the Raft log is a sequence of these.
@@ -85,6 +88,8 @@ pub enum MetadataRecord {
         name: String,
         assignments: Vec<Vec<i32>>,
     },
+    /// Reserves a block of producer ids; the block starts at the previous `next_producer_id`.
+    AllocateProducerIds { count: i64 },
     /// Sets and removes topic config overrides.
     AlterTopicConfigs {
         name: String,
@@ -96,7 +101,7 @@ pub enum MetadataRecord {
 impl MetadataImage {
     /// Applies one record. Errors leave the image unchanged and are reported to the proposer;
     /// the same record gives the same result on every node.
-    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), String> {
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<Option<i64>, String> {
         match record {
             MetadataRecord::InitCluster { cluster_id } => {
                 if self.cluster_id.is_empty() {
@@ -142,6 +147,11 @@ impl MetadataImage {
                     .partitions
                     .extend(assignments.iter().cloned().map(PartitionImage::new));
             }
+            MetadataRecord::AllocateProducerIds { count } => {
+                let start = self.next_producer_id;
+                self.next_producer_id += count;
+                return Ok(Some(start));
+            }
             MetadataRecord::AlterTopicConfigs { name, set, delete } => {
                 let topic = self
                     .topics
@@ -155,7 +165,7 @@ impl MetadataImage {
                     .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Finds a topic name by its id.
@@ -202,6 +212,9 @@ mod tests {
             })
             .unwrap();
         assert_eq!(image.cluster_id, "c1");
+        let block = MetadataRecord::AllocateProducerIds { count: 1000 };
+        assert_eq!(image.apply(&block), Ok(Some(0)));
+        assert_eq!(image.apply(&block), Ok(Some(1000)));
         let id = Uuid::new_v4();
         let create = MetadataRecord::CreateTopic {
             name: "t".into(),

@@ -31,6 +31,9 @@ openraft::declare_raft_types!(
 pub struct ApplyResult {
     /// Why the record was rejected, if it was.
     pub error: Option<String>,
+    /// A value the record produced (the start of an allocated producer id block).
+    #[serde(default)]
+    pub value: Option<i64>,
 }
 
 /// Errors from the metadata quorum.
@@ -143,6 +146,13 @@ impl Controller {
 
     /// Commits a record and returns once it is applied to the image.
     pub async fn propose(&self, record: MetadataRecord) -> Result<(), ControllerError> {
+        self.propose_for_value(record).await.map(|_| ())
+    }
+
+    async fn propose_for_value(
+        &self,
+        record: MetadataRecord,
+    ) -> Result<Option<i64>, ControllerError> {
         let response = self
             .raft
             .client_write(record)
@@ -150,8 +160,15 @@ impl Controller {
             .map_err(|e| ControllerError::Unavailable(e.to_string()))?;
         match response.data.error {
             Some(reason) => Err(ControllerError::Rejected(reason)),
-            None => Ok(()),
+            None => Ok(response.data.value),
         }
+    }
+
+    /// Reserves `count` producer ids, unique across restarts; returns the first.
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, ControllerError> {
+        self.propose_for_value(MetadataRecord::AllocateProducerIds { count })
+            .await?
+            .ok_or_else(|| ControllerError::Rejected("no producer id block was returned".into()))
     }
 
     /// Stops the Raft node.
@@ -159,5 +176,40 @@ impl Controller {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "metadata quorum did not shut down cleanly");
         }
+    }
+}
+
+/// Hands out producer ids from blocks reserved through the quorum, so ids stay unique
+/// across restarts (and, later, across brokers).
+pub struct ProducerIdAllocator {
+    controller: Arc<Controller>,
+    /// (next id, end of the block).
+    block: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl ProducerIdAllocator {
+    const BLOCK_SIZE: i64 = 1000;
+
+    /// An allocator with no block reserved yet.
+    pub fn new(controller: Arc<Controller>) -> Self {
+        ProducerIdAllocator {
+            controller,
+            block: tokio::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    /// The next unused producer id.
+    pub async fn next(&self) -> Result<i64, ControllerError> {
+        let mut block = self.block.lock().await;
+        if block.0 >= block.1 {
+            let start = self
+                .controller
+                .allocate_producer_ids(Self::BLOCK_SIZE)
+                .await?;
+            *block = (start, start + Self::BLOCK_SIZE);
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
     }
 }

@@ -125,13 +125,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => ApplyResult { error: None },
-                EntryPayload::Normal(record) => ApplyResult {
-                    error: self.image.apply(&record).err(),
+                EntryPayload::Blank => ApplyResult::default(),
+                EntryPayload::Normal(record) => match self.image.apply(&record) {
+                    Ok(value) => ApplyResult { error: None, value },
+                    Err(error) => ApplyResult {
+                        error: Some(error),
+                        value: None,
+                    },
                 },
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    ApplyResult { error: None }
+                    ApplyResult::default()
                 }
             };
             results.push(result);

@@ -1,0 +1,203 @@
+//! Idempotent producer state per partition: the epoch and the last few batches of every
+//! producer id, to detect duplicates and gaps in sequence numbers.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::batch::BatchHeader;
+
+/// How many recent batches per producer are remembered (Kafka's in-flight limit).
+const CACHED_BATCHES: usize = 5;
+
+/// Why an idempotent batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProducerError {
+    /// The producer's epoch is older than one already seen.
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    /// The sequence does not follow the last appended batch.
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrder {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+}
+
+/// What to do with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// New data: append it.
+    Append,
+    /// A retry of a batch already in the log at these offsets.
+    Duplicate { base_offset: i64, last_offset: i64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CachedBatch {
+    first_sequence: i32,
+    last_sequence: i32,
+    base_offset: i64,
+    last_offset: i64,
+}
+
+#[derive(Debug, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<CachedBatch>,
+}
+
+/// Producer states of one partition.
+#[derive(Debug, Default)]
+pub struct ProducerStates {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+fn next_sequence(sequence: i32) -> i32 {
+    if sequence == i32::MAX {
+        0
+    } else {
+        sequence + 1
+    }
+}
+
+impl ProducerStates {
+    /// Checks a batch's epoch and sequence against what was appended before.
+    pub fn check(&self, h: &BatchHeader) -> Result<SequenceCheck, ProducerError> {
+        if h.producer_id < 0 {
+            return Ok(SequenceCheck::Append);
+        }
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            return Ok(SequenceCheck::Append);
+        };
+        if h.producer_epoch < entry.epoch {
+            return Err(ProducerError::InvalidEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        if h.producer_epoch > entry.epoch {
+            return if h.base_sequence == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(ProducerError::OutOfOrder {
+                    producer_id: h.producer_id,
+                    expected: 0,
+                    got: h.base_sequence,
+                })
+            };
+        }
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_sequence == h.base_sequence && b.last_sequence == h.last_sequence())
+        {
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: dup.base_offset,
+                last_offset: dup.last_offset,
+            });
+        }
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |b| next_sequence(b.last_sequence));
+        if h.base_sequence == expected {
+            Ok(SequenceCheck::Append)
+        } else {
+            Err(ProducerError::OutOfOrder {
+                producer_id: h.producer_id,
+                expected,
+                got: h.base_sequence,
+            })
+        }
+    }
+
+    /// Remembers an appended batch (its offsets already assigned).
+    pub fn record(&mut self, h: &BatchHeader) {
+        if h.producer_id < 0 {
+            return;
+        }
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(CachedBatch {
+            first_sequence: h.base_sequence,
+            last_sequence: h.last_sequence(),
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+        });
+        while entry.batches.len() > CACHED_BATCHES {
+            entry.batches.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(producer_id: i64, epoch: i16, seq: i32, count: i32, offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset: offset,
+            size: 100,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            attributes: 0,
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            records_count: count,
+        }
+    }
+
+    #[test]
+    fn duplicates_gaps_and_epochs() {
+        let mut s = ProducerStates::default();
+        let first = header(7, 0, 0, 3, 10);
+        assert_eq!(s.check(&first), Ok(SequenceCheck::Append));
+        s.record(&first);
+        assert_eq!(
+            s.check(&header(7, 0, 0, 3, -1)),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 10,
+                last_offset: 12
+            })
+        );
+        assert_eq!(s.check(&header(7, 0, 3, 2, -1)), Ok(SequenceCheck::Append));
+        assert!(matches!(
+            s.check(&header(7, 0, 5, 1, -1)),
+            Err(ProducerError::OutOfOrder {
+                expected: 3,
+                got: 5,
+                ..
+            })
+        ));
+        s.record(&header(7, 1, 0, 1, 20));
+        assert!(matches!(
+            s.check(&header(7, 0, 1, 1, -1)),
+            Err(ProducerError::InvalidEpoch { .. })
+        ));
+        assert!(matches!(
+            s.check(&header(7, 2, 4, 1, -1)),
+            Err(ProducerError::OutOfOrder { .. })
+        ));
+        assert_eq!(
+            s.check(&header(-1, 0, 99, 1, -1)),
+            Ok(SequenceCheck::Append)
+        );
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        let mut s = ProducerStates::default();
+        s.record(&header(1, 0, i32::MAX - 1, 2, 0));
+        assert_eq!(s.check(&header(1, 0, 0, 1, -1)), Ok(SequenceCheck::Append));
+    }
+}
