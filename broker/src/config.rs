@@ -134,6 +134,7 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("log.cleaner.delete.retention.ms", Long(0), "86400000"),
     def("log.cleaner.min.compaction.lag.ms", Long(0), "0"),
     def("log.cleaner.min.cleanable.ratio", Ratio, "0.5"),
+    def("log.cleaner.backoff.ms", Long(1), "15000"),
     def("metadata.max.snapshot.entries", Long(1), "1000"),
     def("offsets.topic.num.partitions", Int(1), "50"),
     def("offsets.topic.replication.factor", Int(1), "3"),

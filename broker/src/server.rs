@@ -277,12 +277,19 @@ async fn housekeeping(
     let retention_every =
         Duration::from_millis(config.long("log.retention.check.interval.ms") as u64);
     let flush_every = Duration::from_millis(config.long("log.flush.scheduler.interval.ms") as u64);
+    let clean_every = Duration::from_millis(config.long("log.cleaner.backoff.ms") as u64);
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(flush_every);
+    let mut clean = tokio::time::interval(clean_every);
     loop {
         tokio::select! {
             _ = retention.tick() => logs.apply_retention(now_ms()),
             _ = flush.tick() => logs.flush_due(now_ms()),
+            _ = clean.tick() => {
+                // Compaction reads and rewrites whole segments: keep it off the async workers.
+                let logs = logs.clone();
+                let _ = tokio::task::spawn_blocking(move || logs.compact_all(now_ms())).await;
+            }
             _ = shutdown.changed() => return,
         }
     }

@@ -159,6 +159,14 @@ pub struct LogConfig {
     pub delete_enabled: bool,
     /// Whether the broker stamps its own time on batches.
     pub log_append_time: bool,
+    /// Whether the cleaner keeps only the latest record per key.
+    pub compact_enabled: bool,
+    /// How long tombstones survive compaction.
+    pub delete_retention_ms: i64,
+    /// Records younger than this are never compacted.
+    pub min_compaction_lag_ms: i64,
+    /// Clean only when this share of the log is uncleaned.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl LogConfig {
@@ -186,6 +194,13 @@ impl LogConfig {
                 .map(|p| p.split(',').any(|s| s.trim() == "delete"))
                 .unwrap_or(true),
             log_append_time: get("message.timestamp.type").as_deref() == Some("LogAppendTime"),
+            compact_enabled: get("cleanup.policy")
+                .is_some_and(|p| p.split(',').any(|s| s.trim() == "compact")),
+            delete_retention_ms: long("delete.retention.ms", 86_400_000),
+            min_compaction_lag_ms: long("min.compaction.lag.ms", 0),
+            min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.5),
         }
     }
 }

@@ -167,6 +167,15 @@ impl LogManager {
         }
     }
 
+    /// Runs a compaction pass on every compacted log.
+    pub fn compact_all(&self, now: i64) {
+        for ((topic, partition), log) in self.all() {
+            if let Err(e) = log.compact(now) {
+                warn!(%topic, partition, error = %e, "compaction failed");
+            }
+        }
+    }
+
     /// Flushes logs whose `flush.ms` has passed.
     pub fn flush_due(&self, now: i64) {
         for ((topic, partition), log) in self.all() {

@@ -1,6 +1,7 @@
 //! The per-partition segmented log.
 
 pub mod batch;
+pub mod cleaner;
 pub mod index;
 pub mod manager;
 pub mod producer_state;
@@ -116,6 +117,7 @@ impl PartitionLog {
             }
             Err(_) => write_file_atomic(&id_path, id_line.as_bytes())?,
         }
+        cleaner::remove_stray_cleaned_files(dir)?;
         let recovery_point = read_i64_file(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(0);
         let bases = Segment::list(dir)?;
         let mut segments = BTreeMap::new();

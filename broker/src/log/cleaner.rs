@@ -1,0 +1,290 @@
+//! Log compaction for `cleanup.policy=compact`: keeps the latest record per key in the
+//! inactive segments, drops tombstones older than `delete.retention.ms`.
+//!
+//! The cleaner reads segments and writes `<base>.log.cleaned` without holding the log lock, so
+//! produce and fetch go on; it then takes the lock only to rename the cleaned file over the
+//! original (atomic) and reopen it. A crash before the rename leaves the original intact and a
+//! stray `.cleaned` file, which the next open deletes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use tracing::info;
+
+use super::segment::Segment;
+use super::{read_i64_file, write_file_atomic, PartitionLog};
+
+const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+const CLEANED_SUFFIX: &str = "log.cleaned";
+
+/// What one compaction pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CleanStats {
+    /// Segments rewritten.
+    pub segments: usize,
+    /// Records kept.
+    pub kept: usize,
+    /// Records removed (superseded or expired tombstones).
+    pub removed: usize,
+}
+
+struct Cleanable {
+    base: i64,
+    file: Arc<File>,
+    batches: Vec<(u64, usize)>,
+    size: u64,
+    max_timestamp: i64,
+}
+
+/// Removes leftovers of a compaction that crashed before its swap.
+pub fn remove_stray_cleaned_files(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.to_string_lossy().ends_with(CLEANED_SUFFIX) {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
+fn decode_batch(
+    file: &File,
+    position: u64,
+    size: usize,
+) -> io::Result<kafka_protocol::records::RecordSet> {
+    let mut buf = vec![0u8; size];
+    file.read_exact_at(&mut buf, position)?;
+    RecordBatchDecoder::decode(&mut Bytes::from(buf)).map_err(io::Error::other)
+}
+
+impl PartitionLog {
+    /// Runs one compaction pass if the topic is compacted and enough of it is dirty.
+    pub fn compact(&self, now: i64) -> io::Result<Option<CleanStats>> {
+        let config = self.config();
+        if !config.compact_enabled {
+            return Ok(None);
+        }
+        let checkpoint = read_i64_file(&self.dir.join(CHECKPOINT_FILE)).unwrap_or(0);
+        let cleanable: Vec<Cleanable> = {
+            let state = self.lock();
+            let inactive = state.segments.len().saturating_sub(1);
+            let mut out = Vec::new();
+            for segment in state.segments.values().take(inactive) {
+                if segment.max_timestamp > now - config.min_compaction_lag_ms {
+                    break;
+                }
+                let mut batches = Vec::new();
+                segment.scan(0, false, |pos, h| {
+                    batches.push((pos, h.size));
+                    true
+                })?;
+                out.push(Cleanable {
+                    base: segment.base_offset,
+                    file: segment.file(),
+                    batches,
+                    size: segment.size(),
+                    max_timestamp: segment.max_timestamp,
+                });
+            }
+            out
+        };
+        let total: u64 = cleanable.iter().map(|c| c.size).sum();
+        let dirty: u64 = cleanable
+            .iter()
+            .filter(|c| c.base >= checkpoint)
+            .map(|c| c.size)
+            .sum();
+        if total == 0
+            || dirty == 0
+            || (dirty as f64 / total as f64) < config.min_cleanable_dirty_ratio
+        {
+            return Ok(None);
+        }
+
+        let mut latest: HashMap<Bytes, i64> = HashMap::new();
+        for c in &cleanable {
+            for &(pos, size) in &c.batches {
+                for record in decode_batch(&c.file, pos, size)?.records {
+                    if let Some(key) = record.key {
+                        latest.insert(key, record.offset);
+                    }
+                }
+            }
+        }
+
+        let mut stats = CleanStats::default();
+        for c in &cleanable {
+            let tombstones_expired = c.max_timestamp < now - config.delete_retention_ms;
+            let mut out = BytesMut::new();
+            for &(pos, size) in &c.batches {
+                let set = decode_batch(&c.file, pos, size)?;
+                let before = set.records.len();
+                let kept: Vec<_> = set
+                    .records
+                    .into_iter()
+                    .filter(|r| match &r.key {
+                        None => true,
+                        Some(key) => {
+                            latest.get(key) == Some(&r.offset)
+                                && !(r.value.is_none() && tombstones_expired)
+                        }
+                    })
+                    .collect();
+                stats.kept += kept.len();
+                stats.removed += before - kept.len();
+                if kept.is_empty() {
+                    continue;
+                }
+                RecordBatchEncoder::encode(
+                    &mut out,
+                    &kept,
+                    &RecordEncodeOptions {
+                        version: 2,
+                        compression: set.compression,
+                    },
+                )
+                .map_err(io::Error::other)?;
+            }
+            let cleaned_path = self.dir.join(format!("{:020}.{CLEANED_SUFFIX}", c.base));
+            let mut cleaned = File::create(&cleaned_path)?;
+            cleaned.write_all(&out)?;
+            cleaned.sync_all()?;
+            drop(cleaned);
+
+            let mut state = self.lock();
+            if !state.segments.contains_key(&c.base) {
+                std::fs::remove_file(&cleaned_path)?;
+                continue;
+            }
+            let original = self.dir.join(format!("{:020}.log", c.base));
+            std::fs::rename(&cleaned_path, &original)?;
+            let (segment, _) = Segment::open(&self.dir, c.base, true, config.index_interval_bytes)?;
+            state.segments.insert(c.base, segment);
+            stats.segments += 1;
+        }
+        // The next pass counts only segments after the last one cleaned as dirty.
+        let last_cleaned = cleanable.last().map_or(checkpoint, |c| c.base);
+        let next_dirty = self
+            .lock()
+            .segments
+            .range(last_cleaned + 1..)
+            .next()
+            .map(|(base, _)| *base);
+        if let Some(next) = next_dirty {
+            write_file_atomic(&self.dir.join(CHECKPOINT_FILE), next.to_string().as_bytes())?;
+        }
+        info!(dir = %self.dir.display(), segments = stats.segments, kept = stats.kept, removed = stats.removed, "compacted");
+        Ok(Some(stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::log::batch;
+    use crate::topic_config::LogConfig;
+    use kafka_protocol::records::{Compression, Record, TimestampType};
+
+    fn keyed(key: &str, value: Option<&str>) -> Vec<u8> {
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: 0,
+            timestamp: 1_000,
+            key: Some(Bytes::from(key.to_string())),
+            value: value.map(|v| Bytes::from(v.to_string())),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Gzip,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+        buf.to_vec()
+    }
+
+    fn view(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+        let mut out = Vec::new();
+        let mut next = log.log_start_offset();
+        while next < log.log_end_offset() {
+            let read = log.read(next, 1 << 20, true).unwrap();
+            let mut bytes = read.records;
+            while !bytes.is_empty() {
+                for r in RecordBatchDecoder::decode(&mut bytes).unwrap().records {
+                    next = r.offset + 1;
+                    let text = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+                    out.push((r.offset, text(r.key).unwrap(), text(r.value)));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn keeps_the_latest_value_per_key_and_drops_old_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+        let overrides = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "300"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = LogConfig::new(&broker, &overrides);
+        let log = PartitionLog::open(dir.path(), config.clone(), "t").unwrap();
+        let append = |b: Vec<u8>| {
+            let headers = batch::validate_all(&b).unwrap();
+            log.append(&b, &headers, 0).unwrap();
+        };
+        for round in 0..5 {
+            for key in ["a", "b", "c"] {
+                append(keyed(key, Some(&format!("{key}{round}"))));
+            }
+        }
+        append(keyed("c", None));
+        for i in 0..6 {
+            append(keyed(&format!("s{i}"), Some("sentinel")));
+        }
+        let before = log.segment_count();
+        let stats = log.compact(10_000).unwrap().expect("a pass ran");
+        assert!(stats.removed >= 12, "{stats:?}");
+        assert!(log.segment_count() <= before);
+        let cleaned: Vec<_> = view(&log)
+            .into_iter()
+            .filter(|(_, k, _)| !k.starts_with('s'))
+            .map(|(_, k, v)| (k, v))
+            .collect();
+        assert_eq!(
+            cleaned,
+            vec![
+                ("a".into(), Some("a4".into())),
+                ("b".into(), Some("b4".into()))
+            ]
+        );
+        let offsets: Vec<i64> = view(&log).iter().map(|(o, _, _)| *o).collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(log.compact(10_000).unwrap(), None, "nothing dirty any more");
+        drop(log);
+        std::fs::write(dir.path().join("00000000000000000000.log.cleaned"), b"half").unwrap();
+        let log = PartitionLog::open(dir.path(), config, "t").unwrap();
+        assert_eq!(view(&log).len(), offsets.len());
+        assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
+    }
+}

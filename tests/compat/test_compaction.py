@@ -1,0 +1,54 @@
+"""Log compaction: after the cleaner runs, a compacted topic holds exactly the latest value
+per key, tombstoned keys are gone, and a consumer from the beginning sees that view."""
+
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def read_from_start(bootstrap, topic):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    c.assign([TopicPartition(topic, 0, low)])
+    got = []
+    deadline = time.monotonic() + 20
+    while (not got or got[-1][0] < high - 1) and time.monotonic() < deadline:
+        m = c.poll(0.3)
+        if m is not None and m.error() is None:
+            got.append((m.offset(), m.key().decode(), m.value()))
+    c.close()
+    return got
+
+
+def test_compacted_topic_keeps_latest_per_key(own_broker, topic):
+    b = own_broker({"log.cleaner.backoff.ms": "200"}).start()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1, config={
+        "cleanup.policy": "compact", "segment.bytes": "1024",
+        "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "0",
+    })])[topic].result(timeout=20)
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0, "compression.type": "lz4"})
+    for round_ in range(20):
+        for k in range(10):
+            p.produce(topic, key=f"k{k}", value=f"k{k}-v{round_}".encode())
+        p.flush(10)
+    p.produce(topic, key="k9", value=None)
+    for i in range(40):
+        p.produce(topic, key=f"sentinel-{i}", value=b"s")
+        p.flush(10)
+
+    deadline = time.monotonic() + 30
+    view = read_from_start(b.bootstrap, topic)
+    while time.monotonic() < deadline:
+        keys = [k for _, k, _ in view if k.startswith("k")]
+        if len(keys) == len(set(keys)):
+            break
+        time.sleep(0.5)
+        view = read_from_start(b.bootstrap, topic)
+    latest = {k: v for _, k, v in view if k.startswith("k")}
+    assert latest == {f"k{k}": f"k{k}-v19".encode() for k in range(9)}
+    assert [k for _, k, _ in view if k.startswith("k")] == sorted(latest, key=lambda k: int(k[1:]))
+    offsets = [o for o, _, _ in view]
+    assert offsets == sorted(offsets)
+    b.stop()
