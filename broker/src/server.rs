@@ -158,6 +158,10 @@ impl Server {
             groups,
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(expire_offsets(
+            context.clone(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(follow_metadata(
             controller.subscribe(),
             logs.clone(),
@@ -246,6 +250,31 @@ async fn expire_group_sessions(groups: Arc<GroupCoordinator>, mut shutdown: watc
     }
 }
 
+/// Deletes committed offsets of empty groups after `offsets.retention.minutes`.
+async fn expire_offsets(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let every =
+        Duration::from_millis(ctx.config.long("offsets.retention.check.interval.ms") as u64);
+    let retention_ms = ctx.config.int("offsets.retention.minutes") as i64 * 60_000;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                for (group, keys) in ctx.groups.expired_offsets(now_ms(), retention_ms) {
+                    let tombstones: Vec<_> = keys.into_iter().map(|k| (k, None)).collect();
+                    match ctx.offset_store.append(&ctx.controller.image(), &group, &tombstones) {
+                        Ok(()) => {
+                            ctx.groups.record_offsets(&group, &tombstones);
+                            info!(%group, partitions = tombstones.len(), "expired committed offsets");
+                        }
+                        Err(e) => warn!(%group, error = %e, "could not expire committed offsets"),
+                    }
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// Applies every new metadata image to the local logs (deletes, config changes).
 async fn follow_metadata(
     mut images: watch::Receiver<Arc<crate::metadata::image::MetadataImage>>,
@@ -283,7 +312,10 @@ async fn housekeeping(
     let mut clean = tokio::time::interval(clean_every);
     loop {
         tokio::select! {
-            _ = retention.tick() => logs.apply_retention(now_ms()),
+            _ = retention.tick() => {
+                logs.apply_retention(now_ms());
+                logs.expire_producers(now_ms());
+            }
             _ = flush.tick() => logs.flush_due(now_ms()),
             _ = clean.tick() => {
                 // Compaction reads and rewrites whole segments: keep it off the async workers.

@@ -99,6 +99,11 @@ fn name(s: &str) -> TopicName {
 }
 
 fn batch(values: &[&str], compression: Compression) -> Bytes {
+    // Recent timestamps: records from 1970 would be (rightly) deleted by retention.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -111,7 +116,7 @@ fn batch(values: &[&str], compression: Compression) -> Bytes {
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: i as i32,
-            timestamp: 1_000 + i as i64,
+            timestamp: now + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(v.to_string())),
             headers: Default::default(),

@@ -229,3 +229,29 @@ def test_kafka_python_and_aiokafka_groups(gbroker, topic):
     admin = AdminClient({"bootstrap.servers": gbroker.bootstrap})
     groups = [g.group_id for g in admin.list_consumer_groups().result(timeout=10).valid]
     assert "kp-group" in groups and "aio-group" in groups
+
+
+def test_delete_offsets_only_for_unsubscribed_topics(gbroker, topic):
+    create(gbroker.bootstrap, topic, 2)
+    other = f"{topic}-other"
+    create(gbroker.bootstrap, other, 1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    c = consumer(gbroker.bootstrap, group)
+    c.subscribe([topic])
+    poll_until([c], lambda: len(c.assignment()) == 2)
+    c.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(other, 0, 7)], asynchronous=False)
+    # confluent-kafka's Python AdminClient has no OffsetDelete; kafka-python's does.
+    from kafka import TopicPartition as KTopicPartition
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import GroupSubscribedToTopicError, NoError
+
+    admin = KafkaAdminClient(bootstrap_servers=gbroker.bootstrap)
+    result = admin.delete_group_offsets(group, [KTopicPartition(other, 0), KTopicPartition(topic, 0)])
+    admin.close()
+    assert result[KTopicPartition(other, 0)] is NoError
+    assert result[KTopicPartition(topic, 0)] is GroupSubscribedToTopicError
+    committed = {(tp.topic, tp.partition): tp.offset
+                 for tp in c.committed([TopicPartition(topic, 0), TopicPartition(other, 0)], timeout=10)}
+    assert committed[(topic, 0)] == 5
+    assert committed[(other, 0)] < 0
+    c.close()

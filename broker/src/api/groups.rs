@@ -10,6 +10,9 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -19,8 +22,8 @@ use kafka_protocol::messages::{
     DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -510,6 +513,49 @@ pub fn list_groups(ctx: &Context, request: ListGroupsRequest, version: i16) -> L
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
+}
+
+/// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
+pub fn offset_delete(ctx: &Context, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = request.group_id.0.to_string();
+    let subscribed = match ctx.groups.subscribed_topics(&group) {
+        Ok(topics) => topics,
+        Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
+    };
+    let mut tombstones = Vec::new();
+    let mut topics = Vec::new();
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let r = OffsetDeleteResponsePartition::default()
+                    .with_partition_index(p.partition_index);
+                if subscribed.contains(&name) {
+                    r.with_error_code(ResponseError::GroupSubscribedToTopic.code())
+                } else {
+                    tombstones.push(((name.clone(), p.partition_index), None));
+                    r
+                }
+            })
+            .collect();
+        topics.push(
+            OffsetDeleteResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    if let Err(e) = ctx
+        .offset_store
+        .append(&ctx.controller.image(), &group, &tombstones)
+    {
+        warn!(%group, error = %e, "could not delete offsets");
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    }
+    ctx.groups.record_offsets(&group, &tombstones);
+    OffsetDeleteResponse::default().with_topics(topics)
 }
 
 /// DeleteGroups: only empty groups; their offsets are tombstoned.

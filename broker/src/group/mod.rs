@@ -4,11 +4,13 @@
 
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::Decodable;
 use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -809,6 +811,56 @@ impl GroupCoordinator {
         }
     }
 
+    /// Topics the group's active members subscribe to (empty when it has no members).
+    pub fn subscribed_topics(&self, group_id: &str) -> Result<HashSet<String>, ResponseError> {
+        let groups = self.groups();
+        let Some(group) = groups.get(group_id) else {
+            return if self.offsets().contains_key(group_id) {
+                Ok(HashSet::new())
+            } else {
+                Err(ResponseError::GroupIdNotFound)
+            };
+        };
+        let mut topics = HashSet::new();
+        if group.protocol_type.as_deref() != Some("consumer") {
+            return Ok(topics);
+        }
+        for member in group.members.values() {
+            let mut metadata = group.metadata_for(member);
+            if metadata.len() < 2 {
+                continue;
+            }
+            let version = i16::from_be_bytes([metadata[0], metadata[1]]);
+            metadata.advance(2);
+            if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut metadata, version) {
+                topics.extend(sub.topics.iter().map(|t| t.to_string()));
+            }
+        }
+        Ok(topics)
+    }
+
+    /// Committed offsets of groups without members that are older than `retention_ms`.
+    pub fn expired_offsets(
+        &self,
+        now_ms: i64,
+        retention_ms: i64,
+    ) -> Vec<(String, Vec<(String, i32)>)> {
+        let groups = self.groups();
+        self.offsets()
+            .iter()
+            .filter(|(id, _)| groups.get(*id).is_none_or(|g| g.members.is_empty()))
+            .map(|(id, offsets)| {
+                let old = offsets
+                    .iter()
+                    .filter(|(_, o)| o.commit_timestamp < now_ms - retention_ms)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                (id.clone(), old)
+            })
+            .filter(|(_, old): &(String, Vec<(String, i32)>)| !old.is_empty())
+            .collect()
+    }
+
     /// Deletes an empty group; returns the offsets that must be tombstoned.
     pub fn delete(&self, group_id: &str) -> Result<Vec<(String, i32)>, ResponseError> {
         let mut groups = self.groups();
@@ -915,6 +967,36 @@ mod tests {
         assert_eq!(a2.leader, a.member_id);
         assert_eq!(a2.members.len(), 2);
         assert!(b.members.is_empty());
+    }
+
+    #[tokio::test]
+    async fn offsets_of_empty_groups_expire() {
+        let old = CommittedOffset {
+            offset: 3,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: 1_000,
+        };
+        let fresh = CommittedOffset {
+            commit_timestamp: 9_000,
+            ..old.clone()
+        };
+        let c = GroupCoordinator::new(config(), OffsetMap::new());
+        c.record_offsets(
+            "idle",
+            &[
+                (("t".into(), 0), Some(old.clone())),
+                (("t".into(), 1), Some(fresh)),
+            ],
+        );
+        let joined = join_fully(&c, &["range"]).await;
+        c.record_offsets("g", &[(("t".into(), 0), Some(old))]);
+        assert_eq!(
+            c.expired_offsets(10_000, 5_000),
+            vec![("idle".to_string(), vec![("t".to_string(), 0)])]
+        );
+        c.leave("g", &[(joined.member_id, None)]).unwrap();
+        assert_eq!(c.expired_offsets(10_000, 5_000).len(), 2);
     }
 
     #[tokio::test]

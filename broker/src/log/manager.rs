@@ -167,6 +167,14 @@ impl LogManager {
         }
     }
 
+    /// Forgets idempotent producer state idle for longer than `producer.id.expiration.ms`.
+    pub fn expire_producers(&self, now: i64) {
+        let expiration = self.broker.long("producer.id.expiration.ms");
+        for (_, log) in self.all() {
+            log.expire_producers(now, expiration);
+        }
+    }
+
     /// Runs a compaction pass on every compacted log.
     pub fn compact_all(&self, now: i64) {
         for ((topic, partition), log) in self.all() {

@@ -524,6 +524,11 @@ impl PartitionLog {
         Ok(doomed.len())
     }
 
+    /// Forgets idempotent producers idle for longer than `expiration_ms`.
+    pub fn expire_producers(&self, now: i64, expiration_ms: i64) -> usize {
+        self.lock().producers.expire(now, expiration_ms)
+    }
+
     /// Deletes whole segments past `retention.ms` or beyond `retention.bytes`. The active
     /// segment is rolled first when it alone has expired, so old data does not linger.
     pub fn apply_retention(&self, now: i64) -> io::Result<usize> {

@@ -48,6 +48,8 @@ struct CachedBatch {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
+    /// Largest timestamp of the producer's last batch, for `producer.id.expiration.ms`.
+    last_timestamp: i64,
 }
 
 /// Producer states of one partition.
@@ -135,6 +137,15 @@ impl ProducerStates {
         while entry.batches.len() > CACHED_BATCHES {
             entry.batches.pop_front();
         }
+        entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
+    }
+
+    /// Forgets producers whose last batch is older than `expiration_ms`; returns how many.
+    pub fn expire(&mut self, now: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, p| p.last_timestamp >= now - expiration_ms);
+        before - self.producers.len()
     }
 }
 
@@ -192,6 +203,20 @@ mod tests {
             s.check(&header(-1, 0, 99, 1, -1)),
             Ok(SequenceCheck::Append)
         );
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let mut s = ProducerStates::default();
+        let mut old = header(1, 0, 0, 1, 0);
+        old.max_timestamp = 1_000;
+        s.record(&old);
+        let mut recent = header(2, 0, 0, 1, 1);
+        recent.max_timestamp = 9_000;
+        s.record(&recent);
+        assert_eq!(s.expire(10_000, 5_000), 1);
+        // Producer 1 is unknown again: any sequence is accepted as new.
+        assert_eq!(s.check(&header(1, 0, 7, 1, -1)), Ok(SequenceCheck::Append));
     }
 
     #[test]
