@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::api::Context;
 use crate::config::{BrokerConfig, Role};
 use crate::group::store::{OffsetStore, OFFSETS_TOPIC};
-use crate::group::{GroupConfig, GroupCoordinator};
+use crate::group::{GroupConfig, GroupCoordinator, PersistGroup};
 use crate::log::manager::LogManager;
 use crate::log::segment::now_ms;
 use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataRecord};
@@ -134,7 +134,15 @@ impl Server {
         let logs = Arc::new(LogManager::new(config.clone()).map_err(storage)?);
         logs.sync_with_image(&controller.image()).map_err(storage)?;
         let offset_store = OffsetStore::new(logs.clone());
-        let offsets = offset_store.load(&controller.image()).map_err(storage)?;
+        let (offsets, group_metadata) = offset_store.load(&controller.image()).map_err(storage)?;
+        let persist_store = OffsetStore::new(logs.clone());
+        let persist_controller = controller.clone();
+        let persist: PersistGroup = Box::new(move |group, snapshot| {
+            let image = persist_controller.image();
+            if let Err(e) = persist_store.append_group(&image, group, snapshot) {
+                warn!(%group, error = %e, "could not store group metadata");
+            }
+        });
         let groups = GroupCoordinator::new(
             GroupConfig {
                 initial_rebalance_delay: Duration::from_millis(
@@ -144,6 +152,8 @@ impl Server {
                 max_session_timeout_ms: config.int("group.max.session.timeout.ms"),
             },
             offsets,
+            group_metadata,
+            persist,
         );
         let context = Arc::new(Context {
             config: config.clone(),

@@ -255,3 +255,32 @@ def test_delete_offsets_only_for_unsubscribed_topics(gbroker, topic):
     assert committed[(topic, 0)] == 5
     assert committed[(other, 0)] < 0
     c.close()
+
+
+def test_group_membership_survives_a_broker_restart(own_broker, topic):
+    b = own_broker(GROUP_BROKER).start()
+    create(b.bootstrap, topic, 2)
+    group = "survivor-group"
+    c = consumer(b.bootstrap, group, **{"session.timeout.ms": 10000})
+    c.subscribe([topic])
+    poll_until([c], lambda: len(c.assignment()) == 2)
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    [f] = admin.describe_consumer_groups([group]).values()
+    before = [m.member_id for m in f.result(timeout=10).members]
+    b.kill()
+    b.start()
+    fill(b.bootstrap, topic, 10, 2)
+    seen = []
+    deadline = time.monotonic() + 20
+    while len(seen) < 10 and time.monotonic() < deadline:
+        m = c.poll(0.2)
+        if m is not None and m.error() is None:
+            seen.append(m)
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    [f] = admin.describe_consumer_groups([group]).values()
+    after = f.result(timeout=10)
+    assert len(seen) == 10
+    assert [m.member_id for m in after.members] == before, "the member kept its identity"
+    assert after.state == ConsumerGroupState.STABLE
+    c.close()
+    b.stop()

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use store::{CommittedOffset, OffsetMap};
+use store::{CommittedOffset, GroupMap, GroupSnapshot, MemberSnapshot, OffsetMap};
 
 /// Group states, named as Kafka reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +244,70 @@ impl Group {
             .cloned()
     }
 
+    fn snapshot(&self) -> GroupSnapshot {
+        GroupSnapshot {
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| MemberSnapshot {
+                    id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout.as_millis() as u64,
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(n, b)| (n.clone(), b.to_vec()))
+                        .collect(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    fn restore(snapshot: GroupSnapshot) -> Self {
+        let mut group = Group::new();
+        let now = Instant::now();
+        group.generation = snapshot.generation;
+        group.protocol_type = snapshot.protocol_type;
+        group.protocol = snapshot.protocol;
+        group.leader = snapshot.leader;
+        for m in snapshot.members {
+            if let Some(instance) = &m.instance_id {
+                group.static_members.insert(instance.clone(), m.id.clone());
+            }
+            group.members.insert(
+                m.id,
+                Member {
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: Duration::from_millis(m.session_timeout_ms),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms),
+                    protocols: m
+                        .protocols
+                        .into_iter()
+                        .map(|(n, b)| (n, Bytes::from(b)))
+                        .collect(),
+                    assignment: Bytes::from(m.assignment),
+                    last_heartbeat: now,
+                },
+            );
+        }
+        group.state = if group.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        group
+    }
+
     fn metadata_for(&self, member: &Member) -> Bytes {
         let chosen = self.protocol.as_deref().unwrap_or_default();
         member
@@ -255,11 +319,15 @@ impl Group {
     }
 }
 
+/// Stores a group's metadata durably (`None` deletes it); called under the group lock.
+pub type PersistGroup = Box<dyn Fn(&str, Option<&GroupSnapshot>) + Send + Sync>;
+
 /// The coordinator for every group (this broker coordinates all of them).
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
     offsets: Mutex<OffsetMap>,
+    persist: PersistGroup,
 }
 
 fn valid_group_id(id: &str) -> Result<(), ResponseError> {
@@ -271,13 +339,28 @@ fn valid_group_id(id: &str) -> Result<(), ResponseError> {
 }
 
 impl GroupCoordinator {
-    /// A coordinator with offsets loaded from `__consumer_offsets`.
-    pub fn new(config: GroupConfig, offsets: OffsetMap) -> Arc<Self> {
+    /// A coordinator with offsets and group metadata loaded from `__consumer_offsets`;
+    /// restored members keep their generation and assignment and must heartbeat in time.
+    pub fn new(
+        config: GroupConfig,
+        offsets: OffsetMap,
+        groups: GroupMap,
+        persist: PersistGroup,
+    ) -> Arc<Self> {
+        let groups = groups
+            .into_iter()
+            .map(|(id, snapshot)| (id, Group::restore(snapshot)))
+            .collect();
         Arc::new(GroupCoordinator {
             config,
-            groups: Mutex::new(HashMap::new()),
+            groups: Mutex::new(groups),
             offsets: Mutex::new(offsets),
+            persist,
         })
+    }
+
+    fn persist(&self, group_id: &str, group: &Group) {
+        (self.persist)(group_id, Some(&group.snapshot()));
     }
 
     fn groups(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -492,6 +575,7 @@ impl GroupCoordinator {
             group.state = GroupState::Empty;
             group.protocol = None;
             group.leader = None;
+            self.persist(group_id, group);
             return;
         }
         group.protocol = group.select_protocol();
@@ -590,6 +674,7 @@ impl GroupCoordinator {
                     m.assignment = by_member.remove(id).unwrap_or_default();
                 }
                 group.state = GroupState::Stable;
+                self.persist(group_id, group);
             }
             if group.state == GroupState::Stable {
                 for (id, tx) in group.awaiting_sync.drain() {
@@ -682,6 +767,7 @@ impl GroupCoordinator {
                     group.generation += 1;
                     group.protocol = None;
                     group.leader = None;
+                    self.persist(group_id, group);
                 } else {
                     self.start_rebalance(group_id, group);
                 }
@@ -872,6 +958,7 @@ impl GroupCoordinator {
             return Err(ResponseError::GroupIdNotFound);
         }
         groups.remove(group_id);
+        (self.persist)(group_id, None);
         Ok(self.committed(group_id).into_keys().collect())
     }
 }
@@ -914,7 +1001,12 @@ mod tests {
 
     #[tokio::test]
     async fn single_member_goes_stable() {
-        let c = GroupCoordinator::new(config(), OffsetMap::new());
+        let c = GroupCoordinator::new(
+            config(),
+            OffsetMap::new(),
+            GroupMap::new(),
+            Box::new(|_, _| {}),
+        );
         let joined = join_fully(&c, &["range"]).await;
         assert_eq!(joined.error, None);
         assert_eq!(joined.generation_id, 1);
@@ -948,7 +1040,12 @@ mod tests {
 
     #[tokio::test]
     async fn second_member_triggers_a_rebalance_with_a_common_protocol() {
-        let c = GroupCoordinator::new(config(), OffsetMap::new());
+        let c = GroupCoordinator::new(
+            config(),
+            OffsetMap::new(),
+            GroupMap::new(),
+            Box::new(|_, _| {}),
+        );
         let a = join_fully(&c, &["cooperative-sticky", "range"]).await;
         c.sync("g", &a.member_id, 1, Vec::new()).await;
         let c2 = c.clone();
@@ -981,7 +1078,12 @@ mod tests {
             commit_timestamp: 9_000,
             ..old.clone()
         };
-        let c = GroupCoordinator::new(config(), OffsetMap::new());
+        let c = GroupCoordinator::new(
+            config(),
+            OffsetMap::new(),
+            GroupMap::new(),
+            Box::new(|_, _| {}),
+        );
         c.record_offsets(
             "idle",
             &[
@@ -1001,7 +1103,12 @@ mod tests {
 
     #[tokio::test]
     async fn bad_joins_get_kafkas_errors() {
-        let c = GroupCoordinator::new(config(), OffsetMap::new());
+        let c = GroupCoordinator::new(
+            config(),
+            OffsetMap::new(),
+            GroupMap::new(),
+            Box::new(|_, _| {}),
+        );
         let mut r = join_request("", &["range"]);
         r.session_timeout_ms = 1;
         assert_eq!(

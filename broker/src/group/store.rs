@@ -44,12 +44,58 @@ pub struct CommittedOffset {
     pub commit_timestamp: i64,
 }
 
+/// Keys of the internal topic: a committed offset, or a group's metadata.
 #[derive(Debug, Serialize, Deserialize)]
-struct OffsetKey {
-    group: String,
-    topic: String,
-    partition: i32,
+#[serde(untagged)]
+enum StoredKey {
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group {
+        group: String,
+    },
 }
+
+/// One member of a group as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSnapshot {
+    /// Member id.
+    pub id: String,
+    /// Static id.
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Session timeout.
+    pub session_timeout_ms: u64,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: u64,
+    /// Supported protocols with their metadata.
+    pub protocols: Vec<(String, Vec<u8>)>,
+    /// Current assignment.
+    pub assignment: Vec<u8>,
+}
+
+/// A group's metadata as stored after every completed rebalance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    /// Generation.
+    pub generation: i32,
+    /// Protocol type.
+    pub protocol_type: Option<String>,
+    /// Chosen protocol.
+    pub protocol: Option<String>,
+    /// Leader member id.
+    pub leader: Option<String>,
+    /// Members with their assignments.
+    pub members: Vec<MemberSnapshot>,
+}
+
+/// Group metadata by group id.
+pub type GroupMap = HashMap<String, GroupSnapshot>;
 
 /// All committed offsets: group -> (topic, partition) -> offset.
 pub type OffsetMap = HashMap<String, BTreeMap<(String, i32), CommittedOffset>>;
@@ -81,19 +127,49 @@ impl OffsetStore {
         group: &str,
         entries: &[((String, i32), Option<CommittedOffset>)],
     ) -> io::Result<()> {
+        let records = entries
+            .iter()
+            .map(|((topic, partition), value)| {
+                let key = StoredKey::Offset {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                let value = value.as_ref().map(serde_json::to_vec).transpose()?;
+                Ok((serde_json::to_vec(&key)?, value))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        self.write(image, group, records)
+    }
+
+    /// Stores a group's metadata (`None` deletes it).
+    pub fn append_group(
+        &self,
+        image: &MetadataImage,
+        group: &str,
+        snapshot: Option<&GroupSnapshot>,
+    ) -> io::Result<()> {
+        let key = serde_json::to_vec(&StoredKey::Group {
+            group: group.to_string(),
+        })?;
+        let value = snapshot.map(serde_json::to_vec).transpose()?;
+        self.write(image, group, vec![(key, value)])
+    }
+
+    fn write(
+        &self,
+        image: &MetadataImage,
+        group: &str,
+        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> io::Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         let now = now_ms();
         let records: Vec<Record> = entries
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(i, ((topic, partition), value))| {
-                let key = OffsetKey {
-                    group: group.to_string(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                };
+            .map(|(i, (key, value))| {
                 Ok(Record {
                     transactional: false,
                     control: false,
@@ -105,11 +181,8 @@ impl OffsetStore {
                     offset: i as i64,
                     sequence: i as i32,
                     timestamp: now,
-                    key: Some(Bytes::from(serde_json::to_vec(&key)?)),
-                    value: match value {
-                        Some(v) => Some(Bytes::from(serde_json::to_vec(v)?)),
-                        None => None,
-                    },
+                    key: Some(Bytes::from(key)),
+                    value: value.map(Bytes::from),
                     headers: Default::default(),
                 })
             })
@@ -132,10 +205,11 @@ impl OffsetStore {
     }
 
     /// Replays every partition of `__consumer_offsets` into memory.
-    pub fn load(&self, image: &MetadataImage) -> io::Result<OffsetMap> {
+    pub fn load(&self, image: &MetadataImage) -> io::Result<(OffsetMap, GroupMap)> {
         let mut offsets = OffsetMap::new();
+        let mut groups = GroupMap::new();
         let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
-            return Ok(offsets);
+            return Ok((offsets, groups));
         };
         for partition in 0..topic.partitions.len() as i32 {
             let log = self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)?;
@@ -152,37 +226,55 @@ impl OffsetStore {
                     let set = RecordBatchDecoder::decode(&mut bytes).map_err(io::Error::other)?;
                     for record in set.records {
                         next = record.offset + 1;
-                        apply(&mut offsets, &record);
+                        apply(&mut offsets, &mut groups, &record);
                     }
                 }
             }
         }
-        Ok(offsets)
+        Ok((offsets, groups))
     }
 }
 
-fn apply(offsets: &mut OffsetMap, record: &Record) {
+fn apply(offsets: &mut OffsetMap, groups: &mut GroupMap, record: &Record) {
     let Some(Ok(key)) = record
         .key
         .as_ref()
-        .map(|k| serde_json::from_slice::<OffsetKey>(k))
+        .map(|k| serde_json::from_slice::<StoredKey>(k))
     else {
         return;
     };
-    let group = offsets.entry(key.group.clone()).or_default();
-    match record
-        .value
-        .as_ref()
-        .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok())
-    {
-        Some(value) => {
-            group.insert((key.topic, key.partition), value);
-        }
-        None => {
-            group.remove(&(key.topic, key.partition));
-            if group.is_empty() {
-                offsets.remove(&key.group);
+    match key {
+        StoredKey::Offset {
+            group,
+            topic,
+            partition,
+        } => {
+            let value = record
+                .value
+                .as_ref()
+                .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok());
+            let entries = offsets.entry(group.clone()).or_default();
+            match value {
+                Some(value) => {
+                    entries.insert((topic, partition), value);
+                }
+                None => {
+                    entries.remove(&(topic, partition));
+                    if entries.is_empty() {
+                        offsets.remove(&group);
+                    }
+                }
             }
+        }
+        StoredKey::Group { group } => {
+            match record
+                .value
+                .as_ref()
+                .and_then(|v| serde_json::from_slice::<GroupSnapshot>(v).ok())
+            {
+                Some(snapshot) => groups.insert(group, snapshot),
+                None => groups.remove(&group),
+            };
         }
     }
 }

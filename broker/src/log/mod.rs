@@ -24,6 +24,21 @@ use segment::{now_ms, OpenOutcome, Segment};
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 const LOG_START_FILE: &str = "log-start-offset";
 const TOPIC_ID_FILE: &str = "partition.metadata";
+const PRODUCER_SNAPSHOT_FILE: &str = "producer-snapshot.json";
+
+/// Producer state as of an offset, so start-up scans only the batches after it.
+#[derive(serde::Deserialize)]
+struct ProducerSnapshot {
+    offset: i64,
+    producers: ProducerStates,
+}
+
+/// The same, borrowed for writing.
+#[derive(serde::Serialize)]
+struct ProducerSnapshotRef<'a> {
+    offset: i64,
+    producers: &'a ProducerStates,
+}
 
 /// Errors a log operation reports to the request handlers.
 #[derive(Debug, thiserror::Error)]
@@ -151,10 +166,23 @@ impl PartitionLog {
             .unwrap_or(first_base)
             .max(first_base)
             .min(next_offset);
-        let mut producers = ProducerStates::default();
-        for segment in segments.values() {
-            segment.scan(0, false, |_, h| {
-                producers.record(&h);
+        let snapshot = std::fs::read(dir.join(PRODUCER_SNAPSHOT_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ProducerSnapshot>(&b).ok())
+            .filter(|s| s.offset <= next_offset);
+        let (mut producers, replay_from) = match snapshot {
+            Some(s) => (s.producers, s.offset),
+            None => (ProducerStates::default(), 0),
+        };
+        for segment in segments.values().filter(|s| s.next_offset > replay_from) {
+            let from = match segment.position_of(replay_from)? {
+                Some((pos, _)) if replay_from > segment.base_offset => pos,
+                _ => 0,
+            };
+            segment.scan(from, false, |_, h| {
+                if h.base_offset >= replay_from {
+                    producers.record(&h);
+                }
                 true
             })?;
         }
@@ -291,6 +319,7 @@ impl PartitionLog {
                 &self.dir.join(RECOVERY_POINT_FILE),
                 base_offset.to_string().as_bytes(),
             )?;
+            Self::snapshot_producers(&self.dir, &state)?;
         }
         let active = state.segments.values_mut().next_back().expect("a segment");
         active.append(&buf, &assigned, config.index_interval_bytes)?;
@@ -311,10 +340,19 @@ impl PartitionLog {
         })
     }
 
+    fn snapshot_producers(dir: &Path, state: &LogState) -> io::Result<()> {
+        let json = serde_json::to_vec(&ProducerSnapshotRef {
+            offset: state.next_offset,
+            producers: &state.producers,
+        })?;
+        write_file_atomic(&dir.join(PRODUCER_SNAPSHOT_FILE), &json)
+    }
+
     fn flush_locked(dir: &Path, state: &mut LogState) -> io::Result<()> {
         if let Some(active) = state.segments.values().next_back() {
             active.sync()?;
         }
+        Self::snapshot_producers(dir, state)?;
         write_file_atomic(
             &dir.join(RECOVERY_POINT_FILE),
             state.next_offset.to_string().as_bytes(),

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use super::batch::BatchHeader;
 
 /// How many recent batches per producer are remembered (Kafka's in-flight limit).
@@ -36,7 +38,7 @@ pub enum SequenceCheck {
     Duplicate { base_offset: i64, last_offset: i64 },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct CachedBatch {
     first_sequence: i32,
     last_sequence: i32,
@@ -44,7 +46,7 @@ struct CachedBatch {
     last_offset: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
@@ -53,7 +55,7 @@ struct ProducerEntry {
 }
 
 /// Producer states of one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
 }
