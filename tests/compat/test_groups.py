@@ -284,3 +284,25 @@ def test_group_membership_survives_a_broker_restart(own_broker, topic):
     assert after.state == ConsumerGroupState.STABLE
     c.close()
     b.stop()
+
+
+def test_static_member_restart_keeps_its_partitions_without_a_rebalance(gbroker, topic):
+    create(gbroker.bootstrap, topic, 4)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    revoked = []
+    a = consumer(gbroker.bootstrap, group, **{"group.instance.id": "static-a", "session.timeout.ms": 10000})
+    a.subscribe([topic], on_revoke=lambda c, ps: revoked.extend(ps))
+    b = consumer(gbroker.bootstrap, group, **{"group.instance.id": "static-b", "session.timeout.ms": 10000})
+    b.subscribe([topic])
+    poll_until([a, b], lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2)
+    b_partitions = sorted(tp.partition for tp in b.assignment())
+    revoked.clear()
+    b.close()  # a static member leaves no LeaveGroup behind
+    b = consumer(gbroker.bootstrap, group, **{"group.instance.id": "static-b", "session.timeout.ms": 10000})
+    b.subscribe([topic])
+    poll_until([a, b], lambda: len(b.assignment()) == 2)
+    assert sorted(tp.partition for tp in b.assignment()) == b_partitions
+    assert len(a.assignment()) == 2
+    assert revoked == [], "the other member saw no rebalance"
+    a.close()
+    b.close()

@@ -403,10 +403,25 @@ impl GroupCoordinator {
                     return fail(ResponseError::InconsistentGroupProtocol);
                 }
             }
+            let known_static = request.member_id.is_empty()
+                && request
+                    .group_instance_id
+                    .as_ref()
+                    .is_some_and(|i| group.static_members.contains_key(i));
             let member_id = match self.resolve_member_id(group, &request) {
                 Ok(id) => id,
                 Err(result) => return *result,
             };
+            if known_static {
+                if let Some(result) = self.rejoin_static_without_rebalance(
+                    &request.group_id,
+                    group,
+                    &member_id,
+                    &request,
+                ) {
+                    return result;
+                }
+            }
             let now = Instant::now();
             let previous_assignment = group
                 .members
@@ -456,6 +471,47 @@ impl GroupCoordinator {
             Ok(result) => result,
             Err(_) => fail(ResponseError::RebalanceInProgress),
         }
+    }
+
+    /// KIP-345: a static member that restarts with unchanged subscriptions while the group is
+    /// stable takes its old place (and assignment) without a rebalance. A restarted leader
+    /// still triggers one, since it must learn the members again.
+    fn rejoin_static_without_rebalance(
+        &self,
+        group_id: &str,
+        group: &mut Group,
+        member_id: &str,
+        request: &JoinRequest,
+    ) -> Option<JoinResult> {
+        let is_leader = group.leader.as_deref() == Some(member_id);
+        let member = group.members.get_mut(member_id)?;
+        if group.state != GroupState::Stable || is_leader || member.protocols != request.protocols {
+            return None;
+        }
+        member.client_id = request.client_id.clone();
+        member.client_host = request.client_host.clone();
+        member.session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
+        member.last_heartbeat = Instant::now();
+        if let Some(instance) = &request.group_instance_id {
+            group
+                .static_members
+                .insert(instance.clone(), member_id.to_string());
+        }
+        self.persist(group_id, group);
+        info!(
+            group = group_id,
+            member = member_id,
+            "static member rejoined without a rebalance"
+        );
+        Some(JoinResult {
+            error: None,
+            generation_id: group.generation,
+            protocol_type: group.protocol_type.clone(),
+            protocol_name: group.protocol.clone(),
+            leader: group.leader.clone().unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        })
     }
 
     fn resolve_member_id(
