@@ -4,10 +4,8 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
-use kafka_protocol::ResponseError;
 
-use super::{led_partition, ApiError, Context};
-use crate::log::LogError;
+use super::{led_log, ApiError, Context};
 
 /// Deletes records below the given offsets (-1: up to the high watermark).
 pub fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -21,23 +19,9 @@ pub fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecordsResp
                 .partitions
                 .iter()
                 .map(|p| {
-                    let outcome = led_partition(ctx, &image, &name, p.partition_index)
-                        .and_then(|(t, _)| {
-                            ctx.logs
-                                .get_or_open(&name, p.partition_index, t)
-                                .map_err(|e| {
-                                    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-                                })
-                        })
-                        .and_then(|log| {
-                            log.delete_records_before(p.offset).map_err(|e| match e {
-                                LogError::OffsetOutOfRange { .. } => {
-                                    ApiError::from(ResponseError::OffsetOutOfRange)
-                                }
-                                LogError::Io(e) => {
-                                    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-                                }
-                            })
+                    let outcome =
+                        led_log(ctx, &image, &name, p.partition_index).and_then(|(log, _, _)| {
+                            log.delete_records_before(p.offset).map_err(ApiError::from)
                         });
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index);

@@ -4,11 +4,9 @@ use std::time::Duration;
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
-use super::{led_partition, ApiError, Context};
-use crate::log::LogError;
+use super::{led_log, ApiError, Context};
 
 /// The longest a fetch waits, whatever the client asks, so a connection is never stuck.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -32,24 +30,16 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                         .with_aborted_transactions(Some(Vec::new()))
                         .with_preferred_read_replica((-1).into());
                     let outcome = (|| {
-                        let (t, _) = led_partition(ctx, &image, name, p.partition)
-                            .map_err(|e| (e, -1, -1))?;
-                        let log = ctx.logs.get_or_open(name, p.partition, t).map_err(|e| {
-                            let e = ApiError::new(ResponseError::KafkaStorageError, e.to_string());
-                            (e, -1, -1)
-                        })?;
+                        let (log, _, _) =
+                            led_log(ctx, &image, name, p.partition).map_err(|e| (e, -1, -1))?;
                         let budget = (p.partition_max_bytes.max(0) as usize)
                             .min(max_bytes.saturating_sub(total));
                         log.read(p.fetch_offset, budget, total == 0).map_err(|e| {
-                            let e = match e {
-                                LogError::OffsetOutOfRange { .. } => {
-                                    ApiError::from(ResponseError::OffsetOutOfRange)
-                                }
-                                LogError::Io(e) => {
-                                    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-                                }
-                            };
-                            (e, log.high_watermark(), log.log_start_offset())
+                            (
+                                ApiError::from(e),
+                                log.high_watermark(),
+                                log.log_start_offset(),
+                            )
                         })
                     })();
                     match outcome {

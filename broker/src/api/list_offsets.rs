@@ -6,7 +6,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{led_partition, ApiError, Context};
+use super::{led_log, storage_error, ApiError, Context};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -26,25 +26,17 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                 .map(|p| {
                     let r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    let outcome = led_partition(ctx, &image, &name, p.partition_index).and_then(
-                        |(t, partition)| {
-                            let log =
-                                ctx.logs
-                                    .get_or_open(&name, p.partition_index, t)
-                                    .map_err(|e| {
-                                        ApiError::new(
-                                            ResponseError::KafkaStorageError,
-                                            e.to_string(),
-                                        )
-                                    })?;
-                            let storage = |e: std::io::Error| {
-                                ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-                            };
+                    let outcome = led_log(ctx, &image, &name, p.partition_index).and_then(
+                        |(log, _, partition)| {
                             let found = match p.timestamp {
                                 LATEST => Some((log.high_watermark(), -1)),
                                 EARLIEST => Some((log.log_start_offset(), -1)),
-                                MAX_TIMESTAMP => log.max_timestamp_offset().map_err(storage)?,
-                                ts if ts >= 0 => log.offset_for_timestamp(ts).map_err(storage)?,
+                                MAX_TIMESTAMP => {
+                                    log.max_timestamp_offset().map_err(storage_error)?
+                                }
+                                ts if ts >= 0 => {
+                                    log.offset_for_timestamp(ts).map_err(storage_error)?
+                                }
                                 other => {
                                     return Err(ApiError::new(
                                         ResponseError::InvalidRequest,

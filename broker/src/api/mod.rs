@@ -25,6 +25,7 @@ use crate::config::BrokerConfig;
 use crate::group::store::OffsetStore;
 use crate::group::GroupCoordinator;
 use crate::log::manager::LogManager;
+use crate::log::{LogError, PartitionLog};
 use crate::metadata::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::metadata::{Controller, ProducerIdAllocator};
 
@@ -221,8 +222,37 @@ pub fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
 }
 
+/// A storage failure as Kafka reports it.
+pub fn storage_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.into(),
+            LogError::Io(e) => storage_error(e),
+        }
+    }
+}
+
+/// The log of a partition this broker leads, with the partition's metadata.
+pub fn led_log<'a>(
+    ctx: &Context,
+    image: &'a MetadataImage,
+    topic: &str,
+    partition: i32,
+) -> Result<(Arc<PartitionLog>, &'a TopicImage, &'a PartitionImage), ApiError> {
+    let (t, p) = led_partition(ctx, image, topic, partition)?;
+    let log = ctx
+        .logs
+        .get_or_open(topic, partition, t)
+        .map_err(storage_error)?;
+    Ok((log, t, p))
+}
+
 /// Looks up a partition this broker must lead, with Kafka's errors when it cannot.
-pub fn led_partition<'a>(
+fn led_partition<'a>(
     ctx: &Context,
     image: &'a MetadataImage,
     topic: &str,

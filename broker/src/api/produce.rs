@@ -5,7 +5,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use tracing::warn;
 
-use super::{led_partition, ApiError, Context};
+use super::{led_log, storage_error, ApiError, Context};
 use crate::log::batch::{self, BatchError};
 use crate::log::producer_state::ProducerError;
 use crate::log::{AppendError, AppendInfo};
@@ -19,7 +19,7 @@ fn append_partition(
     records: Option<&bytes::Bytes>,
 ) -> Result<AppendInfo, ApiError> {
     let image = ctx.controller.image();
-    let (t, p) = led_partition(ctx, &image, topic, partition)?;
+    let (log, t, p) = led_log(ctx, &image, topic, partition)?;
     let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
         ApiError::new(
             ResponseError::CorruptMessage,
@@ -48,10 +48,6 @@ fn append_partition(
             "transactions are not supported by this broker",
         ));
     }
-    let log = ctx
-        .logs
-        .get_or_open(topic, partition, t)
-        .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
     let config: LogConfig = log.config();
     if let Some(big) = headers.iter().find(|h| h.size > config.max_message_bytes) {
         return Err(ApiError::new(
@@ -88,7 +84,7 @@ fn append_partition(
             }
             AppendError::Io(e) => {
                 warn!(%topic, partition, error = %e, "append failed");
-                ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+                storage_error(e)
             }
         })
 }

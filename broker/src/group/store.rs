@@ -8,10 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::{Buf, Bytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use serde::{Deserialize, Serialize};
 
 use crate::log::manager::LogManager;
@@ -165,38 +163,13 @@ impl OffsetStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        let records: Vec<Record> = entries
-            .into_iter()
-            .enumerate()
-            .map(|(i, (key, value))| {
-                Ok(Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: 0,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: i as i64,
-                    sequence: i as i32,
-                    timestamp: now,
-                    key: Some(Bytes::from(key)),
-                    value: value.map(Bytes::from),
-                    headers: Default::default(),
-                })
-            })
-            .collect::<io::Result<_>>()?;
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(io::Error::other)?;
+        let buf = batch::encode_records(
+            entries
+                .into_iter()
+                .map(|(key, value)| (Some(Bytes::from(key)), value.map(Bytes::from))),
+            now_ms(),
+            Compression::None,
+        )?;
         let headers = batch::validate_all(&buf).map_err(io::Error::other)?;
         self.log(image, group)?
             .append(&buf, &headers, 0)

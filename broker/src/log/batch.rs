@@ -2,6 +2,11 @@
 //!
 //! Only the 61-byte header is ever interpreted; records stay as the producer sent them.
 
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
 /// Size of the v2 batch header.
 pub const HEADER_SIZE: usize = 61;
 /// Bytes before `batchLength` ends: `baseOffset` (8) plus `batchLength` (4).
@@ -165,6 +170,41 @@ pub fn set_log_append_time(buf: &mut [u8], now: i64) {
     let size = peek_size(buf).unwrap_or(buf.len()).min(buf.len());
     let crc = crc32c::crc32c(&buf[ATTRIBUTES..size]);
     buf[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Encodes keyed records (no headers, one timestamp) into one v2 batch starting at offset 0.
+pub fn encode_records(
+    entries: impl IntoIterator<Item = (Option<Bytes>, Option<Bytes>)>,
+    timestamp: i64,
+    compression: Compression,
+) -> std::io::Result<BytesMut> {
+    let records: Vec<Record> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence is constant.
+            sequence: i as i32,
+            timestamp,
+            key,
+            value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(std::io::Error::other)?;
+    Ok(buf)
 }
 
 /// Splits a produce payload into validated batch headers.

@@ -190,31 +190,16 @@ mod tests {
     use crate::config::BrokerConfig;
     use crate::log::batch;
     use crate::topic_config::LogConfig;
-    use kafka_protocol::records::{Compression, Record, TimestampType};
+    use kafka_protocol::records::Compression;
 
     fn keyed(key: &str, value: Option<&str>) -> Vec<u8> {
-        let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: 0,
-            timestamp: 1_000,
-            key: Some(Bytes::from(key.to_string())),
-            value: value.map(|v| Bytes::from(v.to_string())),
-            headers: Default::default(),
-        };
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Gzip,
-        };
-        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
-        buf.to_vec()
+        let entry = (
+            Some(Bytes::from(key.to_string())),
+            value.map(|v| Bytes::from(v.to_string())),
+        );
+        batch::encode_records([entry], 1_000, Compression::Gzip)
+            .unwrap()
+            .to_vec()
     }
 
     fn view(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
