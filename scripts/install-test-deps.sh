@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a fresh Debian machine: kcat from apt, the Python
-# clients in a venv and kafkajs from npm. Idempotent; caches under ~/.cache/strom.
+# Installs what the test suite needs on a fresh Debian machine: kcat and promtool from apt,
+# the Python clients in a venv and kafkajs from npm. Idempotent; caches under ~/.cache/strom.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
@@ -9,6 +9,7 @@ mkdir -p "$CACHE"
 need_apt=()
 command -v kcat >/dev/null || need_apt+=(kcat)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   echo "installing with apt: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -1,7 +1,6 @@
-//! The small HTTP listener for health checks (`metrics.listener`).
+//! The small HTTP listener (`metrics.listener`): `/metrics`, `/healthz` and `/readyz`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,28 +9,48 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::Context;
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(ready): State<Arc<AtomicBool>>) -> (StatusCode, &'static str) {
-    if ready.load(Ordering::Acquire) {
+/// Set once the broker serves clients; until then it is starting.
+pub type Serving = Arc<OnceLock<Arc<Context>>>;
+
+async fn readyz(State(serving): State<Serving>) -> (StatusCode, &'static str) {
+    if serving.get().is_some() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
 }
 
-/// Serves `/healthz` (alive) and `/readyz` (serving clients) until shutdown.
+async fn metrics(
+    State(serving): State<Serving>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let content_type = [("content-type", "text/plain; version=0.0.4")];
+    match serving.get() {
+        Some(ctx) => (StatusCode::OK, content_type, ctx.metrics.render(ctx)),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            content_type,
+            "starting\n".into(),
+        ),
+    }
+}
+
+/// Serves `/healthz` (alive), `/readyz` (serving clients) and `/metrics` until shutdown.
 pub async fn serve(
     listener: TcpListener,
-    ready: Arc<AtomicBool>,
+    serving: Serving,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(ready);
+        .route("/metrics", get(metrics))
+        .with_state(serving);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;

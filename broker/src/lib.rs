@@ -6,6 +6,7 @@ pub mod group;
 pub mod http;
 pub mod log;
 pub mod metadata;
+pub mod metrics;
 pub mod network;
 pub mod server;
 pub mod topic_config;

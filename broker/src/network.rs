@@ -2,7 +2,6 @@
 //! (so responses leave in request order), decoded and encoded with `kafka-protocol`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +67,14 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max = ctx.config.int("socket.request.max.bytes") as usize;
+    let listener = ctx
+        .config
+        .client_listener()
+        .map_or("", |l| l.name.as_str())
+        .to_string();
+    let open = ctx.metrics.connections.with_label_values(&[&listener]);
+    open.inc();
+    let _closed = scopeguard(move || open.dec());
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
@@ -104,8 +111,21 @@ async fn connection(
     }
 }
 
+/// Runs a closure when dropped, so every way out of a connection is counted.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+fn scopeguard<F: FnMut()>(f: F) -> OnDrop<F> {
+    OnDrop(f)
+}
+
 fn malformed(ctx: &Context, peer: SocketAddr, error: FrameError) {
-    ctx.malformed_requests.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.malformed_requests.inc();
     warn!(%peer, %error, "closing connection after a bad request");
 }
 
@@ -149,7 +169,11 @@ pub async fn process(
             .unwrap_or_default(),
         peer,
     };
-    let Some(response) = api::handle(ctx, &info, api_key, version, request).await? else {
+    let started = std::time::Instant::now();
+    let response = api::handle(ctx, &info, api_key, version, request).await?;
+    ctx.metrics
+        .observe_request(&format!("{api_key:?}"), started.elapsed());
+    let Some(response) = response else {
         return Ok(None);
     };
     encode(header.correlation_id, api_key, version, &response).map(Some)

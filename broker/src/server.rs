@@ -1,8 +1,7 @@
 //! Starts and stops a broker: listeners, metadata quorum, logs and background tasks.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -18,6 +17,7 @@ use crate::log::manager::LogManager;
 use crate::log::segment::now_ms;
 use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataRecord};
 use crate::metadata::{Controller, ControllerError, ProducerIdAllocator};
+use crate::metrics::BrokerMetrics;
 use crate::{http, network};
 
 /// Why the broker could not start.
@@ -95,12 +95,12 @@ impl Server {
                 source,
             })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let ready = Arc::new(AtomicBool::new(false));
+        let serving: http::Serving = Arc::new(OnceLock::new());
         let mut tasks = vec![tokio::spawn({
-            let ready = ready.clone();
+            let serving = serving.clone();
             let shutdown = shutdown_rx.clone();
             async move {
-                if let Err(e) = http::serve(http_listener, ready, shutdown).await {
+                if let Err(e) = http::serve(http_listener, serving, shutdown).await {
                     warn!(error = %e, "health listener stopped");
                 }
             }
@@ -162,7 +162,7 @@ impl Server {
             groups: groups.clone(),
             offset_store,
             producer_ids: ProducerIdAllocator::new(controller.clone()),
-            malformed_requests: AtomicU64::new(0),
+            metrics: BrokerMetrics::new(),
         });
         tasks.push(tokio::spawn(expire_group_sessions(
             groups,
@@ -187,7 +187,7 @@ impl Server {
             context.clone(),
             shutdown_rx,
         )));
-        ready.store(true, Ordering::Release);
+        let _ = serving.set(context.clone());
         info!(%client_address, %http_address, node_id = config.node_id, "broker serving");
         Ok(Server {
             client_address,
@@ -200,7 +200,7 @@ impl Server {
 
     /// How many malformed frames closed their connection.
     pub fn malformed_requests(&self) -> u64 {
-        self.context.malformed_requests.load(Ordering::Relaxed)
+        self.context.metrics.malformed_requests.get()
     }
 
     /// Stops serving, flushes the logs and records their recovery points.

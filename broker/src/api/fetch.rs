@@ -52,6 +52,10 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                         }
                         Err((e, hw, start)) => {
                             any_error = true;
+                            ctx.metrics
+                                .request_errors
+                                .with_label_values(&["Fetch"])
+                                .inc();
                             r.with_error_code(e.code())
                                 .with_high_watermark(hw)
                                 .with_last_stable_offset(hw)
@@ -69,6 +73,23 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
     (topics, total, any_error)
 }
 
+/// Counts the record bytes a response returns, per topic.
+fn count_bytes_out(ctx: &Context, topics: &[FetchableTopicResponse]) {
+    for topic in topics {
+        let bytes: usize = topic
+            .partitions
+            .iter()
+            .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+            .sum();
+        if bytes > 0 {
+            ctx.metrics
+                .bytes_out
+                .with_label_values(&[topic.topic.0.as_str()])
+                .inc_by(bytes as u64);
+        }
+    }
+}
+
 /// Reads from each partition; waits up to `max_wait_ms` for `min_bytes` to arrive.
 pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
@@ -80,10 +101,12 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
         notified.as_mut().enable();
         let (topics, total, any_error) = read_all(ctx, &request);
         if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
+            count_bytes_out(ctx, &topics);
             return FetchResponse::default().with_responses(topics);
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             let (topics, _, _) = read_all(ctx, &request);
+            count_bytes_out(ctx, &topics);
             return FetchResponse::default().with_responses(topics);
         }
     }

@@ -14,7 +14,6 @@ mod producer;
 mod topics;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
@@ -28,6 +27,7 @@ use crate::log::manager::LogManager;
 use crate::log::{LogError, PartitionLog};
 use crate::metadata::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::metadata::{Controller, ProducerIdAllocator};
+use crate::metrics::BrokerMetrics;
 
 pub use api_versions::unsupported_version_response;
 
@@ -45,8 +45,8 @@ pub struct Context {
     pub offset_store: OffsetStore,
     /// Producer ids for idempotent producers.
     pub producer_ids: ProducerIdAllocator,
-    /// Frames that could not be decoded; each closed its connection.
-    pub malformed_requests: AtomicU64,
+    /// Prometheus metrics.
+    pub metrics: BrokerMetrics,
 }
 
 /// Who sent a request.

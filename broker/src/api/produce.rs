@@ -74,7 +74,8 @@ fn append_partition(
             ));
         }
     }
-    log.append(records, &headers, p.leader_epoch)
+    let info = log
+        .append(records, &headers, p.leader_epoch)
         .map_err(|e| match e {
             AppendError::Producer(e @ ProducerError::InvalidEpoch { .. }) => {
                 ApiError::new(ResponseError::InvalidProducerEpoch, e.to_string())
@@ -86,7 +87,17 @@ fn append_partition(
                 warn!(%topic, partition, error = %e, "append failed");
                 storage_error(e)
             }
-        })
+        })?;
+    let metrics = &ctx.metrics;
+    metrics
+        .bytes_in
+        .with_label_values(&[topic])
+        .inc_by(records.len() as u64);
+    metrics
+        .records_in
+        .with_label_values(&[topic])
+        .inc_by(headers.iter().map(|h| h.records_count.max(0) as u64).sum());
+    Ok(info)
 }
 
 /// Appends every partition's batches; `None` for acks=0, which gets no response.
@@ -113,12 +124,17 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                             .with_log_append_time_ms(info.log_append_time)
                             .with_log_start_offset(info.log_start_offset)
                     }
-                    Err(e) => r
-                        .with_error_code(e.code())
-                        .with_error_message(e.message())
-                        .with_base_offset(-1)
-                        .with_log_append_time_ms(-1)
-                        .with_log_start_offset(-1),
+                    Err(e) => {
+                        ctx.metrics
+                            .request_errors
+                            .with_label_values(&["Produce"])
+                            .inc();
+                        r.with_error_code(e.code())
+                            .with_error_message(e.message())
+                            .with_base_offset(-1)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(-1)
+                    }
                 }
             })
             .collect();

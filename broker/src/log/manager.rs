@@ -147,7 +147,8 @@ impl LogManager {
         &self.appended
     }
 
-    fn all(&self) -> Vec<(TopicPartition, Arc<PartitionLog>)> {
+    /// Every open log.
+    pub fn all(&self) -> Vec<(TopicPartition, Arc<PartitionLog>)> {
         self.logs
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -135,6 +135,11 @@ impl Controller {
         self.image.clone()
     }
 
+    /// The Raft node's own view: term, leader, log and applied indexes, membership.
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
     /// The node id of the active controller, if there is one.
     pub fn active_controller(&self) -> Option<i32> {
         self.raft

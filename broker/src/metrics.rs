@@ -1,0 +1,334 @@
+//! Prometheus metrics: counters and histograms updated on the request path, and gauges
+//! computed from the broker's state at scrape time.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::api::Context;
+
+/// Every metric the broker exports.
+pub struct BrokerMetrics {
+    registry: Registry,
+    /// Requests handled, by API.
+    pub requests: IntCounterVec,
+    /// Partition- or resource-level errors returned, by API.
+    pub request_errors: IntCounterVec,
+    /// Request handling time, by API.
+    pub request_duration: HistogramVec,
+    /// Frames that could not be decoded; each closed its connection.
+    pub malformed_requests: IntCounter,
+    /// Open client connections, by listener.
+    pub connections: IntGaugeVec,
+    /// Record batch bytes appended, by topic.
+    pub bytes_in: IntCounterVec,
+    /// Record batch bytes returned to consumers, by topic.
+    pub bytes_out: IntCounterVec,
+    /// Records appended, by topic.
+    pub records_in: IntCounterVec,
+    partitions: IntGauge,
+    leaders: IntGauge,
+    under_replicated: IntGauge,
+    under_min_isr: IntGauge,
+    offline: IntGauge,
+    log_size: IntGaugeVec,
+    log_start: IntGaugeVec,
+    log_end: IntGaugeVec,
+    committed_offset: IntGaugeVec,
+    lag: IntGaugeVec,
+    kraft_leader: IntGauge,
+    kraft_term: IntGauge,
+    kraft_last_log_index: IntGauge,
+    kraft_applied_index: IntGauge,
+    kraft_voters: IntGauge,
+    active_controllers: IntGauge,
+    brokers: IntGauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+impl BrokerMetrics {
+    /// Creates and registers every metric, plus the process collector.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process collector");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "strom_request_duration_seconds",
+                "Time to handle a request, by API",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["api"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(request_duration.clone()))
+            .expect("unique metric");
+        let malformed_requests = IntCounter::new(
+            "strom_malformed_requests_total",
+            "Frames that could not be decoded; each closed its connection",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(malformed_requests.clone()))
+            .expect("unique metric");
+        let r = &registry;
+        let partition_labels = &["topic", "partition"];
+        BrokerMetrics {
+            requests: counter_vec(
+                r,
+                "strom_requests_total",
+                "Requests handled, by API",
+                &["api"],
+            ),
+            request_errors: counter_vec(
+                r,
+                "strom_request_errors_total",
+                "Partition- or resource-level errors returned, by API",
+                &["api"],
+            ),
+            request_duration,
+            malformed_requests,
+            connections: gauge_vec(
+                r,
+                "strom_connections_active",
+                "Open client connections, by listener",
+                &["listener"],
+            ),
+            bytes_in: counter_vec(
+                r,
+                "strom_topic_bytes_in_total",
+                "Record batch bytes appended",
+                &["topic"],
+            ),
+            bytes_out: counter_vec(
+                r,
+                "strom_topic_bytes_out_total",
+                "Record batch bytes returned to consumers",
+                &["topic"],
+            ),
+            records_in: counter_vec(
+                r,
+                "strom_topic_records_in_total",
+                "Records appended",
+                &["topic"],
+            ),
+            partitions: gauge(r, "strom_partitions", "Partitions hosted by this broker"),
+            leaders: gauge(r, "strom_partition_leaders", "Partitions this broker leads"),
+            under_replicated: gauge(
+                r,
+                "strom_under_replicated_partitions",
+                "Led partitions whose ISR is smaller than their replica set",
+            ),
+            under_min_isr: gauge(
+                r,
+                "strom_under_min_isr_partitions",
+                "Led partitions whose ISR is below min.insync.replicas",
+            ),
+            offline: gauge(r, "strom_offline_partitions", "Partitions without a leader"),
+            log_size: gauge_vec(
+                r,
+                "strom_log_size_bytes",
+                "Bytes in a partition's segments",
+                partition_labels,
+            ),
+            log_start: gauge_vec(
+                r,
+                "strom_log_start_offset",
+                "First offset in a partition",
+                partition_labels,
+            ),
+            log_end: gauge_vec(
+                r,
+                "strom_log_end_offset",
+                "Offset the next record gets",
+                partition_labels,
+            ),
+            committed_offset: gauge_vec(
+                r,
+                "strom_group_committed_offset",
+                "Committed offset of a consumer group",
+                &["group", "topic", "partition"],
+            ),
+            lag: gauge_vec(
+                r,
+                "strom_group_lag",
+                "High watermark minus the committed offset",
+                &["group", "topic", "partition"],
+            ),
+            kraft_leader: gauge(
+                r,
+                "strom_kraft_current_leader",
+                "Node id of the metadata quorum leader (-1: none)",
+            ),
+            kraft_term: gauge(
+                r,
+                "strom_kraft_current_term",
+                "Current Raft term of the metadata quorum",
+            ),
+            kraft_last_log_index: gauge(
+                r,
+                "strom_kraft_last_log_index",
+                "Last index in the metadata log",
+            ),
+            kraft_applied_index: gauge(
+                r,
+                "strom_kraft_applied_index",
+                "Last metadata log index applied",
+            ),
+            kraft_voters: gauge(r, "strom_kraft_voters", "Voters in the metadata quorum"),
+            active_controllers: gauge(
+                r,
+                "strom_kraft_active_controllers",
+                "1 when this node is the active controller",
+            ),
+            brokers: gauge(
+                r,
+                "strom_registered_brokers",
+                "Brokers registered with the controller",
+            ),
+            registry,
+        }
+    }
+
+    /// Records one handled request.
+    pub fn observe_request(&self, api: &str, elapsed: Duration) {
+        self.requests.with_label_values(&[api]).inc();
+        self.request_duration
+            .with_label_values(&[api])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn refresh(&self, ctx: &Context) {
+        let image = ctx.controller.image();
+        let node = ctx.config.node_id;
+        let (mut partitions, mut leaders, mut under_replicated, mut under_min_isr, mut offline) =
+            (0, 0, 0, 0, 0);
+        let default_min_isr = ctx.config.int("min.insync.replicas") as usize;
+        for topic in image.topics.values() {
+            let min_isr = topic
+                .configs
+                .get("min.insync.replicas")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default_min_isr);
+            for p in &topic.partitions {
+                if p.leader < 0 {
+                    offline += 1;
+                }
+                if !p.replicas.contains(&node) {
+                    continue;
+                }
+                partitions += 1;
+                if p.leader == node {
+                    leaders += 1;
+                    under_replicated += (p.isr.len() < p.replicas.len()) as i64;
+                    under_min_isr += (p.isr.len() < min_isr) as i64;
+                }
+            }
+        }
+        self.partitions.set(partitions);
+        self.leaders.set(leaders);
+        self.under_replicated.set(under_replicated);
+        self.under_min_isr.set(under_min_isr);
+        self.offline.set(offline);
+        self.brokers.set(image.brokers.len() as i64);
+
+        for gauge in [&self.log_size, &self.log_start, &self.log_end] {
+            gauge.reset();
+        }
+        let mut high_watermarks = std::collections::HashMap::new();
+        for ((topic, partition), log) in ctx.logs.all() {
+            let labels = [topic.as_str(), &partition.to_string()];
+            self.log_size
+                .with_label_values(&labels)
+                .set(log.size_bytes() as i64);
+            self.log_start
+                .with_label_values(&labels)
+                .set(log.log_start_offset());
+            self.log_end
+                .with_label_values(&labels)
+                .set(log.log_end_offset());
+            high_watermarks.insert((topic, partition), log.high_watermark());
+        }
+
+        self.committed_offset.reset();
+        self.lag.reset();
+        for group in ctx.groups.list() {
+            for ((topic, partition), committed) in ctx.groups.committed(&group.group_id) {
+                let labels = [
+                    group.group_id.as_str(),
+                    topic.as_str(),
+                    &partition.to_string(),
+                ];
+                self.committed_offset
+                    .with_label_values(&labels)
+                    .set(committed.offset);
+                if let Some(hw) = high_watermarks.get(&(topic.clone(), partition)) {
+                    self.lag
+                        .with_label_values(&labels)
+                        .set((hw - committed.offset).max(0));
+                }
+            }
+        }
+
+        let raft = ctx.controller.raft_metrics();
+        let leader = raft.current_leader.map_or(-1, |id| id as i64);
+        self.kraft_leader.set(leader);
+        self.kraft_term.set(raft.current_term as i64);
+        self.kraft_last_log_index
+            .set(raft.last_log_index.map_or(0, |i| i as i64));
+        self.kraft_applied_index
+            .set(raft.last_applied.map_or(0, |l| l.index as i64));
+        self.kraft_voters
+            .set(raft.membership_config.membership().voter_ids().count() as i64);
+        self.active_controllers.set((leader == node as i64) as i64);
+    }
+
+    /// The current metrics in the Prometheus text format.
+    pub fn render(&self, ctx: &Context) -> String {
+        self.refresh(ctx);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding of gathered metrics");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for BrokerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
