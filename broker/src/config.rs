@@ -122,6 +122,7 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("log.message.timestamp.type", Text, "CreateTime"),
     def("message.max.bytes", Int(0), "1048588"),
     def("socket.request.max.bytes", Int(1), "104857600"),
+    def("fetch.max.bytes", Int(1024), "57671680"),
     def(
         "log.flush.interval.messages",
         Long(1),

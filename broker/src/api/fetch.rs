@@ -15,7 +15,9 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
     let image = ctx.controller.image();
     let mut total = 0usize;
     let mut any_error = false;
-    let max_bytes = request.max_bytes.max(0) as usize;
+    // The broker's fetch.max.bytes bounds what one response may hold, whatever is asked.
+    let max_bytes =
+        (request.max_bytes.max(0) as usize).min(ctx.config.int("fetch.max.bytes") as usize);
     let topics = request
         .topics
         .iter()
