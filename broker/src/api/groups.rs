@@ -134,6 +134,7 @@ pub async fn join_group(
             None => None,
         })
         .with_leader(StrBytes::from_string(result.leader))
+        .with_skip_assignment(version >= 9 && result.skip_assignment)
         .with_member_id(StrBytes::from_string(result.member_id))
         .with_members(
             result

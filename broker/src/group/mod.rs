@@ -99,6 +99,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// For the leader: every member's (id, instance id, metadata).
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader need not assign: the group keeps its current assignment (KIP-814).
+    pub skip_assignment: bool,
 }
 
 /// The answer to a SyncGroup.
@@ -474,8 +476,9 @@ impl GroupCoordinator {
     }
 
     /// KIP-345: a static member that restarts with unchanged subscriptions while the group is
-    /// stable takes its old place (and assignment) without a rebalance. A restarted leader
-    /// still triggers one, since it must learn the members again.
+    /// stable takes its old place (and assignment) without a rebalance. A restarted leader gets
+    /// the member list with `skip_assignment` (KIP-814); its SyncGroup returns the stored
+    /// assignment because the group stays stable.
     fn rejoin_static_without_rebalance(
         &self,
         group_id: &str,
@@ -485,7 +488,7 @@ impl GroupCoordinator {
     ) -> Option<JoinResult> {
         let is_leader = group.leader.as_deref() == Some(member_id);
         let member = group.members.get_mut(member_id)?;
-        if group.state != GroupState::Stable || is_leader || member.protocols != request.protocols {
+        if group.state != GroupState::Stable || member.protocols != request.protocols {
             return None;
         }
         member.client_id = request.client_id.clone();
@@ -503,6 +506,15 @@ impl GroupCoordinator {
             member = member_id,
             "static member rejoined without a rebalance"
         );
+        let members = if is_leader {
+            group
+                .members
+                .iter()
+                .map(|(id, m)| (id.clone(), m.instance_id.clone(), group.metadata_for(m)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Some(JoinResult {
             error: None,
             generation_id: group.generation,
@@ -510,7 +522,8 @@ impl GroupCoordinator {
             protocol_name: group.protocol.clone(),
             leader: group.leader.clone().unwrap_or_default(),
             member_id: member_id.to_string(),
-            members: Vec::new(),
+            members,
+            skip_assignment: is_leader,
         })
     }
 
@@ -673,6 +686,7 @@ impl GroupCoordinator {
                     Vec::new()
                 },
                 member_id,
+                skip_assignment: false,
             });
         }
     }
@@ -1155,6 +1169,75 @@ mod tests {
         );
         c.leave("g", &[(joined.member_id, None)]).unwrap();
         assert_eq!(c.expired_offsets(10_000, 5_000).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_static_leader_causes_no_rebalance() {
+        let c = GroupCoordinator::new(
+            config(),
+            OffsetMap::new(),
+            GroupMap::new(),
+            Box::new(|_, _| {}),
+        );
+        let static_join = |instance: &str| JoinRequest {
+            group_instance_id: Some(instance.to_string()),
+            ..join_request("", &["range"])
+        };
+        let a = c.join(static_join("a")).await;
+        c.sync(
+            "g",
+            &a.member_id,
+            1,
+            vec![(a.member_id.clone(), Bytes::from_static(b"pa"))],
+        )
+        .await;
+        let c2 = c.clone();
+        let b = tokio::spawn(async move { c2.join(static_join("b")).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let a2 = c
+            .join(JoinRequest {
+                member_id: a.member_id.clone(),
+                ..static_join("a")
+            })
+            .await;
+        let b = b.await.unwrap();
+        assert_eq!(
+            (a2.generation_id, a2.leader.clone()),
+            (2, a.member_id.clone())
+        );
+        let (sa, sb) = tokio::join!(
+            c.sync(
+                "g",
+                &a.member_id,
+                2,
+                vec![
+                    (a.member_id.clone(), Bytes::from_static(b"pa")),
+                    (b.member_id.clone(), Bytes::from_static(b"pb")),
+                ]
+            ),
+            c.sync("g", &b.member_id, 2, Vec::new())
+        );
+        assert_eq!(
+            (sa.assignment, sb.assignment.clone()),
+            (Bytes::from_static(b"pa"), Bytes::from_static(b"pb"))
+        );
+
+        // The leader restarts with the same instance id: new member id, same generation.
+        let restarted = c.join(static_join("a")).await;
+        assert_eq!(restarted.error, None);
+        assert_eq!(restarted.generation_id, 2);
+        assert_ne!(restarted.member_id, a.member_id);
+        assert_eq!(restarted.leader, restarted.member_id);
+        assert!(restarted.skip_assignment);
+        assert_eq!(restarted.members.len(), 2);
+        assert_eq!(
+            c.heartbeat("g", &b.member_id, 2),
+            None,
+            "the follower sees no rebalance"
+        );
+        let synced = c.sync("g", &restarted.member_id, 2, Vec::new()).await;
+        assert_eq!(synced.assignment, Bytes::from_static(b"pa"));
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
     }
 
     #[tokio::test]
