@@ -62,10 +62,12 @@ def owned(consumers):
     return [sorted(tp.partition for tp in c.assignment()) for c in consumers]
 
 
-def test_three_members_share_six_partitions_then_one_leaves(gbroker, topic):
+@pytest.mark.parametrize("assignor", ["range", "roundrobin", "cooperative-sticky"])
+def test_three_members_share_six_partitions_then_one_leaves(gbroker, topic, assignor):
     create(gbroker.bootstrap, topic, 6)
     group = f"g-{uuid.uuid4().hex[:8]}"
-    members = [consumer(gbroker.bootstrap, group) for _ in range(3)]
+    members = [consumer(gbroker.bootstrap, group, **{"partition.assignment.strategy": assignor})
+               for _ in range(3)]
     for c in members:
         c.subscribe([topic])
 
@@ -86,6 +88,7 @@ def test_three_members_share_six_partitions_then_one_leaves(gbroker, topic):
     [desc] = admin.describe_consumer_groups([group]).values()
     d = desc.result(timeout=10)
     assert d.state == ConsumerGroupState.STABLE
+    assert d.partition_assignor == assignor
     assert len(d.members) == 2
     assert sorted(tp.partition for m in d.members for tp in m.assignment.topic_partitions) == list(range(6))
     listed = admin.list_consumer_groups(states={ConsumerGroupState.STABLE}).result(timeout=10)
@@ -306,3 +309,4 @@ def test_static_member_restart_keeps_its_partitions_without_a_rebalance(gbroker,
     assert revoked == [], "the other member saw no rebalance"
     a.close()
     b.close()
+
