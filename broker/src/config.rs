@@ -444,13 +444,7 @@ impl BrokerConfig {
 
     /// A `List` property, split on commas with blanks dropped.
     pub fn list(&self, key: &str) -> Vec<String> {
-        self.get(key)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
+        split_list(self.get(key).unwrap_or_default())
     }
 
     /// Replaces a listener's port after binding port 0 (tests use ephemeral ports).
@@ -470,6 +464,16 @@ impl BrokerConfig {
             }
         }
     }
+}
+
+/// Splits a Kafka list value (`a, b,c`) into its items, dropping blanks.
+pub fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {

@@ -1,24 +1,25 @@
 //! Prometheus metrics: counters and histograms updated on the request path, and gauges
 //! computed from the broker's state at scrape time.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::api::Context;
+use crate::api::{Context, SUPPORTED_APIS};
 
 /// Every metric the broker exports.
 pub struct BrokerMetrics {
     registry: Registry,
-    /// Requests handled, by API.
-    pub requests: IntCounterVec,
     /// Partition- or resource-level errors returned, by API.
     pub request_errors: IntCounterVec,
-    /// Request handling time, by API.
-    pub request_duration: HistogramVec,
+    /// Request count and handling time of each implemented API, resolved once so the
+    /// request path neither formats labels nor hashes them.
+    per_api: HashMap<ApiKey, (IntCounter, Histogram)>,
     /// Frames that could not be decoded; each closed its connection.
     pub malformed_requests: IntCounter,
     /// Open client connections, by listener.
@@ -106,20 +107,31 @@ impl BrokerMetrics {
             .expect("unique metric");
         let r = &registry;
         let partition_labels = &["topic", "partition"];
+        let requests = counter_vec(
+            r,
+            "strom_requests_total",
+            "Requests handled, by API",
+            &["api"],
+        );
+        let per_api = SUPPORTED_APIS
+            .iter()
+            .map(|(key, _, _)| {
+                let api = format!("{key:?}");
+                let handles = (
+                    requests.with_label_values(&[&api]),
+                    request_duration.with_label_values(&[&api]),
+                );
+                (*key, handles)
+            })
+            .collect();
         BrokerMetrics {
-            requests: counter_vec(
-                r,
-                "strom_requests_total",
-                "Requests handled, by API",
-                &["api"],
-            ),
+            per_api,
             request_errors: counter_vec(
                 r,
                 "strom_request_errors_total",
                 "Partition- or resource-level errors returned, by API",
                 &["api"],
             ),
-            request_duration,
             malformed_requests,
             connections: gauge_vec(
                 r,
@@ -224,11 +236,11 @@ impl BrokerMetrics {
     }
 
     /// Records one handled request.
-    pub fn observe_request(&self, api: &str, elapsed: Duration) {
-        self.requests.with_label_values(&[api]).inc();
-        self.request_duration
-            .with_label_values(&[api])
-            .observe(elapsed.as_secs_f64());
+    pub fn observe_request(&self, api: ApiKey, elapsed: Duration) {
+        if let Some((count, duration)) = self.per_api.get(&api) {
+            count.inc();
+            duration.observe(elapsed.as_secs_f64());
+        }
     }
 
     fn refresh(&self, ctx: &Context) {

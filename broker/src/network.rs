@@ -171,8 +171,7 @@ pub async fn process(
     };
     let started = std::time::Instant::now();
     let response = api::handle(ctx, &info, api_key, version, request).await?;
-    ctx.metrics
-        .observe_request(&format!("{api_key:?}"), started.elapsed());
+    ctx.metrics.observe_request(api_key, started.elapsed());
     let Some(response) = response else {
         return Ok(None);
     };

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{validate_value, BrokerConfig, PropertyDef, PropertyType};
+use crate::config::{split_list, validate_value, BrokerConfig, PropertyDef, PropertyType};
 
 /// A topic config and the broker property that supplies its default.
 pub struct TopicConfigDef {
@@ -110,11 +110,11 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
     };
     validate_value(&prop, value).map_err(|e| e.to_string())?;
     if !def.choices.is_empty() {
-        let items: Vec<&str> = match def.ty {
-            PropertyType::List => value.split(',').map(str::trim).collect(),
-            _ => vec![value.trim()],
+        let items = match def.ty {
+            PropertyType::List => split_list(value),
+            _ => vec![value.trim().to_string()],
         };
-        if let Some(bad) = items.iter().find(|v| !def.choices.contains(v)) {
+        if let Some(bad) = items.iter().find(|v| !def.choices.contains(&v.as_str())) {
             return Err(format!(
                 "Invalid value {bad} for configuration {name}: must be one of {}",
                 def.choices.join(", ")
@@ -181,6 +181,8 @@ impl LogConfig {
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .unwrap_or(fallback)
         };
+        let policy = get("cleanup.policy").map(|p| split_list(&p));
+        let has_policy = |name: &str| policy.as_ref().is_some_and(|p| p.iter().any(|s| s == name));
         LogConfig {
             segment_bytes: long("segment.bytes", 1 << 30) as u64,
             segment_ms: long("segment.ms", 604_800_000),
@@ -190,12 +192,9 @@ impl LogConfig {
             index_interval_bytes: long("index.interval.bytes", 4096) as u32,
             flush_messages: long("flush.messages", i64::MAX),
             flush_ms: get("flush.ms").and_then(|v| v.trim().parse().ok()),
-            delete_enabled: get("cleanup.policy")
-                .map(|p| p.split(',').any(|s| s.trim() == "delete"))
-                .unwrap_or(true),
+            delete_enabled: policy.is_none() || has_policy("delete"),
             log_append_time: get("message.timestamp.type").as_deref() == Some("LogAppendTime"),
-            compact_enabled: get("cleanup.policy")
-                .is_some_and(|p| p.split(',').any(|s| s.trim() == "compact")),
+            compact_enabled: has_policy("compact"),
             delete_retention_ms: long("delete.retention.ms", 86_400_000),
             min_compaction_lag_ms: long("min.compaction.lag.ms", 0),
             min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")

@@ -15,7 +15,7 @@ use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
 use super::{str_bytes, ApiError, Context};
-use crate::config::{self, PropertyType, ValueSource};
+use crate::config::{self, split_list, PropertyType, ValueSource};
 use crate::metadata::image::MetadataRecord;
 use crate::topic_config::{effective_value, validate_topic_config, TOPIC_CONFIGS};
 
@@ -270,16 +270,13 @@ fn incremental(
 ) -> Result<BTreeMap<String, String>, ApiError> {
     let mut new = current.clone();
     for (name, op, value) in ops {
-        let list = |m: &BTreeMap<String, String>| -> Vec<String> {
-            m.get(name)
-                .cloned()
-                .or_else(|| default_of(name))
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
+        let list = |m: &BTreeMap<String, String>| {
+            split_list(
+                &m.get(name)
+                    .cloned()
+                    .or_else(|| default_of(name))
+                    .unwrap_or_default(),
+            )
         };
         let value = value.clone().unwrap_or_default();
         match op {
@@ -291,18 +288,18 @@ fn incremental(
             }
             2 => {
                 let mut items = list(&new);
-                for v in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    if !items.iter().any(|i| i == v) {
-                        items.push(v.to_string());
+                for v in split_list(&value) {
+                    if !items.contains(&v) {
+                        items.push(v);
                     }
                 }
                 new.insert(name.clone(), items.join(","));
             }
             3 => {
-                let remove: Vec<&str> = value.split(',').map(str::trim).collect();
+                let remove = split_list(&value);
                 let items: Vec<String> = list(&new)
                     .into_iter()
-                    .filter(|i| !remove.contains(&i.as_str()))
+                    .filter(|i| !remove.contains(i))
                     .collect();
                 new.insert(name.clone(), items.join(","));
             }

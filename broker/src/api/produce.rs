@@ -9,7 +9,6 @@ use super::{led_log, storage_error, ApiError, Context};
 use crate::log::batch::{self, BatchError};
 use crate::log::producer_state::ProducerError;
 use crate::log::{AppendError, AppendInfo};
-use crate::topic_config::LogConfig;
 
 fn append_partition(
     ctx: &Context,
@@ -48,16 +47,6 @@ fn append_partition(
             "transactions are not supported by this broker",
         ));
     }
-    let config: LogConfig = log.config();
-    if let Some(big) = headers.iter().find(|h| h.size > config.max_message_bytes) {
-        return Err(ApiError::new(
-            ResponseError::MessageTooLarge,
-            format!(
-                "batch of {} bytes is larger than max.message.bytes {}",
-                big.size, config.max_message_bytes
-            ),
-        ));
-    }
     if acks == -1 {
         let min_isr = t
             .configs
@@ -82,6 +71,9 @@ fn append_partition(
             }
             AppendError::Producer(e @ ProducerError::OutOfOrder { .. }) => {
                 ApiError::new(ResponseError::OutOfOrderSequenceNumber, e.to_string())
+            }
+            AppendError::TooLarge { .. } => {
+                ApiError::new(ResponseError::MessageTooLarge, e.to_string())
             }
             AppendError::Io(e) => {
                 warn!(%topic, partition, error = %e, "append failed");

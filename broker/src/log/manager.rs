@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
@@ -45,11 +45,6 @@ impl LogManager {
             logs: RwLock::new(HashMap::new()),
             appended: Notify::new(),
         })
-    }
-
-    /// The directory partitions live in.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The open log of a partition, if this broker has it.

@@ -57,6 +57,9 @@ pub enum AppendError {
     /// An idempotent producer's epoch or sequence is wrong.
     #[error(transparent)]
     Producer(#[from] ProducerError),
+    /// A batch is larger than the topic's `max.message.bytes`.
+    #[error("batch of {size} bytes is larger than max.message.bytes {max}")]
+    TooLarge { size: usize, max: usize },
     /// A filesystem error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -209,11 +212,6 @@ impl PartitionLog {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The directory holding this log.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The settings in force.
     pub fn config(&self) -> LogConfig {
         self.config
@@ -262,6 +260,12 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> Result<AppendInfo, AppendError> {
         let config = self.config();
+        if let Some(big) = headers.iter().find(|h| h.size > config.max_message_bytes) {
+            return Err(AppendError::TooLarge {
+                size: big.size,
+                max: config.max_message_bytes,
+            });
+        }
         let mut state = self.lock();
         for h in headers {
             if let SequenceCheck::Duplicate {

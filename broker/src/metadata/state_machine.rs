@@ -73,10 +73,6 @@ impl StateMachine {
     fn publish(&self) {
         self.publisher.send_replace(Arc::new(self.image.clone()));
     }
-
-    fn to_bytes(file: &SnapshotFile) -> io::Result<Vec<u8>> {
-        Ok(serde_json::to_vec(file)?)
-    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -98,7 +94,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             membership: self.membership.clone(),
             image: self.image.clone(),
         };
-        let bytes = Self::to_bytes(&file).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        let bytes = serde_json::to_vec(&file)
+            .map_err(|e| io_error(ErrorVerb::Write, io::Error::from(e)))?;
         write_file_atomic(&self.path, &bytes).map_err(|e| io_error(ErrorVerb::Write, e))?;
         Ok(Snapshot {
             meta: file.meta.clone(),
