@@ -146,6 +146,12 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("group.initial.rebalance.delay.ms", Int(0), "3000"),
     def("group.min.session.timeout.ms", Int(0), "6000"),
     def("group.max.session.timeout.ms", Int(0), "1800000"),
+    def("broker.session.timeout.ms", Long(1), "9000"),
+    def("broker.heartbeat.interval.ms", Long(1), "2000"),
+    def("replica.lag.time.max.ms", Long(1), "30000"),
+    def("replica.fetch.max.bytes", Int(1024), "1048576"),
+    def("replica.fetch.wait.max.ms", Int(0), "500"),
+    def("replica.fetch.backoff.ms", Int(0), "1000"),
     def("metrics.listener", Address, "0.0.0.0:9644"),
 ];
 

@@ -45,6 +45,7 @@ pub struct BrokerMetrics {
     kraft_last_log_index: IntGauge,
     kraft_applied_index: IntGauge,
     kraft_voters: IntGauge,
+    fenced_brokers: IntGauge,
     active_controllers: IntGauge,
     brokers: IntGauge,
 }
@@ -231,6 +232,11 @@ impl BrokerMetrics {
                 "strom_registered_brokers",
                 "Brokers registered with the controller",
             ),
+            fenced_brokers: gauge(
+                r,
+                "strom_fenced_brokers",
+                "Registered brokers that are fenced (no leadership, out of the ISR)",
+            ),
             registry,
         }
     }
@@ -276,6 +282,8 @@ impl BrokerMetrics {
         self.under_min_isr.set(under_min_isr);
         self.offline.set(offline);
         self.brokers.set(image.brokers.len() as i64);
+        self.fenced_brokers
+            .set(image.brokers.values().filter(|b| b.fenced).count() as i64);
 
         for gauge in [&self.log_size, &self.log_start, &self.log_end] {
             gauge.reset();
@@ -315,16 +323,15 @@ impl BrokerMetrics {
             }
         }
 
-        let raft = ctx.controller.raft_metrics();
-        let leader = raft.current_leader.map_or(-1, |id| id as i64);
+        let leader = ctx.controller.active_controller().map_or(-1, i64::from);
         self.kraft_leader.set(leader);
-        self.kraft_term.set(raft.current_term as i64);
-        self.kraft_last_log_index
-            .set(raft.last_log_index.map_or(0, |i| i as i64));
-        self.kraft_applied_index
-            .set(raft.last_applied.map_or(0, |l| l.index as i64));
-        self.kraft_voters
-            .set(raft.membership_config.membership().voter_ids().count() as i64);
+        self.kraft_applied_index.set(image.applied_index as i64);
+        self.kraft_voters.set(ctx.config.voters.len() as i64);
+        if let Some(raft) = ctx.controller.raft_metrics() {
+            self.kraft_term.set(raft.current_term as i64);
+            self.kraft_last_log_index
+                .set(raft.last_log_index.map_or(0, |i| i as i64));
+        }
         self.active_controllers.set((leader == node as i64) as i64);
     }
 

@@ -15,8 +15,9 @@ use crate::group::store::{OffsetStore, OFFSETS_TOPIC};
 use crate::group::{GroupConfig, GroupCoordinator, PersistGroup};
 use crate::log::manager::LogManager;
 use crate::log::segment::now_ms;
-use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataRecord};
-use crate::metadata::{Controller, ControllerError, ProducerIdAllocator};
+use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataImage, MetadataRecord};
+use crate::metadata::rpc::Heartbeat;
+use crate::metadata::{listener, Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
 use crate::{http, network};
 
@@ -39,19 +40,17 @@ pub enum ServerError {
         path: String,
         source: std::io::Error,
     },
-    /// A configuration this build cannot run yet.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// A running broker.
 pub struct Server {
-    /// Where clients connect.
-    pub client_address: SocketAddr,
+    /// Where clients connect (nodes with the broker role).
+    pub client_address: Option<SocketAddr>,
     /// Where `/healthz` and `/readyz` answer.
     pub http_address: SocketAddr,
     context: Arc<Context>,
     shutdown: watch::Sender<bool>,
+    want_shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -66,34 +65,33 @@ async fn bind(name: &str, address: String) -> Result<TcpListener, ServerError> {
 }
 
 impl Server {
-    /// Binds the listeners, joins the metadata quorum, recovers the logs and starts serving.
+    /// Binds the listeners, joins the metadata quorum, registers with the active controller,
+    /// recovers the logs and starts serving once the controller has unfenced this broker.
     pub async fn start(mut config: BrokerConfig) -> Result<Server, ServerError> {
-        if !(config.has_role(Role::Broker) && config.has_role(Role::Controller)) {
-            return Err(ServerError::Unsupported(
-                "process.roles must be `broker,controller` in this build: dedicated brokers \
-                 and controllers need the multi-node quorum"
-                    .into(),
-            ));
-        }
-        let client = config
-            .client_listener()
-            .cloned()
-            .expect("validated: brokers have a client listener");
-        let listener = bind(&client.name, client.bind_address()).await?;
-        let client_address = listener.local_addr().map_err(|source| ServerError::Bind {
-            name: client.name.clone(),
-            address: client.bind_address(),
-            source,
-        })?;
-        config.set_bound_port(&client.name, client_address.port());
+        let client_listener = match config.client_listener().cloned() {
+            Some(client) if config.has_role(Role::Broker) => {
+                let listener = bind(&client.name, client.bind_address()).await?;
+                let address = local_address(&listener, &client.name, client.bind_address())?;
+                config.set_bound_port(&client.name, address.port());
+                Some((listener, address))
+            }
+            _ => None,
+        };
+        let controller_listener = match config.controller_listener().cloned() {
+            Some(l) if config.has_role(Role::Controller) => {
+                let listener = bind(&l.name, l.bind_address()).await?;
+                let address = local_address(&listener, &l.name, l.bind_address())?;
+                config.set_bound_port(&l.name, address.port());
+                Some(listener)
+            }
+            _ => None,
+        };
         let http_listener = bind("metrics.listener", config.metrics_listener.to_string()).await?;
-        let http_address = http_listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind {
-                name: "metrics.listener".into(),
-                address: config.metrics_listener.to_string(),
-                source,
-            })?;
+        let http_address = local_address(
+            &http_listener,
+            "metrics.listener",
+            config.metrics_listener.to_string(),
+        )?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let serving: http::Serving = Arc::new(OnceLock::new());
         let mut tasks = vec![tokio::spawn({
@@ -108,25 +106,31 @@ impl Server {
 
         let config = Arc::new(config);
         let controller = Arc::new(Controller::start(&config).await?);
-        let advertised = config
-            .advertised_listeners
-            .iter()
-            .find(|l| l.name == client.name)
-            .or(config.advertised_listeners.first())
-            .cloned()
-            .unwrap_or(client.clone());
-        let registration = BrokerRegistration {
-            id: config.node_id,
-            host: advertised.host,
-            port: advertised.port,
-            rack: None,
-        };
-        if controller.image().brokers.get(&config.node_id) != Some(&registration) {
-            controller
-                .propose(MetadataRecord::RegisterBroker(registration))
-                .await?;
+        match controller_listener {
+            Some(listener) => {
+                tasks.push(tokio::spawn(listener::serve(
+                    listener,
+                    controller.clone(),
+                    shutdown_rx.clone(),
+                )));
+                tasks.push(tokio::spawn(fence_silent_brokers(
+                    controller.clone(),
+                    Duration::from_millis(config.long("broker.session.timeout.ms") as u64),
+                    shutdown_rx.clone(),
+                )));
+            }
+            None => tasks.push(tokio::spawn({
+                let controller = controller.clone();
+                let shutdown = shutdown_rx.clone();
+                async move { controller.follow_quorum(shutdown).await }
+            })),
         }
-        ensure_offsets_topic(&config, &controller).await?;
+        controller.wait_ready().await?;
+
+        let registration = match &client_listener {
+            Some((_, _)) => Some(Self::register(&config, &controller).await?),
+            None => None,
+        };
         let storage = |source| ServerError::Storage {
             path: config.log_dirs[0].display().to_string(),
             source,
@@ -164,38 +168,118 @@ impl Server {
             producer_ids: ProducerIdAllocator::new(controller.clone()),
             metrics: BrokerMetrics::new(),
         });
-        tasks.push(tokio::spawn(expire_group_sessions(
-            groups,
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(expire_offsets(
-            context.clone(),
-            shutdown_rx.clone(),
-        )));
         tasks.push(tokio::spawn(follow_metadata(
             controller.subscribe(),
             logs.clone(),
             shutdown_rx.clone(),
         )));
-        tasks.push(tokio::spawn(housekeeping(
-            config.clone(),
-            logs,
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(network::serve(
-            listener,
-            context.clone(),
-            shutdown_rx,
-        )));
+        let (want_shutdown, want_shutdown_rx) = watch::channel(false);
+        let mut client_address = None;
+        if let (Some((listener, address)), Some(registration)) = (client_listener, registration) {
+            tasks.push(tokio::spawn(heartbeat(
+                context.clone(),
+                registration.clone(),
+                want_shutdown_rx,
+                shutdown_rx.clone(),
+            )));
+            Self::wait_unfenced(&controller, &registration).await?;
+            ensure_offsets_topic(&config, &controller).await?;
+            tasks.push(tokio::spawn(expire_group_sessions(
+                groups,
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(expire_offsets(
+                context.clone(),
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(housekeeping(
+                config.clone(),
+                logs,
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(network::serve(
+                listener,
+                context.clone(),
+                shutdown_rx,
+            )));
+            client_address = Some(address);
+        }
         let _ = serving.set(context.clone());
-        info!(%client_address, %http_address, node_id = config.node_id, "broker serving");
+        info!(client_address = ?client_address, %http_address, node_id = config.node_id, roles = ?config.roles, "node serving");
         Ok(Server {
             client_address,
             http_address,
             context,
             shutdown,
+            want_shutdown,
             tasks,
         })
+    }
+
+    /// Registers this broker (fenced) with a new incarnation id.
+    async fn register(
+        config: &BrokerConfig,
+        controller: &Controller,
+    ) -> Result<BrokerRegistration, ServerError> {
+        let client = config
+            .client_listener()
+            .cloned()
+            .expect("checked by the caller: brokers have a client listener");
+        let advertised = config
+            .advertised_listeners
+            .iter()
+            .find(|l| l.name == client.name)
+            .or(config.advertised_listeners.first())
+            .cloned()
+            .unwrap_or(client);
+        let registration = BrokerRegistration {
+            id: config.node_id,
+            host: advertised.host,
+            port: advertised.port,
+            rack: None,
+            incarnation: uuid::Uuid::new_v4(),
+            fenced: true,
+            registered_at: 0,
+        };
+        controller
+            .propose(MetadataRecord::RegisterBroker(registration.clone()))
+            .await?;
+        info!(incarnation = %registration.incarnation, "registered with the controller");
+        Ok(registration)
+    }
+
+    /// Waits until the controller unfences this incarnation (its metadata has caught up).
+    async fn wait_unfenced(
+        controller: &Controller,
+        registration: &BrokerRegistration,
+    ) -> Result<(), ServerError> {
+        let mut images = controller.subscribe();
+        let mut waited = 0u64;
+        loop {
+            let unfenced = |image: &MetadataImage| {
+                image
+                    .brokers
+                    .get(&registration.id)
+                    .is_some_and(|b| b.incarnation == registration.incarnation && !b.fenced)
+            };
+            let wait = tokio::time::timeout(
+                Duration::from_secs(10),
+                images.wait_for(|image| unfenced(image)),
+            );
+            match wait.await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(_)) => {
+                    return Err(ControllerError::Unavailable("metadata stopped".into()).into())
+                }
+                Err(_) => {
+                    waited += 10;
+                    info!(
+                        seconds = waited,
+                        "waiting for the controller to unfence this broker"
+                    );
+                }
+            }
+        }
     }
 
     /// How many malformed frames closed their connection.
@@ -203,8 +287,23 @@ impl Server {
         self.context.metrics.malformed_requests.get()
     }
 
-    /// Stops serving, flushes the logs and records their recovery points.
+    /// Controlled shutdown: asks the controller to move leadership away, then stops serving,
+    /// flushes the logs and records their recovery points.
     pub async fn shutdown(self) {
+        if self.client_address.is_some() {
+            let _ = self.want_shutdown.send(true);
+            let id = self.context.config.node_id;
+            let mut images = self.context.controller.subscribe();
+            let moved = tokio::time::timeout(
+                CONTROLLED_SHUTDOWN_TIMEOUT,
+                images.wait_for(|image| image.brokers.get(&id).is_none_or(|b| b.fenced)),
+            )
+            .await;
+            match moved {
+                Ok(_) => info!("controlled shutdown: leadership moved away"),
+                Err(_) => warn!("controlled shutdown timed out; stopping anyway"),
+            }
+        }
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             if tokio::time::timeout(Duration::from_secs(10), task)
@@ -216,7 +315,108 @@ impl Server {
         }
         self.context.logs.flush_all();
         self.context.controller.shutdown().await;
-        info!("broker stopped");
+        info!("node stopped");
+    }
+}
+
+/// How long controlled shutdown waits for the controller to fence this broker.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn local_address(
+    listener: &TcpListener,
+    name: &str,
+    address: String,
+) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind {
+        name: name.to_string(),
+        address,
+        source,
+    })
+}
+
+/// Sends heartbeats to the active controller; re-registers when the controller lost this
+/// incarnation, and creates `__consumer_offsets` once enough brokers are live.
+async fn heartbeat(
+    ctx: Arc<Context>,
+    registration: BrokerRegistration,
+    want_shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = Duration::from_millis(ctx.config.long("broker.heartbeat.interval.ms") as u64);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let leaving = *want_shutdown.borrow();
+        let beat = Heartbeat {
+            id: registration.id,
+            incarnation: registration.incarnation,
+            applied_index: ctx.controller.image().applied_index,
+            want_shutdown: leaving,
+        };
+        let reply = tokio::select! {
+            reply = ctx.controller.heartbeat(beat) => reply,
+            _ = shutdown.changed() => return,
+        };
+        match reply {
+            Ok(reply) if !reply.registered => {
+                warn!("the controller does not know this broker; registering again");
+                if let Err(e) = ctx
+                    .controller
+                    .propose(MetadataRecord::RegisterBroker(registration.clone()))
+                    .await
+                {
+                    warn!(error = %e, "could not register again");
+                }
+            }
+            Ok(_) => {
+                if leaving {
+                    tick.reset_immediately();
+                }
+            }
+            Err(e) => warn!(error = %e, "heartbeat failed"),
+        }
+        if !leaving && !ctx.controller.image().topics.contains_key(OFFSETS_TOPIC) {
+            if let Err(e) = ensure_offsets_topic(&ctx.config, &ctx.controller).await {
+                warn!(error = %e, "could not create {OFFSETS_TOPIC}");
+            }
+        }
+    }
+}
+
+/// On the active controller, fences brokers that stopped heartbeating.
+async fn fence_silent_brokers(
+    controller: Arc<Controller>,
+    session_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut leader_since: Option<(u64, tokio::time::Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(raft) = controller.raft_metrics() else {
+            return;
+        };
+        if raft.current_leader != Some(controller.node_id() as u64) {
+            leader_since = None;
+            continue;
+        }
+        let since = match leader_since {
+            Some((term, since)) if term == raft.current_term => since,
+            _ => {
+                let now = tokio::time::Instant::now();
+                leader_since = Some((raft.current_term, now));
+                now
+            }
+        };
+        controller
+            .fence_silent_brokers(session_timeout, since)
+            .await;
     }
 }
 
@@ -229,10 +429,16 @@ async fn ensure_offsets_topic(
     if image.topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-    let replication = (config.int("offsets.topic.replication.factor") as usize).min(brokers.len());
+    let brokers = image.live_brokers();
+    let wanted = config.int("offsets.topic.replication.factor") as usize;
+    // A single-node cluster cannot wait for three brokers; a real cluster waits for them.
+    let single_node = config.voters.len() == 1 && image.brokers.len() == 1;
+    if brokers.is_empty() || (brokers.len() < wanted && !single_node) {
+        return Ok(());
+    }
+    let replication = wanted.min(brokers.len());
     let partitions = config.int("offsets.topic.num.partitions") as usize;
-    controller
+    let created = controller
         .propose(MetadataRecord::CreateTopic {
             name: OFFSETS_TOPIC.to_string(),
             id: uuid::Uuid::new_v4(),
@@ -246,7 +452,16 @@ async fn ensure_offsets_topic(
             ]
             .into(),
         })
-        .await
+        .await;
+    match created {
+        // Another broker created it first.
+        Err(ControllerError::Rejected(_))
+            if controller.image().topics.contains_key(OFFSETS_TOPIC) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Expires group members whose heartbeats stopped.

@@ -40,7 +40,9 @@ struct Client {
 impl Client {
     async fn connect(server: &Server) -> Client {
         Client {
-            stream: TcpStream::connect(server.client_address).await.unwrap(),
+            stream: TcpStream::connect(server.client_address.unwrap())
+                .await
+                .unwrap(),
             correlation_id: 0,
         }
     }

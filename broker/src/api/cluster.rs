@@ -22,6 +22,7 @@ pub fn describe_cluster(ctx: &Context, request: DescribeClusterRequest) -> Descr
         image
             .brokers
             .values()
+            .filter(|b| !b.fenced)
             .map(|b| {
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.id))

@@ -92,6 +92,7 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
             image
                 .brokers
                 .values()
+                .filter(|b| !b.fenced)
                 .map(|b| {
                     MetadataResponseBroker::default()
                         .with_node_id(BrokerId(b.id))

@@ -16,6 +16,17 @@ pub struct BrokerRegistration {
     pub port: u16,
     /// Rack, if configured.
     pub rack: Option<String>,
+    /// Changes every time the process starts, so a restart is told from a retry.
+    #[serde(default)]
+    pub incarnation: Uuid,
+    /// A fenced broker leads nothing and is in no ISR it could shrink to; it is unfenced
+    /// once it heartbeats with metadata caught up to its registration.
+    #[serde(default)]
+    pub fenced: bool,
+    /// The metadata offset of the registration record, which the broker must have applied
+    /// before it is unfenced.
+    #[serde(default)]
+    pub registered_at: u64,
 }
 
 /// One partition's replica assignment and leadership.
@@ -29,15 +40,17 @@ pub struct PartitionImage {
     pub leader: i32,
     /// Bumped on every leader change.
     pub leader_epoch: i32,
+    /// Bumped on every change of leader or ISR, so stale AlterPartition requests are refused.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 impl PartitionImage {
-    fn new(replicas: Vec<i32>) -> Self {
-        PartitionImage {
-            leader: replicas.first().copied().unwrap_or(-1),
-            isr: replicas.clone(),
-            replicas,
-            leader_epoch: 0,
+    fn set_leader(&mut self, leader: i32) {
+        if self.leader != leader {
+            self.leader = leader;
+            self.leader_epoch += 1;
+            self.partition_epoch += 1;
         }
     }
 }
@@ -65,6 +78,9 @@ pub struct MetadataImage {
     /// The first producer id not yet handed out.
     #[serde(default)]
     pub next_producer_id: i64,
+    /// The metadata log offset of the last record applied to this image.
+    #[serde(default)]
+    pub applied_index: u64,
 }
 
 /// A change to the metadata image; the Raft log is a sequence of these.
@@ -96,6 +112,21 @@ pub enum MetadataRecord {
         set: BTreeMap<String, String>,
         delete: Vec<String>,
     },
+    /// The broker missed its heartbeats or is shutting down: it loses leadership and leaves
+    /// every ISR it is not the last member of.
+    FenceBroker { id: i32 },
+    /// The broker caught up after registering: it may lead again.
+    UnfenceBroker { id: i32 },
+    /// A partition leader changes its ISR (Kafka's AlterPartition); refused when the leader
+    /// or the epochs it saw are stale.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 impl MetadataImage {
@@ -109,7 +140,76 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::RegisterBroker(registration) => {
+                let previous = self.brokers.get(&registration.id);
+                if previous.is_some_and(|b| b.incarnation == registration.incarnation) {
+                    return Ok(None);
+                }
+                let mut registration = registration.clone();
+                registration.fenced = true;
+                registration.registered_at = self.applied_index;
                 self.brokers.insert(registration.id, registration.clone());
+                self.fence(registration.id);
+            }
+            MetadataRecord::FenceBroker { id } => {
+                let broker = self
+                    .brokers
+                    .get_mut(id)
+                    .ok_or_else(|| format!("broker {id} is not registered"))?;
+                broker.fenced = true;
+                self.fence(*id);
+            }
+            MetadataRecord::UnfenceBroker { id } => {
+                let broker = self
+                    .brokers
+                    .get_mut(id)
+                    .ok_or_else(|| format!("broker {id} is not registered"))?;
+                broker.fenced = false;
+                let id = *id;
+                for p in self.partitions_mut() {
+                    if p.leader == -1 && p.isr.contains(&id) {
+                        p.set_leader(id);
+                    }
+                }
+            }
+            MetadataRecord::AlterPartition {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let live = self.live_brokers();
+                let p = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                    .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
+                if p.leader != *leader || p.leader_epoch != *leader_epoch {
+                    return Err(format!(
+                        "FENCED_LEADER_EPOCH: {topic}-{partition} is led by {} at epoch {}",
+                        p.leader, p.leader_epoch
+                    ));
+                }
+                if p.partition_epoch != *partition_epoch {
+                    return Err(format!(
+                        "INVALID_UPDATE_VERSION: {topic}-{partition} is at partition epoch {}",
+                        p.partition_epoch
+                    ));
+                }
+                if !isr.contains(leader) {
+                    return Err("INVALID_REQUEST: the ISR must contain the leader".into());
+                }
+                if let Some(bad) = isr
+                    .iter()
+                    .find(|r| !p.replicas.contains(r) || (!p.isr.contains(r) && !live.contains(r)))
+                {
+                    return Err(format!(
+                        "INELIGIBLE_REPLICA: broker {bad} cannot join the ISR of {topic}-{partition}"
+                    ));
+                }
+                p.isr = isr.clone();
+                p.partition_epoch += 1;
             }
             MetadataRecord::CreateTopic {
                 name,
@@ -120,15 +220,12 @@ impl MetadataImage {
                 if self.topics.contains_key(name) {
                     return Err(format!("Topic '{name}' already exists."));
                 }
+                let partitions = self.new_partitions(assignments);
                 self.topics.insert(
                     name.clone(),
                     TopicImage {
                         id: *id,
-                        partitions: assignments
-                            .iter()
-                            .cloned()
-                            .map(PartitionImage::new)
-                            .collect(),
+                        partitions,
                         configs: configs.clone(),
                     },
                 );
@@ -139,13 +236,12 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::CreatePartitions { name, assignments } => {
+                let partitions = self.new_partitions(assignments);
                 let topic = self
                     .topics
                     .get_mut(name)
                     .ok_or_else(|| format!("Topic '{name}' does not exist."))?;
-                topic
-                    .partitions
-                    .extend(assignments.iter().cloned().map(PartitionImage::new));
+                topic.partitions.extend(partitions);
             }
             MetadataRecord::AllocateProducerIds { count } => {
                 let start = self.next_producer_id;
@@ -166,6 +262,69 @@ impl MetadataImage {
             }
         }
         Ok(None)
+    }
+
+    /// Registered brokers that are not fenced.
+    pub fn live_brokers(&self) -> Vec<i32> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect()
+    }
+
+    fn partitions_mut(&mut self) -> impl Iterator<Item = &mut PartitionImage> {
+        self.topics
+            .values_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+    }
+
+    /// New partitions start with every live replica in the ISR, led by the first of them.
+    fn new_partitions(&self, assignments: &[Vec<i32>]) -> Vec<PartitionImage> {
+        let live = self.live_brokers();
+        assignments
+            .iter()
+            .map(|replicas| {
+                let isr: Vec<i32> = replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| live.contains(r))
+                    .collect();
+                PartitionImage {
+                    leader: isr.first().copied().unwrap_or(-1),
+                    isr: if isr.is_empty() {
+                        replicas.clone()
+                    } else {
+                        isr
+                    },
+                    replicas: replicas.clone(),
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes a broker out of leadership and out of every ISR where another member remains;
+    /// partitions it led move to the next live ISR member, or go offline (leader -1).
+    fn fence(&mut self, id: i32) {
+        let live = self.live_brokers();
+        for p in self.partitions_mut() {
+            let was_leader = p.leader == id;
+            if p.isr.contains(&id) && p.isr.len() > 1 {
+                p.isr.retain(|r| *r != id);
+                p.partition_epoch += 1;
+            }
+            if was_leader {
+                let next = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| *r != id && p.isr.contains(r) && live.contains(r))
+                    .unwrap_or(-1);
+                p.set_leader(next);
+            }
+        }
     }
 
     /// Finds a topic name by its id.
@@ -212,6 +371,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(image.cluster_id, "c1");
+        register_live(&mut image, 1);
         let block = MetadataRecord::AllocateProducerIds { count: 1000 };
         assert_eq!(image.apply(&block), Ok(Some(0)));
         assert_eq!(image.apply(&block), Ok(Some(1000)));
@@ -246,6 +406,92 @@ mod tests {
             .apply(&MetadataRecord::DeleteTopic { name: "t".into() })
             .unwrap();
         assert!(image.topics.is_empty());
+    }
+
+    fn register_live(image: &mut MetadataImage, id: i32) {
+        let registration = BrokerRegistration {
+            id,
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+            incarnation: Uuid::new_v4(),
+            fenced: false,
+            registered_at: 0,
+        };
+        image
+            .apply(&MetadataRecord::RegisterBroker(registration))
+            .unwrap();
+        assert!(image.brokers[&id].fenced, "a registration starts fenced");
+        image.apply(&MetadataRecord::UnfenceBroker { id }).unwrap();
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr() {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            register_live(&mut image, id);
+        }
+        image
+            .apply(&MetadataRecord::CreateTopic {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                assignments: vec![vec![1, 2, 3]],
+                configs: BTreeMap::new(),
+            })
+            .unwrap();
+        let p = |image: &MetadataImage| image.topics["t"].partitions[0].clone();
+        assert_eq!(
+            (p(&image).leader, p(&image).isr.clone()),
+            (1, vec![1, 2, 3])
+        );
+
+        image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
+        assert_eq!((p(&image).leader, p(&image).leader_epoch), (2, 1));
+        assert_eq!(p(&image).isr, vec![2, 3]);
+
+        // The leader shrinks the ISR to itself; a stale epoch is refused.
+        let shrink = |leader_epoch, partition_epoch| MetadataRecord::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader: 2,
+            leader_epoch,
+            partition_epoch,
+            isr: vec![2],
+        };
+        assert!(image.apply(&shrink(0, p(&image).partition_epoch)).is_err());
+        assert!(image
+            .apply(&shrink(1, p(&image).partition_epoch + 1))
+            .is_err());
+        image.apply(&shrink(1, p(&image).partition_epoch)).unwrap();
+        assert_eq!(p(&image).isr, vec![2]);
+
+        // The last ISR member keeps its place when fenced: the partition goes offline
+        // rather than electing an out-of-sync replica, and comes back with it.
+        image.apply(&MetadataRecord::FenceBroker { id: 2 }).unwrap();
+        assert_eq!((p(&image).leader, p(&image).isr.clone()), (-1, vec![2]));
+        image
+            .apply(&MetadataRecord::UnfenceBroker { id: 1 })
+            .unwrap();
+        assert_eq!(p(&image).leader, -1, "broker 1 is not in the ISR");
+        image
+            .apply(&MetadataRecord::UnfenceBroker { id: 2 })
+            .unwrap();
+        assert_eq!((p(&image).leader, p(&image).leader_epoch), (2, 3));
+
+        // A fenced broker cannot join the ISR.
+        image.apply(&MetadataRecord::FenceBroker { id: 3 }).unwrap();
+        let expand = MetadataRecord::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader: 2,
+            leader_epoch: 3,
+            partition_epoch: p(&image).partition_epoch,
+            isr: vec![2, 3],
+        };
+        assert!(image
+            .apply(&expand)
+            .unwrap_err()
+            .contains("INELIGIBLE_REPLICA"));
     }
 
     #[test]

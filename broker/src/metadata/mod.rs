@@ -2,22 +2,29 @@
 //! machine is the metadata image. A single node is a quorum of one on the same code path.
 
 pub mod image;
+pub mod listener;
 mod network;
+pub mod rpc;
 mod state_machine;
 mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tracing::info;
+use tokio::time::Instant;
+use tracing::{info, warn};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, Role, Voter};
+use crate::log::write_file_atomic;
 use image::{MetadataImage, MetadataRecord};
+use rpc::{Heartbeat, HeartbeatReply, QuorumError, Request, Response, RpcClient};
 
 openraft::declare_raft_types!(
     /// Raft types of the metadata quorum.
@@ -50,52 +57,102 @@ pub enum ControllerError {
     Startup(String),
 }
 
+/// How long a proposal or heartbeat keeps looking for the active controller.
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one call to a controller may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where a broker-only node keeps its copy of the metadata image.
+const BROKER_IMAGE_FILE: &str = "broker-metadata-image.json";
+
 /// The controller API: proposes records to the quorum and exposes the latest image.
+///
+/// On a node with the controller role it runs a voter of the Raft group; on a broker-only
+/// node it follows the image from the voters and forwards writes to the active controller.
 pub struct Controller {
-    raft: Raft<TypeConfig>,
+    node_id: i32,
+    voters: Vec<Voter>,
+    raft: Option<Raft<TypeConfig>>,
     image: watch::Receiver<Arc<MetadataImage>>,
+    publisher: Arc<watch::Sender<Arc<MetadataImage>>>,
+    /// The active controller as last reported by a voter (broker-only nodes).
+    reported_leader: Mutex<Option<i32>>,
+    /// When each broker last heartbeated to this node while it was the active controller.
+    heartbeats: Mutex<HashMap<i32, Instant>>,
+    broker_image_path: PathBuf,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Controller {
-    /// Opens the metadata log under the first `log.dirs` entry and joins the quorum.
+    /// Opens the metadata log under the first `log.dirs` entry and starts the Raft voter
+    /// (controller role), or loads the local copy of the image (broker-only).
     pub async fn start(config: &BrokerConfig) -> Result<Self, ControllerError> {
         let startup = |e: &dyn std::fmt::Display| ControllerError::Startup(e.to_string());
-        if config.voters.len() > 1 {
-            return Err(ControllerError::Startup(
-                "controller.quorum.voters lists more than one voter; this build runs a \
-                 single-voter quorum only"
-                    .into(),
-            ));
-        }
         let dir = config.log_dirs[0].join("__cluster_metadata-0");
+        std::fs::create_dir_all(&dir).map_err(|e| startup(&e))?;
+        let broker_image_path = dir.join(BROKER_IMAGE_FILE);
         let (publisher, image) = watch::channel(Arc::new(MetadataImage::default()));
-        let log_store = store::LogStore::open(&dir).map_err(|e| startup(&e))?;
+        let publisher = Arc::new(publisher);
+        let raft = if config.has_role(Role::Controller) {
+            Some(Self::start_voter(config, &dir, publisher.clone()).await?)
+        } else {
+            if let Ok(bytes) = std::fs::read(&broker_image_path) {
+                match serde_json::from_slice::<MetadataImage>(&bytes) {
+                    Ok(local) => {
+                        publisher.send_replace(Arc::new(local));
+                    }
+                    Err(e) => warn!(error = %e, "ignoring an unreadable local metadata image"),
+                }
+            }
+            None
+        };
+        Ok(Controller {
+            node_id: config.node_id,
+            voters: config.voters.clone(),
+            raft,
+            image,
+            publisher,
+            reported_leader: Mutex::new(None),
+            heartbeats: Mutex::new(HashMap::new()),
+            broker_image_path,
+        })
+    }
+
+    async fn start_voter(
+        config: &BrokerConfig,
+        dir: &std::path::Path,
+        publisher: Arc<watch::Sender<Arc<MetadataImage>>>,
+    ) -> Result<Raft<TypeConfig>, ControllerError> {
+        let startup = |e: &dyn std::fmt::Display| ControllerError::Startup(e.to_string());
+        let log_store = store::LogStore::open(dir).map_err(|e| startup(&e))?;
         let fresh = log_store.is_empty().await;
-        let state_machine = state_machine::StateMachine::open(&dir, Arc::new(publisher))
-            .map_err(|e| startup(&e))?;
+        let state_machine =
+            state_machine::StateMachine::open(dir, publisher).map_err(|e| startup(&e))?;
         let snapshot_every = config.long("metadata.max.snapshot.entries") as u64;
         let raft_config = openraft::Config {
             cluster_name: "strom-metadata".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            heartbeat_interval: 150,
+            election_timeout_min: 600,
+            election_timeout_max: 1200,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
             max_in_snapshot_log_to_keep: 0,
             ..Default::default()
         }
         .validate()
         .map_err(|e| startup(&e))?;
-        let node_id = config.node_id as u64;
         let raft = Raft::new(
-            node_id,
+            config.node_id as u64,
             Arc::new(raft_config),
-            network::SingleVoterNetwork,
+            network::QuorumNetwork,
             log_store,
             state_machine,
         )
         .await
         .map_err(|e| startup(&e))?;
         if fresh {
+            // Every voter initializes with the same membership, which openraft allows.
             let members: BTreeMap<u64, BasicNode> = config
                 .voters
                 .iter()
@@ -106,23 +163,60 @@ impl Controller {
                     )
                 })
                 .collect();
-            raft.initialize(members).await.map_err(|e| startup(&e))?;
-            info!("initialized a new metadata quorum");
+            match raft.initialize(members).await {
+                Ok(()) => info!("initialized a new metadata quorum"),
+                Err(e) => warn!(error = %e, "metadata quorum was already initialized"),
+            }
         }
-        raft.wait(Some(Duration::from_secs(30)))
-            .metrics(|m| m.current_leader.is_some(), "a metadata leader")
-            .await
-            .map_err(|e| startup(&e))?;
-        raft.ensure_linearizable().await.map_err(|e| startup(&e))?;
-        let controller = Controller { raft, image };
-        if controller.image().cluster_id.is_empty() {
-            let cluster_id = uuid::Uuid::new_v4().simple().to_string();
-            controller
-                .propose(MetadataRecord::InitCluster { cluster_id })
-                .await?;
+        Ok(raft)
+    }
+
+    /// Waits until the quorum has a leader and the image has a cluster id, proposing one
+    /// on a new cluster. Waits as long as it takes: a node may start before its peers.
+    pub async fn wait_ready(&self) -> Result<(), ControllerError> {
+        let mut images = self.subscribe();
+        let mut waited = 0u64;
+        loop {
+            if !self.image().cluster_id.is_empty() {
+                break;
+            }
+            if self.raft.is_some() && self.active_controller().is_some() {
+                let cluster_id = uuid::Uuid::new_v4().simple().to_string();
+                match self
+                    .propose(MetadataRecord::InitCluster { cluster_id })
+                    .await
+                {
+                    Ok(()) => continue,
+                    Err(e) => warn!(error = %e, "could not fix the cluster id yet"),
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(1), images.changed())
+                .await
+                .is_ok_and(|r| r.is_err())
+            {
+                return Err(ControllerError::Unavailable("metadata stopped".into()));
+            }
+            waited += 1;
+            if waited.is_multiple_of(10) {
+                info!(
+                    seconds = waited,
+                    voters = self.voters.len(),
+                    "waiting for the metadata quorum"
+                );
+            }
         }
-        info!(cluster_id = %controller.image().cluster_id, "metadata quorum ready");
-        Ok(controller)
+        info!(cluster_id = %self.image().cluster_id, "metadata quorum ready");
+        Ok(())
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// Whether this node runs a voter.
+    pub fn is_voter(&self) -> bool {
+        self.raft.is_some()
     }
 
     /// The latest applied metadata image.
@@ -135,18 +229,21 @@ impl Controller {
         self.image.clone()
     }
 
-    /// The Raft node's own view: term, leader, log and applied indexes, membership.
-    pub fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
-        self.raft.metrics().borrow().clone()
+    /// The Raft node's own view (voters only): term, leader, log and applied indexes.
+    pub fn raft_metrics(&self) -> Option<openraft::RaftMetrics<u64, BasicNode>> {
+        self.raft.as_ref().map(|r| r.metrics().borrow().clone())
     }
 
     /// The node id of the active controller, if there is one.
     pub fn active_controller(&self) -> Option<i32> {
-        self.raft
-            .metrics()
-            .borrow()
-            .current_leader
-            .map(|id| id as i32)
+        match &self.raft {
+            Some(raft) => raft.metrics().borrow().current_leader.map(|id| id as i32),
+            None => *lock(&self.reported_leader),
+        }
+    }
+
+    fn is_active_controller(&self) -> bool {
+        self.raft.is_some() && self.active_controller() == Some(self.node_id)
     }
 
     /// Commits a record and returns once it is applied to the image.
@@ -158,14 +255,272 @@ impl Controller {
         &self,
         record: MetadataRecord,
     ) -> Result<Option<i64>, ControllerError> {
-        let response = self
+        match self.ask_leader(Request::Propose(record)).await? {
+            Response::Proposed(Ok(ApplyResult { error: None, value })) => Ok(value),
+            Response::Proposed(Ok(ApplyResult {
+                error: Some(reason),
+                ..
+            })) => Err(ControllerError::Rejected(reason)),
+            other => Err(ControllerError::Unavailable(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a heartbeat to the active controller.
+    pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatReply, ControllerError> {
+        match self.ask_leader(Request::Heartbeat(heartbeat)).await? {
+            Response::Heartbeat(Ok(reply)) => Ok(reply),
+            other => Err(ControllerError::Unavailable(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a proposal or heartbeat to the active controller, following "not the leader"
+    /// answers and trying each voter in turn while none is known.
+    async fn ask_leader(&self, request: Request) -> Result<Response, ControllerError> {
+        let deadline = Instant::now() + ROUTE_TIMEOUT;
+        let mut next_voter = 0usize;
+        let mut target = self.active_controller();
+        let mut last_error = String::from("no voter answered");
+        while Instant::now() < deadline {
+            let to = match target {
+                Some(id) => id,
+                None => {
+                    next_voter += 1;
+                    self.voters[next_voter % self.voters.len()].id
+                }
+            };
+            let response = if to == self.node_id && self.raft.is_some() {
+                Ok(self.serve(request.clone()).await)
+            } else {
+                let voter = self.voters.iter().find(|v| v.id == to);
+                match voter {
+                    Some(v) => {
+                        RpcClient::new(format!("{}:{}", v.host, v.port))
+                            .call(&request, CALL_TIMEOUT)
+                            .await
+                    }
+                    None => Err(std::io::Error::other(format!("{to} is not a voter"))),
+                }
+            };
+            let not_leader = match &response {
+                Ok(Response::Proposed(Err(QuorumError::NotLeader { leader })))
+                | Ok(Response::Heartbeat(Err(QuorumError::NotLeader { leader }))) => Some(*leader),
+                _ => None,
+            };
+            match (response, not_leader) {
+                (_, Some(leader)) => {
+                    last_error = format!("node {to} is not the active controller");
+                    target = leader.filter(|l| *l != to);
+                    if target.is_none() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                (Ok(Response::Proposed(Err(QuorumError::Unavailable(e)))), _)
+                | (Ok(Response::Heartbeat(Err(QuorumError::Unavailable(e)))), _) => {
+                    last_error = e;
+                    target = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                (Ok(response), None) => {
+                    if to != self.node_id {
+                        *lock(&self.reported_leader) = Some(to);
+                    }
+                    return Ok(response);
+                }
+                (Err(e), None) => {
+                    last_error = format!("controller {to}: {e}");
+                    target = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(ControllerError::Unavailable(last_error))
+    }
+
+    /// Answers one controller-listener request on this node.
+    pub async fn serve(&self, request: Request) -> Response {
+        let Some(raft) = &self.raft else {
+            return Response::Refused(format!("node {} is not a controller", self.node_id));
+        };
+        match request {
+            Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
+            Request::AppendEntries(rpc) => Response::AppendEntries(raft.append_entries(rpc).await),
+            Request::InstallSnapshot(rpc) => {
+                Response::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+            Request::Propose(record) => Response::Proposed(self.commit(record).await),
+            Request::FetchImage { after, max_wait_ms } => {
+                let mut images = self.subscribe();
+                let wait = Duration::from_millis(max_wait_ms.min(30_000));
+                let _ = tokio::time::timeout(
+                    wait,
+                    images.wait_for(|image| image.applied_index > after),
+                )
+                .await;
+                let image = self.image();
+                Response::Image {
+                    leader: self.active_controller(),
+                    image: (image.applied_index > after).then_some(image),
+                }
+            }
+            Request::Heartbeat(heartbeat) => {
+                Response::Heartbeat(self.on_heartbeat(heartbeat).await)
+            }
+        }
+    }
+
+    /// Commits a record through the local voter, which must be the leader.
+    async fn commit(&self, record: MetadataRecord) -> Result<ApplyResult, QuorumError> {
+        let raft = self
             .raft
-            .client_write(record)
-            .await
-            .map_err(|e| ControllerError::Unavailable(e.to_string()))?;
-        match response.data.error {
-            Some(reason) => Err(ControllerError::Rejected(reason)),
-            None => Ok(response.data.value),
+            .as_ref()
+            .ok_or(QuorumError::NotLeader { leader: None })?;
+        match raft.client_write(record).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotLeader {
+                    leader: f.leader_id.map(|id| id as i32),
+                })
+            }
+            Err(e) => Err(QuorumError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The active controller's side of a heartbeat: remembers it, and unfences a caught-up
+    /// broker or fences one that is shutting down.
+    async fn on_heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatReply, QuorumError> {
+        if !self.is_active_controller() {
+            return Err(QuorumError::NotLeader {
+                leader: self.active_controller(),
+            });
+        }
+        lock(&self.heartbeats).insert(heartbeat.id, Instant::now());
+        let image = self.image();
+        let Some(registration) = image
+            .brokers
+            .get(&heartbeat.id)
+            .filter(|b| b.incarnation == heartbeat.incarnation)
+        else {
+            return Ok(HeartbeatReply {
+                registered: false,
+                fenced: true,
+            });
+        };
+        let change = if heartbeat.want_shutdown && !registration.fenced {
+            info!(
+                broker = heartbeat.id,
+                "controlled shutdown: fencing the broker"
+            );
+            Some(MetadataRecord::FenceBroker { id: heartbeat.id })
+        } else if !heartbeat.want_shutdown
+            && registration.fenced
+            && heartbeat.applied_index >= registration.registered_at
+        {
+            info!(broker = heartbeat.id, "unfencing the caught-up broker");
+            Some(MetadataRecord::UnfenceBroker { id: heartbeat.id })
+        } else {
+            None
+        };
+        if let Some(record) = change {
+            let result = self.commit(record).await?;
+            if let Some(error) = result.error {
+                return Err(QuorumError::Unavailable(error));
+            }
+        }
+        Ok(HeartbeatReply {
+            registered: true,
+            fenced: self
+                .image()
+                .brokers
+                .get(&heartbeat.id)
+                .is_none_or(|b| b.fenced),
+        })
+    }
+
+    /// On the active controller: fences every unfenced broker whose last heartbeat is older
+    /// than `session_timeout`. A newly elected controller counts from its election.
+    pub async fn fence_silent_brokers(&self, session_timeout: Duration, leader_since: Instant) {
+        if !self.is_active_controller() {
+            return;
+        }
+        let image = self.image();
+        let now = Instant::now();
+        let silent: Vec<i32> = {
+            let heartbeats = lock(&self.heartbeats);
+            image
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .filter(|b| {
+                    let last = heartbeats
+                        .get(&b.id)
+                        .copied()
+                        .unwrap_or(leader_since)
+                        .max(leader_since);
+                    now.duration_since(last) > session_timeout
+                })
+                .map(|b| b.id)
+                .collect()
+        };
+        for id in silent {
+            warn!(broker = id, "fencing a broker that stopped heartbeating");
+            if let Err(e) = self.commit(MetadataRecord::FenceBroker { id }).await {
+                warn!(broker = id, error = %e, "could not fence the broker");
+            }
+        }
+    }
+
+    /// On a broker-only node: long-polls the voters for newer images, publishes them and
+    /// keeps a local copy so a restart starts from it.
+    pub async fn follow_quorum(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut voter = 0usize;
+        let mut client: Option<RpcClient> = None;
+        loop {
+            let v = &self.voters[voter % self.voters.len()];
+            let rpc =
+                client.get_or_insert_with(|| RpcClient::new(format!("{}:{}", v.host, v.port)));
+            let after = self.image().applied_index;
+            let request = Request::FetchImage {
+                after,
+                max_wait_ms: 2_000,
+            };
+            let answer = tokio::select! {
+                answer = rpc.call(&request, CALL_TIMEOUT) => answer,
+                _ = shutdown.changed() => return,
+            };
+            match answer {
+                Ok(Response::Image { image, leader }) => {
+                    *lock(&self.reported_leader) = leader;
+                    if let Some(image) = image.filter(|i| i.applied_index > after) {
+                        match serde_json::to_vec(&*image) {
+                            Ok(bytes) => {
+                                if let Err(e) = write_file_atomic(&self.broker_image_path, &bytes) {
+                                    warn!(error = %e, "could not keep the local metadata image");
+                                }
+                            }
+                            Err(e) => warn!(error = %e, "could not encode the metadata image"),
+                        }
+                        self.publisher.send_replace(image);
+                    }
+                }
+                Ok(other) => {
+                    warn!(voter = v.id, answer = ?other, "unexpected metadata answer");
+                    client = None;
+                    voter += 1;
+                }
+                Err(e) => {
+                    tracing::debug!(voter = v.id, error = %e, "metadata fetch failed; trying the next voter");
+                    client = None;
+                    voter += 1;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
         }
     }
 
@@ -178,8 +533,10 @@ impl Controller {
 
     /// Stops the Raft node.
     pub async fn shutdown(&self) {
-        if let Err(e) = self.raft.shutdown().await {
-            tracing::warn!(error = %e, "metadata quorum did not shut down cleanly");
+        if let Some(raft) = &self.raft {
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(error = %e, "metadata quorum did not shut down cleanly");
+            }
         }
     }
 }

@@ -121,6 +121,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut results = Vec::new();
         for entry in entries {
             self.last_applied = Some(entry.log_id);
+            self.image.applied_index = entry.log_id.index;
             let result = match entry.payload {
                 EntryPayload::Blank => ApplyResult::default(),
                 EntryPayload::Normal(record) => match self.image.apply(&record) {
