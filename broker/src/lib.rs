@@ -8,5 +8,6 @@ pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod network;
+pub mod replica;
 pub mod server;
 pub mod topic_config;

@@ -19,6 +19,7 @@ use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataImage, 
 use crate::metadata::rpc::Heartbeat;
 use crate::metadata::{listener, Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
+use crate::replica::ReplicaManager;
 use crate::{http, network};
 
 /// Why the broker could not start.
@@ -168,11 +169,20 @@ impl Server {
             producer_ids: ProducerIdAllocator::new(controller.clone()),
             metrics: BrokerMetrics::new(),
         });
+        let replicas = Arc::new(ReplicaManager::new(
+            &config,
+            controller.clone(),
+            logs.clone(),
+            shutdown_rx.clone(),
+        ));
+        replicas.apply_image(&controller.image()).map_err(storage)?;
         tasks.push(tokio::spawn(follow_metadata(
             controller.subscribe(),
             logs.clone(),
+            replicas.clone(),
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(replicas.maintain_isr(shutdown_rx.clone())));
         let (want_shutdown, want_shutdown_rx) = watch::channel(false);
         let mut client_address = None;
         if let (Some((listener, address)), Some(registration)) = (client_listener, registration) {
@@ -500,10 +510,12 @@ async fn expire_offsets(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
-/// Applies every new metadata image to the local logs (deletes, config changes).
+/// Applies every new metadata image to the local logs (deletes, config changes) and to
+/// the replicas (leadership, ISR, fetchers).
 async fn follow_metadata(
-    mut images: watch::Receiver<Arc<crate::metadata::image::MetadataImage>>,
+    mut images: watch::Receiver<Arc<MetadataImage>>,
     logs: Arc<LogManager>,
+    replicas: Arc<ReplicaManager>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -515,6 +527,9 @@ async fn follow_metadata(
                 let image = images.borrow_and_update().clone();
                 if let Err(e) = logs.sync_with_image(&image) {
                     warn!(error = %e, "could not apply metadata to local logs");
+                }
+                if let Err(e) = replicas.apply_image(&image) {
+                    warn!(error = %e, "could not apply metadata to local replicas");
                 }
             }
             _ = shutdown.changed() => return,

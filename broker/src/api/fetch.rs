@@ -6,7 +6,8 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
-use super::{led_log, ApiError, Context};
+use super::{check_leader_epoch, led_log, ApiError, Context};
+use crate::log::segment::now_ms;
 
 /// The longest a fetch waits, whatever the client asks, so a connection is never stuck.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -15,6 +16,8 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
     let image = ctx.controller.image();
     let mut total = 0usize;
     let mut any_error = false;
+    let mut high_watermark_moved = false;
+    let replica = request.replica_id.0;
     // The broker's fetch.max.bytes bounds what one response may hold, whatever is asked.
     let max_bytes =
         (request.max_bytes.max(0) as usize).min(ctx.config.int("fetch.max.bytes") as usize);
@@ -32,11 +35,20 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                         .with_aborted_transactions(Some(Vec::new()))
                         .with_preferred_read_replica((-1).into());
                     let outcome = (|| {
-                        let (log, _, _) =
+                        let (log, _, part) =
                             led_log(ctx, &image, name, p.partition).map_err(|e| (e, -1, -1))?;
+                        check_leader_epoch(p.current_leader_epoch, part.leader_epoch)
+                            .map_err(|e| (e, -1, -1))?;
                         let budget = (p.partition_max_bytes.max(0) as usize)
                             .min(max_bytes.saturating_sub(total));
-                        log.read(p.fetch_offset, budget, total == 0).map_err(|e| {
+                        let read = if replica >= 0 {
+                            high_watermark_moved |=
+                                log.record_follower_fetch(replica, p.fetch_offset, now_ms());
+                            log.read_for_follower(p.fetch_offset, budget)
+                        } else {
+                            log.read(p.fetch_offset, budget, total == 0)
+                        };
+                        read.map_err(|e| {
                             (
                                 ApiError::from(e),
                                 log.high_watermark(),
@@ -72,6 +84,10 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                 .with_partitions(partitions)
         })
         .collect();
+    if high_watermark_moved {
+        // Consumers waiting for data and producers waiting for acks=all can move on.
+        ctx.logs.appended().notify_waiters();
+    }
     (topics, total, any_error)
 }
 

@@ -9,6 +9,7 @@ mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 mod producer;
 mod topics;
@@ -85,6 +86,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The supported version range of an API, if it is implemented.
@@ -127,6 +129,9 @@ pub async fn handle(
         }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(topics::create_partitions(ctx, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(ctx, r))
@@ -249,6 +254,22 @@ pub fn led_log<'a>(
         .get_or_open(topic, partition, t)
         .map_err(storage_error)?;
     Ok((log, t, p))
+}
+
+/// Kafka's leader epoch check: an older epoch than the partition's is fenced, a newer one is
+/// not known here yet; -1 skips the check.
+pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), ApiError> {
+    match requested {
+        r if r < 0 || r == current => Ok(()),
+        r if r < current => Err(ApiError::new(
+            ResponseError::FencedLeaderEpoch,
+            format!("leader epoch {r} is older than the current {current}"),
+        )),
+        r => Err(ApiError::new(
+            ResponseError::UnknownLeaderEpoch,
+            format!("leader epoch {r} is newer than the current {current}"),
+        )),
+    }
 }
 
 /// Looks up a partition this broker must lead, with Kafka's errors when it cannot.

@@ -2,13 +2,68 @@
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use std::sync::Arc;
+use std::time::Duration;
+
 use kafka_protocol::ResponseError;
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::{led_log, storage_error, ApiError, Context};
 use crate::log::batch::{self, BatchError};
 use crate::log::producer_state::ProducerError;
-use crate::log::{AppendError, AppendInfo};
+use crate::log::{AppendError, AppendInfo, PartitionLog};
+
+/// An acks=all append waiting for the ISR to reach `end_offset`.
+struct AwaitingIsr {
+    log: Arc<PartitionLog>,
+    end_offset: i64,
+    leader_epoch: i32,
+    min_isr: usize,
+}
+
+impl AwaitingIsr {
+    /// Waits until the high watermark covers the append, leadership is lost, or `deadline`.
+    async fn wait(&self, ctx: &Context, deadline: Instant) -> Result<(), ApiError> {
+        loop {
+            let notified = ctx.logs.appended().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let state = self.log.replica_state();
+            if !state.is_leader || state.leader_epoch != self.leader_epoch {
+                return Err(ApiError::new(
+                    ResponseError::NotLeaderOrFollower,
+                    "leadership moved before the ISR acknowledged the append",
+                ));
+            }
+            if self.log.high_watermark() >= self.end_offset {
+                if state.isr.len() < self.min_isr {
+                    return Err(ApiError::new(
+                        ResponseError::NotEnoughReplicasAfterAppend,
+                        format!(
+                            "written, but the ISR shrank to {} below min.insync.replicas {}",
+                            state.isr.len(),
+                            self.min_isr
+                        ),
+                    ));
+                }
+                return Ok(());
+            }
+            // The ticker bounds the wait even if a wake-up is missed.
+            let tick = Instant::now() + Duration::from_millis(100);
+            if tokio::time::timeout_at(tick.min(deadline), notified)
+                .await
+                .is_err()
+                && Instant::now() >= deadline
+            {
+                return Err(ApiError::new(
+                    ResponseError::RequestTimedOut,
+                    "the ISR did not acknowledge the append within the request timeout",
+                ));
+            }
+        }
+    }
+}
 
 fn append_partition(
     ctx: &Context,
@@ -16,7 +71,7 @@ fn append_partition(
     topic: &str,
     partition: i32,
     records: Option<&bytes::Bytes>,
-) -> Result<AppendInfo, ApiError> {
+) -> Result<(AppendInfo, Option<AwaitingIsr>), ApiError> {
     let image = ctx.controller.image();
     let (log, t, p) = led_log(ctx, &image, topic, partition)?;
     let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
@@ -47,21 +102,19 @@ fn append_partition(
             "transactions are not supported by this broker",
         ));
     }
-    if acks == -1 {
-        let min_isr = t
-            .configs
-            .get("min.insync.replicas")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(ctx.config.int("min.insync.replicas") as usize);
-        if p.isr.len() < min_isr {
-            return Err(ApiError::new(
-                ResponseError::NotEnoughReplicas,
-                format!(
-                    "ISR has {} replicas, min.insync.replicas is {min_isr}",
-                    p.isr.len()
-                ),
-            ));
-        }
+    let min_isr = t
+        .configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(ctx.config.int("min.insync.replicas") as usize);
+    if acks == -1 && p.isr.len() < min_isr {
+        return Err(ApiError::new(
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "ISR has {} replicas, min.insync.replicas is {min_isr}",
+                p.isr.len()
+            ),
+        ));
     }
     let info = log
         .append(records, &headers, p.leader_epoch)
@@ -74,6 +127,9 @@ fn append_partition(
             }
             AppendError::TooLarge { .. } => {
                 ApiError::new(ResponseError::MessageTooLarge, e.to_string())
+            }
+            AppendError::NotContiguous { .. } | AppendError::Corrupt(_) => {
+                ApiError::new(ResponseError::CorruptMessage, e.to_string())
             }
             AppendError::Io(e) => {
                 warn!(%topic, partition, error = %e, "append failed");
@@ -89,47 +145,61 @@ fn append_partition(
         .records_in
         .with_label_values(&[topic])
         .inc_by(headers.iter().map(|h| h.records_count.max(0) as u64).sum());
-    Ok(info)
+    let awaiting = (acks == -1).then(|| AwaitingIsr {
+        log,
+        end_offset: info.last_offset + 1,
+        leader_epoch: p.leader_epoch,
+        min_isr,
+    });
+    Ok((info, awaiting))
 }
 
-/// Appends every partition's batches; `None` for acks=0, which gets no response.
+fn error_response(ctx: &Context, index: i32, e: &ApiError) -> PartitionProduceResponse {
+    ctx.metrics
+        .request_errors
+        .with_label_values(&["Produce"])
+        .inc();
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(e.code())
+        .with_error_message(e.message())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
+/// Appends every partition's batches; with acks=all, answers once the ISR has them.
+/// `None` for acks=0, which gets no response.
 pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    let mut awaiting = Vec::new();
     let mut appended = false;
-    for topic in &request.topic_data {
+    for (t, topic) in request.topic_data.iter().enumerate() {
         let name = topic.name.0.as_str();
-        let partitions = topic
-            .partition_data
-            .iter()
-            .map(|pd| {
-                let outcome = if !matches!(acks, -1..=1) {
-                    Err(ApiError::from(ResponseError::InvalidRequiredAcks))
-                } else {
-                    append_partition(ctx, acks, name, pd.index, pd.records.as_ref())
-                };
-                let r = PartitionProduceResponse::default().with_index(pd.index);
-                match outcome {
-                    Ok(info) => {
-                        appended = true;
-                        r.with_base_offset(info.base_offset)
-                            .with_log_append_time_ms(info.log_append_time)
-                            .with_log_start_offset(info.log_start_offset)
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (i, pd) in topic.partition_data.iter().enumerate() {
+            let outcome = if !matches!(acks, -1..=1) {
+                Err(ApiError::from(ResponseError::InvalidRequiredAcks))
+            } else {
+                append_partition(ctx, acks, name, pd.index, pd.records.as_ref())
+            };
+            partitions.push(match outcome {
+                Ok((info, wait)) => {
+                    appended = true;
+                    if let Some(wait) = wait {
+                        awaiting.push((t, i, wait));
                     }
-                    Err(e) => {
-                        ctx.metrics
-                            .request_errors
-                            .with_label_values(&["Produce"])
-                            .inc();
-                        r.with_error_code(e.code())
-                            .with_error_message(e.message())
-                            .with_base_offset(-1)
-                            .with_log_append_time_ms(-1)
-                            .with_log_start_offset(-1)
-                    }
+                    PartitionProduceResponse::default()
+                        .with_index(pd.index)
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time)
+                        .with_log_start_offset(info.log_start_offset)
                 }
-            })
-            .collect();
+                Err(e) => error_response(ctx, pd.index, &e),
+            });
+        }
         responses.push(
             TopicProduceResponse::default()
                 .with_name(topic.name.clone())
@@ -138,6 +208,13 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
     }
     if appended {
         ctx.logs.appended().notify_waiters();
+    }
+    for (t, i, wait) in awaiting {
+        if let Err(e) = wait.wait(ctx, deadline).await {
+            let r: &mut TopicProduceResponse = &mut responses[t];
+            let index = r.partition_responses[i].index;
+            r.partition_responses[i] = error_response(ctx, index, &e);
+        }
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }

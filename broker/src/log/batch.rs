@@ -50,6 +50,8 @@ pub struct BatchHeader {
     pub base_offset: i64,
     /// Total size of the batch in bytes, including the 12-byte log overhead.
     pub size: usize,
+    /// `partitionLeaderEpoch`: the leader epoch the batch was appended in.
+    pub partition_leader_epoch: i32,
     /// `lastOffsetDelta`.
     pub last_offset_delta: i32,
     /// `baseTimestamp`.
@@ -131,6 +133,7 @@ pub fn parse_header_only(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader {
         base_offset: i64_at(buf, BASE_OFFSET),
         size,
+        partition_leader_epoch: i32_at(buf, LEADER_EPOCH),
         last_offset_delta: i32_at(buf, LAST_OFFSET_DELTA),
         base_timestamp: i64_at(buf, BASE_TIMESTAMP),
         max_timestamp: i64_at(buf, MAX_TIMESTAMP),

@@ -2,9 +2,11 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod epochs;
 pub mod index;
 pub mod manager;
 pub mod producer_state;
+pub mod replica;
 pub mod segment;
 
 use std::collections::BTreeMap;
@@ -18,13 +20,16 @@ use tracing::{info, warn};
 
 use crate::topic_config::LogConfig;
 use batch::BatchHeader;
+use epochs::EpochCache;
 use producer_state::{ProducerError, ProducerStates, SequenceCheck};
+use replica::ReplicaState;
 use segment::{now_ms, OpenOutcome, Segment};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 const LOG_START_FILE: &str = "log-start-offset";
 const TOPIC_ID_FILE: &str = "partition.metadata";
 const PRODUCER_SNAPSHOT_FILE: &str = "producer-snapshot.json";
+const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 
 /// Producer state as of an offset, so start-up scans only the batches after it.
 #[derive(serde::Deserialize)]
@@ -60,6 +65,12 @@ pub enum AppendError {
     /// A batch is larger than the topic's `max.message.bytes`.
     #[error("batch of {size} bytes is larger than max.message.bytes {max}")]
     TooLarge { size: usize, max: usize },
+    /// Replicated batches do not continue the log (a follower must truncate first).
+    #[error("replicated batches start at offset {got}, the log ends at {expected}")]
+    NotContiguous { expected: i64, got: i64 },
+    /// Replicated bytes are not valid record batches.
+    #[error("replicated batch is invalid: {0}")]
+    Corrupt(#[from] batch::BatchError),
     /// A filesystem error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -97,6 +108,8 @@ struct LogState {
     unflushed_messages: i64,
     last_flush_ms: i64,
     producers: ProducerStates,
+    epochs: EpochCache,
+    replica: ReplicaState,
 }
 
 /// One partition's log: segments on disk and the offsets that describe them.
@@ -192,6 +205,10 @@ impl PartitionLog {
         if !bases.is_empty() {
             info!(dir = %dir.display(), segments = segments.len(), log_start_offset, next_offset, "loaded log");
         }
+        let mut epochs = EpochCache::load(&dir.join(EPOCH_CHECKPOINT_FILE));
+        if epochs.truncate_from(next_offset + 1) {
+            epochs.save(&dir.join(EPOCH_CHECKPOINT_FILE))?;
+        }
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             state: Mutex::new(LogState {
@@ -202,6 +219,8 @@ impl PartitionLog {
                 unflushed_messages: 0,
                 last_flush_ms: now_ms(),
                 producers,
+                epochs,
+                replica: ReplicaState::default(),
             }),
             config: RwLock::new(config),
         };
@@ -287,11 +306,11 @@ impl PartitionLog {
         let mut next = base_offset;
         let mut at = 0;
         let mut assigned = Vec::with_capacity(headers.len());
-        let mut messages = 0i64;
         for h in headers {
             batch::assign_offset(&mut buf[at..at + h.size], next, leader_epoch);
             let mut stored = BatchHeader {
                 base_offset: next,
+                partition_leader_epoch: leader_epoch,
                 ..*h
             };
             if log_append_time >= 0 {
@@ -300,9 +319,33 @@ impl PartitionLog {
             }
             assigned.push(stored);
             next += h.last_offset_delta as i64 + 1;
-            messages += h.records_count as i64;
             at += h.size;
         }
+        let mut epochs = vec![(leader_epoch, base_offset)];
+        self.write_locked(&mut state, &config, &buf, &assigned, &mut epochs)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_start_offset: state.log_start_offset,
+            log_append_time,
+        })
+    }
+
+    /// Writes batches whose offsets are final, rolling the segment first when due, and
+    /// records them in the producer state, the epoch cache and the offsets.
+    fn write_locked(
+        &self,
+        state: &mut LogState,
+        config: &LogConfig,
+        buf: &[u8],
+        headers: &[BatchHeader],
+        epoch_starts: &mut Vec<(i32, i64)>,
+    ) -> io::Result<()> {
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
+            return Ok(());
+        };
+        let base_offset = first.base_offset;
+        let next = last.last_offset() + 1;
         let needs_roll = {
             let active = state.segments.values().next_back().expect("a segment");
             active.size() > 0
@@ -323,25 +366,53 @@ impl PartitionLog {
                 &self.dir.join(RECOVERY_POINT_FILE),
                 base_offset.to_string().as_bytes(),
             )?;
-            Self::snapshot_producers(&self.dir, &state)?;
+            Self::snapshot_producers(&self.dir, state)?;
+        }
+        let mut epochs_changed = false;
+        for (epoch, offset) in epoch_starts.drain(..) {
+            epochs_changed |= state.epochs.assign(epoch, offset);
+        }
+        if epochs_changed {
+            state.epochs.save(&self.dir.join(EPOCH_CHECKPOINT_FILE))?;
         }
         let active = state.segments.values_mut().next_back().expect("a segment");
-        active.append(&buf, &assigned, config.index_interval_bytes)?;
-        for h in &assigned {
+        active.append(buf, headers, config.index_interval_bytes)?;
+        for h in headers {
             state.producers.record(h);
         }
         state.next_offset = next;
-        state.high_watermark = next;
-        state.unflushed_messages += messages;
+        state.high_watermark = state.replica.high_watermark(state.high_watermark, next);
+        state.unflushed_messages += headers.iter().map(|h| h.records_count as i64).sum::<i64>();
         if state.unflushed_messages >= config.flush_messages {
-            Self::flush_locked(&self.dir, &mut state)?;
+            Self::flush_locked(&self.dir, state)?;
         }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: next - 1,
-            log_start_offset: state.log_start_offset,
-            log_append_time,
-        })
+        Ok(())
+    }
+
+    /// Appends batches copied from the leader: offsets and epochs are kept as they are.
+    /// They must continue this log exactly.
+    pub fn append_as_follower(&self, records: &[u8]) -> Result<(), AppendError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let headers = batch::validate_all(records)?;
+        let config = self.config();
+        let mut state = self.lock();
+        let first = headers
+            .first()
+            .expect("validate_all returns at least one batch");
+        if first.base_offset != state.next_offset {
+            return Err(AppendError::NotContiguous {
+                expected: state.next_offset,
+                got: first.base_offset,
+            });
+        }
+        let mut epochs: Vec<(i32, i64)> = headers
+            .iter()
+            .map(|h| (h.partition_leader_epoch, h.base_offset))
+            .collect();
+        self.write_locked(&mut state, &config, records, &headers, &mut epochs)?;
+        Ok(())
     }
 
     fn snapshot_producers(dir: &Path, state: &LogState) -> io::Result<()> {
@@ -392,7 +463,22 @@ impl PartitionLog {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, LogError> {
-        let (file, position, available, high_watermark, log_start_offset) = {
+        self.read_until(offset, max_bytes, min_one, false)
+    }
+
+    /// Reads like [`Self::read`] but up to the log end: what a follower replicates.
+    pub fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.read_until(offset, max_bytes, true, true)
+    }
+
+    fn read_until(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        to_log_end: bool,
+    ) -> Result<ReadResult, LogError> {
+        let (file, position, available, limit, log_start_offset) = {
             let state = self.lock();
             let empty = ReadResult {
                 records: Bytes::new(),
@@ -406,7 +492,12 @@ impl PartitionLog {
                     end: state.next_offset,
                 });
             }
-            if offset >= state.high_watermark {
+            let limit = if to_log_end {
+                state.next_offset
+            } else {
+                state.high_watermark
+            };
+            if offset >= limit {
                 return Ok(empty);
             }
             let mut found = None;
@@ -440,7 +531,7 @@ impl PartitionLog {
                 segment.file(),
                 position,
                 (available as usize).min(want),
-                state.high_watermark,
+                limit,
                 state.log_start_offset,
             )
         };
@@ -451,7 +542,7 @@ impl PartitionLog {
             let Ok(h) = batch::parse_header_only(&buf[end..]) else {
                 break;
             };
-            if end + size > buf.len() || h.base_offset >= high_watermark {
+            if end + size > buf.len() || h.base_offset >= limit {
                 break;
             }
             end += size;
@@ -459,7 +550,7 @@ impl PartitionLog {
         buf.truncate(end);
         Ok(ReadResult {
             records: Bytes::from(buf),
-            high_watermark,
+            high_watermark: self.high_watermark(),
             log_start_offset,
         })
     }
@@ -472,6 +563,163 @@ impl PartitionLog {
             .get(&base)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "segment was deleted"))?;
         segment.read_at(position, size)
+    }
+
+    /// This partition's replication role and progress.
+    pub fn replica_state(&self) -> ReplicaState {
+        self.lock().replica.clone()
+    }
+
+    /// Applies the controller's view of the partition: leads it at `leader_epoch` with this
+    /// ISR, or follows. Returns whether the high watermark moved.
+    pub fn set_replica_role(
+        &self,
+        me: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+    ) -> io::Result<bool> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.replica.replicas = replicas.to_vec();
+        state.replica.isr = isr.to_vec();
+        state.replica.partition_epoch = partition_epoch;
+        if leader == me {
+            state
+                .replica
+                .become_leader(me, leader_epoch, state.next_offset, now_ms());
+            if state.epochs.assign(leader_epoch, state.next_offset) {
+                state.epochs.save(&self.dir.join(EPOCH_CHECKPOINT_FILE))?;
+            }
+        } else {
+            state.replica.become_follower(me, leader_epoch);
+        }
+        let before = state.high_watermark;
+        state.high_watermark = state
+            .replica
+            .high_watermark(state.high_watermark, state.next_offset);
+        Ok(state.high_watermark != before)
+    }
+
+    /// Records a follower's fetch (the leader side); returns whether the high watermark moved.
+    pub fn record_follower_fetch(&self, replica: i32, fetch_offset: i64, now: i64) -> bool {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state
+            .replica
+            .record_fetch(replica, fetch_offset, state.next_offset, now);
+        let before = state.high_watermark;
+        state.high_watermark = state
+            .replica
+            .high_watermark(state.high_watermark, state.next_offset);
+        state.high_watermark != before
+    }
+
+    /// The ISR this leader should ask for, with the role it was computed under.
+    pub fn wanted_isr(&self, now: i64, lag_ms: i64) -> Option<(ReplicaState, Vec<i32>)> {
+        let state = self.lock();
+        let isr = state
+            .replica
+            .wanted_isr(state.high_watermark, now, lag_ms)?;
+        Some((state.replica.clone(), isr))
+    }
+
+    /// A follower takes the leader's high watermark, capped by its own log end.
+    pub fn set_follower_high_watermark(&self, leader_high_watermark: i64) {
+        let mut state = self.lock();
+        state.high_watermark = leader_high_watermark.min(state.next_offset);
+    }
+
+    /// The latest leader epoch in the log's epoch cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.lock().epochs.latest()
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch not above `epoch` and where it ends.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let state = self.lock();
+        state.epochs.end_offset_for(epoch, state.next_offset)
+    }
+
+    /// Cuts the log back to `offset` (a follower dropping a divergent or uncommitted tail).
+    pub fn truncate_to(&self, offset: i64) -> io::Result<()> {
+        let config = self.config();
+        let mut state = self.lock();
+        if offset >= state.next_offset {
+            return Ok(());
+        }
+        let offset = offset.max(state.log_start_offset);
+        warn!(dir = %self.dir.display(), from = state.next_offset, to = offset, "truncating the log");
+        let doomed: Vec<i64> = state.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            if let Some(segment) = state.segments.remove(&base) {
+                segment.delete()?;
+            }
+        }
+        if let Some((&base, segment)) = state.segments.range(..offset).next_back() {
+            let mut cut = segment.size();
+            segment.scan(0, false, |position, h| {
+                if h.last_offset() >= offset {
+                    cut = position;
+                    return false;
+                }
+                true
+            })?;
+            segment.file().set_len(cut)?;
+            segment.file().sync_all()?;
+            let (reopened, _) = Segment::open(&self.dir, base, true, config.index_interval_bytes)?;
+            state.segments.insert(base, reopened);
+        }
+        if state.segments.is_empty() {
+            state
+                .segments
+                .insert(offset, Segment::create(&self.dir, offset)?);
+        }
+        self.reset_after_truncation(&mut state)
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower behind the leader's log start).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> io::Result<()> {
+        let mut state = self.lock();
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        for base in bases {
+            if let Some(segment) = state.segments.remove(&base) {
+                segment.delete()?;
+            }
+        }
+        state
+            .segments
+            .insert(offset, Segment::create(&self.dir, offset)?);
+        state.log_start_offset = offset;
+        write_file_atomic(
+            &self.dir.join(LOG_START_FILE),
+            offset.to_string().as_bytes(),
+        )?;
+        self.reset_after_truncation(&mut state)
+    }
+
+    fn reset_after_truncation(&self, state: &mut LogState) -> io::Result<()> {
+        let next = state
+            .segments
+            .values()
+            .next_back()
+            .map_or(state.log_start_offset, |s| s.next_offset.max(s.base_offset));
+        state.next_offset = next;
+        state.high_watermark = state.high_watermark.min(next);
+        if state.epochs.truncate_from(next) {
+            state.epochs.save(&self.dir.join(EPOCH_CHECKPOINT_FILE))?;
+        }
+        let mut producers = ProducerStates::default();
+        for segment in state.segments.values() {
+            segment.scan(0, false, |_, h| {
+                producers.record(&h);
+                true
+            })?;
+        }
+        state.producers = producers;
+        Self::flush_locked(&self.dir, state)
     }
 
     /// The offset and timestamp of the first record with a timestamp at or after `timestamp`.

@@ -157,6 +157,7 @@ mod tests {
 
     fn header(producer_id: i64, epoch: i16, seq: i32, count: i32, offset: i64) -> BatchHeader {
         BatchHeader {
+            partition_leader_epoch: 0,
             base_offset: offset,
             size: 100,
             last_offset_delta: count - 1,

@@ -1,0 +1,101 @@
+//! The leader epoch cache: where each leader epoch starts in the log, kept in
+//! `leader-epoch-checkpoint` (Kafka's layout: version, count, then `epoch offset` lines).
+//! OffsetForLeaderEpoch answers from it, so a returning follower can cut a divergent tail.
+
+use std::io;
+use std::path::Path;
+
+use super::write_file_atomic;
+
+/// Epoch start offsets, ascending in both epoch and offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochCache {
+    entries: Vec<(i32, i64)>,
+}
+
+impl EpochCache {
+    /// Reads the checkpoint; a missing or unreadable file gives an empty cache.
+    pub fn load(path: &Path) -> Self {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return EpochCache::default();
+        };
+        let entries = text
+            .lines()
+            .skip(2)
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+            })
+            .collect();
+        EpochCache { entries }
+    }
+
+    /// Writes the checkpoint atomically.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut text = format!("0\n{}\n", self.entries.len());
+        for (epoch, offset) in &self.entries {
+            text.push_str(&format!("{epoch} {offset}\n"));
+        }
+        write_file_atomic(path, text.as_bytes())
+    }
+
+    /// The latest epoch, if any.
+    pub fn latest(&self) -> Option<i32> {
+        self.entries.last().map(|(e, _)| *e)
+    }
+
+    /// Records that `epoch` starts at `offset`; returns whether the cache changed.
+    pub fn assign(&mut self, epoch: i32, offset: i64) -> bool {
+        if self.latest().is_some_and(|latest| latest >= epoch) {
+            return false;
+        }
+        self.entries.retain(|(_, o)| *o < offset);
+        self.entries.push((epoch, offset));
+        true
+    }
+
+    /// Forgets epochs that start at or after `offset` (the log was truncated there).
+    pub fn truncate_from(&mut self, offset: i64) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|(_, o)| *o < offset);
+        self.entries.len() != before
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer: the largest epoch not above `epoch`, and the
+    /// offset where the next epoch starts (or the log end when it is the latest).
+    /// `None` when the cache has no epoch that old.
+    pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+        let index = self.entries.iter().rposition(|(e, _)| *e <= epoch)?;
+        let end = self
+            .entries
+            .get(index + 1)
+            .map_or(log_end_offset, |(_, start)| *start);
+        Some((self.entries[index].0, end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_offset_for_leader_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leader-epoch-checkpoint");
+        let mut cache = EpochCache::default();
+        assert!(cache.assign(0, 0));
+        assert!(cache.assign(2, 10));
+        assert!(!cache.assign(1, 12), "epochs only grow");
+        assert!(cache.assign(5, 30));
+        cache.save(&path).unwrap();
+        let cache = EpochCache::load(&path);
+        assert_eq!(cache.end_offset_for(0, 40), Some((0, 10)));
+        assert_eq!(cache.end_offset_for(1, 40), Some((0, 10)));
+        assert_eq!(cache.end_offset_for(4, 40), Some((2, 30)));
+        assert_eq!(cache.end_offset_for(5, 40), Some((5, 40)));
+        assert_eq!(cache.end_offset_for(-1, 40), None);
+        let mut cache = cache;
+        assert!(cache.truncate_from(30));
+        assert_eq!(cache.latest(), Some(2));
+    }
+}
