@@ -24,3 +24,6 @@ cargo build --release --locked -p strom-broker
 
 step "compatibility suite (real clients)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/compat
+
+step "cluster fault suite (several brokers, kill -9, SIGSTOP, restarts)"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/cluster

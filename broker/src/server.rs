@@ -193,7 +193,10 @@ impl Server {
                 shutdown_rx.clone(),
             )));
             Self::wait_unfenced(&controller, &registration).await?;
-            ensure_offsets_topic(&config, &controller).await?;
+            if let Err(e) = ensure_offsets_topic(&config, &controller).await {
+                // The heartbeat loop tries again.
+                warn!(error = %e, "could not create {OFFSETS_TOPIC} yet");
+            }
             tasks.push(tokio::spawn(expire_group_sessions(
                 groups,
                 shutdown_rx.clone(),
@@ -448,7 +451,7 @@ async fn ensure_offsets_topic(
     }
     let replication = wanted.min(brokers.len());
     let partitions = config.int("offsets.topic.num.partitions") as usize;
-    let created = controller
+    controller
         .propose(MetadataRecord::CreateTopic {
             name: OFFSETS_TOPIC.to_string(),
             id: uuid::Uuid::new_v4(),
@@ -462,16 +465,7 @@ async fn ensure_offsets_topic(
             ]
             .into(),
         })
-        .await;
-    match created {
-        // Another broker created it first.
-        Err(ControllerError::Rejected(_))
-            if controller.image().topics.contains_key(OFFSETS_TOPIC) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
+        .await
 }
 
 /// Expires group members whose heartbeats stopped.

@@ -4,14 +4,14 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::ResponseError;
 
-use super::{str_bytes, Context};
+use super::{client_facing_controller, str_bytes, Context};
 
 /// Lists the cluster id, the active controller and the registered brokers.
 pub fn describe_cluster(ctx: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let image = ctx.controller.image();
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&image.cluster_id))
-        .with_controller_id(BrokerId(ctx.controller.active_controller().unwrap_or(-1)))
+        .with_controller_id(BrokerId(client_facing_controller(ctx, &image)))
         .with_endpoint_type(request.endpoint_type);
     if request.endpoint_type != 1 {
         return response

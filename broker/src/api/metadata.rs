@@ -9,7 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 
 use super::topics::{create_topic, TopicSpec};
-use super::{str_bytes, topic_name, Context};
+use super::{client_facing_controller, str_bytes, topic_name, Context};
 use crate::metadata::image::TopicImage;
 
 fn describe_topic(name: &str, topic: &TopicImage) -> MetadataResponseTopic {
@@ -103,6 +103,6 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
                 .collect(),
         )
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
-        .with_controller_id(BrokerId(ctx.controller.active_controller().unwrap_or(-1)))
+        .with_controller_id(BrokerId(client_facing_controller(ctx, &image)))
         .with_topics(topics)
 }

@@ -256,6 +256,16 @@ pub fn led_log<'a>(
     Ok((log, t, p))
 }
 
+/// The controller id clients are told. Clients send admin requests there, so a dedicated
+/// controller (which has no client listener) is replaced by this broker, which forwards
+/// them to the quorum, as Kafka's KRaft brokers do.
+pub fn client_facing_controller(ctx: &Context, image: &MetadataImage) -> i32 {
+    match ctx.controller.active_controller() {
+        Some(id) if image.brokers.get(&id).is_some_and(|b| !b.fenced) => id,
+        _ => ctx.config.node_id,
+    }
+}
+
 /// Kafka's leader epoch check: an older epoch than the partition's is fenced, a newer one is
 /// not known here yet; -1 skips the check.
 pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), ApiError> {

@@ -1,7 +1,7 @@
 //! One log segment: a file of record batches as received, with its offset and time indexes.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -248,7 +248,8 @@ impl Segment {
         headers: &[BatchHeader],
         index_interval: u32,
     ) -> io::Result<()> {
-        (&*self.file).write_all(bytes)?;
+        // Positional: the file cursor of a reopened segment is not at its end.
+        self.file.write_all_at(bytes, self.size)?;
         let mut position = self.size;
         for h in headers {
             self.track(position, h, index_interval)?;
@@ -389,6 +390,24 @@ mod tests {
         assert_eq!(outcome, OpenOutcome::Clean);
         assert_eq!((s.next_offset, s.max_timestamp), (250, 1051));
         assert_eq!(Segment::list(dir.path()).unwrap(), vec![100]);
+        let mut s = s;
+        let (b, h) = batch_at(250, 3, 2000);
+        s.append(&b, &[h], 64).unwrap();
+        let mut seen = Vec::new();
+        let end = s
+            .scan(0, true, |_, h| {
+                seen.push(h.base_offset);
+                true
+            })
+            .unwrap();
+        assert_eq!(
+            end,
+            s.size(),
+            "every batch is intact after appending to a reopened segment"
+        );
+        assert_eq!(seen.len(), 51);
+        assert_eq!(seen[..2], [100, 103]);
+        assert_eq!(seen.last(), Some(&250));
     }
 
     #[test]

@@ -314,6 +314,7 @@ impl FetchLoop {
                 let tp = (topic.topic.0.to_string(), p.partition_index);
                 let Some(log) = self.log(&tp) else { continue };
                 let error = ResponseError::try_from_code(p.error_code);
+                tracing::trace!(topic = %tp.0, partition = tp.1, ?error, bytes = p.records.as_ref().map_or(0, |r| r.len()), high_watermark = p.high_watermark, "fetched");
                 match error {
                     None => {
                         if let Some(records) = p.records.filter(|r| !r.is_empty()) {

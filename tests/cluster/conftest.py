@@ -1,0 +1,343 @@
+"""Fixtures for the cluster fault suite: several strom-broker processes on loopback ports,
+an idempotent acks=all writer that records what was acknowledged, and a reader that checks it."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER_BIN = Path(os.environ.get("BROKER_BIN", ROOT / "target" / "release" / "strom-broker"))
+
+# Short timeouts so that fencing and ISR changes happen within a test's time.
+FAST = {
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "500",
+    "replica.lag.time.max.ms": "5000",
+    "replica.fetch.backoff.ms": "200",
+    "group.initial.rebalance.delay.ms": "0",
+    "offsets.topic.num.partitions": "3",
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, what, interval=0.2):
+    """Polls `predicate` until it is truthy; fails the test with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Node:
+    """One strom-broker process with its own ports and data directory."""
+
+    def __init__(self, node_id, roles, data_dir, voters, overrides):
+        self.id = node_id
+        self.roles = roles
+        self.data_dir = Path(data_dir)
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.http_port = free_port()
+        self.voters = voters
+        self.overrides = overrides
+        self.proc = None
+        self.log_path = self.data_dir.parent / f"node{node_id}.log"
+
+    @property
+    def is_broker(self):
+        return "broker" in self.roles
+
+    @property
+    def is_controller(self):
+        return "controller" in self.roles
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def launch(self):
+        listeners = []
+        if self.is_broker:
+            listeners.append(f"PLAINTEXT://127.0.0.1:{self.port}")
+        if self.is_controller:
+            listeners.append(f"CONTROLLER://127.0.0.1:{self.controller_port}")
+        props = {
+            "node.id": str(self.id),
+            "process.roles": ",".join(self.roles),
+            "listeners": ",".join(listeners),
+            "controller.quorum.voters": self.voters(),
+            "log.dirs": str(self.data_dir),
+            "metrics.listener": f"127.0.0.1:{self.http_port}",
+            **FAST,
+            **self.overrides,
+        }
+        args = [str(BROKER_BIN)]
+        for k, v in props.items():
+            args += ["--override", f"{k}={v}"]
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def ready(self):
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"node {self.id} exited: {self.log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metric(self, name):
+        """The first sample of a metric on this node's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=2) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return None
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=30):
+        """Graceful stop: SIGTERM, which runs a controlled shutdown."""
+        if self.running:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"node {self.id} did not stop within {timeout}s")
+        self.proc = None
+
+    def kill(self):
+        """Crash: SIGKILL."""
+        if self.running:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+
+class Cluster:
+    """Combined nodes (broker,controller) or dedicated controllers plus brokers."""
+
+    def __init__(self, base, combined=0, controllers=0, brokers=0, overrides=None):
+        self.nodes = []
+        overrides = dict(overrides or {})
+        voters = lambda: ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes if n.is_controller)
+        layout = [["broker", "controller"]] * combined + [["controller"]] * controllers + [["broker"]] * brokers
+        for i, roles in enumerate(layout, start=1):
+            self.nodes.append(Node(i, roles, Path(base) / f"node{i}", voters, overrides))
+
+    @property
+    def brokers(self):
+        return [n for n in self.nodes if n.is_broker]
+
+    @property
+    def controllers(self):
+        return [n for n in self.nodes if n.is_controller]
+
+    def node(self, node_id):
+        return next(n for n in self.nodes if n.id == node_id)
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.address for n in self.brokers if n.running)
+
+    def start(self, timeout=60):
+        for n in self.nodes:
+            n.launch()
+        for n in self.nodes:
+            wait_until(n.ready, timeout, f"node {n.id} ready")
+        return self
+
+    def restart(self, node, timeout=60):
+        node.launch()
+        wait_until(node.ready, timeout, f"node {node.id} ready again")
+
+    def shutdown(self):
+        for n in self.nodes:
+            n.kill()
+
+    def admin(self):
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def create_topic(self, name, partitions=3, replication=3, config=None):
+        admin = self.admin()
+        futures = admin.create_topics([NewTopic(name, partitions, replication, config=config or {})], operation_timeout=30)
+        futures[name].result(timeout=60)
+        self.wait_isr(name, replication)
+
+    def partitions(self, topic):
+        """{partition: (leader, replicas, isrs)} from a Metadata request."""
+        md = self.admin().list_topics(topic, timeout=10)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            return {}
+        return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in t.partitions.values()}
+
+    def leader(self, topic, partition):
+        return self.partitions(topic).get(partition, (-1,))[0]
+
+    def wait_isr(self, topic, size, timeout=60):
+        def full():
+            parts = self.partitions(topic)
+            return parts and all(len(isr) >= size and leader >= 0 for leader, _, isr in parts.values())
+
+        wait_until(full, timeout, f"every partition of {topic} with an ISR of {size}")
+
+    def active_controller(self):
+        """The node id the voters report as the Raft leader."""
+        for n in self.controllers:
+            if n.running:
+                try:
+                    leader = n.metric("strom_kraft_current_leader")
+                except OSError:
+                    continue
+                if leader is not None and leader >= 0:
+                    return int(leader)
+        return None
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A factory of clusters; every process is killed at the end."""
+    made = []
+
+    def make(**layout):
+        c = Cluster(tmp_path / f"cluster{len(made)}", **layout)
+        made.append(c)
+        return c.start()
+
+    yield make
+    for c in made:
+        c.shutdown()
+
+
+class Writer:
+    """Writes increasing integers round-robin to each partition with an idempotent acks=all
+    producer, recording every acknowledged value and when it was acknowledged."""
+
+    def __init__(self, bootstrap, topic, partitions, rate=2000):
+        self.topic = topic
+        self.partitions = partitions
+        self.rate = rate
+        self.acked = {p: [] for p in range(partitions)}
+        self.ack_times = {p: [] for p in range(partitions)}
+        self.errors = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": 120000,
+                "topic.metadata.refresh.interval.ms": 1000,
+            }
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _delivered(self, err, msg):
+        if err is not None:
+            self.errors.append(str(err))
+        else:
+            self.acked[msg.partition()].append(int(msg.value()))
+            self.ack_times[msg.partition()].append(time.monotonic())
+
+    def _run(self):
+        interval = 1.0 / self.rate
+        next_send = time.monotonic()
+        while not self._stop.is_set():
+            p = self.sent % self.partitions
+            while True:
+                try:
+                    self._producer.produce(self.topic, value=str(self.sent).encode(), partition=p, on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+            self.sent += 1
+            self._producer.poll(0)
+            next_send += interval
+            delay = next_send - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def acknowledged(self):
+        return sum(len(v) for v in self.acked.values())
+
+    def first_ack_after(self, partition, t):
+        later = [a for a in self.ack_times[partition] if a > t]
+        return min(later) if later else None
+
+    def stop(self, flush_timeout=120):
+        self._stop.set()
+        self._thread.join(timeout=30)
+        remaining = self._producer.flush(flush_timeout)
+        assert remaining == 0, f"{remaining} records were neither acknowledged nor failed"
+
+
+def read_all(bootstrap, topic, partitions, expected, timeout=60):
+    """Every value in each partition, in offset order."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen = {p: [] for p in range(partitions)}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and sum(len(v) for v in seen.values()) < expected:
+            for m in consumer.consume(1000, timeout=0.5):
+                if m.error() is None:
+                    seen[m.partition()].append(int(m.value()))
+    finally:
+        consumer.close()
+    return seen
+
+
+def assert_no_loss(writer, bootstrap):
+    """Every acknowledged value is read back once, in the order it was written."""
+    seen = read_all(bootstrap, writer.topic, writer.partitions, writer.acknowledged())
+    for p in range(writer.partitions):
+        values = seen[p]
+        assert len(values) == len(set(values)), f"partition {p} has duplicates"
+        assert values == sorted(values), f"partition {p} is out of order"
+        missing = set(writer.acked[p]) - set(values)
+        assert not missing, f"partition {p} lost {len(missing)} acknowledged records, e.g. {sorted(missing)[:5]}"
+    return seen
+
+
+@pytest.fixture
+def topic():
+    return f"t-{uuid.uuid4().hex[:10]}"

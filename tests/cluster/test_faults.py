@@ -1,0 +1,155 @@
+"""Fault tests: an idempotent acks=all writer runs throughout; afterwards every acknowledged
+record must be read back exactly once, in order. Failover times are printed, not asserted."""
+
+import time
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
+
+from conftest import Writer, assert_no_loss, wait_until
+
+PARTITIONS = 3
+
+
+def report(what, seconds):
+    print(f"\nFAILOVER {what}: {seconds:.2f}s" if seconds is not None else f"\nFAILOVER {what}: no ack")
+
+
+def run_writer(c, topic, during):
+    """Creates the topic, writes while `during(writer)` runs, then checks the data."""
+    c.create_topic(topic, PARTITIONS, 3, {"min.insync.replicas": "2"})
+    writer = Writer(c.bootstrap, topic, PARTITIONS).start()
+    wait_until(lambda: writer.acknowledged() > 500, 30, "the first acknowledged writes")
+    during(writer)
+    acked_after_fault = writer.acknowledged()
+    wait_until(lambda: writer.acknowledged() > acked_after_fault + 100, 60, "writes to resume after the fault")
+    writer.stop()
+    c.wait_isr(topic, 3)
+    assert_no_loss(writer, c.bootstrap)
+    return writer
+
+
+def test_kill_partition_leader(cluster, topic):
+    c = cluster(combined=3)
+
+    def fault(writer):
+        victim = c.node(c.leader(topic, 0))
+        killed_at = time.monotonic()
+        victim.kill()
+        wait_until(lambda: c.leader(topic, 0) not in (-1, victim.id), 30, "a new leader")
+        wait_until(lambda: writer.first_ack_after(0, killed_at), 60, "an ack from the new leader")
+        report("kill -9 of a partition leader", writer.first_ack_after(0, killed_at) - killed_at)
+        c.restart(victim)
+
+    run_writer(c, topic, fault)
+
+
+def test_kill_active_controller(cluster, topic):
+    c = cluster(combined=3)
+
+    def fault(writer):
+        active = c.active_controller()
+        assert active is not None
+        victim = c.node(active)
+        led = [p for p, (leader, _, _) in c.partitions(topic).items() if leader == victim.id]
+        killed_at = time.monotonic()
+        victim.kill()
+        wait_until(lambda: c.active_controller() not in (None, victim.id), 30, "a new active controller")
+        print(f"\nnew active controller after {time.monotonic() - killed_at:.2f}s")
+        for p in led:
+            wait_until(lambda: writer.first_ack_after(p, killed_at), 60, f"an ack on partition {p}")
+            report(f"kill -9 of the active controller (partition {p})", writer.first_ack_after(p, killed_at) - killed_at)
+        c.restart(victim)
+
+    run_writer(c, topic, fault)
+
+
+def test_sigstop_leader_past_its_session(cluster, topic):
+    c = cluster(combined=3)
+
+    def fault(writer):
+        victim = c.node(c.leader(topic, 0))
+        stopped_at = time.monotonic()
+        victim.pause()
+        try:
+            # Ask the other nodes: the paused one cannot answer.
+            wait_until(lambda: c.leader(topic, 0) not in (-1, victim.id), 30, "a new leader")
+            wait_until(lambda: writer.first_ack_after(0, stopped_at), 60, "an ack from the new leader")
+            report("SIGSTOP of a partition leader", writer.first_ack_after(0, stopped_at) - stopped_at)
+            time.sleep(2)
+        finally:
+            victim.resume()
+        # The old leader wakes up believing it leads; nothing it accepts may be acknowledged
+        # unless the ISR has it, which the read-back below checks.
+        time.sleep(3)
+
+    run_writer(c, topic, fault)
+
+
+def test_rolling_restart_under_load(cluster, topic):
+    c = cluster(combined=3)
+
+    def fault(writer):
+        for node in list(c.nodes):
+            if node.id == c.active_controller():
+                continue
+            node.stop()
+            c.restart(node)
+            c.wait_isr(topic, 3)
+        active = c.node(c.active_controller())
+        active.stop()
+        c.restart(active)
+        c.wait_isr(topic, 3)
+
+    run_writer(c, topic, fault)
+
+
+def test_writes_refused_below_min_insync_replicas(cluster, topic):
+    c = cluster(controllers=3, brokers=3)
+    c.create_topic(topic, 1, 3, {"min.insync.replicas": "2"})
+    leader = c.leader(topic, 0)
+    for n in c.brokers:
+        if n.id != leader:
+            n.kill()
+    wait_until(lambda: len(c.partitions(topic)[0][2]) == 1, 30, "the ISR to shrink to the leader")
+    # An idempotent producer retries the refusals until its timeout: nothing is acknowledged.
+    outcomes = produce_some(c.bootstrap, topic, {"enable.idempotence": True, "message.timeout.ms": 5000})
+    assert all(err is not None for err in outcomes), "a write was acknowledged below min.insync.replicas"
+    # Without retries the refusal itself reaches the application.
+    outcomes = produce_some(c.bootstrap, topic, {"retries": 0})
+    assert all(err is not None and "NOT_ENOUGH_REPLICAS" in str(err) for err in outcomes), outcomes[:3]
+
+
+def produce_some(bootstrap, topic, settings, count=20):
+    """Produces `count` records with acks=all and returns each delivery error (None: acked)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **settings})
+    outcomes = []
+    for i in range(count):
+        producer.produce(topic, value=str(i).encode(), on_delivery=lambda err, msg: outcomes.append(err))
+    assert producer.flush(30) == 0
+    assert len(outcomes) == count
+    return outcomes
+
+
+def test_metadata_changes_with_a_minority_of_controllers_down(cluster, topic):
+    c = cluster(controllers=3, brokers=3)
+    c.node(c.active_controller()).kill()
+    wait_until(lambda: c.active_controller() is not None, 30, "a new active controller")
+    c.create_topic(topic, 2, 3)
+    admin = c.admin()
+    admin.create_partitions([NewPartitions(topic, 4)])[topic].result(timeout=60)
+    wait_until(lambda: len(c.partitions(topic)) == 4, 30, "four partitions")
+    resource = ConfigResource(
+        "topic", topic, incremental_configs=[ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)]
+    )
+    admin.incremental_alter_configs([resource])[resource].result(timeout=60)
+
+    def retention():
+        described = admin.describe_configs([ConfigResource("topic", topic)])
+        return list(described.values())[0].result(timeout=60)["retention.ms"].value == "3600000"
+
+    # Brokers apply committed metadata independently; every one gets there.
+    wait_until(retention, 30, "the new retention.ms")
+    with pytest.raises(KafkaException, match="already exists"):
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=60)
