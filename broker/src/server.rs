@@ -139,7 +139,6 @@ impl Server {
         let logs = Arc::new(LogManager::new(config.clone()).map_err(storage)?);
         logs.sync_with_image(&controller.image()).map_err(storage)?;
         let offset_store = OffsetStore::new(logs.clone());
-        let (offsets, group_metadata) = offset_store.load(&controller.image()).map_err(storage)?;
         let persist_store = OffsetStore::new(logs.clone());
         let persist_controller = controller.clone();
         let persist: PersistGroup = Box::new(move |group, snapshot| {
@@ -156,8 +155,6 @@ impl Server {
                 min_session_timeout_ms: config.int("group.min.session.timeout.ms"),
                 max_session_timeout_ms: config.int("group.max.session.timeout.ms"),
             },
-            offsets,
-            group_metadata,
             persist,
         );
         let context = Arc::new(Context {
@@ -176,9 +173,10 @@ impl Server {
             shutdown_rx.clone(),
         ));
         replicas.apply_image(&controller.image()).map_err(storage)?;
+        sync_group_partitions(&context, &controller.image()).map_err(storage)?;
         tasks.push(tokio::spawn(follow_metadata(
             controller.subscribe(),
-            logs.clone(),
+            context.clone(),
             replicas.clone(),
             shutdown_rx.clone(),
         )));
@@ -491,7 +489,7 @@ async fn expire_offsets(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) 
                 for (group, keys) in ctx.groups.expired_offsets(now_ms(), retention_ms) {
                     let tombstones: Vec<_> = keys.into_iter().map(|k| (k, None)).collect();
                     match ctx.offset_store.append(&ctx.controller.image(), &group, &tombstones) {
-                        Ok(()) => {
+                        Ok(_) => {
                             ctx.groups.record_offsets(&group, &tombstones);
                             info!(%group, partitions = tombstones.len(), "expired committed offsets");
                         }
@@ -508,7 +506,7 @@ async fn expire_offsets(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) 
 /// the replicas (leadership, ISR, fetchers).
 async fn follow_metadata(
     mut images: watch::Receiver<Arc<MetadataImage>>,
-    logs: Arc<LogManager>,
+    ctx: Arc<Context>,
     replicas: Arc<ReplicaManager>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -519,16 +517,55 @@ async fn follow_metadata(
                     return;
                 }
                 let image = images.borrow_and_update().clone();
-                if let Err(e) = logs.sync_with_image(&image) {
+                if let Err(e) = ctx.logs.sync_with_image(&image) {
                     warn!(error = %e, "could not apply metadata to local logs");
                 }
                 if let Err(e) = replicas.apply_image(&image) {
                     warn!(error = %e, "could not apply metadata to local replicas");
                 }
+                if let Err(e) = sync_group_partitions(&ctx, &image) {
+                    warn!(error = %e, "could not load consumer groups");
+                }
             }
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Loads the groups of each `__consumer_offsets` partition this broker starts leading (or
+/// leads at a new epoch) and forgets those of partitions it no longer leads.
+fn sync_group_partitions(ctx: &Context, image: &MetadataImage) -> std::io::Result<()> {
+    let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
+        return Ok(());
+    };
+    let owned = ctx.groups.owned_partitions();
+    for (index, p) in topic.partitions.iter().enumerate() {
+        let partition = index as i32;
+        if p.leader == ctx.config.node_id {
+            if owned.get(&partition) != Some(&p.leader_epoch) {
+                let (offsets, groups) = ctx.offset_store.load_partition(image, partition)?;
+                info!(
+                    partition,
+                    groups = groups.len(),
+                    "coordinating the groups of {OFFSETS_TOPIC}-{partition}"
+                );
+                ctx.groups.load_partition(
+                    partition,
+                    p.leader_epoch,
+                    topic.partitions.len(),
+                    offsets,
+                    groups,
+                );
+            }
+        } else if owned.contains_key(&partition) {
+            info!(
+                partition,
+                "no longer coordinating the groups of {OFFSETS_TOPIC}-{partition}"
+            );
+            ctx.groups.unload_partition(partition);
+        }
+    }
+    Ok(())
 }
 
 /// Retention and time-based flushing on their configured intervals.

@@ -47,15 +47,20 @@ def wait_until(predicate, timeout, what, interval=0.2):
 
 
 class Node:
-    """One strom-broker process with its own ports and data directory."""
+    """One strom-broker process with its own ports and data directory, on loopback or inside
+    a network namespace (`netns`) with its own address."""
 
-    def __init__(self, node_id, roles, data_dir, voters, overrides):
+    def __init__(self, node_id, roles, data_dir, voters, overrides, netns=None):
         self.id = node_id
         self.roles = roles
         self.data_dir = Path(data_dir)
-        self.port = free_port()
-        self.controller_port = free_port()
-        self.http_port = free_port()
+        self.netns = netns
+        if netns is None:
+            self.host = "127.0.0.1"
+            self.port, self.controller_port, self.http_port = free_port(), free_port(), free_port()
+        else:
+            self.host = netns.address
+            self.port, self.controller_port, self.http_port = 9092, 9093, 9644
         self.voters = voters
         self.overrides = overrides
         self.proc = None
@@ -71,25 +76,26 @@ class Node:
 
     @property
     def address(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def launch(self):
         listeners = []
         if self.is_broker:
-            listeners.append(f"PLAINTEXT://127.0.0.1:{self.port}")
+            listeners.append(f"PLAINTEXT://{self.host}:{self.port}")
         if self.is_controller:
-            listeners.append(f"CONTROLLER://127.0.0.1:{self.controller_port}")
+            listeners.append(f"CONTROLLER://{self.host}:{self.controller_port}")
         props = {
             "node.id": str(self.id),
             "process.roles": ",".join(self.roles),
             "listeners": ",".join(listeners),
             "controller.quorum.voters": self.voters(),
             "log.dirs": str(self.data_dir),
-            "metrics.listener": f"127.0.0.1:{self.http_port}",
+            "metrics.listener": f"{self.host}:{self.http_port}",
             **FAST,
             **self.overrides,
         }
-        args = [str(BROKER_BIN)]
+        args = [] if self.netns is None else ["ip", "netns", "exec", self.netns.name]
+        args.append(str(BROKER_BIN))
         for k, v in props.items():
             args += ["--override", f"{k}={v}"]
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -101,14 +107,14 @@ class Node:
         if self.proc is None or self.proc.poll() is not None:
             raise AssertionError(f"node {self.id} exited: {self.log_path.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/readyz", timeout=1) as r:
                 return r.status == 200
         except OSError:
             return False
 
     def metric(self, name):
         """The first sample of a metric on this node's /metrics."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=2) as r:
+        with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/metrics", timeout=2) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith(name + " ") or line.startswith(name + "{"):
                     return float(line.rsplit(" ", 1)[1])
@@ -144,16 +150,70 @@ class Node:
         self.proc.send_signal(signal.SIGCONT)
 
 
-class Cluster:
-    """Combined nodes (broker,controller) or dedicated controllers plus brokers."""
+def run(*args):
+    subprocess.run(args, check=True, capture_output=True)
 
-    def __init__(self, base, combined=0, controllers=0, brokers=0, overrides=None):
+
+class Namespace:
+    """A network namespace joined to a bridge by a veth pair; cutting the pair's host end
+    takes the namespace off the network (this kernel has no netem)."""
+
+    def __init__(self, bridge, index):
+        self.name = f"strom-{os.getpid()}-{index}"
+        self.veth = f"sv{os.getpid() % 100000}n{index}"
+        self.address = f"10.213.0.{index}"
+        run("ip", "netns", "add", self.name)
+        run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.name)
+        run("ip", "link", "set", self.veth, "master", bridge, "up")
+        run("ip", "netns", "exec", self.name, "ip", "addr", "add", f"{self.address}/24", "dev", "eth0")
+        run("ip", "netns", "exec", self.name, "ip", "link", "set", "eth0", "up")
+        run("ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up")
+
+    def cut(self):
+        run("ip", "link", "set", self.veth, "down")
+
+    def heal(self):
+        run("ip", "link", "set", self.veth, "up")
+
+    def delete(self):
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+class Network:
+    """A bridge with the test process at 10.213.0.254 and one namespace per node."""
+
+    def __init__(self):
+        self.bridge = f"strombr{os.getpid() % 100000}"
+        self.namespaces = []
+        run("ip", "link", "add", self.bridge, "type", "bridge")
+        run("ip", "addr", "add", "10.213.0.254/24", "dev", self.bridge)
+        run("ip", "link", "set", self.bridge, "up")
+
+    def namespace(self):
+        ns = Namespace(self.bridge, len(self.namespaces) + 1)
+        self.namespaces.append(ns)
+        return ns
+
+    def delete(self):
+        for ns in self.namespaces:
+            ns.delete()
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+class Cluster:
+    """Combined nodes (broker,controller) or dedicated controllers plus brokers, on loopback
+    or each in its own network namespace."""
+
+    def __init__(self, base, combined=0, controllers=0, brokers=0, overrides=None, network=None):
         self.nodes = []
+        self.network = network
         overrides = dict(overrides or {})
-        voters = lambda: ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes if n.is_controller)
+        voters = lambda: ",".join(f"{n.id}@{n.host}:{n.controller_port}" for n in self.nodes if n.is_controller)
         layout = [["broker", "controller"]] * combined + [["controller"]] * controllers + [["broker"]] * brokers
         for i, roles in enumerate(layout, start=1):
-            self.nodes.append(Node(i, roles, Path(base) / f"node{i}", voters, overrides))
+            netns = network.namespace() if network else None
+            self.nodes.append(Node(i, roles, Path(base) / f"node{i}", voters, overrides, netns))
 
     @property
     def brokers(self):
@@ -184,6 +244,8 @@ class Cluster:
     def shutdown(self):
         for n in self.nodes:
             n.kill()
+        if self.network:
+            self.network.delete()
 
     def admin(self):
         return AdminClient({"bootstrap.servers": self.bootstrap})
@@ -230,8 +292,8 @@ def cluster(tmp_path):
     """A factory of clusters; every process is killed at the end."""
     made = []
 
-    def make(**layout):
-        c = Cluster(tmp_path / f"cluster{len(made)}", **layout)
+    def make(netns=False, **layout):
+        c = Cluster(tmp_path / f"cluster{len(made)}", network=Network() if netns else None, **layout)
         made.append(c)
         return c.start()
 
@@ -250,6 +312,7 @@ class Writer:
         self.rate = rate
         self.acked = {p: [] for p in range(partitions)}
         self.ack_times = {p: [] for p in range(partitions)}
+        self.produced_at = {}
         self.errors = []
         self.sent = 0
         self._stop = threading.Event()
@@ -273,8 +336,9 @@ class Writer:
         if err is not None:
             self.errors.append(str(err))
         else:
-            self.acked[msg.partition()].append(int(msg.value()))
-            self.ack_times[msg.partition()].append(time.monotonic())
+            value = int(msg.value())
+            self.acked[msg.partition()].append(value)
+            self.ack_times[msg.partition()].append((self.produced_at[value], time.monotonic()))
 
     def _run(self):
         interval = 1.0 / self.rate
@@ -283,6 +347,7 @@ class Writer:
             p = self.sent % self.partitions
             while True:
                 try:
+                    self.produced_at[self.sent] = time.monotonic()
                     self._producer.produce(self.topic, value=str(self.sent).encode(), partition=p, on_delivery=self._delivered)
                     break
                 except BufferError:
@@ -298,7 +363,8 @@ class Writer:
         return sum(len(v) for v in self.acked.values())
 
     def first_ack_after(self, partition, t):
-        later = [a for a in self.ack_times[partition] if a > t]
+        """When the first record produced after `t` to `partition` was acknowledged."""
+        later = [acked for produced, acked in self.ack_times[partition] if produced >= t]
         return min(later) if later else None
 
     def stop(self, flush_timeout=120):

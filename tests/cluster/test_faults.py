@@ -4,7 +4,7 @@ record must be read back exactly once, in order. Failover times are printed, not
 import time
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
 from conftest import Writer, assert_no_loss, wait_until
@@ -153,3 +153,69 @@ def test_metadata_changes_with_a_minority_of_controllers_down(cluster, topic):
     wait_until(retention, 30, "the new retention.ms")
     with pytest.raises(KafkaException, match="already exists"):
         admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=60)
+
+
+def consume_group(bootstrap, topic, group, want, timeout=60):
+    """Consumes up to `want` records in `group`, committing synchronously after each batch;
+    returns {partition: [offsets]}."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and sum(len(v) for v in seen.values()) < want:
+            batch = [m for m in consumer.consume(100, timeout=0.5) if m.error() is None]
+            for m in batch[: want - sum(len(v) for v in seen.values())]:
+                seen.setdefault(m.partition(), []).append(m.offset())
+                consumer.commit(message=m, asynchronous=False)
+    finally:
+        consumer.close()
+    return seen
+
+
+def test_group_offsets_survive_a_coordinator_crash(cluster, topic):
+    c = cluster(combined=3)
+    c.create_topic(topic, PARTITIONS, 3, {"min.insync.replicas": "2"})
+    producer = Producer({"bootstrap.servers": c.bootstrap, "enable.idempotence": True, "acks": "all"})
+    for i in range(600):
+        producer.produce(topic, value=str(i).encode(), partition=i % PARTITIONS)
+    assert producer.flush(30) == 0
+    group = f"g-{topic}"
+    first = consume_group(c.bootstrap, topic, group, 300)
+    assert sum(len(v) for v in first.values()) == 300
+
+    admin = c.admin()
+    described = admin.describe_consumer_groups([group])[group].result(timeout=30)
+    coordinator = described.coordinator.id
+    c.node(coordinator).kill()
+    rest = consume_group(c.bootstrap, topic, group, 300)
+    for p in range(PARTITIONS):
+        before, after = first.get(p, []), rest.get(p, [])
+        assert not set(before) & set(after), f"partition {p} re-read committed records"
+        assert sorted(before + after) == list(range(200)), f"partition {p} skipped records"
+
+
+def test_cut_a_leader_off_the_network_and_heal(cluster, topic):
+    c = cluster(combined=3, netns=True)
+
+    def fault(writer):
+        victim = c.node(c.leader(topic, 0))
+        cut_at = time.monotonic()
+        victim.netns.cut()
+        try:
+            wait_until(lambda: c.leader(topic, 0) not in (-1, victim.id), 30, "a new leader")
+            wait_until(lambda: writer.first_ack_after(0, cut_at), 60, "an ack from the new leader")
+            report("network cut of a partition leader", writer.first_ack_after(0, cut_at) - cut_at)
+            time.sleep(3)
+        finally:
+            victim.netns.heal()
+
+    run_writer(c, topic, fault)

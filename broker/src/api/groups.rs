@@ -29,8 +29,13 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::warn;
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::produce::AwaitingIsr;
 use super::{str_bytes, topic_name, Context, RequestInfo};
-use crate::group::store::CommittedOffset;
+use crate::group::store::{partition_for, CommittedOffset, OFFSETS_TOPIC};
 use crate::group::{GroupState, JoinRequest};
 use crate::log::segment::now_ms;
 
@@ -42,33 +47,35 @@ fn opt_str(s: Option<String>) -> Option<StrBytes> {
     s.map(StrBytes::from_string)
 }
 
-/// FindCoordinator: this broker coordinates every group; transactions are not served.
+/// FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets`
+/// partition; transactions are not served.
 pub fn find_coordinator(
     ctx: &Context,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
     let image = ctx.controller.image();
-    let me = image.brokers.get(&ctx.config.node_id);
-    let (host, port) = me.map_or((String::new(), -1), |b| (b.host.clone(), b.port as i32));
     let answer = |key: StrBytes| {
-        let mut c = Coordinator::default().with_key(key);
+        let c = Coordinator::default().with_key(key.clone());
         if request.key_type != 0 {
-            c = c
+            return c
                 .with_node_id(BrokerId(-1))
                 .with_error_code(ResponseError::CoordinatorNotAvailable.code())
                 .with_error_message(Some(str_bytes("transactions are not supported")));
-        } else if me.is_none() {
-            c = c
-                .with_node_id(BrokerId(-1))
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code());
-        } else {
-            c = c
-                .with_node_id(BrokerId(ctx.config.node_id))
-                .with_host(str_bytes(&host))
-                .with_port(port);
         }
-        c
+        let leader = image.topics.get(OFFSETS_TOPIC).and_then(|t| {
+            let p = &t.partitions[partition_for(&key, t.partitions.len()) as usize];
+            image.brokers.get(&p.leader).filter(|b| !b.fenced)
+        });
+        match leader {
+            Some(b) => c
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port as i32),
+            None => c
+                .with_node_id(BrokerId(-1))
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        }
     };
     if version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(
@@ -234,8 +241,12 @@ pub fn leave_group(ctx: &Context, request: LeaveGroupRequest, version: i16) -> L
     }
 }
 
-/// OffsetCommit: validates, appends to `__consumer_offsets`, then updates memory.
-pub fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
+/// How long an offset commit waits for the ISR of its `__consumer_offsets` partition.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// OffsetCommit: validates, appends to `__consumer_offsets`, waits for the ISR to have it
+/// (as Kafka's acks=all append does), then updates memory.
+pub async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
     let check = ctx.groups.check_commit(
         &group_id,
@@ -277,11 +288,36 @@ pub fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommi
         );
     }
     let mut storage_error = None;
-    if let Err(e) = ctx.offset_store.append(&image, &group_id, &accepted) {
-        warn!(group = %group_id, error = %e, "could not persist committed offsets");
-        storage_error = Some(ResponseError::CoordinatorNotAvailable);
-    } else {
-        ctx.groups.record_offsets(&group_id, &accepted);
+    match ctx.offset_store.append(&image, &group_id, &accepted) {
+        Err(e) => {
+            warn!(group = %group_id, error = %e, "could not persist committed offsets");
+            storage_error = Some(ResponseError::CoordinatorNotAvailable);
+        }
+        Ok(appended) => {
+            ctx.logs.appended().notify_waiters();
+            let replicated = match appended {
+                Some(a) => {
+                    let wait = AwaitingIsr {
+                        log: a.log,
+                        end_offset: a.end_offset,
+                        leader_epoch: a.leader_epoch,
+                        min_isr: 1,
+                    };
+                    wait.wait(ctx, Instant::now() + COMMIT_TIMEOUT).await
+                }
+                None => Ok(()),
+            };
+            match replicated {
+                Ok(()) => ctx.groups.record_offsets(&group_id, &accepted),
+                Err(e) => {
+                    warn!(group = %group_id, error = ?e.error, "committed offsets were not replicated");
+                    storage_error = Some(match e.error {
+                        ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                        _ => ResponseError::RequestTimedOut,
+                    });
+                }
+            }
+        }
     }
     let topics = request
         .topics
@@ -358,30 +394,33 @@ pub fn offset_fetch(
                         .collect()
                 });
                 let result = fetch_group(ctx, &g.group_id.0, topics);
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id.clone())
-                    .with_topics(
-                        result
-                            .into_iter()
-                            .map(|(t, parts)| {
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(topic_name(&t))
-                                    .with_partitions(
-                                        parts
-                                            .into_iter()
-                                            .map(|(p, o)| {
-                                                let (offset, epoch, metadata) = split(o);
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(offset)
-                                                    .with_committed_leader_epoch(epoch)
-                                                    .with_metadata(metadata)
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    )
+                let response =
+                    OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                if !ctx.groups.owns(&g.group_id.0) {
+                    return response.with_error_code(ResponseError::NotCoordinator.code());
+                }
+                response.with_topics(
+                    result
+                        .into_iter()
+                        .map(|(t, parts)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(topic_name(&t))
+                                .with_partitions(
+                                    parts
+                                        .into_iter()
+                                        .map(|(p, o)| {
+                                            let (offset, epoch, metadata) = split(o);
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(metadata)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
@@ -391,6 +430,10 @@ pub fn offset_fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
+    if !ctx.groups.owns(&request.group_id.0) {
+        return OffsetFetchResponse::default()
+            .with_error_code(ResponseError::NotCoordinator.code());
+    }
     let result = fetch_group(ctx, &request.group_id.0, topics);
     OffsetFetchResponse::default().with_topics(
         result
@@ -441,6 +484,9 @@ pub fn describe_groups(
         .groups
         .into_iter()
         .map(|id| match ctx.groups.describe(&id.0) {
+            _ if !ctx.groups.owns(&id.0) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(ResponseError::NotCoordinator.code()),
             Some(g) => DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(str_bytes(g.state.name()))
@@ -571,7 +617,7 @@ pub fn delete_groups(ctx: &Context, request: DeleteGroupsRequest) -> DeleteGroup
                 Ok(keys) => {
                     let tombstones: Vec<_> = keys.into_iter().map(|k| (k, None)).collect();
                     match ctx.offset_store.append(&image, &id.0, &tombstones) {
-                        Ok(()) => {
+                        Ok(_) => {
                             ctx.groups.record_offsets(&id.0, &tombstones);
                             None
                         }

@@ -15,16 +15,16 @@ use crate::log::producer_state::ProducerError;
 use crate::log::{AppendError, AppendInfo, PartitionLog};
 
 /// An acks=all append waiting for the ISR to reach `end_offset`.
-struct AwaitingIsr {
-    log: Arc<PartitionLog>,
-    end_offset: i64,
-    leader_epoch: i32,
-    min_isr: usize,
+pub(super) struct AwaitingIsr {
+    pub(super) log: Arc<PartitionLog>,
+    pub(super) end_offset: i64,
+    pub(super) leader_epoch: i32,
+    pub(super) min_isr: usize,
 }
 
 impl AwaitingIsr {
     /// Waits until the high watermark covers the append, leadership is lost, or `deadline`.
-    async fn wait(&self, ctx: &Context, deadline: Instant) -> Result<(), ApiError> {
+    pub(super) async fn wait(&self, ctx: &Context, deadline: Instant) -> Result<(), ApiError> {
         loop {
             let notified = ctx.logs.appended().notified();
             tokio::pin!(notified);

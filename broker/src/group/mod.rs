@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use store::{CommittedOffset, GroupMap, GroupSnapshot, MemberSnapshot, OffsetMap};
+use store::{partition_for, CommittedOffset, GroupMap, GroupSnapshot, MemberSnapshot, OffsetMap};
 
 /// Group states, named as Kafka reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,11 +324,21 @@ impl Group {
 /// Stores a group's metadata durably (`None` deletes it); called under the group lock.
 pub type PersistGroup = Box<dyn Fn(&str, Option<&GroupSnapshot>) + Send + Sync>;
 
-/// The coordinator for every group (this broker coordinates all of them).
+/// The partitions of `__consumer_offsets` this broker leads and has loaded.
+#[derive(Debug, Default)]
+struct Ownership {
+    /// How many partitions the topic has (the group hash's modulus).
+    partition_count: usize,
+    /// Loaded partitions with the leader epoch they were loaded at.
+    partitions: HashMap<i32, i32>,
+}
+
+/// The coordinator for the groups whose `__consumer_offsets` partition this broker leads.
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
     offsets: Mutex<OffsetMap>,
+    ownership: Mutex<Ownership>,
     persist: PersistGroup,
 }
 
@@ -341,24 +351,70 @@ fn valid_group_id(id: &str) -> Result<(), ResponseError> {
 }
 
 impl GroupCoordinator {
-    /// A coordinator with offsets and group metadata loaded from `__consumer_offsets`;
-    /// restored members keep their generation and assignment and must heartbeat in time.
-    pub fn new(
-        config: GroupConfig,
-        offsets: OffsetMap,
-        groups: GroupMap,
-        persist: PersistGroup,
-    ) -> Arc<Self> {
-        let groups = groups
-            .into_iter()
-            .map(|(id, snapshot)| (id, Group::restore(snapshot)))
-            .collect();
+    /// A coordinator that owns no partition yet.
+    pub fn new(config: GroupConfig, persist: PersistGroup) -> Arc<Self> {
         Arc::new(GroupCoordinator {
             config,
-            groups: Mutex::new(groups),
-            offsets: Mutex::new(offsets),
+            groups: Mutex::new(HashMap::new()),
+            offsets: Mutex::new(OffsetMap::new()),
+            ownership: Mutex::new(Ownership::default()),
             persist,
         })
+    }
+
+    fn ownership(&self) -> MutexGuard<'_, Ownership> {
+        self.ownership.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this broker coordinates `group_id` now.
+    pub fn owns(&self, group_id: &str) -> bool {
+        let ownership = self.ownership();
+        ownership.partition_count > 0
+            && ownership
+                .partitions
+                .contains_key(&partition_for(group_id, ownership.partition_count))
+    }
+
+    /// Loaded partitions and the leader epoch each was loaded at.
+    pub fn owned_partitions(&self) -> HashMap<i32, i32> {
+        self.ownership().partitions.clone()
+    }
+
+    /// Takes over one partition's groups and offsets, as read from its log; restored members
+    /// keep their generation and assignment and must heartbeat in time.
+    pub fn load_partition(
+        &self,
+        partition: i32,
+        leader_epoch: i32,
+        partition_count: usize,
+        offsets: OffsetMap,
+        groups: GroupMap,
+    ) {
+        self.unload_partition(partition);
+        self.groups().extend(
+            groups
+                .into_iter()
+                .map(|(id, snapshot)| (id, Group::restore(snapshot))),
+        );
+        self.offsets().extend(offsets);
+        let mut ownership = self.ownership();
+        ownership.partition_count = partition_count;
+        ownership.partitions.insert(partition, leader_epoch);
+    }
+
+    /// Forgets one partition's groups and offsets (leadership moved away).
+    pub fn unload_partition(&self, partition: i32) {
+        let count = {
+            let mut ownership = self.ownership();
+            ownership.partitions.remove(&partition);
+            ownership.partition_count
+        };
+        if count == 0 {
+            return;
+        }
+        let mine = |id: &String| partition_for(id, count) == partition;
+        self.groups().retain(|id, _| !mine(id));
+        self.offsets().retain(|id, _| !mine(id));
     }
 
     fn persist(&self, group_id: &str, group: &Group) {
@@ -383,6 +439,9 @@ impl GroupCoordinator {
         };
         if let Err(e) = valid_group_id(&request.group_id) {
             return fail(e);
+        }
+        if !self.owns(&request.group_id) {
+            return fail(ResponseError::NotCoordinator);
         }
         if request.session_timeout_ms < self.config.min_session_timeout_ms
             || request.session_timeout_ms > self.config.max_session_timeout_ms
@@ -713,6 +772,9 @@ impl GroupCoordinator {
             error: Some(error),
             ..Default::default()
         };
+        if !self.owns(group_id) {
+            return fail(ResponseError::NotCoordinator);
+        }
         let receiver = {
             let mut groups = self.groups();
             let Some(group) = groups.get_mut(group_id) else {
@@ -774,6 +836,9 @@ impl GroupCoordinator {
         member_id: &str,
         generation: i32,
     ) -> Option<ResponseError> {
+        if !self.owns(group_id) {
+            return Some(ResponseError::NotCoordinator);
+        }
         let mut groups = self.groups();
         let Some(group) = groups.get_mut(group_id) else {
             return Some(ResponseError::UnknownMemberId);
@@ -799,6 +864,9 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        if !self.owns(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
         let mut groups = self.groups();
         let group = groups
             .get_mut(group_id)
@@ -880,6 +948,9 @@ impl GroupCoordinator {
         generation: i32,
     ) -> Result<(), ResponseError> {
         valid_group_id(group_id)?;
+        if !self.owns(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
         if generation < 0 {
             return Ok(());
         }
@@ -969,6 +1040,9 @@ impl GroupCoordinator {
 
     /// Topics the group's active members subscribe to (empty when it has no members).
     pub fn subscribed_topics(&self, group_id: &str) -> Result<HashSet<String>, ResponseError> {
+        if !self.owns(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
         let groups = self.groups();
         let Some(group) = groups.get(group_id) else {
             return if self.offsets().contains_key(group_id) {
@@ -1019,6 +1093,9 @@ impl GroupCoordinator {
 
     /// Deletes an empty group; returns the offsets that must be tombstoned.
     pub fn delete(&self, group_id: &str) -> Result<Vec<(String, i32)>, ResponseError> {
+        if !self.owns(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
         let mut groups = self.groups();
         if let Some(group) = groups.get(group_id) {
             if !group.members.is_empty() {
@@ -1063,6 +1140,43 @@ mod tests {
         }
     }
 
+    /// A coordinator owning the single partition every group hashes to.
+    fn coordinator() -> Arc<GroupCoordinator> {
+        let c = GroupCoordinator::new(config(), Box::new(|_, _| {}));
+        c.load_partition(0, 0, 1, OffsetMap::new(), GroupMap::new());
+        c
+    }
+
+    #[tokio::test]
+    async fn only_loaded_partitions_are_coordinated() {
+        let c = GroupCoordinator::new(config(), Box::new(|_, _| {}));
+        let result = c.join(join_request("", &["range"])).await;
+        assert_eq!(result.error, Some(ResponseError::NotCoordinator));
+        let offsets = OffsetMap::from([(
+            "g".to_string(),
+            BTreeMap::from([(
+                ("t".to_string(), 0),
+                CommittedOffset {
+                    offset: 7,
+                    leader_epoch: -1,
+                    metadata: None,
+                    commit_timestamp: 1,
+                },
+            )]),
+        )]);
+        c.load_partition(0, 3, 1, offsets, GroupMap::new());
+        assert!(c.owns("g"));
+        assert_eq!(c.committed("g")[&("t".to_string(), 0)].offset, 7);
+        assert_eq!(c.owned_partitions(), HashMap::from([(0, 3)]));
+        c.unload_partition(0);
+        assert!(!c.owns("g"));
+        assert!(c.committed("g").is_empty());
+        assert_eq!(
+            c.heartbeat("g", "m", 1),
+            Some(ResponseError::NotCoordinator)
+        );
+    }
+
     async fn join_fully(c: &Arc<GroupCoordinator>, protocols: &[&str]) -> JoinResult {
         let first = c.join(join_request("", protocols)).await;
         assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
@@ -1071,12 +1185,7 @@ mod tests {
 
     #[tokio::test]
     async fn single_member_goes_stable() {
-        let c = GroupCoordinator::new(
-            config(),
-            OffsetMap::new(),
-            GroupMap::new(),
-            Box::new(|_, _| {}),
-        );
+        let c = coordinator();
         let joined = join_fully(&c, &["range"]).await;
         assert_eq!(joined.error, None);
         assert_eq!(joined.generation_id, 1);
@@ -1110,12 +1219,7 @@ mod tests {
 
     #[tokio::test]
     async fn second_member_triggers_a_rebalance_with_a_common_protocol() {
-        let c = GroupCoordinator::new(
-            config(),
-            OffsetMap::new(),
-            GroupMap::new(),
-            Box::new(|_, _| {}),
-        );
+        let c = coordinator();
         let a = join_fully(&c, &["cooperative-sticky", "range"]).await;
         c.sync("g", &a.member_id, 1, Vec::new()).await;
         let c2 = c.clone();
@@ -1148,12 +1252,7 @@ mod tests {
             commit_timestamp: 9_000,
             ..old.clone()
         };
-        let c = GroupCoordinator::new(
-            config(),
-            OffsetMap::new(),
-            GroupMap::new(),
-            Box::new(|_, _| {}),
-        );
+        let c = coordinator();
         c.record_offsets(
             "idle",
             &[
@@ -1173,12 +1272,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_restarted_static_leader_causes_no_rebalance() {
-        let c = GroupCoordinator::new(
-            config(),
-            OffsetMap::new(),
-            GroupMap::new(),
-            Box::new(|_, _| {}),
-        );
+        let c = coordinator();
         let static_join = |instance: &str| JoinRequest {
             group_instance_id: Some(instance.to_string()),
             ..join_request("", &["range"])
@@ -1242,12 +1336,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_joins_get_kafkas_errors() {
-        let c = GroupCoordinator::new(
-            config(),
-            OffsetMap::new(),
-            GroupMap::new(),
-            Box::new(|_, _| {}),
-        );
+        let c = coordinator();
         let mut r = join_request("", &["range"]);
         r.session_timeout_ms = 1;
         assert_eq!(

@@ -98,6 +98,16 @@ pub type GroupMap = HashMap<String, GroupSnapshot>;
 /// All committed offsets: group -> (topic, partition) -> offset.
 pub type OffsetMap = HashMap<String, BTreeMap<(String, i32), CommittedOffset>>;
 
+/// An append to `__consumer_offsets`: the ISR must reach `end_offset` for it to be committed.
+pub struct Appended {
+    /// The partition's log.
+    pub log: Arc<PartitionLog>,
+    /// One past the last appended offset.
+    pub end_offset: i64,
+    /// The leader epoch it was appended in.
+    pub leader_epoch: i32,
+}
+
 /// Reads and appends commits in `__consumer_offsets`.
 pub struct OffsetStore {
     logs: Arc<LogManager>,
@@ -109,22 +119,27 @@ impl OffsetStore {
         OffsetStore { logs }
     }
 
-    fn log(&self, image: &MetadataImage, group: &str) -> io::Result<Arc<PartitionLog>> {
+    fn log(&self, image: &MetadataImage, group: &str) -> io::Result<(Arc<PartitionLog>, i32)> {
         let topic = image
             .topics
             .get(OFFSETS_TOPIC)
             .ok_or_else(|| io::Error::other("__consumer_offsets does not exist yet"))?;
         let partition = partition_for(group, topic.partitions.len());
-        self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)
+        let leader_epoch = topic.partitions[partition as usize].leader_epoch;
+        Ok((
+            self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)?,
+            leader_epoch,
+        ))
     }
 
-    /// Appends commits (`None` deletes) for one group; returns once they are in the log.
+    /// Appends commits (`None` deletes) for one group; returns once they are in the leader's
+    /// log, with what to wait on for the ISR to have them.
     pub fn append(
         &self,
         image: &MetadataImage,
         group: &str,
         entries: &[((String, i32), Option<CommittedOffset>)],
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<Appended>> {
         let records = entries
             .iter()
             .map(|((topic, partition), value)| {
@@ -146,7 +161,7 @@ impl OffsetStore {
         image: &MetadataImage,
         group: &str,
         snapshot: Option<&GroupSnapshot>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<Appended>> {
         let key = serde_json::to_vec(&StoredKey::Group {
             group: group.to_string(),
         })?;
@@ -159,9 +174,9 @@ impl OffsetStore {
         image: &MetadataImage,
         group: &str,
         entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<Appended>> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let buf = batch::encode_records(
             entries
@@ -171,36 +186,45 @@ impl OffsetStore {
             Compression::None,
         )?;
         let headers = batch::validate_all(&buf).map_err(io::Error::other)?;
-        self.log(image, group)?
-            .append(&buf, &headers, 0)
+        let (log, leader_epoch) = self.log(image, group)?;
+        let info = log
+            .append(&buf, &headers, leader_epoch)
             .map_err(io::Error::other)?;
-        Ok(())
+        Ok(Some(Appended {
+            log,
+            end_offset: info.last_offset + 1,
+            leader_epoch,
+        }))
     }
 
-    /// Replays every partition of `__consumer_offsets` into memory.
-    pub fn load(&self, image: &MetadataImage) -> io::Result<(OffsetMap, GroupMap)> {
+    /// Replays one partition of `__consumer_offsets`, to its log end, into memory.
+    pub fn load_partition(
+        &self,
+        image: &MetadataImage,
+        partition: i32,
+    ) -> io::Result<(OffsetMap, GroupMap)> {
         let mut offsets = OffsetMap::new();
         let mut groups = GroupMap::new();
         let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
             return Ok((offsets, groups));
         };
-        for partition in 0..topic.partitions.len() as i32 {
-            let log = self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)?;
-            let mut next = log.log_start_offset();
-            while next < log.high_watermark() {
-                let read = log
-                    .read(next, 1 << 20, true)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                if read.records.is_empty() {
-                    break;
-                }
-                let mut bytes = read.records;
-                while bytes.has_remaining() {
-                    let set = RecordBatchDecoder::decode(&mut bytes).map_err(io::Error::other)?;
-                    for record in set.records {
-                        next = record.offset + 1;
-                        apply(&mut offsets, &mut groups, &record);
-                    }
+        let log = self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)?;
+        let mut next = log.log_start_offset();
+        // A new leader's whole log becomes committed, so read it all, not just to the
+        // high watermark it had as a follower.
+        while next < log.log_end_offset() {
+            let read = log
+                .read_for_follower(next, 1 << 20)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if read.records.is_empty() {
+                break;
+            }
+            let mut bytes = read.records;
+            while bytes.has_remaining() {
+                let set = RecordBatchDecoder::decode(&mut bytes).map_err(io::Error::other)?;
+                for record in set.records {
+                    next = record.offset + 1;
+                    apply(&mut offsets, &mut groups, &record);
                 }
             }
         }
