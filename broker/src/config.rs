@@ -152,6 +152,8 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("replica.fetch.max.bytes", Int(1024), "1048576"),
     def("replica.fetch.wait.max.ms", Int(0), "500"),
     def("replica.fetch.backoff.ms", Int(0), "1000"),
+    def("auto.leader.rebalance.enable", Bool, "true"),
+    def("leader.imbalance.check.interval.seconds", Long(1), "300"),
     def("metrics.listener", Address, "0.0.0.0:9644"),
 ];
 

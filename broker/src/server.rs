@@ -119,6 +119,15 @@ impl Server {
                     Duration::from_millis(config.long("broker.session.timeout.ms") as u64),
                     shutdown_rx.clone(),
                 )));
+                if config.bool("auto.leader.rebalance.enable") {
+                    tasks.push(tokio::spawn(balance_leaders(
+                        controller.clone(),
+                        Duration::from_secs(
+                            config.long("leader.imbalance.check.interval.seconds") as u64
+                        ),
+                        shutdown_rx.clone(),
+                    )));
+                }
             }
             None => tasks.push(tokio::spawn({
                 let controller = controller.clone();
@@ -393,6 +402,21 @@ async fn heartbeat(
             if let Err(e) = ensure_offsets_topic(&ctx.config, &ctx.controller).await {
                 warn!(error = %e, "could not create {OFFSETS_TOPIC}");
             }
+        }
+    }
+}
+
+/// On the active controller, elects preferred leaders every `interval`.
+async fn balance_leaders(
+    controller: Arc<Controller>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => controller.elect_preferred_leaders().await,
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -4,7 +4,8 @@ record must be read back exactly once, in order. Failover times are printed, not
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as ConfluentTopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
 from conftest import Writer, assert_no_loss, wait_until
@@ -219,3 +220,52 @@ def test_cut_a_leader_off_the_network_and_heal(cluster, topic):
             victim.netns.heal()
 
     run_writer(c, topic, fault)
+
+
+def test_reassignment_moves_a_replica_under_load(cluster, topic):
+    from kafka import KafkaAdminClient, TopicPartition as KafkaTopicPartition
+
+    c = cluster(combined=3, brokers=1)
+
+    def fault(writer):
+        leader, replicas, _ = c.partitions(topic)[0]
+        leaving = leader
+        joining = next(n.id for n in c.brokers if n.id not in replicas)
+        target = [r for r in replicas if r != leaving] + [joining]
+        admin = KafkaAdminClient(bootstrap_servers=c.bootstrap)
+        try:
+            tp = KafkaTopicPartition(topic, 0)
+            result = admin.alter_partition_reassignments({tp: target})
+            assert result == {tp: None}, result
+            wait_until(lambda: not admin.list_partition_reassignments([tp]), 60, "the move to finish")
+        finally:
+            admin.close()
+        wait_until(lambda: sorted(c.partitions(topic)[0][1]) == sorted(target), 30, "the new replicas")
+        moved = c.partitions(topic)[0]
+        assert moved[0] in target, "leadership left the removed replica"
+        wait_until(
+            lambda: not (c.node(leaving).data_dir / f"{topic}-0").exists(), 30, "the old replica's log to go"
+        )
+
+    writer = run_writer(c, topic, fault)
+    assert writer.acknowledged() > 0
+
+
+def test_preferred_leaders_come_back(cluster, topic):
+    c = cluster(combined=3, overrides={"leader.imbalance.check.interval.seconds": "2"})
+    c.create_topic(topic, PARTITIONS, 3)
+    preferred = {p: replicas[0] for p, (_, replicas, _) in c.partitions(topic).items()}
+    victim = c.node(preferred[0])
+    victim.stop()
+    wait_until(lambda: c.leader(topic, 0) not in (-1, victim.id), 30, "leadership to move")
+    c.restart(victim)
+    # The controller hands leadership back on its own once the replica is in the ISR again.
+    wait_until(
+        lambda: all(leader == preferred[p] for p, (leader, _, _) in c.partitions(topic).items()),
+        60,
+        "preferred leaders",
+    )
+    admin = c.admin()
+    results = admin.elect_leaders(ElectionType.PREFERRED, [ConfluentTopicPartition(topic, 0)]).result(timeout=30)
+    error = results[ConfluentTopicPartition(topic, 0)]
+    assert error is not None and error.code() == KafkaError.ELECTION_NOT_NEEDED, error

@@ -12,6 +12,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 mod producer;
+mod reassignment;
 mod topics;
 
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ use crate::group::GroupCoordinator;
 use crate::log::manager::LogManager;
 use crate::log::{LogError, PartitionLog};
 use crate::metadata::image::{MetadataImage, PartitionImage, TopicImage};
-use crate::metadata::{Controller, ProducerIdAllocator};
+use crate::metadata::{Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
 
 pub use api_versions::unsupported_version_response;
@@ -87,6 +88,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The supported version range of an API, if it is implemented.
@@ -129,6 +133,15 @@ pub async fn handle(
         }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(topics::create_partitions(ctx, r).await)
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(reassignment::elect_leaders(ctx, r).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            reassignment::alter_reassignments(ctx, r, version).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(reassignment::list_reassignments(ctx, r))
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
@@ -256,6 +269,39 @@ pub fn led_log<'a>(
         .get_or_open(topic, partition, t)
         .map_err(storage_error)?;
     Ok((log, t, p))
+}
+
+/// A quorum failure as Kafka reports it; rejections carry Kafka's error name or wording.
+pub fn controller_error(e: ControllerError) -> ApiError {
+    let code = match &e {
+        ControllerError::Rejected(reason) => [
+            ("already exists", ResponseError::TopicAlreadyExists),
+            ("does not exist", ResponseError::UnknownTopicOrPartition),
+            ("ELECTION_NOT_NEEDED", ResponseError::ElectionNotNeeded),
+            (
+                "PREFERRED_LEADER_NOT_AVAILABLE",
+                ResponseError::PreferredLeaderNotAvailable,
+            ),
+            (
+                "ELIGIBLE_LEADERS_NOT_AVAILABLE",
+                ResponseError::EligibleLeadersNotAvailable,
+            ),
+            (
+                "NO_REASSIGNMENT_IN_PROGRESS",
+                ResponseError::NoReassignmentInProgress,
+            ),
+            ("is not registered", ResponseError::InvalidReplicaAssignment),
+        ]
+        .into_iter()
+        .find(|(needle, _)| reason.contains(needle))
+        .map_or(ResponseError::InvalidRequest, |(_, code)| code),
+        _ => ResponseError::RequestTimedOut,
+    };
+    let message = match e {
+        ControllerError::Rejected(reason) => reason,
+        other => other.to_string(),
+    };
+    ApiError::new(code, message)
 }
 
 /// The controller id clients are told. Clients send admin requests there, so a dedicated

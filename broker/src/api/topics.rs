@@ -17,9 +17,8 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::configs::topic_entries;
-use super::{str_bytes, topic_name, ApiError, Context};
+use super::{controller_error, str_bytes, topic_name, ApiError, Context};
 use crate::metadata::image::{place_replicas, MetadataRecord};
-use crate::metadata::ControllerError;
 use crate::topic_config::validate_topic_config;
 
 /// Kafka's rules for topic names.
@@ -46,19 +45,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
         return invalid("it contains a character other than ASCII alphanumerics, '.', '_' and '-'");
     }
     Ok(())
-}
-
-fn controller_error(e: ControllerError) -> ApiError {
-    match e {
-        ControllerError::Rejected(reason) if reason.contains("already exists") => {
-            ApiError::new(ResponseError::TopicAlreadyExists, reason)
-        }
-        ControllerError::Rejected(reason) if reason.contains("does not exist") => {
-            ApiError::new(ResponseError::UnknownTopicOrPartition, reason)
-        }
-        ControllerError::Rejected(reason) => ApiError::new(ResponseError::InvalidRequest, reason),
-        other => ApiError::new(ResponseError::RequestTimedOut, other.to_string()),
-    }
 }
 
 /// What a new topic should look like.
@@ -93,7 +79,7 @@ pub async fn create_topic(
         validate_topic_config(key, value)
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
     }
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers: Vec<i32> = image.live_brokers();
     let assignments = if spec.assignments.is_empty() {
         let partitions = if spec.partitions == -1 {
             ctx.config.int("num.partitions")
@@ -319,7 +305,7 @@ pub async fn create_partitions(
                     ),
                 ));
             }
-            let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+            let brokers: Vec<i32> = image.live_brokers();
             let added = (topic.count - current) as usize;
             let assignments = match &topic.assignments {
                 Some(given) if !given.is_empty() => {

@@ -81,18 +81,23 @@ impl LogManager {
         Ok(log)
     }
 
-    /// Opens every partition in the image, applies config changes, and deletes the logs of
-    /// topics that no longer exist (or were recreated with a new id).
+    /// Whether the image assigns a replica of this partition to this broker.
+    fn hosts(&self, image: &MetadataImage, topic: &str, partition: i32) -> bool {
+        image.topics.get(topic).is_some_and(|t| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|i| t.partitions.get(i))
+                .is_some_and(|p| p.replicas.contains(&self.broker.node_id))
+        })
+    }
+
+    /// Opens every partition this broker hosts, applies config changes, and deletes the logs
+    /// of partitions it no longer hosts (deleted topics, moved replicas).
     pub fn sync_with_image(&self, image: &MetadataImage) -> io::Result<()> {
         let stale: Vec<TopicPartition> = {
             let logs = self.logs.read().unwrap_or_else(|e| e.into_inner());
             logs.keys()
-                .filter(|(t, p)| {
-                    image
-                        .topics
-                        .get(t)
-                        .is_none_or(|ti| *p as usize >= ti.partitions.len())
-                })
+                .filter(|(t, p)| !self.hosts(image, t, *p))
                 .cloned()
                 .collect()
         };
@@ -111,12 +116,8 @@ impl LogManager {
             if topic.starts_with("__cluster_metadata") || !entry.file_type()?.is_dir() {
                 continue;
             }
-            let known = image
-                .topics
-                .get(&topic)
-                .is_some_and(|t| (partition as usize) < t.partitions.len());
-            if !known {
-                info!(dir = %name, "deleting the log of a deleted topic");
+            if !self.hosts(image, &topic, partition) {
+                info!(dir = %name, "deleting the log of a partition this broker no longer hosts");
                 if let Err(e) = std::fs::remove_dir_all(entry.path()) {
                     warn!(dir = %name, error = %e, "could not delete log directory");
                 }

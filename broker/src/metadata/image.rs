@@ -43,9 +43,56 @@ pub struct PartitionImage {
     /// Bumped on every change of leader or ISR, so stale AlterPartition requests are refused.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// Replicas being added by a reassignment (KIP-455); they are in `replicas` already.
+    #[serde(default)]
+    pub adding: Vec<i32>,
+    /// Replicas a reassignment removes once every added replica is in the ISR.
+    #[serde(default)]
+    pub removing: Vec<i32>,
+}
+
+/// Which leader ElectLeaders picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionKind {
+    /// The first replica, when it is live and in the ISR.
+    Preferred,
+    /// Any live replica, even out of the ISR, when the partition has no leader.
+    Unclean,
 }
 
 impl PartitionImage {
+    /// Whether a reassignment is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// Ends a reassignment on `replicas`: the ISR keeps its members among them, and a leader
+    /// outside them hands over to the first live one in the ISR.
+    fn finish_reassignment(&mut self, replicas: Vec<i32>, live: &[i32]) {
+        self.replicas = replicas;
+        self.adding.clear();
+        self.removing.clear();
+        let kept: Vec<i32> = self
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| self.replicas.contains(r))
+            .collect();
+        if !kept.is_empty() {
+            self.isr = kept;
+        }
+        self.partition_epoch += 1;
+        if !self.replicas.contains(&self.leader) {
+            let next = self
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| self.isr.contains(r) && live.contains(r))
+                .unwrap_or(-1);
+            self.set_leader(next);
+        }
+    }
+
     fn set_leader(&mut self, leader: i32) {
         if self.leader != leader {
             self.leader = leader;
@@ -126,6 +173,18 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         partition_epoch: i32,
         isr: Vec<i32>,
+    },
+    /// Elects a leader for one partition (ElectLeaders, automatic preferred-leader balancing).
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        kind: ElectionKind,
+    },
+    /// Starts moving a partition to `target` replicas, or cancels a move (`None`).
+    Reassign {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
     },
 }
 
@@ -210,6 +269,112 @@ impl MetadataImage {
                 }
                 p.isr = isr.clone();
                 p.partition_epoch += 1;
+                if !p.adding.is_empty() && p.adding.iter().all(|r| p.isr.contains(r)) {
+                    let target: Vec<i32> = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| !p.removing.contains(r))
+                        .collect();
+                    p.finish_reassignment(target, &live);
+                }
+            }
+            MetadataRecord::ElectLeader {
+                topic,
+                partition,
+                kind,
+            } => {
+                let live = self.live_brokers();
+                let p = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                    .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
+                match kind {
+                    ElectionKind::Preferred => {
+                        let preferred = p.replicas[0];
+                        if p.leader == preferred {
+                            return Err("ELECTION_NOT_NEEDED".into());
+                        }
+                        if !p.isr.contains(&preferred) || !live.contains(&preferred) {
+                            return Err("PREFERRED_LEADER_NOT_AVAILABLE".into());
+                        }
+                        p.set_leader(preferred);
+                    }
+                    ElectionKind::Unclean => {
+                        if p.leader >= 0 {
+                            return Err("ELECTION_NOT_NEEDED".into());
+                        }
+                        let candidate = p
+                            .replicas
+                            .iter()
+                            .copied()
+                            .find(|r| live.contains(r))
+                            .ok_or("ELIGIBLE_LEADERS_NOT_AVAILABLE")?;
+                        p.isr = vec![candidate];
+                        p.set_leader(candidate);
+                    }
+                }
+            }
+            MetadataRecord::Reassign {
+                topic,
+                partition,
+                target,
+            } => {
+                let live = self.live_brokers();
+                let registered: Vec<i32> = self.brokers.keys().copied().collect();
+                let p = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                    .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
+                match target {
+                    None => {
+                        if p.adding.is_empty() && p.removing.is_empty() {
+                            return Err("NO_REASSIGNMENT_IN_PROGRESS".into());
+                        }
+                        let original: Vec<i32> = p
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| !p.adding.contains(r))
+                            .collect();
+                        p.finish_reassignment(original, &live);
+                    }
+                    Some(target) => {
+                        if let Some(bad) = target.iter().find(|r| !registered.contains(r)) {
+                            return Err(format!("broker {bad} is not registered"));
+                        }
+                        // Continue from the original replicas if a move is already running.
+                        let original: Vec<i32> = p
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| !p.adding.contains(r))
+                            .collect();
+                        let adding: Vec<i32> = target
+                            .iter()
+                            .copied()
+                            .filter(|r| !original.contains(r))
+                            .collect();
+                        let removing: Vec<i32> = original
+                            .iter()
+                            .copied()
+                            .filter(|r| !target.contains(r))
+                            .collect();
+                        if adding.iter().all(|r| p.isr.contains(r)) {
+                            p.finish_reassignment(target.clone(), &live);
+                        } else {
+                            let mut replicas = target.clone();
+                            replicas.extend(removing.iter().copied());
+                            p.replicas = replicas;
+                            p.isr.retain(|r| p.replicas.contains(r));
+                            p.adding = adding;
+                            p.removing = removing;
+                            p.partition_epoch += 1;
+                        }
+                    }
+                }
             }
             MetadataRecord::CreateTopic {
                 name,
@@ -300,6 +465,8 @@ impl MetadataImage {
                     replicas: replicas.clone(),
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
                 }
             })
             .collect()
@@ -492,6 +659,113 @@ mod tests {
             .apply(&expand)
             .unwrap_err()
             .contains("INELIGIBLE_REPLICA"));
+    }
+
+    #[test]
+    fn reassignment_adds_then_removes_and_elections_follow_the_rules() {
+        let mut image = MetadataImage::default();
+        for id in 1..=4 {
+            register_live(&mut image, id);
+        }
+        image
+            .apply(&MetadataRecord::CreateTopic {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                assignments: vec![vec![1, 2, 3]],
+                configs: BTreeMap::new(),
+            })
+            .unwrap();
+        let p = |image: &MetadataImage| image.topics["t"].partitions[0].clone();
+        image
+            .apply(&MetadataRecord::Reassign {
+                topic: "t".into(),
+                partition: 0,
+                target: Some(vec![4, 2, 3]),
+            })
+            .unwrap();
+        let during = p(&image);
+        assert_eq!(
+            (
+                during.replicas.clone(),
+                during.adding.clone(),
+                during.removing.clone()
+            ),
+            (vec![4, 2, 3, 1], vec![4], vec![1])
+        );
+        assert_eq!(
+            during.leader, 1,
+            "the old leader serves until the move completes"
+        );
+        // Broker 4 catches up: the ISR expansion completes the move and 1 hands over.
+        image
+            .apply(&MetadataRecord::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                leader: 1,
+                leader_epoch: during.leader_epoch,
+                partition_epoch: during.partition_epoch,
+                isr: vec![1, 2, 3, 4],
+            })
+            .unwrap();
+        let after = p(&image);
+        assert_eq!(after.replicas, vec![4, 2, 3]);
+        assert!(!after.reassigning());
+        assert_eq!(after.isr, vec![2, 3, 4]);
+        assert_eq!(
+            after.leader, 4,
+            "the first live ISR member in replica order"
+        );
+
+        let elect = |kind| MetadataRecord::ElectLeader {
+            topic: "t".into(),
+            partition: 0,
+            kind,
+        };
+        assert_eq!(
+            image.apply(&elect(ElectionKind::Preferred)),
+            Err("ELECTION_NOT_NEEDED".into())
+        );
+        image.apply(&MetadataRecord::FenceBroker { id: 4 }).unwrap();
+        image
+            .apply(&MetadataRecord::UnfenceBroker { id: 4 })
+            .unwrap();
+        assert_eq!(p(&image).leader, 2);
+        assert_eq!(
+            image.apply(&elect(ElectionKind::Preferred)),
+            Err("PREFERRED_LEADER_NOT_AVAILABLE".into()),
+            "4 is not back in the ISR"
+        );
+        let before = p(&image);
+        image
+            .apply(&MetadataRecord::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                leader: 2,
+                leader_epoch: before.leader_epoch,
+                partition_epoch: before.partition_epoch,
+                isr: vec![2, 3, 4],
+            })
+            .unwrap();
+        image.apply(&elect(ElectionKind::Preferred)).unwrap();
+        assert_eq!(p(&image).leader, 4);
+        assert_eq!(
+            image.apply(&elect(ElectionKind::Unclean)),
+            Err("ELECTION_NOT_NEEDED".into())
+        );
+        for id in [2, 3, 4] {
+            image.apply(&MetadataRecord::FenceBroker { id }).unwrap();
+        }
+        assert_eq!((p(&image).leader, p(&image).isr.clone()), (-1, vec![4]));
+        image
+            .apply(&MetadataRecord::UnfenceBroker { id: 2 })
+            .unwrap();
+        assert_eq!(
+            p(&image).leader,
+            -1,
+            "2 left the ISR; a clean election cannot pick it"
+        );
+        image.apply(&elect(ElectionKind::Unclean)).unwrap();
+        assert_eq!((p(&image).leader, p(&image).isr.clone()), (2, vec![2]));
     }
 
     #[test]

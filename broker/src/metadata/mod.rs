@@ -473,6 +473,45 @@ impl Controller {
         }
     }
 
+    /// On the active controller: moves leadership back to each partition's preferred replica
+    /// (the first) where it is live and in the ISR (`auto.leader.rebalance.enable`).
+    pub async fn elect_preferred_leaders(&self) {
+        if !self.is_active_controller() {
+            return;
+        }
+        let image = self.image();
+        let live = image.live_brokers();
+        for (topic, t) in &image.topics {
+            for (index, p) in t.partitions.iter().enumerate() {
+                let preferred = p.replicas[0];
+                if p.leader == preferred
+                    || p.reassigning()
+                    || !p.isr.contains(&preferred)
+                    || !live.contains(&preferred)
+                {
+                    continue;
+                }
+                let record = MetadataRecord::ElectLeader {
+                    topic: topic.clone(),
+                    partition: index as i32,
+                    kind: image::ElectionKind::Preferred,
+                };
+                match self.commit(record).await {
+                    Ok(ApplyResult { error: None, .. }) => {
+                        info!(%topic, partition = index, leader = preferred, "moved leadership back to the preferred replica");
+                    }
+                    Ok(ApplyResult { error: Some(e), .. }) => {
+                        tracing::debug!(%topic, partition = index, error = %e, "no preferred election");
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "preferred leader election stopped");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// On a broker-only node: long-polls the voters for newer images, publishes them and
     /// keeps a local copy so a restart starts from it.
     pub async fn follow_quorum(&self, mut shutdown: watch::Receiver<bool>) {
