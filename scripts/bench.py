@@ -42,28 +42,59 @@ def wait_port(port, proc, timeout=30):
     raise RuntimeError("broker did not open its port")
 
 
-class Strom:
-    name = "strom"
+def wait_brokers(bootstrap, count, timeout=60):
+    """Waits until Metadata lists `count` brokers (a cluster's nodes are all unfenced)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(admin.list_topics(timeout=5).brokers) >= count:
+                return
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"fewer than {count} brokers after {timeout}s")
 
-    def __init__(self, binary, workdir):
-        self.port = free_port()
-        controller, http = free_port(), free_port()
-        self.args = [binary,
-                     "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
-                     "--override", f"controller.quorum.voters=1@127.0.0.1:{controller}",
-                     "--override", f"metrics.listener=127.0.0.1:{http}",
-                     "--override", f"log.dirs={workdir / 'strom-data'}"]
+
+class Strom:
+    """One node (acks=1), or a cluster of combined nodes with replication factor = nodes and
+    acks=all."""
+
+    def __init__(self, binary, workdir, nodes=1):
+        self.name = "strom" if nodes == 1 else f"strom-{nodes}"
+        self.replication = nodes
+        self.acks = "1" if nodes == 1 else "-1"
+        ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c, _) in enumerate(ports))
+        self.port = ports[0][0]
+        self.bootstrap = ",".join(f"127.0.0.1:{p}" for p, _, _ in ports)
+        self.commands = [
+            [binary,
+             "--override", f"node.id={i + 1}",
+             "--override", f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+             "--override", f"controller.quorum.voters={voters}",
+             "--override", f"metrics.listener=127.0.0.1:{http}",
+             "--override", f"log.dirs={workdir / f'{self.name}-data-{i + 1}'}"]
+            for i, (port, controller, http) in enumerate(ports)
+        ]
+        self.ports = [p for p, _, _ in ports]
         self.cwd = workdir
         self.storage = "segmented log on disk (page cache, Kafka's default flush policy)"
+        if nodes > 1:
+            self.storage += f"; {nodes} combined nodes, replication factor {nodes}, acks=all"
 
 
 class Tansu:
     name = "tansu"
+    replication = 1
+    acks = "1"
 
     def __init__(self, binary, workdir):
         self.port = free_port()
+        self.ports = [self.port]
+        self.bootstrap = f"127.0.0.1:{self.port}"
         url = f"tcp://127.0.0.1:{self.port}"
-        self.args = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        self.commands = [[binary, "broker", "--listener-url", url, "--advertised-listener-url", url]]
         self.cwd = workdir / "tansu-run"
         self.cwd.mkdir(exist_ok=True)
         self.storage = "memory:// (its default engine)"
@@ -77,13 +108,13 @@ def run_perf(perf, args, timeout=600):
 
 
 def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
-    bootstrap = f"127.0.0.1:{broker.port}"
+    bootstrap = broker.bootstrap
     topic = f"bench-{size}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    admin.create_topics([NewTopic(topic, 1, broker.replication)])[topic].result(timeout=30)
     common = ["-b", bootstrap, "-t", topic, "-p", "0", "-s", str(size), "-q"]
 
-    out = run_perf(perf, ["-P", *common, "-c", str(count), "-a", "1", "-X", "linger.ms=5",
+    out = run_perf(perf, ["-P", *common, "-c", str(count), "-a", broker.acks, "-X", "linger.ms=5",
                           "-X", "batch.size=1000000"])
     m = PRODUCED.search(out)
     if not m:
@@ -97,7 +128,7 @@ def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
     consumed, consumed_bytes, consume_ms = map(int, m.groups())
 
     latency_file = workdir / f"latency-{broker.name}-{size}.txt"
-    run_perf(perf, ["-P", *common, "-c", str(latency_count), "-a", "1", "-r", str(latency_rate),
+    run_perf(perf, ["-P", *common, "-c", str(latency_count), "-a", broker.acks, "-r", str(latency_rate),
                     "-l", "-A", str(latency_file), "-X", "linger.ms=0"])
     latencies = sorted(int(line) / 1000.0 for line in latency_file.read_text().split() if line)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
@@ -121,41 +152,50 @@ def main():
     parser.add_argument("--count", type=int, default=2_000_000, help="100-byte messages per throughput run (a quarter as many of 1 KiB)")
     parser.add_argument("--latency-rate", type=int, default=10_000, help="msgs/s for the latency run")
     parser.add_argument("--latency-count", type=int, default=30_000)
+    parser.add_argument("--cluster-nodes", type=int, default=3,
+                        help="also run a Strom cluster of this many nodes (RF = nodes, acks=all); 1: skip")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
     kinds = [Strom(args.strom, workdir)] + ([Tansu(args.tansu, workdir)] if args.tansu else [])
+    if args.cluster_nodes > 1:
+        kinds.append(Strom(args.strom, workdir, nodes=args.cluster_nodes))
     results = {}
     try:
         for broker in kinds:
             log = open(workdir / f"{broker.name}.log", "w")
-            proc = subprocess.Popen(broker.args, cwd=broker.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+            procs = [subprocess.Popen(command, cwd=broker.cwd, stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+                     for command in broker.commands]
             try:
-                wait_port(broker.port, proc)
+                for port, proc in zip(broker.ports, procs):
+                    wait_port(port, proc, timeout=60)
+                wait_brokers(broker.bootstrap, broker.replication)
                 for size in (100, 1024):
                     count = args.count if size == 100 else args.count // 4
                     print(f"... {broker.name}: {count} x {size} B", file=sys.stderr, flush=True)
                     results[(broker.name, size)] = measure(
                         args.perf, broker, size, count, args.latency_rate, args.latency_count, workdir)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                for proc in procs:
+                    proc.send_signal(signal.SIGTERM)
+                for proc in procs:
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\nrdkafka_performance, 1 partition, acks=1, {os.cpu_count()} cores")
+    print(f"\nrdkafka_performance, 1 partition, acks=1 unless noted, {os.cpu_count()} cores")
     for broker in kinds:
         print(f"  {broker.name}: {broker.storage}")
-    header = f"{'broker':<7}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
+    header = f"{'broker':<9}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
              f"{'p50 ms':>9}{'p99 ms':>9}"
     print(header)
     for (name, size), r in results.items():
-        print(f"{name:<7}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
+        print(f"{name:<9}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
               f"{r['consume_mb']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
     if args.tansu:
         print("\nratio strom / tansu (throughput: higher is better; latency: lower is better)")

@@ -30,6 +30,8 @@ pub struct BrokerMetrics {
     pub bytes_out: IntCounterVec,
     /// Records appended, by topic.
     pub records_in: IntCounterVec,
+    /// ISR changes this broker's leaders committed, by `change` (shrink, expand).
+    pub isr_changes: IntCounterVec,
     partitions: IntGauge,
     leaders: IntGauge,
     under_replicated: IntGauge,
@@ -157,6 +159,12 @@ impl BrokerMetrics {
                 "strom_topic_records_in_total",
                 "Records appended",
                 &["topic"],
+            ),
+            isr_changes: counter_vec(
+                r,
+                "strom_isr_changes_total",
+                "ISR shrinks and expands committed for partitions this broker leads",
+                &["change"],
             ),
             partitions: gauge(r, "strom_partitions", "Partitions hosted by this broker"),
             leaders: gauge(r, "strom_partition_leaders", "Partitions this broker leads"),

@@ -179,6 +179,7 @@ impl Server {
             &config,
             controller.clone(),
             logs.clone(),
+            context.metrics.isr_changes.clone(),
             shutdown_rx.clone(),
         ));
         replicas.apply_image(&controller.image()).map_err(storage)?;

@@ -10,6 +10,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus::IntCounterVec;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
@@ -28,6 +29,7 @@ pub struct ReplicaManager {
     settings: FetcherSettings,
     lag_ms: i64,
     fetchers: Mutex<HashMap<i32, Fetcher>>,
+    isr_changes: IntCounterVec,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -37,6 +39,7 @@ impl ReplicaManager {
         config: &BrokerConfig,
         controller: Arc<Controller>,
         logs: Arc<LogManager>,
+        isr_changes: IntCounterVec,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         ReplicaManager {
@@ -51,6 +54,7 @@ impl ReplicaManager {
             },
             lag_ms: config.long("replica.lag.time.max.ms"),
             fetchers: Mutex::new(HashMap::new()),
+            isr_changes,
             shutdown,
         }
     }
@@ -119,6 +123,11 @@ impl ReplicaManager {
                     continue;
                 };
                 info!(%topic, partition, from = ?state.isr, to = ?isr, "asking the controller to change the ISR");
+                let change = if isr.len() < state.isr.len() {
+                    "shrink"
+                } else {
+                    "expand"
+                };
                 let record = MetadataRecord::AlterPartition {
                     topic: topic.clone(),
                     partition,
@@ -127,8 +136,9 @@ impl ReplicaManager {
                     partition_epoch: state.partition_epoch,
                     isr,
                 };
-                if let Err(e) = self.controller.propose(record).await {
-                    debug!(%topic, partition, error = %e, "ISR change refused");
+                match self.controller.propose(record).await {
+                    Ok(()) => self.isr_changes.with_label_values(&[change]).inc(),
+                    Err(e) => debug!(%topic, partition, error = %e, "ISR change refused"),
                 }
             }
         }
