@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod network;
 pub mod replica;
 pub mod server;
+pub mod shutdown;
 pub mod topic_config;

@@ -20,6 +20,7 @@ use crate::metadata::rpc::Heartbeat;
 use crate::metadata::{listener, Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
 use crate::replica::ReplicaManager;
+use crate::shutdown::unless_shutdown;
 use crate::{http, network};
 
 /// Why the broker could not start.
@@ -315,8 +316,11 @@ impl Server {
             let _ = self.want_shutdown.send(true);
             let id = self.context.config.node_id;
             let mut images = self.context.controller.subscribe();
+            // After a session timeout the controller fences a silent broker anyway.
+            let session =
+                Duration::from_millis(self.context.config.long("broker.session.timeout.ms") as u64);
             let moved = tokio::time::timeout(
-                CONTROLLED_SHUTDOWN_TIMEOUT,
+                session,
                 images.wait_for(|image| image.brokers.get(&id).is_none_or(|b| b.fenced)),
             )
             .await;
@@ -326,12 +330,13 @@ impl Server {
             }
         }
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(10), task)
+        for mut task in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
                 .await
                 .is_err()
             {
-                warn!("a task did not stop within 10s");
+                warn!("a task did not stop within 10s; aborting it");
+                task.abort();
             }
         }
         self.context.logs.flush_all();
@@ -339,9 +344,6 @@ impl Server {
         info!("node stopped");
     }
 }
-
-/// How long controlled shutdown waits for the controller to fence this broker.
-const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn local_address(
     listener: &TcpListener,
@@ -384,12 +386,13 @@ async fn heartbeat(
         match reply {
             Ok(reply) if !reply.registered => {
                 warn!("the controller does not know this broker; registering again");
-                if let Err(e) = ctx
+                let register = ctx
                     .controller
-                    .propose(MetadataRecord::RegisterBroker(registration.clone()))
-                    .await
-                {
-                    warn!(error = %e, "could not register again");
+                    .propose(MetadataRecord::RegisterBroker(registration.clone()));
+                match unless_shutdown(&mut shutdown, register).await {
+                    None => return,
+                    Some(Err(e)) => warn!(error = %e, "could not register again"),
+                    Some(Ok(())) => {}
                 }
             }
             Ok(_) => {
@@ -400,8 +403,11 @@ async fn heartbeat(
             Err(e) => warn!(error = %e, "heartbeat failed"),
         }
         if !leaving && !ctx.controller.image().topics.contains_key(OFFSETS_TOPIC) {
-            if let Err(e) = ensure_offsets_topic(&ctx.config, &ctx.controller).await {
-                warn!(error = %e, "could not create {OFFSETS_TOPIC}");
+            let create = ensure_offsets_topic(&ctx.config, &ctx.controller);
+            match unless_shutdown(&mut shutdown, create).await {
+                None => return,
+                Some(Err(e)) => warn!(error = %e, "could not create {OFFSETS_TOPIC}"),
+                Some(Ok(())) => {}
             }
         }
     }
@@ -415,9 +421,12 @@ async fn balance_leaders(
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
-        tokio::select! {
-            _ = tick.tick() => controller.elect_preferred_leaders().await,
-            _ = shutdown.changed() => return,
+        if unless_shutdown(&mut shutdown, tick.tick()).await.is_none()
+            || unless_shutdown(&mut shutdown, controller.elect_preferred_leaders())
+                .await
+                .is_none()
+        {
+            return;
         }
     }
 }
@@ -450,9 +459,10 @@ async fn fence_silent_brokers(
                 now
             }
         };
-        controller
-            .fence_silent_brokers(session_timeout, since)
-            .await;
+        let fence = controller.fence_silent_brokers(session_timeout, since);
+        if unless_shutdown(&mut shutdown, fence).await.is_none() {
+            return;
+        }
     }
 }
 

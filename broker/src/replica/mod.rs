@@ -19,6 +19,7 @@ use crate::log::manager::{LogManager, TopicPartition};
 use crate::log::segment::now_ms;
 use crate::metadata::image::{MetadataImage, MetadataRecord};
 use crate::metadata::Controller;
+use crate::shutdown::unless_shutdown;
 use fetcher::{Fetcher, FetcherSettings};
 
 /// Replication on this broker.
@@ -136,9 +137,10 @@ impl ReplicaManager {
                     partition_epoch: state.partition_epoch,
                     isr,
                 };
-                match self.controller.propose(record).await {
-                    Ok(()) => self.isr_changes.with_label_values(&[change]).inc(),
-                    Err(e) => debug!(%topic, partition, error = %e, "ISR change refused"),
+                match unless_shutdown(&mut shutdown, self.controller.propose(record)).await {
+                    None => return,
+                    Some(Ok(())) => self.isr_changes.with_label_values(&[change]).inc(),
+                    Some(Err(e)) => debug!(%topic, partition, error = %e, "ISR change refused"),
                 }
             }
         }
