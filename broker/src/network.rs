@@ -1,7 +1,10 @@
-//! Client listener: length-prefixed Kafka frames, one request at a time per connection
-//! (so responses leave in request order), decoded and encoded with `kafka-protocol`.
+//! Client listener: length-prefixed Kafka frames decoded and encoded with `kafka-protocol`.
+//! A connection runs its requests one at a time, in order; a response that waits (acks=all)
+//! does not hold up the requests behind it, and responses leave in request order.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +12,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use crate::api::{self, Context, RequestInfo};
+use crate::api::{self, Context, Handled, RequestInfo};
 
 /// Why a frame closed its connection.
 #[derive(Debug, thiserror::Error)]
@@ -77,38 +81,81 @@ async fn connection(
     let _closed = scopeguard(move || open.dec());
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let writer = BufWriter::with_capacity(64 * 1024, writer);
+    let (outgoing, queued) = mpsc::channel(MAX_QUEUED_RESPONSES);
+    let writing = tokio::spawn(write_responses(writer, queued, ctx.clone(), peer));
     loop {
         let size = tokio::select! {
             size = reader.read_i32() => match size {
                 Ok(size) => size,
-                Err(_) => return,
+                Err(_) => break,
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         };
         if size <= 0 || size as usize > max {
-            return malformed(&ctx, peer, FrameError::Size(size, max));
+            malformed(&ctx, peer, FrameError::Size(size, max));
+            break;
         }
         let mut frame = BytesMut::zeroed(size as usize);
         if reader.read_exact(&mut frame).await.is_err() {
-            return;
+            break;
         }
         match process(&ctx, peer, frame.freeze()).await {
             Ok(Some(response)) => {
-                if writer.write_all(&response).await.is_err() {
-                    return;
-                }
-                if reader.buffer().is_empty() && writer.flush().await.is_err() {
-                    return;
+                if outgoing.send(response).await.is_err() {
+                    break;
                 }
             }
             Ok(None) => {}
             Err(e) => {
-                let _ = writer.flush().await;
-                return malformed(&ctx, peer, e);
+                malformed(&ctx, peer, e);
+                break;
             }
         }
     }
+    // The responses already queued still go out, then the connection closes.
+    drop(outgoing);
+    let _ = writing.await;
+}
+
+/// How many responses a connection may have queued (acks=all produces waiting for their
+/// ISR) before it stops reading requests.
+const MAX_QUEUED_RESPONSES: usize = 32;
+
+/// A response frame, now or once its request completes.
+pub enum Outgoing {
+    /// Encoded and ready.
+    Ready(Bytes),
+    /// Completes later; encoded then.
+    Later(Pin<Box<dyn Future<Output = Result<Bytes, FrameError>> + Send>>),
+}
+
+/// Writes responses in request order, flushing whenever the queue runs dry.
+async fn write_responses(
+    mut writer: BufWriter<OwnedWriteHalf>,
+    mut queued: mpsc::Receiver<Outgoing>,
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+) {
+    while let Some(response) = queued.recv().await {
+        let bytes = match response {
+            Outgoing::Ready(bytes) => bytes,
+            Outgoing::Later(pending) => match pending.await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let _ = writer.flush().await;
+                    return malformed(&ctx, peer, e);
+                }
+            },
+        };
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+        if queued.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
 }
 
 /// Runs a closure when dropped, so every way out of a connection is counted.
@@ -129,12 +176,12 @@ fn malformed(ctx: &Context, peer: SocketAddr, error: FrameError) {
     warn!(%peer, %error, "closing connection after a bad request");
 }
 
-/// Decodes one request frame, runs it, and returns the encoded response frame.
+/// Decodes one request frame, runs it, and returns the response frame (or none).
 pub async fn process(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     peer: SocketAddr,
     mut frame: Bytes,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<Option<Outgoing>, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::Short(frame.len()));
     }
@@ -146,7 +193,7 @@ pub async fn process(
     if api_key == ApiKey::ApiVersions && version > max {
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
         let response = ResponseKind::ApiVersions(api::unsupported_version_response());
-        return encode(correlation_id, api_key, 0, &response).map(Some);
+        return encode(correlation_id, api_key, 0, &response).map(|b| Some(Outgoing::Ready(b)));
     }
     if version < min || version > max {
         return Err(FrameError::UnsupportedVersion(api_key, version));
@@ -170,12 +217,23 @@ pub async fn process(
         peer,
     };
     let started = std::time::Instant::now();
-    let response = api::handle(ctx, &info, api_key, version, request).await?;
-    ctx.metrics.observe_request(api_key, started.elapsed());
-    let Some(response) = response else {
-        return Ok(None);
-    };
-    encode(header.correlation_id, api_key, version, &response).map(Some)
+    let correlation_id = header.correlation_id;
+    match api::handle(ctx, &info, api_key, version, request).await? {
+        Handled::Now(response) => {
+            ctx.metrics.observe_request(api_key, started.elapsed());
+            response
+                .map(|r| encode(correlation_id, api_key, version, &r).map(Outgoing::Ready))
+                .transpose()
+        }
+        Handled::Later(pending) => {
+            let ctx = ctx.clone();
+            Ok(Some(Outgoing::Later(Box::pin(async move {
+                let response = pending.await;
+                ctx.metrics.observe_request(api_key, started.elapsed());
+                encode(correlation_id, api_key, version, &response)
+            }))))
+        }
+    }
 }
 
 fn encode(

@@ -15,7 +15,9 @@ mod producer;
 mod reassignment;
 mod topics;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
@@ -106,21 +108,31 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 #[error("no handler for {0:?}")]
 pub struct NoHandler(pub ApiKey);
 
-/// Runs one decoded request. `Ok(None)` means no response is sent (produce with acks=0).
+/// What running a request produced.
+// Returned once per request and moved straight into encoding; boxing the common variant
+// would add an allocation to every request.
+#[allow(clippy::large_enum_variant)]
+pub enum Handled {
+    /// The response; `None` when none is sent (produce with acks=0).
+    Now(Option<ResponseKind>),
+    /// A response that completes later (an acks=all produce waiting for its ISR). The
+    /// connection goes on reading and running requests meanwhile; responses still leave in
+    /// request order.
+    Later(Pin<Box<dyn Future<Output = ResponseKind> + Send>>),
+}
+
+/// Runs one decoded request.
 pub async fn handle(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     info: &RequestInfo,
     api_key: ApiKey,
     version: i16,
     request: RequestKind,
-) -> Result<Option<ResponseKind>, NoHandler> {
+) -> Result<Handled, NoHandler> {
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
-        RequestKind::Produce(r) => match produce::handle(ctx, r).await {
-            Some(response) => ResponseKind::Produce(response),
-            None => return Ok(None),
-        },
+        RequestKind::Produce(r) => return Ok(produce::handle(ctx, r)),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version))
@@ -191,7 +203,7 @@ pub async fn handle(
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(groups::offset_delete(ctx, r)),
         _ => return Err(NoHandler(api_key)),
     };
-    Ok(Some(response))
+    Ok(Handled::Now(Some(response)))
 }
 
 /// A Kafka error: code plus an optional message for the response.

@@ -1,15 +1,15 @@
 //! Produce: validate batches, assign offsets, append.
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{led_log, storage_error, ApiError, Context};
+use super::{led_log, storage_error, ApiError, Context, Handled};
 use crate::log::batch::{self, BatchError};
 use crate::log::producer_state::ProducerError;
 use crate::log::{AppendError, AppendInfo, PartitionLog};
@@ -168,9 +168,9 @@ fn error_response(ctx: &Context, index: i32, e: &ApiError) -> PartitionProduceRe
         .with_log_start_offset(-1)
 }
 
-/// Appends every partition's batches; with acks=all, answers once the ISR has them.
-/// `None` for acks=0, which gets no response.
-pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
+/// Appends every partition's batches. With acks=all the response completes once the ISR
+/// has them; acks=0 gets no response.
+pub fn handle(ctx: &Arc<Context>, request: ProduceRequest) -> Handled {
     let acks = request.acks;
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -209,12 +209,23 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
     if appended {
         ctx.logs.appended().notify_waiters();
     }
-    for (t, i, wait) in awaiting {
-        if let Err(e) = wait.wait(ctx, deadline).await {
-            let r: &mut TopicProduceResponse = &mut responses[t];
-            let index = r.partition_responses[i].index;
-            r.partition_responses[i] = error_response(ctx, index, &e);
-        }
+    if acks == 0 {
+        return Handled::Now(None);
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    if awaiting.is_empty() {
+        return Handled::Now(Some(ResponseKind::Produce(
+            ProduceResponse::default().with_responses(responses),
+        )));
+    }
+    let ctx = ctx.clone();
+    Handled::Later(Box::pin(async move {
+        for (t, i, wait) in awaiting {
+            if let Err(e) = wait.wait(&ctx, deadline).await {
+                let r: &mut TopicProduceResponse = &mut responses[t];
+                let index = r.partition_responses[i].index;
+                r.partition_responses[i] = error_response(&ctx, index, &e);
+            }
+        }
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+    }))
 }
