@@ -2,6 +2,7 @@
 //! A connection runs its requests one at a time, in order; a response that waits (acks=all)
 //! does not hold up the requests behind it, and responses leave in request order.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,10 +12,9 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::api::{self, Context, Handled, RequestInfo};
@@ -81,16 +81,44 @@ async fn connection(
     let _closed = scopeguard(move || open.dec());
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let writer = BufWriter::with_capacity(64 * 1024, writer);
-    let (outgoing, queued) = mpsc::channel(MAX_QUEUED_RESPONSES);
-    let writing = tokio::spawn(write_responses(writer, queued, ctx.clone(), peer));
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    // Responses not yet written, in request order; only acks=all produces wait here.
+    let mut queued: VecDeque<Outgoing> = VecDeque::new();
     loop {
-        let size = tokio::select! {
-            size = reader.read_i32() => match size {
-                Ok(size) => size,
-                Err(_) => break,
+        while let Some(Outgoing::Ready(_)) = queued.front() {
+            let Some(Outgoing::Ready(bytes)) = queued.pop_front() else {
+                unreachable!("checked above");
+            };
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        if reader.buffer().is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+        let head_waits = matches!(queued.front(), Some(Outgoing::Later(_)));
+        let more = queued.len() < MAX_QUEUED_RESPONSES;
+        tokio::select! {
+            done = complete_head(&mut queued), if head_waits => match done {
+                Ok(bytes) => queued[0] = Outgoing::Ready(bytes),
+                Err(e) => {
+                    malformed(&ctx, peer, e);
+                    break;
+                }
+            },
+            // `fill_buf` is cancel safe: losing the race to the head response reads nothing.
+            eof = async { reader.fill_buf().await.map(|b| b.is_empty()) }, if more => match eof {
+                Ok(false) => {}
+                _ => break,
             },
             _ = shutdown.changed() => break,
+        }
+        if !more || reader.buffer().is_empty() {
+            continue;
+        }
+        let size = match reader.read_i32().await {
+            Ok(size) => size,
+            Err(_) => break,
         };
         if size <= 0 || size as usize > max {
             malformed(&ctx, peer, FrameError::Size(size, max));
@@ -101,11 +129,7 @@ async fn connection(
             break;
         }
         match process(&ctx, peer, frame.freeze()).await {
-            Ok(Some(response)) => {
-                if outgoing.send(response).await.is_err() {
-                    break;
-                }
-            }
+            Ok(Some(response)) => queued.push_back(response),
             Ok(None) => {}
             Err(e) => {
                 malformed(&ctx, peer, e);
@@ -113,9 +137,20 @@ async fn connection(
             }
         }
     }
-    // The responses already queued still go out, then the connection closes.
-    drop(outgoing);
-    let _ = writing.await;
+    // What was answered goes out before the connection closes.
+    for response in queued {
+        let bytes = match response {
+            Outgoing::Ready(bytes) => bytes,
+            Outgoing::Later(pending) => match pending.await {
+                Ok(bytes) => bytes,
+                Err(_) => break,
+            },
+        };
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
 }
 
 /// How many responses a connection may have queued (acks=all produces waiting for their
@@ -130,32 +165,12 @@ pub enum Outgoing {
     Later(Pin<Box<dyn Future<Output = Result<Bytes, FrameError>> + Send>>),
 }
 
-/// Writes responses in request order, flushing whenever the queue runs dry.
-async fn write_responses(
-    mut writer: BufWriter<OwnedWriteHalf>,
-    mut queued: mpsc::Receiver<Outgoing>,
-    ctx: Arc<Context>,
-    peer: SocketAddr,
-) {
-    while let Some(response) = queued.recv().await {
-        let bytes = match response {
-            Outgoing::Ready(bytes) => bytes,
-            Outgoing::Later(pending) => match pending.await {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    let _ = writer.flush().await;
-                    return malformed(&ctx, peer, e);
-                }
-            },
-        };
-        if writer.write_all(&bytes).await.is_err() {
-            return;
-        }
-        if queued.is_empty() && writer.flush().await.is_err() {
-            return;
-        }
+/// Waits for the response at the head of the queue, which must be `Later`.
+async fn complete_head(queued: &mut VecDeque<Outgoing>) -> Result<Bytes, FrameError> {
+    match queued.front_mut() {
+        Some(Outgoing::Later(pending)) => pending.as_mut().await,
+        _ => std::future::pending().await,
     }
-    let _ = writer.flush().await;
 }
 
 /// Runs a closure when dropped, so every way out of a connection is counted.
