@@ -27,3 +27,12 @@ BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:
 
 step "cluster fault suite (several brokers, kill -9, SIGSTOP, restarts)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/cluster
+
+step "local Kubernetes: up, image, smoke StatefulSet, down"
+trap 'e2e/local-cluster/down >/dev/null 2>&1 || true' EXIT
+cluster_env=$(e2e/local-cluster/up)
+eval "$(tail -1 <<<"$cluster_env")"
+scripts/build-image.sh localhost/strom:dev
+e2e/local-cluster/load-image localhost/strom:dev
+e2e/local-cluster/smoke-test localhost/strom:dev
+e2e/local-cluster/down

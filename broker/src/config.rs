@@ -247,6 +247,9 @@ impl BrokerConfig {
         for (name, value) in env {
             if let Some(rest) = name.strip_prefix("STROM_") {
                 let key = rest.to_ascii_lowercase().replace('_', ".");
+                if property(&key).is_none() && is_service_link(&name) {
+                    continue;
+                }
                 raw.insert(key, (value, format!("environment variable {name}")));
             }
         }
@@ -474,6 +477,28 @@ impl BrokerConfig {
     }
 }
 
+/// Whether an environment variable has the shape of the ones Kubernetes injects for every
+/// Service (`<SVC>_SERVICE_HOST`, `<SVC>_PORT_9092_TCP_ADDR`, ...): a Service named `strom-*`
+/// must not break start-up, as `KAFKA_PORT` once did for Kafka's images.
+fn is_service_link(name: &str) -> bool {
+    let is_proto = |s: &str| matches!(s, "TCP" | "UDP" | "SCTP");
+    if name.ends_with("_SERVICE_HOST") || name.ends_with("_SERVICE_PORT") {
+        return true;
+    }
+    if name.contains("_SERVICE_PORT_") {
+        return true;
+    }
+    let parts: Vec<&str> = name.split('_').collect();
+    match parts.as_slice() {
+        [.., "PORT"] => true,
+        [.., "PORT", number, proto] => number.parse::<u16>().is_ok() && is_proto(proto),
+        [.., "PORT", number, proto, "PROTO" | "PORT" | "ADDR"] => {
+            number.parse::<u16>().is_ok() && is_proto(proto)
+        }
+        _ => false,
+    }
+}
+
 /// Splits a Kafka list value (`a, b,c`) into its items, dropping blanks.
 pub fn split_list(value: &str) -> Vec<String> {
     value
@@ -643,6 +668,23 @@ mod tests {
         assert_eq!(c.log_dirs, vec![PathBuf::from("/from/env")]);
         assert_eq!(c.int("log.segment.bytes"), 2048);
         assert_eq!(c.source("log.segment.bytes"), ValueSource::Static);
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_config() {
+        let links = [
+            ("STROM_BOOTSTRAP_SERVICE_HOST", "10.96.0.5"),
+            ("STROM_BOOTSTRAP_SERVICE_PORT", "9092"),
+            ("STROM_BOOTSTRAP_SERVICE_PORT_KAFKA", "9092"),
+            ("STROM_BOOTSTRAP_PORT", "tcp://10.96.0.5:9092"),
+            ("STROM_BOOTSTRAP_PORT_9092_TCP", "tcp://10.96.0.5:9092"),
+            ("STROM_BOOTSTRAP_PORT_9092_TCP_ADDR", "10.96.0.5"),
+            ("STROM_BOOTSTRAP_PORT_9092_TCP_PROTO", "tcp"),
+        ];
+        let c = load("", &links, &[]).unwrap();
+        assert_eq!(c.int("num.partitions"), 1);
+        let err = load("", &[("STROM_NO_SUCH_KEY", "1")], &[]).unwrap_err();
+        assert!(err.to_string().contains("STROM_NO_SUCH_KEY"), "{err}");
     }
 
     #[test]
