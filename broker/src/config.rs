@@ -492,7 +492,7 @@ fn is_service_link(name: &str) -> bool {
     match parts.as_slice() {
         [.., "PORT"] => true,
         [.., "PORT", number, proto] => number.parse::<u16>().is_ok() && is_proto(proto),
-        [.., "PORT", number, proto, "PROTO" | "PORT" | "ADDR"] => {
+        [.., "PORT", number, proto, "PROTO" | "ADDR"] => {
             number.parse::<u16>().is_ok() && is_proto(proto)
         }
         _ => false,
