@@ -31,6 +31,14 @@ def run_writer(c, topic, during):
     return writer
 
 
+def await_failover(c, writer, topic, victim, since, what):
+    """Waits for partition 0 to get a leader other than `victim` and for the first record
+    produced after `since` to be acknowledged; prints how long that took."""
+    wait_until(lambda: c.leader(topic, 0) not in (-1, victim.id), 30, "a new leader")
+    wait_until(lambda: writer.first_ack_after(0, since), 60, "an ack from the new leader")
+    report(what, writer.first_ack_after(0, since) - since)
+
+
 def test_kill_partition_leader(cluster, topic):
     c = cluster(combined=3)
 
@@ -38,9 +46,7 @@ def test_kill_partition_leader(cluster, topic):
         victim = c.node(c.leader(topic, 0))
         killed_at = time.monotonic()
         victim.kill()
-        wait_until(lambda: c.leader(topic, 0) not in (-1, victim.id), 30, "a new leader")
-        wait_until(lambda: writer.first_ack_after(0, killed_at), 60, "an ack from the new leader")
-        report("kill -9 of a partition leader", writer.first_ack_after(0, killed_at) - killed_at)
+        await_failover(c, writer, topic, victim, killed_at, "kill -9 of a partition leader")
         c.restart(victim)
 
     run_writer(c, topic, fault)
@@ -74,10 +80,7 @@ def test_sigstop_leader_past_its_session(cluster, topic):
         stopped_at = time.monotonic()
         victim.pause()
         try:
-            # Ask the other nodes: the paused one cannot answer.
-            wait_until(lambda: c.leader(topic, 0) not in (-1, victim.id), 30, "a new leader")
-            wait_until(lambda: writer.first_ack_after(0, stopped_at), 60, "an ack from the new leader")
-            report("SIGSTOP of a partition leader", writer.first_ack_after(0, stopped_at) - stopped_at)
+            await_failover(c, writer, topic, victim, stopped_at, "SIGSTOP of a partition leader")
             time.sleep(2)
         finally:
             victim.resume()
@@ -212,9 +215,7 @@ def test_cut_a_leader_off_the_network_and_heal(cluster, topic):
         cut_at = time.monotonic()
         victim.netns.cut()
         try:
-            wait_until(lambda: c.leader(topic, 0) not in (-1, victim.id), 30, "a new leader")
-            wait_until(lambda: writer.first_ack_after(0, cut_at), 60, "an ack from the new leader")
-            report("network cut of a partition leader", writer.first_ack_after(0, cut_at) - cut_at)
+            await_failover(c, writer, topic, victim, cut_at, "network cut of a partition leader")
             time.sleep(3)
         finally:
             victim.netns.heal()
