@@ -1,18 +1,19 @@
 # The Strom image: strom-broker on Debian slim, running as a non-root user.
 #
 # BUILD=source (the default, for any machine with Docker) compiles in the official Rust builder
-# image. BUILD=prebuilt copies target/release/strom-broker built on the host, for machines with
-# no Rust builder image (scripts/build-image.sh uses it with buildah --pull=never).
+# image. BUILD=prebuilt copies target/image/strom-broker, the host's release build without its
+# debug info, for machines with no Rust builder image (scripts/build-image.sh makes it and
+# builds with buildah --pull=never).
 ARG BUILD=source
 
 FROM docker.io/library/rust:1-bookworm AS build-source
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p strom-broker \
-    && mkdir /out && cp target/release/strom-broker /out/
+    && mkdir /out && objcopy --strip-debug target/release/strom-broker /out/strom-broker
 
 FROM docker.io/library/debian:bookworm-slim AS build-prebuilt
-COPY target/release/strom-broker /out/strom-broker
+COPY target/image/strom-broker /out/strom-broker
 
 FROM build-${BUILD} AS build
 

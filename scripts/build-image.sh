@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Strom image without a Docker engine: buildah with --pull=never on a Debian base
-# image made locally with debootstrap (cached), using the release binary built on the host.
+# image made locally with debootstrap (cached), using the release binary built on the host
+# (stripped of its debug info).
 # With Docker, `docker build .` builds the same Dockerfile from source instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +27,8 @@ if ! buildah inspect --type image "$BASE" >/dev/null 2>&1; then
 fi
 
 cargo build --release --locked -q -p strom-broker
+# The release profile keeps line tables for profiling; the image does not need them.
+mkdir -p target/image
+objcopy --strip-debug target/release/strom-broker target/image/strom-broker
 buildah bud -q --pull=never --isolation chroot --build-arg BUILD=prebuilt -t "$IMAGE" . >/dev/null
 echo "built $IMAGE ($(buildah images --format '{{.Size}}' "$IMAGE"))" >&2
