@@ -102,12 +102,14 @@ fn append_partition(
             "transactions are not supported by this broker",
         ));
     }
-    let min_isr = t
-        .configs
-        .get("min.insync.replicas")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(ctx.config.int("min.insync.replicas") as usize);
-    if acks == -1 && p.isr.len() < min_isr {
+    // Only acks=all reads the ISR settings; acks=0/1 appends stay on the short path.
+    let min_isr = (acks == -1).then(|| {
+        t.configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(ctx.config.int("min.insync.replicas") as usize)
+    });
+    if let Some(min_isr) = min_isr.filter(|m| p.isr.len() < *m) {
         return Err(ApiError::new(
             ResponseError::NotEnoughReplicas,
             format!(
@@ -145,7 +147,7 @@ fn append_partition(
         .records_in
         .with_label_values(&[topic])
         .inc_by(headers.iter().map(|h| h.records_count.max(0) as u64).sum());
-    let awaiting = (acks == -1).then(|| AwaitingIsr {
+    let awaiting = min_isr.map(|min_isr| AwaitingIsr {
         log,
         end_offset: info.last_offset + 1,
         leader_epoch: p.leader_epoch,

@@ -19,6 +19,7 @@ impl EpochCache {
         let Ok(text) = std::fs::read_to_string(path) else {
             return EpochCache::default();
         };
+        // The first two lines are the format version and the entry count.
         let entries = text
             .lines()
             .skip(2)

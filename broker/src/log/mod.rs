@@ -112,6 +112,15 @@ struct LogState {
     replica: ReplicaState,
 }
 
+impl LogState {
+    /// Moves the high watermark to what the ISR allows; returns whether it moved.
+    fn advance_high_watermark(&mut self) -> bool {
+        let before = self.high_watermark;
+        self.high_watermark = self.replica.high_watermark(before, self.next_offset);
+        self.high_watermark != before
+    }
+}
+
 /// One partition's log: segments on disk and the offsets that describe them.
 pub struct PartitionLog {
     dir: PathBuf,
@@ -381,7 +390,7 @@ impl PartitionLog {
             state.producers.record(h);
         }
         state.next_offset = next;
-        state.high_watermark = state.replica.high_watermark(state.high_watermark, next);
+        state.advance_high_watermark();
         state.unflushed_messages += headers.iter().map(|h| h.records_count as i64).sum::<i64>();
         if state.unflushed_messages >= config.flush_messages {
             Self::flush_locked(&self.dir, state)?;
@@ -596,11 +605,7 @@ impl PartitionLog {
         } else {
             state.replica.become_follower(me, leader_epoch);
         }
-        let before = state.high_watermark;
-        state.high_watermark = state
-            .replica
-            .high_watermark(state.high_watermark, state.next_offset);
-        Ok(state.high_watermark != before)
+        Ok(state.advance_high_watermark())
     }
 
     /// Records a follower's fetch (the leader side); returns whether the high watermark moved.
@@ -610,11 +615,7 @@ impl PartitionLog {
         state
             .replica
             .record_fetch(replica, fetch_offset, state.next_offset, now);
-        let before = state.high_watermark;
-        state.high_watermark = state
-            .replica
-            .high_watermark(state.high_watermark, state.next_offset);
-        state.high_watermark != before
+        state.advance_high_watermark()
     }
 
     /// The ISR this leader should ask for, with the role it was computed under.

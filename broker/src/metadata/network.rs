@@ -49,17 +49,37 @@ fn network_error<E: std::error::Error>(e: std::io::Error) -> RPCError<NodeId, Ba
     }
 }
 
-fn unexpected<E: std::error::Error>(response: Response) -> RPCError<NodeId, BasicNode, E> {
+fn unexpected<E: std::error::Error>(request: &'static str) -> RPCError<NodeId, BasicNode, E> {
     network_error(std::io::Error::new(
         std::io::ErrorKind::InvalidData,
-        format!("unexpected controller response: {response:?}"),
+        format!("the controller answered {request} with another kind of response"),
     ))
 }
 
+type RaftResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+/// Picks the answer out of a response of the expected kind.
+type Unpack<T, E> = fn(Response) -> Option<Result<T, RaftError<NodeId, E>>>;
+
 impl PeerConnection {
-    async fn call(&mut self, request: Request, option: &RPCOption) -> std::io::Result<Response> {
+    /// Sends one Raft RPC named `name` and unpacks its answer with `unpack`.
+    async fn call<T, E: std::error::Error>(
+        &mut self,
+        name: &'static str,
+        request: Request,
+        option: &RPCOption,
+        unpack: Unpack<T, E>,
+    ) -> RaftResult<T, E> {
         let timeout = option.hard_ttl().max(Duration::from_millis(50));
-        self.client.call(&request, timeout).await
+        let response = self
+            .client
+            .call(&request, timeout)
+            .await
+            .map_err(network_error)?;
+        unpack(response)
+            .ok_or_else(|| unexpected(name))?
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
@@ -68,53 +88,45 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self
-            .call(Request::AppendEntries(rpc), &option)
-            .await
-            .map_err(network_error)?
-        {
-            Response::AppendEntries(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            other => Err(unexpected(other)),
-        }
+    ) -> RaftResult<AppendEntriesResponse<NodeId>> {
+        self.call(
+            "AppendEntries",
+            Request::AppendEntries(rpc),
+            &option,
+            |r| match r {
+                Response::AppendEntries(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        match self
-            .call(Request::InstallSnapshot(rpc), &option)
-            .await
-            .map_err(network_error)?
-        {
-            Response::InstallSnapshot(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            other => Err(unexpected(other)),
-        }
+    ) -> RaftResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(
+            "InstallSnapshot",
+            Request::InstallSnapshot(rpc),
+            &option,
+            |r| match r {
+                Response::InstallSnapshot(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
     }
 
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self
-            .call(Request::Vote(rpc), &option)
-            .await
-            .map_err(network_error)?
-        {
-            Response::Vote(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            other => Err(unexpected(other)),
-        }
+    ) -> RaftResult<VoteResponse<NodeId>> {
+        self.call("Vote", Request::Vote(rpc), &option, |r| match r {
+            Response::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 }
