@@ -16,11 +16,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::connection::BrokerConnection;
 use crate::api::topic_name;
 use crate::log::manager::{LogManager, TopicPartition};
 use crate::log::{AppendError, PartitionLog};
 use crate::metadata::Controller;
+use strom_client::BrokerConnection;
 
 /// What a fetcher needs besides its partitions.
 #[derive(Clone)]

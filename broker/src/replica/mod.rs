@@ -2,7 +2,6 @@
 //! the local logs (leader epoch, ISR), runs one fetcher per leader this broker follows, and
 //! asks the controller to shrink or expand ISRs (Kafka's AlterPartition).
 
-mod connection;
 mod fetcher;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,5 +1,5 @@
-//! A Kafka-protocol connection from this broker to another broker's client listener, used by
-//! followers (Fetch, OffsetForLeaderEpoch with their replica id set).
+//! One Kafka-protocol connection to a broker's client listener: frames a request, reads its
+//! response, and checks the correlation id.
 
 use std::io;
 use std::time::Duration;
