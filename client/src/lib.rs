@@ -6,3 +6,4 @@ mod connection;
 
 pub use admin::{Admin, AdminError, ClusterView, PartitionView, Reassignment, TopicView};
 pub use connection::BrokerConnection;
+pub use kafka_protocol::ResponseError;

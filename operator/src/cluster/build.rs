@@ -1,0 +1,331 @@
+//! Builds the objects a validated cluster needs (pure): the nodes' ConfigMap, the headless and
+//! bootstrap Services, one StatefulSet per pool and a PodDisruptionBudget.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::validate::{Pool, ValidCluster, CONTROLLER_LISTENER};
+use crate::crd::StorageType;
+
+/// Label with the cluster's name on everything the operator creates.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Label with the pool's name on its pods.
+pub const POOL_LABEL: &str = "strom.dev/pool";
+/// Label on pods that have the broker role; the bootstrap Service selects it.
+pub const BROKER_LABEL: &str = "strom.dev/broker";
+/// Pod annotation holding the hash of the pool's `server.properties`.
+pub const CONFIG_HASH_ANNOTATION: &str = "strom.dev/config-hash";
+/// Where the log directory is mounted in the broker container.
+pub const DATA_DIR: &str = "/var/lib/strom/data";
+const CONFIG_DIR: &str = "/etc/strom";
+
+fn typed<T: DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("built objects match their Kubernetes types")
+}
+
+/// Labels shared by every object of the cluster.
+pub fn cluster_labels(cluster: &ValidCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "strom".into()),
+        (INSTANCE_LABEL.into(), cluster.name.clone()),
+        (
+            "app.kubernetes.io/managed-by".into(),
+            "strom-operator".into(),
+        ),
+    ])
+}
+
+fn pool_selector(cluster: &ValidCluster, pool: &Pool) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (INSTANCE_LABEL.into(), cluster.name.clone()),
+        (POOL_LABEL.into(), pool.name.clone()),
+    ])
+}
+
+fn metadata(cluster: &ValidCluster, name: String, owner: &OwnerReference) -> Value {
+    json!({
+        "name": name,
+        "namespace": cluster.namespace,
+        "labels": cluster_labels(cluster),
+        "ownerReferences": [owner],
+    })
+}
+
+/// The `server.properties` of a pool's nodes. Per-pod values (`node.id`,
+/// `advertised.listeners`) are added on the command line at start.
+pub fn server_properties(cluster: &ValidCluster, pool: &Pool) -> String {
+    let mut listeners = Vec::new();
+    let mut protocols = Vec::new();
+    if pool.broker {
+        for l in &cluster.listeners {
+            listeners.push(format!("{}://0.0.0.0:{}", l.name, l.port));
+            protocols.push(format!("{}:PLAINTEXT", l.name));
+        }
+    }
+    if pool.controller {
+        listeners.push(format!(
+            "{CONTROLLER_LISTENER}://0.0.0.0:{}",
+            cluster.controller_port
+        ));
+    }
+    protocols.push(format!("{CONTROLLER_LISTENER}:PLAINTEXT"));
+    let mut lines = vec![
+        format!("# Written by strom-operator for pool {}.", pool.name),
+        format!("process.roles={}", pool.process_roles()),
+        format!("controller.quorum.voters={}", cluster.voters()),
+        format!("controller.listener.names={CONTROLLER_LISTENER}"),
+        format!("listeners={}", listeners.join(",")),
+        format!("listener.security.protocol.map={}", protocols.join(",")),
+        format!("inter.broker.listener.name={}", cluster.listeners[0].name),
+        format!("log.dirs={DATA_DIR}"),
+        format!("metrics.listener=0.0.0.0:{}", cluster.metrics_port),
+    ];
+    lines.extend(cluster.config.iter().map(|(k, v)| format!("{k}={v}")));
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+fn properties_key(pool: &Pool) -> String {
+    format!("{}.properties", pool.name)
+}
+
+/// Hex SHA-256 of a pool's properties; a change rolls the pool's pods.
+pub fn config_hash(cluster: &ValidCluster, pool: &Pool) -> String {
+    let digest = Sha256::digest(server_properties(cluster, pool).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One ConfigMap with a `<pool>.properties` entry per pool.
+pub fn config_map(cluster: &ValidCluster, owner: &OwnerReference) -> ConfigMap {
+    let data: BTreeMap<String, String> = cluster
+        .pools
+        .iter()
+        .map(|p| (properties_key(p), server_properties(cluster, p)))
+        .collect();
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(cluster, format!("{}-config", cluster.name), owner),
+        "data": data,
+    }))
+}
+
+fn client_ports(cluster: &ValidCluster) -> Vec<Value> {
+    cluster
+        .listeners
+        .iter()
+        .map(|l| json!({"name": port_name(&l.name), "port": l.port, "targetPort": l.port}))
+        .collect()
+}
+
+/// Service port names are DNS labels: lower case, at most 15 characters.
+fn port_name(listener: &str) -> String {
+    let name: String = listener
+        .to_ascii_lowercase()
+        .replace('_', "-")
+        .chars()
+        .take(15)
+        .collect();
+    name.trim_matches('-').to_owned()
+}
+
+/// The headless Service behind every pod's stable DNS name. It publishes pods before they are
+/// Ready, because the controllers must find each other to become Ready at all.
+pub fn headless_service(cluster: &ValidCluster, owner: &OwnerReference) -> Service {
+    let mut ports = client_ports(cluster);
+    ports.push(json!({"name": "controller", "port": cluster.controller_port}));
+    ports.push(json!({"name": "metrics", "port": cluster.metrics_port}));
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cluster, cluster.headless_service(), owner),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": true,
+            "selector": {INSTANCE_LABEL: cluster.name},
+            "ports": ports,
+        },
+    }))
+}
+
+/// The ClusterIP Service clients bootstrap from: Ready brokers only.
+pub fn bootstrap_service(cluster: &ValidCluster, owner: &OwnerReference) -> Service {
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cluster, cluster.bootstrap_service(), owner),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {INSTANCE_LABEL: cluster.name, BROKER_LABEL: "true"},
+            "ports": client_ports(cluster),
+        },
+    }))
+}
+
+/// The PodDisruptionBudget: one node of the cluster down at a time. `api_version` is
+/// `policy/v1`, or `policy/v1beta1` on clusters older than 1.21.
+pub fn pod_disruption_budget(
+    cluster: &ValidCluster,
+    owner: &OwnerReference,
+    api_version: &str,
+) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(cluster, cluster.name.clone(), owner),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {INSTANCE_LABEL: cluster.name}},
+        },
+    })
+}
+
+/// The container's start command: node id from the pod ordinal, listeners advertised under the
+/// pod's stable DNS name.
+fn start_script(cluster: &ValidCluster, pool: &Pool) -> String {
+    let mut script = format!(
+        "exec strom-broker {CONFIG_DIR}/server.properties --override node.id=$(({} + ${{HOSTNAME##*-}}))",
+        pool.node_id_start
+    );
+    if pool.broker {
+        let domain = format!(
+            "{}.{}.svc.{}",
+            cluster.headless_service(),
+            cluster.namespace,
+            cluster.cluster_domain
+        );
+        let advertised: Vec<String> = cluster
+            .listeners
+            .iter()
+            .map(|l| format!("{}://$HOSTNAME.{domain}:{}", l.name, l.port))
+            .collect();
+        script.push_str(&format!(
+            " --override advertised.listeners={}",
+            advertised.join(",")
+        ));
+    }
+    script
+}
+
+/// The StatefulSet of one pool at `replicas` pods. Its update strategy is OnDelete: the operator
+/// rolls pods itself, one at a time, checking the cluster between them.
+pub fn statefulset(
+    cluster: &ValidCluster,
+    pool: &Pool,
+    replicas: i32,
+    owner: &OwnerReference,
+) -> StatefulSet {
+    let mut pod_labels = cluster_labels(cluster);
+    pod_labels.extend(pool_selector(cluster, pool));
+    if pool.broker {
+        pod_labels.insert(BROKER_LABEL.into(), "true".into());
+    }
+    let mut annotations = BTreeMap::from([(
+        CONFIG_HASH_ANNOTATION.to_owned(),
+        config_hash(cluster, pool),
+    )]);
+    if cluster.scrape_annotations {
+        annotations.insert("prometheus.io/scrape".into(), "true".into());
+        annotations.insert(
+            "prometheus.io/port".into(),
+            cluster.metrics_port.to_string(),
+        );
+        annotations.insert("prometheus.io/path".into(), "/metrics".into());
+    }
+    let mut ports: Vec<Value> = Vec::new();
+    if pool.broker {
+        ports.extend(
+            cluster
+                .listeners
+                .iter()
+                .map(|l| json!({"name": port_name(&l.name), "containerPort": l.port})),
+        );
+    }
+    if pool.controller {
+        ports.push(json!({"name": "controller", "containerPort": cluster.controller_port}));
+    }
+    ports.push(json!({"name": "metrics", "containerPort": cluster.metrics_port}));
+
+    let mut container = json!({
+        "name": "strom",
+        "image": cluster.image,
+        "command": ["/bin/sh", "-c", start_script(cluster, pool)],
+        "ports": ports,
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
+        ],
+    });
+    if let Some(policy) = &cluster.image_pull_policy {
+        container["imagePullPolicy"] = json!(policy);
+    }
+    if let Some(resources) = &pool.resources {
+        container["resources"] = json!(resources);
+    }
+    let mut volumes = vec![json!({
+        "name": "config",
+        "configMap": {
+            "name": format!("{}-config", cluster.name),
+            "items": [{"key": properties_key(pool), "path": "server.properties"}],
+        },
+    })];
+    let mut spec = json!({
+        "serviceName": cluster.headless_service(),
+        "replicas": replicas,
+        // Controllers only become Ready together (a quorum needs its peers), so pods must not
+        // wait for each other to start.
+        "podManagementPolicy": "Parallel",
+        "updateStrategy": {"type": "OnDelete"},
+        "selector": {"matchLabels": pool_selector(cluster, pool)},
+        "template": {
+            "metadata": {"labels": pod_labels, "annotations": annotations},
+            "spec": {
+                // The broker's controlled shutdown waits at most one session timeout.
+                "terminationGracePeriodSeconds": 60,
+                "securityContext": {"runAsNonRoot": true, "fsGroup": 65532},
+                "containers": [container],
+                "volumes": [],
+            },
+        },
+    });
+    match pool.storage.kind {
+        StorageType::Ephemeral => volumes.push(json!({"name": "data", "emptyDir": {}})),
+        StorageType::PersistentClaim => {
+            let mut claim = json!({
+                "metadata": {"name": "data", "labels": cluster_labels(cluster)},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": pool.storage.size}},
+                },
+            });
+            if let Some(class) = &pool.storage.class {
+                claim["spec"]["storageClassName"] = json!(class);
+            }
+            spec["volumeClaimTemplates"] = json!([claim]);
+        }
+    }
+    spec["template"]["spec"]["volumes"] = json!(volumes);
+    typed(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(cluster, cluster.statefulset_name(pool), owner),
+        "spec": spec,
+    }))
+}

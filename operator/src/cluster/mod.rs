@@ -1,0 +1,630 @@
+//! The KafkaCluster controller: read → validate → build → apply → roll and scale → status.
+
+pub mod build;
+pub mod plan;
+mod probe;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use strom_client::{Admin, ClusterView};
+
+use crate::conditions::{conditions, Report};
+use crate::context::{apply, object_key, Context, Error, FIELD_MANAGER};
+use crate::crd::{KafkaCluster, KafkaClusterStatus, PoolStatus, StorageType};
+use build::INSTANCE_LABEL;
+use plan::{PodState, RollStep};
+use validate::{Pool, ValidCluster};
+
+/// Requeue interval while something is in progress.
+const BUSY: Duration = Duration::from_secs(5);
+/// Requeue interval of a settled cluster.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// What this reconcile found and did, for the status.
+#[derive(Default)]
+struct Outcome {
+    progress: Vec<String>,
+    problems: Vec<String>,
+}
+
+/// Reconciles one KafkaCluster.
+pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("kafkacluster");
+    let action = reconcile_cluster(&cluster, &ctx).await?;
+    ctx.succeeded(&object_key(cluster.as_ref()));
+    Ok(action)
+}
+
+/// Counts the error and retries with backoff.
+pub fn error_policy(cluster: Arc<KafkaCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %cluster.name_any(), %error, "reconcile failed");
+    ctx.metrics.error("kafkacluster", error.kind());
+    ctx.backoff(&object_key(cluster.as_ref()))
+}
+
+async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Action, Error> {
+    let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
+    let reference = cluster.object_ref(&());
+    let valid = match validate::validate(cluster, &ctx.defaults) {
+        Ok(valid) => valid,
+        Err(invalid) => {
+            let message = format!("the spec cannot be applied: {invalid}");
+            ctx.event(&reference, true, "InvalidSpec", message.clone())
+                .await;
+            let reports = vec![
+                Report::new("Ready", false, "InvalidSpec", message.clone()),
+                Report::new("Progressing", false, "InvalidSpec", "nothing was changed"),
+                Report::new("Degraded", true, "InvalidSpec", message),
+            ];
+            let mut status = cluster.status.clone().unwrap_or_default();
+            status.observed_generation = cluster.metadata.generation;
+            status.conditions = conditions(
+                reports,
+                cluster.metadata.generation,
+                &cluster
+                    .status
+                    .as_ref()
+                    .map(|s| s.conditions.clone())
+                    .unwrap_or_default(),
+            );
+            patch_status(ctx, cluster, &status).await?;
+            // Nothing to retry until the spec changes.
+            return Ok(Action::await_change());
+        }
+    };
+    let owner = cluster
+        .controller_owner_ref(&())
+        .expect("a stored KafkaCluster has a uid");
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut existing = BTreeMap::new();
+    for pool in &valid.pools {
+        if let Some(sts) = statefulsets.get_opt(&valid.statefulset_name(pool)).await? {
+            existing.insert(pool.name.clone(), sts);
+        }
+    }
+    let mut admin = connect(ctx, &valid, &existing).await;
+    let view = match admin.as_mut() {
+        Some(a) => a.cluster().await.ok(),
+        None => None,
+    };
+    let ongoing = match admin.as_mut() {
+        Some(a) => a.ongoing_reassignments().await.ok(),
+        None => None,
+    };
+
+    let mut outcome = Outcome::default();
+    let replicas = scale(
+        ctx,
+        cluster,
+        &valid,
+        &existing,
+        &mut admin,
+        view.as_ref(),
+        ongoing,
+        &mut outcome,
+    )
+    .await?;
+
+    // Apply in dependency order: Services, ConfigMap, PDB, StatefulSets.
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply(
+        &services,
+        &valid.headless_service(),
+        &build::headless_service(&valid, &owner),
+    )
+    .await?;
+    apply(
+        &services,
+        &valid.bootstrap_service(),
+        &build::bootstrap_service(&valid, &owner),
+    )
+    .await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    let config_map = build::config_map(&valid, &owner);
+    apply(
+        &config_maps,
+        config_map.metadata.name.as_deref().unwrap_or_default(),
+        &config_map,
+    )
+    .await?;
+    let pdbs: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &ctx.pdb);
+    let pdb = build::pod_disruption_budget(&valid, &owner, &ctx.pdb.api_version);
+    pdbs.patch(
+        &valid.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&pdb),
+    )
+    .await?;
+    let mut applied = BTreeMap::new();
+    for pool in &valid.pools {
+        let name = valid.statefulset_name(pool);
+        let sts = build::statefulset(&valid, pool, replicas[&pool.name], &owner);
+        applied.insert(pool.name.clone(), apply(&statefulsets, &name, &sts).await?);
+    }
+    claims(ctx, &valid, cluster, &replicas).await?;
+
+    let pods = pod_states(ctx, &valid, &applied).await?;
+    let active_controller = active_controller(&valid, &pods).await;
+    roll(
+        ctx,
+        cluster,
+        &pods,
+        active_controller,
+        view.as_ref(),
+        &mut outcome,
+    )
+    .await?;
+    if outcome.progress.is_empty() {
+        rebalance(
+            ctx,
+            cluster,
+            &valid,
+            &pods,
+            &mut admin,
+            view.as_ref(),
+            ongoing,
+            &mut outcome,
+        )
+        .await?;
+    }
+
+    let status = status(
+        cluster,
+        &valid,
+        &applied,
+        &pods,
+        active_controller,
+        view.as_ref(),
+        &outcome,
+    );
+    patch_status(ctx, cluster, &status).await?;
+    Ok(Action::requeue(
+        if outcome.progress.is_empty() && outcome.problems.is_empty() {
+            IDLE
+        } else {
+            BUSY
+        },
+    ))
+}
+
+/// Connects to the bootstrap Service once some broker pod runs.
+async fn connect(
+    ctx: &Context,
+    valid: &ValidCluster,
+    existing: &BTreeMap<String, StatefulSet>,
+) -> Option<Admin> {
+    let any_ready_broker = valid.pools.iter().filter(|p| p.broker).any(|p| {
+        existing
+            .get(&p.name)
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+            > 0
+    });
+    if !any_ready_broker {
+        return None;
+    }
+    match Admin::connect(&[valid.bootstrap_address()], ctx.admin_timeout).await {
+        Ok(admin) => Some(admin),
+        Err(e) => {
+            tracing::info!(cluster = %valid.name, error = %e, "cannot reach the brokers");
+            None
+        }
+    }
+}
+
+/// Decides each pool's StatefulSet size. Growing happens at once; a broker pool shrinks only
+/// once the brokers that leave hold no partition replicas, after moving them away.
+#[allow(clippy::too_many_arguments)]
+async fn scale(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    valid: &ValidCluster,
+    existing: &BTreeMap<String, StatefulSet>,
+    admin: &mut Option<Admin>,
+    view: Option<&ClusterView>,
+    ongoing: Option<usize>,
+    outcome: &mut Outcome,
+) -> Result<BTreeMap<String, i32>, Error> {
+    let mut replicas = BTreeMap::new();
+    for pool in &valid.pools {
+        let current = existing
+            .get(&pool.name)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .unwrap_or(0);
+        let target = if pool.replicas >= current || !pool.broker {
+            pool.replicas
+        } else {
+            let leaving: BTreeSet<i32> = (pool.replicas..current)
+                .map(|i| pool.node_id_start + i)
+                .collect();
+            if drained(
+                ctx, cluster, valid, pool, &leaving, admin, view, ongoing, outcome,
+            )
+            .await?
+            {
+                pool.replicas
+            } else {
+                current
+            }
+        };
+        replicas.insert(pool.name.clone(), target);
+    }
+    Ok(replicas)
+}
+
+/// Whether the `leaving` brokers hold nothing; if not, starts moving their replicas away.
+#[allow(clippy::too_many_arguments)]
+async fn drained(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    valid: &ValidCluster,
+    pool: &Pool,
+    leaving: &BTreeSet<i32>,
+    admin: &mut Option<Admin>,
+    view: Option<&ClusterView>,
+    ongoing: Option<usize>,
+    outcome: &mut Outcome,
+) -> Result<bool, Error> {
+    let ids = format!("{leaving:?}");
+    let (Some(admin), Some(view), Some(ongoing)) = (admin.as_mut(), view, ongoing) else {
+        outcome.progress.push(format!(
+            "pool {} waits to reach the brokers before draining {ids}",
+            pool.name
+        ));
+        return Ok(false);
+    };
+    let held: usize = leaving.iter().map(|b| view.replicas_on(*b)).sum();
+    if held == 0 && ongoing == 0 {
+        return Ok(true);
+    }
+    if ongoing > 0 {
+        outcome.progress.push(format!(
+            "pool {}: {ongoing} partition moves in progress before brokers {ids} leave",
+            pool.name
+        ));
+        return Ok(false);
+    }
+    let staying: BTreeSet<i32> = valid.broker_ids().difference(leaving).copied().collect();
+    match plan::drain_plan(view, leaving, &staying) {
+        Ok(moves) => {
+            admin.reassign(&moves).await?;
+            let message = format!(
+                "moving {} partitions off brokers {ids} before pool {} shrinks to {}",
+                moves.len(),
+                pool.name,
+                pool.replicas
+            );
+            tracing::info!(cluster = %valid.name, "{message}");
+            ctx.event(&cluster.object_ref(&()), false, "Drain", message.clone())
+                .await;
+            outcome.progress.push(message);
+            Ok(false)
+        }
+        Err(e) => {
+            outcome.problems.push(format!(
+                "pool {} cannot shrink to {}: {e}",
+                pool.name, pool.replicas
+            ));
+            Ok(false)
+        }
+    }
+}
+
+/// Gives the pods' claims an owner reference to the cluster when `deleteClaim` is set, so they
+/// go with it, and deletes the claims of pods a shrink removed.
+async fn claims(
+    ctx: &Context,
+    valid: &ValidCluster,
+    cluster: &KafkaCluster,
+    replicas: &BTreeMap<String, i32>,
+) -> Result<(), Error> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+    let owner = cluster
+        .controller_owner_ref(&())
+        .expect("a stored KafkaCluster has a uid");
+    for pool in &valid.pools {
+        if pool.storage.kind != StorageType::PersistentClaim || !pool.storage.delete_claim {
+            continue;
+        }
+        let prefix = format!("data-{}-", valid.statefulset_name(pool));
+        let selector = format!("{INSTANCE_LABEL}={}", valid.name);
+        for pvc in pvcs.list(&ListParams::default().labels(&selector)).await? {
+            let name = pvc.name_any();
+            let Some(ordinal) = name
+                .strip_prefix(&prefix)
+                .and_then(|o| o.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if ordinal >= replicas[&pool.name] {
+                pvcs.delete(&name, &DeleteParams::default()).await?;
+            } else if !pvc.owner_references().iter().any(|o| o.uid == owner.uid) {
+                let patch = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": name, "ownerReferences": [{
+                        "apiVersion": owner.api_version, "kind": owner.kind,
+                        "name": owner.name, "uid": owner.uid}]}});
+                pvcs.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the cluster's pods: node id, role, readiness and whether they are outdated.
+async fn pod_states(
+    ctx: &Context,
+    valid: &ValidCluster,
+    applied: &BTreeMap<String, StatefulSet>,
+) -> Result<Vec<PodState>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+    let selector = format!("{INSTANCE_LABEL}={}", valid.name);
+    let mut states = Vec::new();
+    for pod in pods.list(&ListParams::default().labels(&selector)).await? {
+        let name = pod.name_any();
+        let Some(pool) = valid
+            .pools
+            .iter()
+            .find(|p| pod.labels().get(build::POOL_LABEL) == Some(&p.name))
+        else {
+            continue;
+        };
+        let Some(ordinal) = name.rsplit('-').next().and_then(|o| o.parse::<i32>().ok()) else {
+            continue;
+        };
+        let update_revision = applied
+            .get(&pool.name)
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s.update_revision.clone());
+        let revision = pod.labels().get("controller-revision-hash");
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        states.push(PodState {
+            name,
+            node_id: pool.node_id_start + ordinal,
+            controller: pool.controller,
+            ready,
+            outdated: update_revision.is_some() && revision != update_revision.as_ref(),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+        });
+    }
+    states.sort_by_key(|p| p.node_id);
+    Ok(states)
+}
+
+/// Asks the Ready controller pods, in turn, for the active controller.
+async fn active_controller(valid: &ValidCluster, pods: &[PodState]) -> Option<i32> {
+    for pod in pods.iter().filter(|p| p.controller && p.ready) {
+        let pool = valid.pools.iter().find(|p| {
+            pod.node_id >= p.node_id_start && pod.name.starts_with(&valid.statefulset_name(p))
+        })?;
+        let host = valid.pod_host(pool, pod.node_id - pool.node_id_start);
+        if let Some(leader) =
+            probe::active_controller(&host, valid.metrics_port, Duration::from_secs(3)).await
+        {
+            return Some(leader);
+        }
+    }
+    None
+}
+
+/// Takes the next step of a rolling restart, if one is due.
+async fn roll(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    pods: &[PodState],
+    active_controller: Option<i32>,
+    view: Option<&ClusterView>,
+    outcome: &mut Outcome,
+) -> Result<(), Error> {
+    let under_replicated = view.map(|v| v.under_replicated());
+    match plan::next_roll(pods, active_controller, under_replicated) {
+        RollStep::Done => {}
+        RollStep::Wait(reason) => outcome
+            .progress
+            .push(format!("rolling restart waits: {reason}")),
+        RollStep::Restart { pod, reason } => {
+            let pods_api: Api<Pod> =
+                Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+            pods_api.delete(&pod, &DeleteParams::default()).await?;
+            let message = format!("restarting pod {pod}: {reason}");
+            tracing::info!(cluster = %cluster.name_any(), "{message}");
+            ctx.event(
+                &cluster.object_ref(&()),
+                false,
+                "RollingRestart",
+                message.clone(),
+            )
+            .await;
+            outcome.progress.push(message);
+        }
+    }
+    Ok(())
+}
+
+/// After brokers join, evens out partition replicas across every broker of the spec.
+#[allow(clippy::too_many_arguments)]
+async fn rebalance(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    valid: &ValidCluster,
+    pods: &[PodState],
+    admin: &mut Option<Admin>,
+    view: Option<&ClusterView>,
+    ongoing: Option<usize>,
+    outcome: &mut Outcome,
+) -> Result<(), Error> {
+    let (Some(admin), Some(view), Some(ongoing)) = (admin.as_mut(), view, ongoing) else {
+        return Ok(());
+    };
+    let brokers = valid.broker_ids();
+    let all_live = brokers.iter().all(|b| view.brokers.contains_key(b));
+    if ongoing > 0 {
+        outcome
+            .progress
+            .push(format!("{ongoing} partition moves in progress"));
+        return Ok(());
+    }
+    if !all_live || pods.iter().any(|p| !p.ready) || view.under_replicated() > 0 {
+        return Ok(());
+    }
+    let moves = plan::balance_plan(view, &brokers);
+    if moves.is_empty() {
+        return Ok(());
+    }
+    admin.reassign(&moves).await?;
+    let message = format!(
+        "rebalancing {} partitions across brokers {brokers:?}",
+        moves.len()
+    );
+    tracing::info!(cluster = %valid.name, "{message}");
+    ctx.event(
+        &cluster.object_ref(&()),
+        false,
+        "Rebalance",
+        message.clone(),
+    )
+    .await;
+    outcome.progress.push(message);
+    Ok(())
+}
+
+fn status(
+    cluster: &KafkaCluster,
+    valid: &ValidCluster,
+    applied: &BTreeMap<String, StatefulSet>,
+    pods: &[PodState],
+    active_controller: Option<i32>,
+    view: Option<&ClusterView>,
+    outcome: &Outcome,
+) -> KafkaClusterStatus {
+    let mut pools = Vec::new();
+    let mut ready_brokers = 0;
+    let mut all_ready = true;
+    for pool in &valid.pools {
+        let prefix = format!("{}-", valid.statefulset_name(pool));
+        let of_pool: Vec<&PodState> = pods
+            .iter()
+            .filter(|p| p.name.starts_with(&prefix))
+            .collect();
+        let replicas = applied
+            .get(&pool.name)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .unwrap_or(0);
+        let ready = of_pool.iter().filter(|p| p.ready).count() as i32;
+        all_ready &= replicas == pool.replicas && ready == pool.replicas;
+        if pool.broker {
+            ready_brokers += ready;
+        }
+        pools.push(PoolStatus {
+            name: pool.name.clone(),
+            replicas,
+            ready_replicas: ready,
+            outdated_replicas: of_pool.iter().filter(|p| p.outdated).count() as i32,
+        });
+    }
+    let under_replicated = view.map(|v| v.under_replicated());
+    let mut reports = Vec::new();
+    let ready = all_ready && outcome.progress.is_empty() && under_replicated == Some(0);
+    let why_not = if !outcome.progress.is_empty() {
+        outcome.progress.join("; ")
+    } else if !all_ready {
+        "waiting for pods to be Ready".to_owned()
+    } else {
+        match under_replicated {
+            None => "the brokers cannot be reached over the bootstrap Service".to_owned(),
+            Some(n) => format!("{n} partitions are under-replicated"),
+        }
+    };
+    reports.push(if ready {
+        Report::new(
+            "Ready",
+            true,
+            "Ready",
+            "every pod is Ready and every partition fully replicated",
+        )
+    } else {
+        Report::new("Ready", false, "NotReady", why_not)
+    });
+    reports.push(if outcome.progress.is_empty() {
+        Report::new("Progressing", false, "Idle", "nothing in progress")
+    } else {
+        Report::new(
+            "Progressing",
+            true,
+            "Reconciling",
+            outcome.progress.join("; "),
+        )
+    });
+    reports.push(if outcome.problems.is_empty() {
+        Report::new("Degraded", false, "AsExpected", "no problem found")
+    } else {
+        Report::new(
+            "Degraded",
+            true,
+            "CannotComplete",
+            outcome.problems.join("; "),
+        )
+    });
+    let previous = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    KafkaClusterStatus {
+        observed_generation: cluster.metadata.generation,
+        conditions: conditions(reports, cluster.metadata.generation, &previous),
+        pools,
+        ready_brokers,
+        desired_brokers: valid
+            .pools
+            .iter()
+            .filter(|p| p.broker)
+            .map(|p| p.replicas)
+            .sum(),
+        quorum_voters: Some(valid.voters()),
+        controller_leader: active_controller,
+        bootstrap: Some(valid.bootstrap_address()),
+    }
+}
+
+async fn patch_status(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    status: &KafkaClusterStatus,
+) -> Result<(), Error> {
+    let api: Api<KafkaCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": KafkaCluster::api_version(&()),
+        "kind": KafkaCluster::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Decisions about a running cluster (pure): which pod to restart next in a roll, and which
+//! partitions to move when brokers leave or join.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use strom_client::{ClusterView, Reassignment};
+
+/// What the operator knows about one pod of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodState {
+    /// Pod name.
+    pub name: String,
+    /// Its node id.
+    pub node_id: i32,
+    /// It votes in the quorum.
+    pub controller: bool,
+    /// Its readiness condition is True.
+    pub ready: bool,
+    /// It runs an older revision of its StatefulSet.
+    pub outdated: bool,
+    /// It is being deleted.
+    pub terminating: bool,
+}
+
+/// The next step of a rolling restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollStep {
+    /// Every pod is up to date.
+    Done,
+    /// Not safe to restart anything yet, for the given reason.
+    Wait(String),
+    /// Delete this pod so that its StatefulSet recreates it on the new revision.
+    Restart {
+        /// Pod name.
+        pod: String,
+        /// Why it goes now.
+        reason: String,
+    },
+}
+
+/// Picks the next pod to restart: one at a time, controllers before brokers, the active
+/// controller last among the controllers, and only when every other pod is Ready and no
+/// partition is under-replicated (`under_replicated` is `None` when the brokers cannot be
+/// asked). An outdated pod that is not Ready serves nobody and goes first.
+pub fn next_roll(
+    pods: &[PodState],
+    active_controller: Option<i32>,
+    under_replicated: Option<usize>,
+) -> RollStep {
+    if let Some(p) = pods.iter().find(|p| p.terminating) {
+        return RollStep::Wait(format!("pod {} is terminating", p.name));
+    }
+    let mut outdated: Vec<&PodState> = pods.iter().filter(|p| p.outdated).collect();
+    if outdated.is_empty() {
+        return RollStep::Done;
+    }
+    if let Some(p) = outdated.iter().find(|p| !p.ready) {
+        return RollStep::Restart {
+            pod: p.name.clone(),
+            reason: "it is outdated and not Ready".into(),
+        };
+    }
+    if let Some(p) = pods.iter().find(|p| !p.ready) {
+        return RollStep::Wait(format!("pod {} is not Ready", p.name));
+    }
+    match under_replicated {
+        None => return RollStep::Wait("the brokers cannot be asked about replication".into()),
+        Some(n) if n > 0 => {
+            return RollStep::Wait(format!("{n} partitions are under-replicated"));
+        }
+        Some(_) => {}
+    }
+    let order = |p: &PodState| match (p.controller, Some(p.node_id) == active_controller) {
+        (true, false) => 0,
+        (true, true) => 1,
+        (false, _) => 2,
+    };
+    outdated.sort_by_key(|p| (order(p), p.node_id));
+    let p = outdated[0];
+    RollStep::Restart {
+        pod: p.name.clone(),
+        reason: format!("{} pods are outdated", outdated.len()),
+    }
+}
+
+/// A partition move that cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{topic}-{partition} has {replicas} replicas but only {brokers} brokers would stay")]
+pub struct CannotDrain {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// Its replication factor.
+    pub replicas: usize,
+    /// Brokers that stay.
+    pub brokers: usize,
+}
+
+fn load(view: &ClusterView, brokers: &BTreeSet<i32>) -> BTreeMap<i32, usize> {
+    let mut load: BTreeMap<i32, usize> = brokers.iter().map(|b| (*b, 0)).collect();
+    for (_, p) in view.partitions() {
+        for r in &p.replicas {
+            if let Some(n) = load.get_mut(r) {
+                *n += 1;
+            }
+        }
+    }
+    load
+}
+
+/// Moves every replica on a `leaving` broker to the least loaded `staying` broker that does
+/// not hold the partition yet, keeping each replica's position (so the preferred leader
+/// moves in place).
+pub fn drain_plan(
+    view: &ClusterView,
+    leaving: &BTreeSet<i32>,
+    staying: &BTreeSet<i32>,
+) -> Result<Vec<Reassignment>, CannotDrain> {
+    let mut load = load(view, staying);
+    let mut moves = Vec::new();
+    for (topic, p) in view.partitions() {
+        if !p.replicas.iter().any(|r| leaving.contains(r)) {
+            continue;
+        }
+        let mut replicas = p.replicas.clone();
+        for i in 0..replicas.len() {
+            if !leaving.contains(&replicas[i]) {
+                continue;
+            }
+            let target = load
+                .iter()
+                .filter(|(b, _)| !replicas.contains(b))
+                .min_by_key(|(b, n)| (**n, **b))
+                .map(|(b, _)| *b)
+                .ok_or_else(|| CannotDrain {
+                    topic: topic.to_owned(),
+                    partition: p.index,
+                    replicas: p.replicas.len(),
+                    brokers: staying.len(),
+                })?;
+            replicas[i] = target;
+            *load.entry(target).or_default() += 1;
+        }
+        moves.push(Reassignment {
+            topic: topic.to_owned(),
+            partition: p.index,
+            replicas,
+        });
+    }
+    Ok(moves)
+}
+
+/// Evens out replica counts across `brokers` (most loaded to least loaded, one replica at a
+/// time) until no two brokers differ by more than one. Used after brokers join.
+pub fn balance_plan(view: &ClusterView, brokers: &BTreeSet<i32>) -> Vec<Reassignment> {
+    let mut load = load(view, brokers);
+    let mut planned: BTreeMap<(String, i32), Vec<i32>> = view
+        .partitions()
+        .map(|(t, p)| ((t.to_owned(), p.index), p.replicas.clone()))
+        .collect();
+    let total: usize = load.values().sum();
+    for _ in 0..=total {
+        let Some((&most, &high)) = load.iter().max_by_key(|(b, n)| (**n, -**b)) else {
+            break;
+        };
+        let Some((&least, &low)) = load.iter().min_by_key(|(b, n)| (**n, **b)) else {
+            break;
+        };
+        if high <= low + 1 {
+            break;
+        }
+        let candidate = planned
+            .iter_mut()
+            .find(|(_, r)| r.contains(&most) && !r.contains(&least));
+        let Some((_, replicas)) = candidate else {
+            break;
+        };
+        for r in replicas.iter_mut() {
+            if *r == most {
+                *r = least;
+            }
+        }
+        *load.get_mut(&most).expect("loaded broker") -= 1;
+        *load.get_mut(&least).expect("loaded broker") += 1;
+    }
+    view.partitions()
+        .filter_map(|(t, p)| {
+            let replicas = &planned[&(t.to_owned(), p.index)];
+            (replicas != &p.replicas).then(|| Reassignment {
+                topic: t.to_owned(),
+                partition: p.index,
+                replicas: replicas.clone(),
+            })
+        })
+        .collect()
+}

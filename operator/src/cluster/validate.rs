@@ -1,0 +1,385 @@
+//! Checks a KafkaCluster spec and resolves its defaults (pure). Every problem is reported at
+//! once, in plain words, so that one status condition tells the user all there is to fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::ResourceExt;
+
+use crate::crd::{KafkaCluster, ListenerSpec, Role, StorageSpec, StorageType};
+
+/// Broker properties the operator writes itself; a spec that sets them is rejected.
+pub const OPERATOR_OWNED_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "log.dirs",
+    "log.dir",
+    "metrics.listener",
+];
+
+/// Name of the controller listener in every node's config.
+pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
+
+/// Settings that come from the operator, not from the resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorDefaults {
+    /// Image used when `spec.image` is absent.
+    pub image: String,
+    /// The cluster's DNS domain (`cluster.local`).
+    pub cluster_domain: String,
+}
+
+/// A spec that cannot be applied, with every reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.join("; "))]
+pub struct InvalidSpec {
+    /// One plain sentence per problem.
+    pub problems: Vec<String>,
+}
+
+/// A pool after validation, with its node ids resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// Pool name.
+    pub name: String,
+    /// Stores partitions and serves clients.
+    pub broker: bool,
+    /// Votes in the metadata quorum.
+    pub controller: bool,
+    /// Desired number of pods.
+    pub replicas: i32,
+    /// Node id of pod 0.
+    pub node_id_start: i32,
+    /// The log directory's volume.
+    pub storage: StorageSpec,
+    /// Container resources.
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Pool {
+    /// Node ids of `replicas` pods of this pool.
+    pub fn node_ids(&self, replicas: i32) -> impl Iterator<Item = i32> + '_ {
+        (0..replicas.max(0)).map(move |i| self.node_id_start + i)
+    }
+
+    /// `process.roles` for the pool's nodes.
+    pub fn process_roles(&self) -> &'static str {
+        match (self.broker, self.controller) {
+            (true, true) => "broker,controller",
+            (true, false) => "broker",
+            _ => "controller",
+        }
+    }
+}
+
+/// A spec that passed validation, defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidCluster {
+    /// Resource name.
+    pub name: String,
+    /// Resource namespace.
+    pub namespace: String,
+    /// Broker image.
+    pub image: String,
+    /// Image pull policy, when set.
+    pub image_pull_policy: Option<String>,
+    /// Pools in spec order.
+    pub pools: Vec<Pool>,
+    /// Client listeners; the first carries replication.
+    pub listeners: Vec<ListenerSpec>,
+    /// Controller listener port.
+    pub controller_port: i32,
+    /// Metrics listener port.
+    pub metrics_port: i32,
+    /// Add Prometheus scrape annotations to pods.
+    pub scrape_annotations: bool,
+    /// User broker properties.
+    pub config: BTreeMap<String, String>,
+    /// The cluster's DNS domain.
+    pub cluster_domain: String,
+}
+
+impl ValidCluster {
+    /// Name of the headless Service that gives every pod a stable DNS name.
+    pub fn headless_service(&self) -> String {
+        format!("{}-nodes", self.name)
+    }
+
+    /// Name of the client bootstrap Service.
+    pub fn bootstrap_service(&self) -> String {
+        format!("{}-bootstrap", self.name)
+    }
+
+    /// StatefulSet (and pod name prefix) of a pool.
+    pub fn statefulset_name(&self, pool: &Pool) -> String {
+        format!("{}-{}", self.name, pool.name)
+    }
+
+    /// Stable DNS name of a pool's pod `ordinal`.
+    pub fn pod_host(&self, pool: &Pool, ordinal: i32) -> String {
+        format!(
+            "{}-{ordinal}.{}.{}.svc.{}",
+            self.statefulset_name(pool),
+            self.headless_service(),
+            self.namespace,
+            self.cluster_domain
+        )
+    }
+
+    /// `controller.quorum.voters`: `id@host:port` for every controller pod.
+    pub fn voters(&self) -> String {
+        self.pools
+            .iter()
+            .filter(|p| p.controller)
+            .flat_map(|p| {
+                (0..p.replicas).map(move |i| {
+                    format!(
+                        "{}@{}:{}",
+                        p.node_id_start + i,
+                        self.pod_host(p, i),
+                        self.controller_port
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `host:port` of the bootstrap Service's first listener.
+    pub fn bootstrap_address(&self) -> String {
+        format!(
+            "{}.{}.svc.{}:{}",
+            self.bootstrap_service(),
+            self.namespace,
+            self.cluster_domain,
+            self.listeners[0].port
+        )
+    }
+
+    /// Broker node ids the spec asks for.
+    pub fn broker_ids(&self) -> BTreeSet<i32> {
+        self.pools
+            .iter()
+            .filter(|p| p.broker)
+            .flat_map(|p| p.node_ids(p.replicas))
+            .collect()
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_listener_name(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Accepts Kubernetes quantities such as `10Gi`, `500M` or `1e9`.
+fn is_quantity(s: &str) -> bool {
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    !number.is_empty()
+        && number.parse::<f64>().is_ok()
+        && matches!(
+            suffix,
+            "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "k" | "M" | "G" | "T" | "P" | "E"
+        )
+}
+
+fn valid_port(p: i32) -> bool {
+    (1..=65535).contains(&p)
+}
+
+/// Checks `cluster` and fills in defaults. The voters recorded in its status must not change.
+pub fn validate(
+    cluster: &KafkaCluster,
+    defaults: &OperatorDefaults,
+) -> Result<ValidCluster, InvalidSpec> {
+    let spec = &cluster.spec;
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
+    let mut problems = Vec::new();
+
+    if !is_dns_label(&name) {
+        problems.push(format!("cluster name {name:?} is not a DNS label"));
+    }
+    if spec.pools.is_empty() {
+        problems.push("spec.pools is empty: at least one pool is needed".into());
+    }
+    let mut pools = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (index, p) in spec.pools.iter().enumerate() {
+        let at = format!("pool {:?}", p.name);
+        if !is_dns_label(&p.name) {
+            problems.push(format!(
+                "{at}: the name must be a DNS label (a-z, 0-9, '-')"
+            ));
+        }
+        if !seen.insert(p.name.clone()) {
+            problems.push(format!("{at} appears twice"));
+        }
+        // The StatefulSet controller adds a pod label of the StatefulSet name plus an 11-byte
+        // revision hash, and label values stop at 63 bytes.
+        let sts = format!("{name}-{}", p.name);
+        if sts.len() > 52 {
+            problems.push(format!(
+                "{at}: {sts:?} is longer than 52 characters; shorten the cluster or pool name"
+            ));
+        }
+        let roles: BTreeSet<Role> = p.roles.iter().copied().collect();
+        if roles.is_empty() {
+            problems.push(format!(
+                "{at}: roles is empty; use broker, controller or both"
+            ));
+        }
+        if roles.len() != p.roles.len() {
+            problems.push(format!("{at}: roles lists a role twice"));
+        }
+        if p.replicas < 0 {
+            problems.push(format!(
+                "{at}: replicas is {}, must be 0 or more",
+                p.replicas
+            ));
+        }
+        let node_id_start = p.node_id_start.unwrap_or(1000 * index as i32);
+        if node_id_start < 0 {
+            problems.push(format!("{at}: nodeIdStart must be 0 or more"));
+        }
+        if p.storage.kind == StorageType::PersistentClaim && !is_quantity(&p.storage.size) {
+            problems.push(format!(
+                "{at}: storage size {:?} is not a quantity such as 10Gi",
+                p.storage.size
+            ));
+        }
+        pools.push(Pool {
+            name: p.name.clone(),
+            broker: roles.contains(&Role::Broker),
+            controller: roles.contains(&Role::Controller),
+            replicas: p.replicas,
+            node_id_start,
+            storage: p.storage.clone(),
+            resources: p.resources.clone(),
+        });
+    }
+    for (i, a) in pools.iter().enumerate() {
+        for b in &pools[i + 1..] {
+            let a_end = a.node_id_start + a.replicas.max(0);
+            let b_end = b.node_id_start + b.replicas.max(0);
+            if a.node_id_start < b_end && b.node_id_start < a_end {
+                problems.push(format!(
+                    "pools {:?} and {:?} have overlapping node ids ({}..{} and {}..{}); set nodeIdStart",
+                    a.name, b.name, a.node_id_start, a_end, b.node_id_start, b_end
+                ));
+            }
+        }
+    }
+    if !spec.pools.is_empty() {
+        if !pools.iter().any(|p| p.controller && p.replicas > 0) {
+            problems.push("no pool has the controller role with replicas above 0: the cluster needs a metadata quorum".into());
+        }
+        if !pools.iter().any(|p| p.broker) {
+            problems
+                .push("no pool has the broker role: the cluster would hold no partitions".into());
+        }
+    }
+
+    let listeners = if spec.listeners.is_empty() {
+        vec![ListenerSpec {
+            name: "PLAINTEXT".into(),
+            port: 9092,
+        }]
+    } else {
+        spec.listeners.clone()
+    };
+    let mut ports = BTreeMap::new();
+    let mut claim_port = |port: i32, what: String, problems: &mut Vec<String>| {
+        if !valid_port(port) {
+            problems.push(format!("{what}: port {port} is outside 1-65535"));
+        } else if let Some(other) = ports.insert(port, what.clone()) {
+            problems.push(format!("{what} and {other} both use port {port}"));
+        }
+    };
+    let mut listener_names = BTreeSet::new();
+    for l in &listeners {
+        if !is_listener_name(&l.name) {
+            problems.push(format!(
+                "listener {:?}: the name must be upper case letters, digits and '_'",
+                l.name
+            ));
+        }
+        if l.name == CONTROLLER_LISTENER {
+            problems.push(format!(
+                "listener {CONTROLLER_LISTENER:?} is reserved for the controller quorum"
+            ));
+        }
+        if !listener_names.insert(l.name.clone()) {
+            problems.push(format!("listener {:?} appears twice", l.name));
+        }
+        claim_port(l.port, format!("listener {}", l.name), &mut problems);
+    }
+    claim_port(spec.controller_port, "controllerPort".into(), &mut problems);
+    claim_port(spec.metrics.port, "metrics.port".into(), &mut problems);
+
+    for key in spec.config.keys() {
+        if OPERATOR_OWNED_KEYS.contains(&key.as_str()) {
+            problems.push(format!(
+                "config key {key:?} is set by the operator and cannot be overridden"
+            ));
+        }
+    }
+    if let Some(policy) = &spec.image_pull_policy {
+        if !matches!(policy.as_str(), "Always" | "IfNotPresent" | "Never") {
+            problems.push(format!(
+                "imagePullPolicy {policy:?} is not Always, IfNotPresent or Never"
+            ));
+        }
+    }
+
+    let valid = ValidCluster {
+        name,
+        namespace,
+        image: spec.image.clone().unwrap_or_else(|| defaults.image.clone()),
+        image_pull_policy: spec.image_pull_policy.clone(),
+        pools,
+        listeners,
+        controller_port: spec.controller_port,
+        metrics_port: spec.metrics.port,
+        scrape_annotations: spec.metrics.scrape_annotations,
+        config: spec.config.clone(),
+        cluster_domain: defaults.cluster_domain.clone(),
+    };
+    // Strom's quorum membership is static (no KIP-853), so the voters fixed at creation stay.
+    if let Some(recorded) = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.quorum_voters.as_deref())
+    {
+        if problems.is_empty() && recorded != valid.voters() {
+            problems.push(format!(
+                "the controller quorum is fixed once created ({recorded}); controller pools, their replicas, nodeIdStart and controllerPort cannot change"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(valid)
+    } else {
+        Err(InvalidSpec { problems })
+    }
+}

@@ -1,0 +1,163 @@
+//! What every reconcile shares: the API client, the event recorder, metrics, operator defaults,
+//! and the per-object failure counts behind the error backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Patch, PatchParams};
+use kube::discovery::{self, ApiResource};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+
+use crate::cluster::validate::OperatorDefaults;
+use crate::metrics::Metrics;
+
+/// The one field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "strom-operator";
+
+/// Errors a reconcile returns; they requeue with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A Kafka admin call failed.
+    #[error("Kafka admin: {0}")]
+    Admin(#[from] strom_client::AdminError),
+    /// The finalizer helper failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// A short label for the error metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kubernetes",
+            Error::Admin(_) => "kafka",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Events about the custom resources.
+    pub recorder: Recorder,
+    /// Reconcile metrics.
+    pub metrics: Arc<Metrics>,
+    /// Image and cluster domain defaults.
+    pub defaults: OperatorDefaults,
+    /// The PodDisruptionBudget API the cluster serves (`policy/v1` or `policy/v1beta1`).
+    pub pdb: ApiResource,
+    /// Timeout of Kafka admin calls.
+    pub admin_timeout: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Builds the context, asking the API server which PodDisruptionBudget version it serves.
+    pub async fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        defaults: OperatorDefaults,
+    ) -> Result<Context, kube::Error> {
+        let pdb = match discovery::pinned_kind(
+            &client,
+            &kube::api::GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
+        )
+        .await
+        {
+            Ok((resource, _)) => resource,
+            Err(_) => {
+                discovery::pinned_kind(
+                    &client,
+                    &kube::api::GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
+                )
+                .await?
+                .0
+            }
+        };
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Ok(Context {
+            client,
+            recorder,
+            metrics,
+            defaults,
+            pdb,
+            admin_timeout: Duration::from_secs(10),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Publishes an Event on `object`; a failure to publish is logged, never fatal.
+    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("failures lock").remove(key);
+    }
+
+    /// Counts a failure of `key` and returns when to retry: 5 s, doubling up to 5 minutes.
+    pub fn backoff(&self, key: &str) -> Action {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let n = failures.entry(key.to_owned()).or_default();
+        *n = n.saturating_add(1);
+        let seconds = 5u64.saturating_mul(1 << (*n - 1).min(6)).min(300);
+        Action::requeue(Duration::from_secs(seconds))
+    }
+}
+
+/// Server-side applies `object` with the operator's field manager.
+pub async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+}
+
+/// Key of an object in the failure counts.
+pub fn object_key<K>(object: &K) -> String
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    format!(
+        "{}/{}/{}",
+        K::kind(&Default::default()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}

@@ -1,0 +1,219 @@
+//! The `KafkaCluster` custom resource: pools of Strom nodes with their roles, storage and
+//! resources, the client listeners, broker config and metrics.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// Desired state of a Strom cluster.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "strom.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    namespaced,
+    status = "KafkaClusterStatus",
+    shortname = "kc",
+    shortname = "strom",
+    category = "strom",
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyBrokers","description":"Brokers that are Ready"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredBrokers","description":"Brokers the spec asks for"}"#,
+    printcolumn = r#"{"name":"Leader","type":"integer","jsonPath":".status.controllerLeader","description":"Node id of the active controller"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Container image of strom-broker; the operator's default image when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image pull policy of the broker containers (Always, IfNotPresent, Never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// Groups of identical nodes; each pool is one StatefulSet.
+    pub pools: Vec<PoolSpec>,
+    /// Client listeners, each advertised under the pod's stable DNS name. The first one also
+    /// carries replication between brokers. Defaults to `PLAINTEXT` on 9092.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerSpec>,
+    /// Port of the controller (KRaft) listener.
+    #[serde(default = "default_controller_port")]
+    pub controller_port: i32,
+    /// Broker properties (`server.properties` keys). Keys the operator owns are rejected.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// The metrics and health listener of every node.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+}
+
+fn default_controller_port() -> i32 {
+    9093
+}
+
+/// What a node does: hold partitions, vote in the metadata quorum, or both.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves clients and stores partitions.
+    Broker,
+    /// Votes in the KRaft quorum.
+    Controller,
+}
+
+/// A group of identical nodes.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolSpec {
+    /// Pool name, part of the StatefulSet and pod names.
+    pub name: String,
+    /// `broker`, `controller`, or both.
+    pub roles: Vec<Role>,
+    /// Number of nodes.
+    pub replicas: i32,
+    /// Node id of the pool's first pod; pod N gets `nodeIdStart + N`. Defaults to 1000 times
+    /// the pool's position in `pools`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id_start: Option<i32>,
+    /// Where the log directory lives.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// CPU and memory requests and limits of the broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Kind of volume for the log directory.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageType {
+    /// One PersistentVolumeClaim per pod.
+    #[default]
+    PersistentClaim,
+    /// An emptyDir: data lives as long as the pod, replication restores it.
+    Ephemeral,
+}
+
+/// The log directory's volume.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// `persistent-claim` (default) or `ephemeral`.
+    #[serde(default, rename = "type")]
+    pub kind: StorageType,
+    /// Requested size, as a Kubernetes quantity.
+    #[serde(default = "default_storage_size")]
+    pub size: String,
+    /// StorageClass of the claims; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Delete the pods' claims when the pool shrinks or the cluster is deleted.
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+fn default_storage_size() -> String {
+    "10Gi".into()
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec {
+            kind: StorageType::default(),
+            size: default_storage_size(),
+            class: None,
+            delete_claim: false,
+        }
+    }
+}
+
+/// A client listener.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSpec {
+    /// Kafka listener name (upper case, such as `PLAINTEXT` or `INTERNAL`).
+    pub name: String,
+    /// Container port.
+    pub port: i32,
+}
+
+/// The metrics and health listener.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Port of `/metrics`, `/healthz` and `/readyz`.
+    #[serde(default = "default_metrics_port")]
+    pub port: i32,
+    /// Annotate pods for Prometheus scraping (`prometheus.io/scrape`).
+    #[serde(default = "default_true")]
+    pub scrape_annotations: bool,
+}
+
+fn default_metrics_port() -> i32 {
+    9644
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec {
+            port: default_metrics_port(),
+            scrape_annotations: true,
+        }
+    }
+}
+
+/// Observed state of a Strom cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// The generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Replicas per pool.
+    #[serde(default)]
+    pub pools: Vec<PoolStatus>,
+    /// Brokers whose pods are Ready.
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// Brokers the spec asks for.
+    #[serde(default)]
+    pub desired_brokers: i32,
+    /// `controller.quorum.voters` as written into every node's config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_voters: Option<String>,
+    /// Node id of the active controller, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_leader: Option<i32>,
+    /// `host:port` of the bootstrap Service's first listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+}
+
+/// Replicas of one pool.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// Pool name.
+    pub name: String,
+    /// Pods the StatefulSet runs now.
+    pub replicas: i32,
+    /// Pods that are Ready.
+    pub ready_replicas: i32,
+    /// Pods still on an older revision.
+    #[serde(default)]
+    pub outdated_replicas: i32,
+}

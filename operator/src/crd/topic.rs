@@ -1,0 +1,73 @@
+//! The `KafkaTopic` custom resource: a topic in a `KafkaCluster`, managed over the Kafka protocol.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// Desired state of a topic.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "strom.dev",
+    version = "v1alpha1",
+    kind = "KafkaTopic",
+    namespaced,
+    status = "KafkaTopicStatus",
+    shortname = "kt",
+    category = "strom",
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.clusterRef.name"}"#,
+    printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".spec.partitions"}"#,
+    printcolumn = r#"{"name":"Replication","type":"integer","jsonPath":".spec.replicationFactor"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTopicSpec {
+    /// The KafkaCluster, in the topic's namespace, that holds the topic.
+    pub cluster_ref: ClusterRef,
+    /// Topic name in Kafka; defaults to the resource name. Cannot change once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_name: Option<String>,
+    /// Number of partitions; it can grow, never shrink.
+    pub partitions: i32,
+    /// Replicas per partition; fixed once the topic exists.
+    pub replication_factor: i16,
+    /// Topic configs (`retention.ms`, `cleanup.policy`, ...). Keys removed here return to the
+    /// broker default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Names a KafkaCluster in the same namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ClusterRef {
+    /// The KafkaCluster's name.
+    pub name: String,
+}
+
+/// Observed state of a topic.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTopicStatus {
+    /// The generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready (and Degraded when the spec cannot be applied).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The topic name in Kafka, fixed at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_name: Option<String>,
+    /// The topic id Kafka assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+    /// Partitions the topic has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// The configs last applied, so that removed keys can be reset.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied_config: BTreeMap<String, String>,
+}

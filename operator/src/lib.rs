@@ -1,0 +1,10 @@
+//! strom-operator: runs Strom on Kubernetes. The KafkaCluster controller turns a cluster spec
+//! into StatefulSets, Services, a ConfigMap and a PodDisruptionBudget, then rolls and scales
+//! them safely; the KafkaTopic controller manages topics over the Kafka protocol.
+
+pub mod cluster;
+pub mod conditions;
+pub mod context;
+pub mod crd;
+pub mod metrics;
+pub mod topic;

@@ -1,0 +1,149 @@
+//! `strom-operator`: watches KafkaCluster and KafkaTopic resources and reconciles them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client};
+use strom_operator::cluster::validate::OperatorDefaults;
+use strom_operator::context::Context;
+use strom_operator::crd::{KafkaCluster, KafkaTopic};
+use strom_operator::metrics::{self, Metrics};
+use strom_operator::{cluster, topic};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Runs Strom clusters on Kubernetes.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(
+        long,
+        env = "STROM_OPERATOR_METRICS_LISTENER",
+        default_value = "0.0.0.0:8080"
+    )]
+    metrics_listener: SocketAddr,
+    /// Watch only this namespace (all namespaces when absent).
+    #[arg(long, env = "STROM_OPERATOR_NAMESPACE")]
+    namespace: Option<String>,
+    /// Broker image for clusters whose spec sets none.
+    #[arg(
+        long,
+        env = "STROM_OPERATOR_DEFAULT_IMAGE",
+        default_value = "localhost/strom:dev"
+    )]
+    default_image: String,
+    /// The cluster's DNS domain.
+    #[arg(
+        long,
+        env = "STROM_OPERATOR_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    cluster_domain: String,
+    /// Log format: text for people, json for log collectors.
+    #[arg(
+        long,
+        value_enum,
+        env = "STROM_OPERATOR_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let metrics = Arc::new(Metrics::new()?);
+    let listener = tokio::net::TcpListener::bind(args.metrics_listener)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "binding the metrics listener {}: {e}",
+                args.metrics_listener
+            )
+        })?;
+    let http = tokio::spawn(metrics::serve(listener, metrics.clone()));
+
+    let client = Client::try_default().await?;
+    let defaults = OperatorDefaults {
+        image: args.default_image.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+    };
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), defaults).await?);
+    tracing::info!(namespace = ?args.namespace, pdb = %ctx.pdb.api_version, "strom-operator starting");
+
+    let clusters = Controller::new(
+        api::<KafkaCluster>(&client, &args.namespace),
+        watcher::Config::default(),
+    )
+    .owns(
+        api::<StatefulSet>(&client, &args.namespace),
+        watcher::Config::default(),
+    )
+    .owns(
+        api::<Service>(&client, &args.namespace),
+        watcher::Config::default(),
+    );
+    let cluster_store = clusters.store();
+    let clusters = clusters
+        .shutdown_on_signal()
+        .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "cluster controller event");
+            }
+            metrics.set_managed("KafkaCluster", cluster_store.state().len());
+            futures::future::ready(())
+        });
+    let topics = Controller::new(
+        api::<KafkaTopic>(&client, &args.namespace),
+        watcher::Config::default(),
+    );
+    let topic_store = topics.store();
+    let topics = topics
+        .shutdown_on_signal()
+        .run(topic::reconcile, topic::error_policy, ctx.clone())
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "topic controller event");
+            }
+            metrics.set_managed("KafkaTopic", topic_store.state().len());
+            futures::future::ready(())
+        });
+    metrics.set_ready();
+    tokio::join!(clusters, topics);
+    http.abort();
+    tracing::info!("strom-operator stopped");
+    Ok(())
+}

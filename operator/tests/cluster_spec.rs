@@ -1,0 +1,358 @@
+//! The pure validate and build steps of the KafkaCluster controller, from YAML fixtures.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+use strom_operator::cluster::build;
+use strom_operator::cluster::validate::{validate, OperatorDefaults, ValidCluster};
+use strom_operator::crd::{KafkaCluster, KafkaClusterStatus};
+
+fn fixture(name: &str) -> KafkaCluster {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn defaults() -> OperatorDefaults {
+    OperatorDefaults {
+        image: "registry.example/strom:1.0".into(),
+        cluster_domain: "cluster.local".into(),
+    }
+}
+
+fn valid(name: &str) -> (KafkaCluster, ValidCluster, OwnerReference) {
+    let cluster = fixture(name);
+    let valid = validate(&cluster, &defaults()).expect("fixture is valid");
+    let owner = cluster
+        .controller_owner_ref(&())
+        .expect("fixture has a uid");
+    (cluster, valid, owner)
+}
+
+#[test]
+fn combined_nodes_vote_and_serve() {
+    let (_, v, _) = valid("combined.yaml");
+    assert_eq!(
+        v.voters(),
+        "0@demo-nodes-0.demo-nodes.kafka.svc.cluster.local:9093,\
+         1@demo-nodes-1.demo-nodes.kafka.svc.cluster.local:9093,\
+         2@demo-nodes-2.demo-nodes.kafka.svc.cluster.local:9093"
+    );
+    assert_eq!(
+        v.broker_ids().into_iter().collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        v.bootstrap_address(),
+        "demo-bootstrap.kafka.svc.cluster.local:9092"
+    );
+    assert_eq!(v.image, "localhost/strom:dev");
+}
+
+#[test]
+fn dedicated_controllers_hold_the_quorum_and_brokers_get_their_own_ids() {
+    let (_, v, _) = valid("dedicated.yaml");
+    assert_eq!(
+        v.voters(),
+        "0@split-controllers-0.split-nodes.prod.svc.cluster.local:9093,\
+         1@split-controllers-1.split-nodes.prod.svc.cluster.local:9093,\
+         2@split-controllers-2.split-nodes.prod.svc.cluster.local:9093"
+    );
+    assert_eq!(
+        v.broker_ids().into_iter().collect::<Vec<_>>(),
+        vec![1000, 1001, 1002]
+    );
+    assert_eq!(
+        v.image, "registry.example/strom:1.0",
+        "the operator default fills in"
+    );
+    assert_eq!(
+        v.bootstrap_address(),
+        "split-bootstrap.prod.svc.cluster.local:9092"
+    );
+}
+
+#[test]
+fn an_invalid_spec_lists_every_problem() {
+    let err = validate(&fixture("invalid.yaml"), &defaults()).unwrap_err();
+    let all = err.to_string();
+    for expected in [
+        "pool \"brokers\" appears twice",
+        "storage size \"lots\" is not a quantity",
+        "no pool has the controller role",
+        "listener \"plaintext\": the name must be upper case",
+        "listener \"CONTROLLER\" is reserved",
+        "controllerPort and listener CONTROLLER both use port 9093",
+        "config key \"node.id\" is set by the operator",
+        "config key \"listeners\" is set by the operator",
+        "overlapping node ids",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in: {all}");
+    }
+    assert!(
+        !all.contains("retention.ms"),
+        "user keys are allowed: {all}"
+    );
+}
+
+#[test]
+fn the_quorum_cannot_change_once_created() {
+    let mut cluster = fixture("combined.yaml");
+    let voters = validate(&cluster, &defaults()).unwrap().voters();
+    cluster.status = Some(KafkaClusterStatus {
+        quorum_voters: Some(voters),
+        ..Default::default()
+    });
+    assert!(validate(&cluster, &defaults()).is_ok(), "same voters pass");
+    cluster.spec.pools[0].replicas = 5;
+    let err = validate(&cluster, &defaults()).unwrap_err().to_string();
+    assert!(err.contains("controller quorum is fixed"), "{err}");
+}
+
+#[test]
+fn scaling_a_broker_pool_keeps_the_voters() {
+    let mut cluster = fixture("dedicated.yaml");
+    let before = validate(&cluster, &defaults()).unwrap();
+    cluster.status = Some(KafkaClusterStatus {
+        quorum_voters: Some(before.voters()),
+        ..Default::default()
+    });
+    cluster.spec.pools[1].replicas = 4;
+    let after = validate(&cluster, &defaults()).expect("broker pools may scale");
+    assert_eq!(after.broker_ids().len(), 4);
+    let brokers = &after.pools[1];
+    assert_eq!(
+        build::config_hash(&before, &before.pools[1]),
+        build::config_hash(&after, brokers),
+        "scaling must not roll the existing brokers"
+    );
+}
+
+#[test]
+fn server_properties_wire_roles_listeners_and_voters() {
+    let (_, v, _) = valid("combined.yaml");
+    let props = build::server_properties(&v, &v.pools[0]);
+    let lines: Vec<&str> = props.lines().collect();
+    for expected in [
+        "process.roles=broker,controller",
+        &format!("controller.quorum.voters={}", v.voters()),
+        "controller.listener.names=CONTROLLER",
+        "listeners=PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        "log.dirs=/var/lib/strom/data",
+        "metrics.listener=0.0.0.0:9644",
+        "default.replication.factor=3",
+        "min.insync.replicas=2",
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "missing {expected:?} in:\n{props}"
+        );
+    }
+
+    let (_, d, _) = valid("dedicated.yaml");
+    let controllers = build::server_properties(&d, &d.pools[0]);
+    assert!(controllers.contains("\nprocess.roles=controller\n"));
+    assert!(controllers.contains("\nlisteners=CONTROLLER://0.0.0.0:9093\n"));
+    let brokers = build::server_properties(&d, &d.pools[1]);
+    assert!(brokers.contains("\nprocess.roles=broker\n"));
+    assert!(brokers.contains("\nlisteners=INTERNAL://0.0.0.0:9092,CLIENTS://0.0.0.0:19092\n"));
+    assert!(brokers.contains("\ninter.broker.listener.name=INTERNAL\n"));
+    assert!(brokers.contains("\nmetrics.listener=0.0.0.0:9600\n"));
+}
+
+#[test]
+fn a_config_change_changes_the_pod_template() {
+    let (mut cluster, v, owner) = valid("combined.yaml");
+    let before = build::statefulset(&v, &v.pools[0], 3, &owner);
+    cluster
+        .spec
+        .config
+        .insert("log.retention.ms".into(), "60000".into());
+    let changed = validate(&cluster, &defaults()).unwrap();
+    let after = build::statefulset(&changed, &changed.pools[0], 3, &owner);
+    let hash = |s: &k8s_openapi::api::apps::v1::StatefulSet| {
+        s.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[build::CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    assert_eq!(hash(&before).len(), 64);
+    assert_ne!(hash(&before), hash(&after));
+}
+
+#[test]
+fn statefulset_rolls_on_delete_with_stable_ids_and_claims() {
+    let (_, v, owner) = valid("combined.yaml");
+    let sts = build::statefulset(&v, &v.pools[0], 3, &owner);
+    assert_eq!(sts.metadata.name.as_deref(), Some("demo-nodes"));
+    assert_eq!(sts.metadata.owner_references.as_ref().unwrap()[0], owner);
+    let spec = sts.spec.unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("demo-nodes"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(
+        spec.update_strategy.unwrap().type_.as_deref(),
+        Some("OnDelete")
+    );
+    let labels = spec.template.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels[build::BROKER_LABEL], "true");
+    assert_eq!(labels[build::POOL_LABEL], "nodes");
+    let pod = spec.template.spec.unwrap();
+    let container = &pod.containers[0];
+    let script = &container.command.as_ref().unwrap()[2];
+    assert!(
+        script.contains("--override node.id=$((0 + ${HOSTNAME##*-}))"),
+        "{script}"
+    );
+    assert!(
+        script.contains(
+            "--override advertised.listeners=PLAINTEXT://$HOSTNAME.demo-nodes.kafka.svc.cluster.local:9092"
+        ),
+        "{script}"
+    );
+    let ports: BTreeMap<String, i32> = container
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.clone().unwrap(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        BTreeMap::from([
+            ("plaintext".into(), 9092),
+            ("controller".into(), 9093),
+            ("metrics".into(), 9644)
+        ])
+    );
+    let readiness = container
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+    let liveness = container
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(liveness.path.as_deref(), Some("/healthz"));
+    let claim = &spec.volume_claim_templates.unwrap()[0];
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        claim_spec
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0,
+        "20Gi"
+    );
+    assert!(pod.volumes.unwrap().iter().all(|v| v.empty_dir.is_none()));
+}
+
+#[test]
+fn ephemeral_pools_use_empty_dirs_and_keep_their_resources() {
+    let (_, v, owner) = valid("dedicated.yaml");
+    let sts = build::statefulset(&v, &v.pools[1], 3, &owner);
+    let spec = sts.spec.unwrap();
+    assert!(spec.volume_claim_templates.is_none());
+    let pod = spec.template.spec.unwrap();
+    let data = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "data")
+        .unwrap();
+    assert!(data.empty_dir.is_some());
+    let requests = pod.containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .clone()
+        .unwrap();
+    assert_eq!(requests["memory"].0, "1Gi");
+    let annotations = spec.template.metadata.unwrap().annotations.unwrap();
+    assert!(
+        !annotations.contains_key("prometheus.io/scrape"),
+        "scrapeAnnotations: false"
+    );
+    let script = &pod.containers[0].command.as_ref().unwrap()[2];
+    assert!(
+        script.contains("node.id=$((1000 + ${HOSTNAME##*-}))"),
+        "{script}"
+    );
+    assert!(script.contains(
+        "INTERNAL://$HOSTNAME.split-nodes.prod.svc.cluster.local:9092,CLIENTS://$HOSTNAME.split-nodes.prod.svc.cluster.local:19092"
+    ));
+    let controllers = build::statefulset(&v, &v.pools[0], 3, &owner);
+    let script = &controllers.spec.unwrap().template.spec.unwrap().containers[0]
+        .command
+        .clone()
+        .unwrap()[2];
+    assert!(!script.contains("advertised.listeners"), "{script}");
+}
+
+#[test]
+fn services_config_map_and_disruption_budget() {
+    let (_, v, owner) = valid("dedicated.yaml");
+    let headless = build::headless_service(&v, &owner).spec.unwrap();
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(headless.publish_not_ready_addresses, Some(true));
+    let names: Vec<String> = headless
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}:{}", p.name.clone().unwrap(), p.port))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "internal:9092",
+            "clients:19092",
+            "controller:9093",
+            "metrics:9600"
+        ]
+    );
+
+    let bootstrap = build::bootstrap_service(&v, &owner).spec.unwrap();
+    let selector = bootstrap.selector.unwrap();
+    assert_eq!(selector[build::BROKER_LABEL], "true");
+    assert_eq!(selector[build::INSTANCE_LABEL], "split");
+    assert_eq!(bootstrap.ports.unwrap().len(), 2);
+
+    let cm = build::config_map(&v, &owner);
+    assert_eq!(cm.metadata.name.as_deref(), Some("split-config"));
+    let data = cm.data.unwrap();
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        ["brokers.properties", "controllers.properties"]
+    );
+
+    let pdb = build::pod_disruption_budget(&v, &owner, "policy/v1beta1");
+    assert_eq!(pdb["apiVersion"], "policy/v1beta1");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"][build::INSTANCE_LABEL],
+        "split"
+    );
+}

@@ -1,0 +1,233 @@
+//! Roll order, partition moves for scaling, and KafkaTopic validation (pure steps).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use strom_client::{ClusterView, PartitionView, TopicView};
+use strom_operator::cluster::plan::{balance_plan, drain_plan, next_roll, PodState, RollStep};
+use strom_operator::crd::KafkaTopic;
+use strom_operator::topic;
+
+fn pod(name: &str, node_id: i32, controller: bool, outdated: bool) -> PodState {
+    PodState {
+        name: name.into(),
+        node_id,
+        controller,
+        ready: true,
+        outdated,
+        terminating: false,
+    }
+}
+
+/// Controllers 0-2 (1 active) and brokers 1000-1001, all outdated.
+fn dedicated_pods() -> Vec<PodState> {
+    vec![
+        pod("c-0", 0, true, true),
+        pod("c-1", 1, true, true),
+        pod("c-2", 2, true, true),
+        pod("b-0", 1000, false, true),
+        pod("b-1", 1001, false, true),
+    ]
+}
+
+fn restart(step: RollStep) -> String {
+    match step {
+        RollStep::Restart { pod, .. } => pod,
+        other => panic!("expected a restart, got {other:?}"),
+    }
+}
+
+#[test]
+fn roll_goes_controllers_first_active_controller_last_then_brokers() {
+    let mut pods = dedicated_pods();
+    let mut order = Vec::new();
+    for _ in 0..pods.len() {
+        let next = restart(next_roll(&pods, Some(1), Some(0)));
+        order.push(next.clone());
+        pods.iter_mut().find(|p| p.name == next).unwrap().outdated = false;
+    }
+    assert_eq!(order, ["c-0", "c-2", "c-1", "b-0", "b-1"]);
+    assert_eq!(next_roll(&pods, Some(1), Some(0)), RollStep::Done);
+}
+
+#[test]
+fn roll_waits_for_ready_pods_and_full_replication() {
+    let mut pods = dedicated_pods();
+    assert!(
+        matches!(next_roll(&pods, Some(1), Some(2)), RollStep::Wait(r) if r.contains("2 partitions are under-replicated"))
+    );
+    assert!(matches!(next_roll(&pods, Some(1), None), RollStep::Wait(_)));
+    pods[3].outdated = false;
+    pods[3].ready = false;
+    assert!(
+        matches!(next_roll(&pods, Some(1), Some(0)), RollStep::Wait(r) if r.contains("b-0 is not Ready"))
+    );
+    pods[3].ready = true;
+    pods[4].terminating = true;
+    assert!(
+        matches!(next_roll(&pods, Some(1), Some(0)), RollStep::Wait(r) if r.contains("b-1 is terminating"))
+    );
+}
+
+#[test]
+fn an_outdated_pod_that_is_not_ready_goes_first() {
+    let mut pods = dedicated_pods();
+    pods[4].ready = false;
+    // Even with partitions under-replicated: the pod serves nobody.
+    assert_eq!(restart(next_roll(&pods, Some(1), Some(3))), "b-1");
+}
+
+fn view(partitions: &[(&str, &[i32])]) -> ClusterView {
+    let mut topics: BTreeMap<String, TopicView> = BTreeMap::new();
+    for (topic, replicas) in partitions {
+        let t = topics
+            .entry(topic.to_string())
+            .or_insert_with(|| TopicView {
+                id: "id".into(),
+                partitions: vec![],
+            });
+        t.partitions.push(PartitionView {
+            index: t.partitions.len() as i32,
+            leader: replicas[0],
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+        });
+    }
+    ClusterView {
+        brokers: BTreeMap::new(),
+        controller: 0,
+        topics,
+    }
+}
+
+fn apply_moves(view: &mut ClusterView, moves: &[strom_client::Reassignment]) {
+    for m in moves {
+        let p = &mut view.topics.get_mut(&m.topic).unwrap().partitions[m.partition as usize];
+        p.replicas = m.replicas.clone();
+    }
+}
+
+#[test]
+fn draining_moves_every_replica_off_the_leaving_broker_in_place() {
+    let mut v = view(&[
+        ("a", &[3, 0, 1]),
+        ("a", &[0, 3, 2]),
+        ("a", &[1, 2, 0]),
+        ("b", &[2, 3]),
+    ]);
+    let leaving = BTreeSet::from([3]);
+    let staying = BTreeSet::from([0, 1, 2]);
+    let moves = drain_plan(&v, &leaving, &staying).unwrap();
+    assert_eq!(
+        moves.len(),
+        3,
+        "only partitions on broker 3 move: {moves:?}"
+    );
+    assert_eq!(
+        moves[0].replicas,
+        vec![2, 0, 1],
+        "the preferred leader is replaced in place"
+    );
+    apply_moves(&mut v, &moves);
+    assert_eq!(v.replicas_on(3), 0);
+    for (_, p) in v.partitions() {
+        let unique: BTreeSet<_> = p.replicas.iter().collect();
+        assert_eq!(
+            unique.len(),
+            p.replicas.len(),
+            "no broker twice: {:?}",
+            p.replicas
+        );
+    }
+}
+
+#[test]
+fn draining_below_the_replication_factor_is_refused() {
+    let v = view(&[("a", &[0, 1, 2])]);
+    let err = drain_plan(&v, &BTreeSet::from([2]), &BTreeSet::from([0, 1])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a-0 has 3 replicas but only 2 brokers would stay"
+    );
+}
+
+#[test]
+fn balancing_fills_a_new_broker_until_counts_differ_by_at_most_one() {
+    let layout: Vec<(&str, &[i32])> = vec![
+        ("a", &[0, 1, 2]),
+        ("a", &[1, 2, 0]),
+        ("a", &[2, 0, 1]),
+        ("b", &[0, 1, 2]),
+        ("b", &[1, 2, 0]),
+        ("b", &[2, 0, 1]),
+    ];
+    let mut v = view(&layout);
+    let brokers = BTreeSet::from([0, 1, 2, 3]);
+    let moves = balance_plan(&v, &brokers);
+    assert!(!moves.is_empty());
+    apply_moves(&mut v, &moves);
+    let counts: Vec<usize> = brokers.iter().map(|b| v.replicas_on(*b)).collect();
+    assert_eq!(counts.iter().sum::<usize>(), 18);
+    assert!(
+        counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+        "{counts:?}"
+    );
+    for (_, p) in v.partitions() {
+        assert_eq!(
+            p.replicas.iter().collect::<BTreeSet<_>>().len(),
+            3,
+            "{:?}",
+            p.replicas
+        );
+    }
+    assert!(
+        balance_plan(&v, &brokers).is_empty(),
+        "a balanced cluster needs no moves"
+    );
+}
+
+fn topic_fixture() -> KafkaTopic {
+    let path = format!("{}/tests/fixtures/topic.yaml", env!("CARGO_MANIFEST_DIR"));
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn existing(partitions: usize, factor: usize) -> TopicView {
+    TopicView {
+        id: "id".into(),
+        partitions: (0..partitions as i32)
+            .map(|i| PartitionView {
+                index: i,
+                leader: 0,
+                replicas: (0..factor as i32).collect(),
+                isr: (0..factor as i32).collect(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn topic_config_removed_from_the_spec_is_reset() {
+    let valid = topic::validate(&topic_fixture(), Some(&existing(6, 3))).unwrap();
+    assert_eq!(valid.name, "orders");
+    assert_eq!(valid.removed_config, vec!["cleanup.policy".to_string()]);
+    assert_eq!(valid.config["retention.ms"], "86400000");
+}
+
+#[test]
+fn topic_partitions_never_shrink_and_the_name_and_factor_are_fixed() {
+    let t = topic_fixture();
+    let err = topic::validate(&t, Some(&existing(8, 3))).unwrap_err().0;
+    assert!(
+        err.contains("partitions cannot decrease: the topic has 8"),
+        "{err}"
+    );
+    let err = topic::validate(&t, Some(&existing(6, 2))).unwrap_err().0;
+    assert!(err.contains("replicationFactor cannot change"), "{err}");
+    let mut renamed = t.clone();
+    renamed.spec.topic_name = Some("orders-v2".into());
+    let err = topic::validate(&renamed, None).unwrap_err().0;
+    assert!(err.contains("topicName cannot change"), "{err}");
+    let mut bad = t;
+    bad.status = None;
+    bad.spec.topic_name = Some("no spaces allowed".into());
+    assert!(topic::validate(&bad, None).is_err());
+}
