@@ -477,8 +477,11 @@ async fn ensure_offsets_topic(
     }
     let brokers = image.live_brokers();
     let wanted = config.int("offsets.topic.replication.factor") as usize;
-    // A single-node cluster cannot wait for three brokers; a real cluster waits for them.
-    let single_node = config.voters.len() == 1 && image.brokers.len() == 1;
+    // A single combined node (its own only voter) cannot wait for three brokers; any other
+    // layout, a single dedicated controller included, waits for them.
+    let single_node = config.voters.len() == 1
+        && config.voters[0].id == config.node_id
+        && config.has_role(Role::Broker);
     if brokers.is_empty() || (brokers.len() < wanted && !single_node) {
         return Ok(());
     }
