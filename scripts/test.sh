@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, Rust unit and integration tests, then the
-# real-client compatibility suite against a release build of the broker.
+# The whole test suite: formatting, lints, Rust unit and integration tests, the real-client
+# compatibility and cluster fault suites against a release build of the broker, then a local
+# Kubernetes for the smoke test and the operator suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
@@ -28,11 +29,19 @@ BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:
 step "cluster fault suite (several brokers, kill -9, SIGSTOP, restarts)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/cluster
 
-step "local Kubernetes: up, image, smoke StatefulSet, down"
+step "local Kubernetes: up, image, smoke StatefulSet"
 trap 'e2e/local-cluster/down >/dev/null 2>&1 || true' EXIT
 cluster_env=$(e2e/local-cluster/up)
 eval "$(tail -1 <<<"$cluster_env")"
 scripts/build-image.sh localhost/strom:dev
 e2e/local-cluster/load-image localhost/strom:dev
 e2e/local-cluster/smoke-test localhost/strom:dev
+
+step "operator suite (strom-operator against the local API server, real Kafka clients)"
+cargo build --locked -p strom-operator
+# Inside the cluster's network namespace, where Service and pod names resolve.
+ip netns exec strom-k8s env OPERATOR_BIN="$PWD/target/debug/strom-operator" STROM_IMAGE=localhost/strom:dev \
+  "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/operator
+
+step "local Kubernetes down"
 e2e/local-cluster/down

@@ -102,8 +102,16 @@ impl Context {
         })
     }
 
-    /// Publishes an Event on `object`; a failure to publish is logged, never fatal.
-    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+    /// Publishes an Event on `object`, about `related` when given; a failure to publish is
+    /// logged, never fatal.
+    pub async fn event(
+        &self,
+        object: &ObjectReference,
+        related: Option<ObjectReference>,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -113,7 +121,7 @@ impl Context {
             reason: reason.into(),
             note: Some(note),
             action: "Reconcile".into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, object).await {
             tracing::warn!(error = %e, reason, "cannot publish event");

@@ -186,6 +186,7 @@ async fn apply_topic(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error>
         Err(invalid) => {
             ctx.event(
                 &topic.object_ref(&()),
+                None,
                 true,
                 "InvalidSpec",
                 invalid.0.clone(),
@@ -214,6 +215,7 @@ async fn apply_topic(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error>
                 .await?;
             ctx.event(
                 &reference,
+                None,
                 false,
                 "Created",
                 format!(
@@ -232,6 +234,7 @@ async fn apply_topic(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error>
                     .await?;
                 ctx.event(
                     &reference,
+                    None,
                     false,
                     "PartitionsAdded",
                     format!(

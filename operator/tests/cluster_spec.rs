@@ -87,6 +87,7 @@ fn an_invalid_spec_lists_every_problem() {
         "config key \"node.id\" is set by the operator",
         "config key \"listeners\" is set by the operator",
         "overlapping node ids",
+        "pool \"voters\": controllers need persistent storage",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in: {all}");
     }

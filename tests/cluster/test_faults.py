@@ -8,7 +8,7 @@ from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, 
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
-from conftest import Writer, assert_no_loss, wait_until
+from kafka_checks import Writer, assert_no_loss, wait_until
 
 PARTITIONS = 3
 

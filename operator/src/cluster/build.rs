@@ -116,11 +116,13 @@ pub fn config_map(cluster: &ValidCluster, owner: &OwnerReference) -> ConfigMap {
     }))
 }
 
+// Every port names its protocol: server-side apply before Kubernetes 1.22 keys port lists by
+// port and protocol and rejects entries without it.
 fn client_ports(cluster: &ValidCluster) -> Vec<Value> {
     cluster
         .listeners
         .iter()
-        .map(|l| json!({"name": port_name(&l.name), "port": l.port, "targetPort": l.port}))
+        .map(|l| json!({"name": port_name(&l.name), "port": l.port, "targetPort": l.port, "protocol": "TCP"}))
         .collect()
 }
 
@@ -139,8 +141,8 @@ fn port_name(listener: &str) -> String {
 /// Ready, because the controllers must find each other to become Ready at all.
 pub fn headless_service(cluster: &ValidCluster, owner: &OwnerReference) -> Service {
     let mut ports = client_ports(cluster);
-    ports.push(json!({"name": "controller", "port": cluster.controller_port}));
-    ports.push(json!({"name": "metrics", "port": cluster.metrics_port}));
+    ports.push(json!({"name": "controller", "port": cluster.controller_port, "protocol": "TCP"}));
+    ports.push(json!({"name": "metrics", "port": cluster.metrics_port, "protocol": "TCP"}));
     typed(json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -240,17 +242,15 @@ pub fn statefulset(
     }
     let mut ports: Vec<Value> = Vec::new();
     if pool.broker {
-        ports.extend(
-            cluster
-                .listeners
-                .iter()
-                .map(|l| json!({"name": port_name(&l.name), "containerPort": l.port})),
-        );
+        ports.extend(cluster.listeners.iter().map(
+            |l| json!({"name": port_name(&l.name), "containerPort": l.port, "protocol": "TCP"}),
+        ));
     }
     if pool.controller {
-        ports.push(json!({"name": "controller", "containerPort": cluster.controller_port}));
+        ports.push(json!({"name": "controller", "containerPort": cluster.controller_port, "protocol": "TCP"}));
     }
-    ports.push(json!({"name": "metrics", "containerPort": cluster.metrics_port}));
+    ports
+        .push(json!({"name": "metrics", "containerPort": cluster.metrics_port, "protocol": "TCP"}));
 
     let mut container = json!({
         "name": "strom",

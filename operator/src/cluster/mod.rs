@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
@@ -58,7 +58,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         Ok(valid) => valid,
         Err(invalid) => {
             let message = format!("the spec cannot be applied: {invalid}");
-            ctx.event(&reference, true, "InvalidSpec", message.clone())
+            ctx.event(&reference, None, true, "InvalidSpec", message.clone())
                 .await;
             let reports = vec![
                 Report::new("Ready", false, "InvalidSpec", message.clone()),
@@ -307,8 +307,14 @@ async fn drained(
                 pool.replicas
             );
             tracing::info!(cluster = %valid.name, "{message}");
-            ctx.event(&cluster.object_ref(&()), false, "Drain", message.clone())
-                .await;
+            ctx.event(
+                &cluster.object_ref(&()),
+                None,
+                false,
+                "Drain",
+                message.clone(),
+            )
+            .await;
             outcome.progress.push(message);
             Ok(false)
         }
@@ -448,8 +454,16 @@ async fn roll(
             pods_api.delete(&pod, &DeleteParams::default()).await?;
             let message = format!("restarting pod {pod}: {reason}");
             tracing::info!(cluster = %cluster.name_any(), "{message}");
+            let related = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod.clone()),
+                namespace: cluster.namespace(),
+                ..Default::default()
+            };
             ctx.event(
                 &cluster.object_ref(&()),
+                Some(related),
                 false,
                 "RollingRestart",
                 message.clone(),
@@ -499,6 +513,7 @@ async fn rebalance(
     tracing::info!(cluster = %valid.name, "{message}");
     ctx.event(
         &cluster.object_ref(&()),
+        None,
         false,
         "Rebalance",
         message.clone(),

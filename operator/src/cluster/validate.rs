@@ -258,6 +258,13 @@ pub fn validate(
                 p.replicas
             ));
         }
+        // Raft assumes its log survives a restart: a voter that comes back empty can elect a
+        // leader without the cluster's metadata and erase it.
+        if roles.contains(&Role::Controller) && p.storage.kind == StorageType::Ephemeral {
+            problems.push(format!(
+                "{at}: controllers need persistent storage (type persistent-claim); an ephemeral controller loses the cluster metadata when it restarts"
+            ));
+        }
         let node_id_start = p.node_id_start.unwrap_or(1000 * index as i32);
         if node_id_start < 0 {
             problems.push(format!("{at}: nodeIdStart must be 0 or more"));

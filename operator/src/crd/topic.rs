@@ -68,6 +68,6 @@ pub struct KafkaTopicStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<i32>,
     /// The configs last applied, so that removed keys can be reset.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub applied_config: BTreeMap<String, String>,
 }

@@ -1,0 +1,166 @@
+"""Fixtures for the operator suite: a real Kubernetes API server from KUBECONFIG, the CRDs,
+strom-operator running as a local process, and a namespace per test module.
+
+Kafka clients and the operator resolve the cluster's Service and pod names, so the suite runs
+where those resolve: in the local cluster's network namespace (`ip netns exec strom-k8s`).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
+from kafka_checks import wait_until  # noqa: E402
+
+OPERATOR_BIN = Path(os.environ.get("OPERATOR_BIN", ROOT / "target" / "debug" / "strom-operator"))
+IMAGE = os.environ.get("STROM_IMAGE", "localhost/strom:dev")
+
+# Short timeouts so that fencing and ISR changes happen within a test's time.
+FAST = {
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "500",
+    "replica.lag.time.max.ms": "5000",
+    "replica.fetch.backoff.ms": "200",
+    "group.initial.rebalance.delay.ms": "0",
+    "offsets.topic.num.partitions": "3",
+    "default.replication.factor": "3",
+    "min.insync.replicas": "2",
+}
+
+
+def kubectl(*args, stdin=None, check=True, timeout=120):
+    """Runs kubectl and returns its stdout; fails the test with stderr when `check`."""
+    done = subprocess.run(
+        ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=timeout
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def get(kind, name, namespace):
+    """The object as JSON, or None when it does not exist."""
+    out = kubectl(
+        "-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found", "--show-managed-fields"
+    )
+    return json.loads(out) if out.strip() else None
+
+
+def items(kind, namespace, selector=None):
+    args = ["-n", namespace, "get", kind, "-o", "json"]
+    if selector:
+        args += ["-l", selector]
+    return json.loads(kubectl(*args))["items"]
+
+
+def apply(manifest, namespace):
+    kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(manifest))
+
+
+def condition(obj, kind):
+    for c in (obj or {}).get("status", {}).get("conditions", []):
+        if c["type"] == kind:
+            return c
+    return None
+
+
+def wait_condition(kind, name, namespace, cond, status, timeout, reason=None):
+    """Waits until the resource reports `cond` = `status` for its current generation."""
+
+    def check():
+        obj = get(kind, name, namespace)
+        c = condition(obj, cond)
+        if c is None or c["status"] != status:
+            return None
+        if c.get("observedGeneration") != obj["metadata"]["generation"]:
+            return None
+        if reason is not None and c["reason"] != reason:
+            return None
+        return obj
+
+    try:
+        return wait_until(check, timeout, f"{kind}/{name} {cond}={status}", interval=1)
+    except AssertionError:
+        obj = get(kind, name, namespace)
+        print(json.dumps((obj or {}).get("status"), indent=2))
+        raise
+
+
+def cluster_manifest(name, brokers=3, config=None):
+    """One controller and `brokers` brokers on persistent claims from the default class."""
+    return {
+        "apiVersion": "strom.dev/v1alpha1",
+        "kind": "KafkaCluster",
+        "metadata": {"name": name},
+        "spec": {
+            "image": IMAGE,
+            "imagePullPolicy": "IfNotPresent",
+            "pools": [
+                {"name": "controllers", "roles": ["controller"], "replicas": 1, "storage": {"size": "1Gi"}},
+                {
+                    "name": "brokers",
+                    "roles": ["broker"],
+                    "replicas": brokers,
+                    "storage": {"size": "1Gi", "deleteClaim": True},
+                },
+            ],
+            "config": {**FAST, **(config or {})},
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def operator(tmp_path_factory):
+    """Applies the CRDs and runs strom-operator against the cluster until the session ends."""
+    kubectl("apply", "-f", str(ROOT / "crds"))
+    for crd in ("kafkaclusters.strom.dev", "kafkatopics.strom.dev"):
+        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(OPERATOR_BIN), "--metrics-listener", "127.0.0.1:18080", "--default-image", IMAGE],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    wait_until(lambda: _ready(), 30, "the operator's /readyz")
+    yield log
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    print(f"operator log: {log}\n" + "".join(open(log).readlines()[-30:]))
+
+
+def _ready():
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:18080/readyz", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def operator_metrics():
+    """The operator's /metrics text."""
+    with urllib.request.urlopen("http://127.0.0.1:18080/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+@pytest.fixture(scope="module")
+def namespace(operator):
+    """A fresh namespace, deleted with everything in it after the module."""
+    name = f"op-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    yield name
+    # KafkaTopics carry a finalizer the running operator removes; delete them first.
+    kubectl("-n", name, "delete", "kafkatopics", "--all", "--timeout=60s", check=False)
+    kubectl("delete", "namespace", name, "--timeout=180s", check=False, timeout=200)

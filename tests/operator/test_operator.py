@@ -1,0 +1,295 @@
+"""strom-operator against a real API server: created objects and status, invalid specs,
+KafkaTopic over the Kafka protocol, a rolling restart on a spec change, and scaling brokers
+3 -> 4 -> 3 with data flowing, checked with real Kafka clients."""
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from conftest import (
+    apply,
+    cluster_manifest,
+    condition,
+    get,
+    items,
+    kubectl,
+    operator_metrics,
+    wait_condition,
+)
+from kafka_checks import Writer, assert_no_loss, wait_until
+
+CLUSTER = "demo"
+
+
+@pytest.fixture(scope="module")
+def cluster(namespace):
+    """A Ready KafkaCluster: one controller, three brokers."""
+    apply(cluster_manifest(CLUSTER), namespace)
+    wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=240)
+    return f"{CLUSTER}-bootstrap.{namespace}.svc.cluster.local:9092"
+
+
+def admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def topic_partitions(bootstrap, topic):
+    # Listing every topic: asking Metadata for this one name would auto-create it.
+    md = admin(bootstrap).list_topics(timeout=10)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        return None
+    return {p.id: list(p.replicas) for p in t.partitions.values()}
+
+
+def topic_config(bootstrap, topic, key):
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    client = admin(bootstrap)  # the client must outlive its futures
+    configs = client.describe_configs([resource])[resource].result(timeout=10)
+    return configs[key].value
+
+
+def replicas_on(bootstrap, broker):
+    md = admin(bootstrap).list_topics(timeout=10)
+    return sum(broker in p.replicas for t in md.topics.values() for p in t.partitions.values())
+
+
+def topic_manifest(name, partitions, config=None, topic_name=None):
+    spec = {"clusterRef": {"name": CLUSTER}, "partitions": partitions, "replicationFactor": 3}
+    if config:
+        spec["config"] = config
+    if topic_name:
+        spec["topicName"] = topic_name
+    return {"apiVersion": "strom.dev/v1alpha1", "kind": "KafkaTopic", "metadata": {"name": name}, "spec": spec}
+
+
+def test_an_invalid_spec_is_a_condition_and_changes_nothing(namespace):
+    bad = cluster_manifest("broken", config={"node.id": "7"})
+    bad["spec"]["pools"][0]["storage"] = {"type": "ephemeral"}
+    apply(bad, namespace)
+    obj = wait_condition("kafkacluster", "broken", namespace, "Degraded", "True", timeout=60, reason="InvalidSpec")
+    message = condition(obj, "Degraded")["message"]
+    assert 'config key "node.id" is set by the operator' in message
+    assert "controllers need persistent storage" in message
+    assert condition(obj, "Ready")["status"] == "False"
+    assert items("statefulsets", namespace, "app.kubernetes.io/instance=broken") == []
+    assert items("configmaps", namespace, "app.kubernetes.io/instance=broken") == []
+    events = items("events", namespace)
+    assert any(e.get("reason") == "InvalidSpec" for e in events), "an InvalidSpec event is recorded"
+    kubectl("-n", namespace, "delete", "kafkacluster", "broken")
+
+
+def test_cluster_objects_and_status(namespace, cluster):
+    obj = get("kafkacluster", CLUSTER, namespace)
+    status = obj["status"]
+    voters = f"0@{CLUSTER}-controllers-0.{CLUSTER}-nodes.{namespace}.svc.cluster.local:9093"
+    assert status["quorumVoters"] == voters
+    assert status["readyBrokers"] == 3 and status["desiredBrokers"] == 3
+    assert status["controllerLeader"] == 0
+    assert status["bootstrap"] == cluster
+    assert {p["name"]: p["readyReplicas"] for p in status["pools"]} == {"controllers": 1, "brokers": 3}
+    for c in ("Ready", "Progressing", "Degraded"):
+        assert condition(obj, c)["observedGeneration"] == obj["metadata"]["generation"]
+
+    uid = obj["metadata"]["uid"]
+    for kind, name in [
+        ("statefulset", f"{CLUSTER}-controllers"),
+        ("statefulset", f"{CLUSTER}-brokers"),
+        ("service", f"{CLUSTER}-nodes"),
+        ("service", f"{CLUSTER}-bootstrap"),
+        ("configmap", f"{CLUSTER}-config"),
+        ("poddisruptionbudget", CLUSTER),
+    ]:
+        o = get(kind, name, namespace)
+        assert o is not None, f"{kind}/{name} exists"
+        owners = o["metadata"].get("ownerReferences", [])
+        assert [r["uid"] for r in owners] == [uid], f"{kind}/{name} is owned by the cluster"
+        managers = {m["manager"] for m in o["metadata"].get("managedFields", []) if m["operation"] == "Apply"}
+        assert managers == {"strom-operator"}, f"{kind}/{name} is server-side applied: {managers}"
+
+    config = get("configmap", f"{CLUSTER}-config", namespace)["data"]
+    assert f"controller.quorum.voters={voters}" in config["brokers.properties"].splitlines()
+    assert "process.roles=controller" in config["controllers.properties"].splitlines()
+    brokers = get("statefulset", f"{CLUSTER}-brokers", namespace)
+    assert brokers["spec"]["updateStrategy"]["type"] == "OnDelete"
+    assert get("service", f"{CLUSTER}-nodes", namespace)["spec"]["clusterIP"] == "None"
+    claims = items("pvc", namespace, f"app.kubernetes.io/instance={CLUSTER}")
+    assert sorted(c["metadata"]["name"] for c in claims) == [
+        f"data-{CLUSTER}-brokers-{i}" for i in range(3)
+    ] + [f"data-{CLUSTER}-controllers-0"]
+    assert all(c["status"]["phase"] == "Bound" for c in claims)
+
+    md = admin(cluster).list_topics(timeout=10)
+    assert sorted(md.brokers) == [1000, 1001, 1002]
+    offsets = md.topics["__consumer_offsets"]
+    assert all(len(p.replicas) == 3 for p in offsets.partitions.values()), "offsets are replicated 3 times"
+
+    metrics = operator_metrics()
+    assert 'strom_operator_reconciliations_total{controller="kafkacluster"}' in metrics
+    assert 'strom_operator_managed_resources{kind="KafkaCluster"}' in metrics
+
+
+def test_topic_is_created_grown_guarded_and_deleted(namespace, cluster):
+    name = f"orders-{uuid.uuid4().hex[:6]}"
+    apply(topic_manifest(name, 3, {"retention.ms": "3600000"}), namespace)
+    obj = wait_condition("kafkatopic", name, namespace, "Ready", "True", timeout=60)
+    assert obj["status"]["topicName"] == name
+    assert len(obj["status"]["topicId"]) == 36
+    partitions = topic_partitions(cluster, name)
+    assert sorted(partitions) == [0, 1, 2]
+    assert all(len(r) == 3 for r in partitions.values())
+    assert topic_config(cluster, name, "retention.ms") == "3600000"
+
+    apply(topic_manifest(name, 5, {"retention.ms": "7200000"}), namespace)
+    wait_condition("kafkatopic", name, namespace, "Ready", "True", timeout=60)
+    assert sorted(topic_partitions(cluster, name)) == [0, 1, 2, 3, 4]
+    assert topic_config(cluster, name, "retention.ms") == "7200000"
+
+    apply(topic_manifest(name, 2, {"retention.ms": "7200000"}), namespace)
+    obj = wait_condition("kafkatopic", name, namespace, "Ready", "False", timeout=60, reason="InvalidSpec")
+    assert "partitions cannot decrease: the topic has 5" in condition(obj, "Ready")["message"]
+    assert len(topic_partitions(cluster, name)) == 5, "nothing was removed"
+
+    apply(topic_manifest(name, 5), namespace)
+    wait_condition("kafkatopic", name, namespace, "Ready", "True", timeout=60)
+    assert topic_config(cluster, name, "retention.ms") != "7200000", "a removed key goes back to its default"
+
+    kubectl("-n", namespace, "delete", "kafkatopic", name, "--timeout=60s")
+    wait_until(lambda: topic_partitions(cluster, name) is None, 30, f"topic {name} deleted in Kafka")
+
+
+def pods(namespace):
+    return {
+        p["metadata"]["name"]: p
+        for p in items("pods", namespace, f"app.kubernetes.io/instance={CLUSTER}")
+    }
+
+
+def is_ready(pod):
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", [])
+    )
+
+
+class PodWatch:
+    """Samples the cluster's pods twice a second; records the most pods ever down at once and
+    the order in which pods were recreated."""
+
+    def __init__(self, namespace, expected):
+        self.namespace = namespace
+        self.expected = set(expected)
+        self.max_down = 0
+        self.samples = 0
+        self.recreated = []
+        self._uids = {n: p["metadata"]["uid"] for n, p in pods(namespace).items()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            current = pods(self.namespace)
+            down = 0
+            for name in self.expected:
+                p = current.get(name)
+                if p is None or p["metadata"].get("deletionTimestamp") or not is_ready(p):
+                    down += 1
+                if p is not None and p["metadata"]["uid"] != self._uids.get(name) and name not in self.recreated:
+                    self.recreated.append(name)
+            self.max_down = max(self.max_down, down)
+            self.samples += 1
+            time.sleep(0.5)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_a_config_change_rolls_one_pod_at_a_time_without_loss(namespace, cluster):
+    topic = f"roll-{uuid.uuid4().hex[:6]}"
+    apply(topic_manifest(topic, 3), namespace)
+    wait_condition("kafkatopic", topic, namespace, "Ready", "True", timeout=60)
+    names = [f"{CLUSTER}-controllers-0"] + [f"{CLUSTER}-brokers-{i}" for i in range(3)]
+    writer = Writer(cluster, topic, 3, rate=200).start()
+    wait_until(lambda: writer.acknowledged() > 100, 60, "first acknowledgements")
+    with PodWatch(namespace, names) as watch:
+        kubectl(
+            "-n", namespace, "patch", "kafkacluster", CLUSTER, "--type=merge",
+            "-p", json.dumps({"spec": {"config": {"log.retention.ms": "86400000"}}}),
+        )
+        # The condition settles only after every pod runs the new revision.
+        time.sleep(2)
+        wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=600)
+    writer.stop()
+    assert watch.recreated == names, f"controllers first, then brokers in order: {watch.recreated}"
+    assert watch.max_down <= 1, f"{watch.max_down} pods were down at once"
+    assert not writer.errors, writer.errors[:5]
+    seen = assert_no_loss(writer, cluster)
+    print(f"roll: {watch.samples} samples, {writer.acknowledged()} records acknowledged, "
+          f"{sum(len(v) for v in seen.values())} read back")
+    events = items("events", namespace)
+    # Repeats of an event are counted in one series.
+    restarts = sum(e.get("count") or 1 for e in events if e.get("reason") == "RollingRestart")
+    assert restarts >= 4, f"{restarts} RollingRestart events"
+
+
+def test_brokers_scale_up_then_down_without_loss(namespace, cluster):
+    topic = f"scale-{uuid.uuid4().hex[:6]}"
+    apply(topic_manifest(topic, 6), namespace)
+    wait_condition("kafkatopic", topic, namespace, "Ready", "True", timeout=60)
+    writer = Writer(cluster, topic, 6, rate=200).start()
+    wait_until(lambda: writer.acknowledged() > 100, 60, "first acknowledgements")
+
+    def set_brokers(n):
+        patch = [{"op": "replace", "path": "/spec/pools/1/replicas", "value": n}]
+        kubectl("-n", namespace, "patch", "kafkacluster", CLUSTER, "--type=json", "-p", json.dumps(patch))
+
+    set_brokers(4)
+    time.sleep(2)
+    wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=300)
+    held = replicas_on(cluster, 1003)
+    assert held > 0, "partitions were rebalanced onto the new broker"
+    assert get("kafkacluster", CLUSTER, namespace)["status"]["readyBrokers"] == 4
+
+    leaving = f"{CLUSTER}-brokers-3"
+    violations = []
+    stop = threading.Event()
+
+    def watch_shrink():
+        # Once the StatefulSet shrinks, the leaving broker must already be empty.
+        while not stop.is_set():
+            sts = get("statefulset", f"{CLUSTER}-brokers", namespace)
+            if sts["spec"]["replicas"] == 3:
+                n = replicas_on(cluster, 1003)
+                if n:
+                    violations.append(n)
+                return
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=watch_shrink, daemon=True)
+    watcher.start()
+    set_brokers(3)
+    time.sleep(2)
+    wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=300)
+    wait_until(lambda: leaving not in pods(namespace), 120, f"pod {leaving} gone")
+    stop.set()
+    watcher.join(timeout=10)
+    assert not violations, f"the StatefulSet shrank while broker 1003 held {violations[0]} replicas"
+    assert replicas_on(cluster, 1003) == 0
+    wait_until(
+        lambda: f"data-{leaving}" not in [c["metadata"]["name"] for c in items("pvc", namespace)],
+        60,
+        "the leaving broker's claim deleted (deleteClaim: true)",
+    )
+    writer.stop()
+    assert not writer.errors, writer.errors[:5]
+    seen = assert_no_loss(writer, cluster)
+    print(f"scale: broker 1003 held {held} replicas; {writer.acknowledged()} acknowledged, "
+          f"{sum(len(v) for v in seen.values())} read back")
