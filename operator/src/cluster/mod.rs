@@ -92,25 +92,14 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
             existing.insert(pool.name.clone(), sts);
         }
     }
-    let mut admin = connect(ctx, &valid, &existing).await;
-    let view = match admin.as_mut() {
-        Some(a) => a.cluster().await.ok(),
-        None => None,
-    };
-    let ongoing = match admin.as_mut() {
-        Some(a) => a.ongoing_reassignments().await.ok(),
-        None => None,
-    };
-
+    let mut brokers = connect(ctx, &valid, &existing).await;
     let mut outcome = Outcome::default();
     let replicas = scale(
         ctx,
         cluster,
         &valid,
         &existing,
-        &mut admin,
-        view.as_ref(),
-        ongoing,
+        brokers.as_mut(),
         &mut outcome,
     )
     .await?;
@@ -160,22 +149,12 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         cluster,
         &pods,
         active_controller,
-        view.as_ref(),
+        brokers.as_ref(),
         &mut outcome,
     )
     .await?;
     if outcome.progress.is_empty() {
-        rebalance(
-            ctx,
-            cluster,
-            &valid,
-            &pods,
-            &mut admin,
-            view.as_ref(),
-            ongoing,
-            &mut outcome,
-        )
-        .await?;
+        rebalance(ctx, cluster, &valid, &pods, brokers.as_mut(), &mut outcome).await?;
     }
 
     let status = status(
@@ -184,7 +163,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         &applied,
         &pods,
         active_controller,
-        view.as_ref(),
+        brokers.as_ref().map(|b| &b.view),
         &outcome,
     );
     patch_status(ctx, cluster, &status).await?;
@@ -197,12 +176,19 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     ))
 }
 
-/// Connects to the bootstrap Service once some broker pod runs.
+/// The brokers as seen through the bootstrap Service, when they answer.
+struct Brokers {
+    admin: Admin,
+    view: ClusterView,
+    ongoing_moves: usize,
+}
+
+/// Connects to the bootstrap Service once some broker pod runs, and reads the cluster.
 async fn connect(
     ctx: &Context,
     valid: &ValidCluster,
     existing: &BTreeMap<String, StatefulSet>,
-) -> Option<Admin> {
+) -> Option<Brokers> {
     let any_ready_broker = valid.pools.iter().filter(|p| p.broker).any(|p| {
         existing
             .get(&p.name)
@@ -214,8 +200,18 @@ async fn connect(
     if !any_ready_broker {
         return None;
     }
-    match Admin::connect(&[valid.bootstrap_address()], ctx.admin_timeout).await {
-        Ok(admin) => Some(admin),
+    let read = async {
+        let mut admin = Admin::connect(&[valid.bootstrap_address()], ctx.admin_timeout).await?;
+        let view = admin.cluster().await?;
+        let ongoing_moves = admin.ongoing_reassignments().await?;
+        Ok::<_, strom_client::AdminError>(Brokers {
+            admin,
+            view,
+            ongoing_moves,
+        })
+    };
+    match read.await {
+        Ok(brokers) => Some(brokers),
         Err(e) => {
             tracing::info!(cluster = %valid.name, error = %e, "cannot reach the brokers");
             None
@@ -225,15 +221,12 @@ async fn connect(
 
 /// Decides each pool's StatefulSet size. Growing happens at once; a broker pool shrinks only
 /// once the brokers that leave hold no partition replicas, after moving them away.
-#[allow(clippy::too_many_arguments)]
 async fn scale(
     ctx: &Context,
     cluster: &KafkaCluster,
     valid: &ValidCluster,
     existing: &BTreeMap<String, StatefulSet>,
-    admin: &mut Option<Admin>,
-    view: Option<&ClusterView>,
-    ongoing: Option<usize>,
+    mut brokers: Option<&mut Brokers>,
     outcome: &mut Outcome,
 ) -> Result<BTreeMap<String, i32>, Error> {
     let mut replicas = BTreeMap::new();
@@ -250,7 +243,13 @@ async fn scale(
                 .map(|i| pool.node_id_start + i)
                 .collect();
             if drained(
-                ctx, cluster, valid, pool, &leaving, admin, view, ongoing, outcome,
+                ctx,
+                cluster,
+                valid,
+                pool,
+                &leaving,
+                brokers.as_deref_mut(),
+                outcome,
             )
             .await?
             {
@@ -265,26 +264,29 @@ async fn scale(
 }
 
 /// Whether the `leaving` brokers hold nothing; if not, starts moving their replicas away.
-#[allow(clippy::too_many_arguments)]
 async fn drained(
     ctx: &Context,
     cluster: &KafkaCluster,
     valid: &ValidCluster,
     pool: &Pool,
     leaving: &BTreeSet<i32>,
-    admin: &mut Option<Admin>,
-    view: Option<&ClusterView>,
-    ongoing: Option<usize>,
+    brokers: Option<&mut Brokers>,
     outcome: &mut Outcome,
 ) -> Result<bool, Error> {
     let ids = format!("{leaving:?}");
-    let (Some(admin), Some(view), Some(ongoing)) = (admin.as_mut(), view, ongoing) else {
+    let Some(Brokers {
+        admin,
+        view,
+        ongoing_moves: ongoing,
+    }) = brokers
+    else {
         outcome.progress.push(format!(
             "pool {} waits to reach the brokers before draining {ids}",
             pool.name
         ));
         return Ok(false);
     };
+    let ongoing = *ongoing;
     let held: usize = leaving.iter().map(|b| view.replicas_on(*b)).sum();
     if held == 0 && ongoing == 0 {
         return Ok(true);
@@ -439,10 +441,10 @@ async fn roll(
     cluster: &KafkaCluster,
     pods: &[PodState],
     active_controller: Option<i32>,
-    view: Option<&ClusterView>,
+    brokers: Option<&Brokers>,
     outcome: &mut Outcome,
 ) -> Result<(), Error> {
-    let under_replicated = view.map(|v| v.under_replicated());
+    let under_replicated = brokers.map(|b| b.view.under_replicated());
     match plan::next_roll(pods, active_controller, under_replicated) {
         RollStep::Done => {}
         RollStep::Wait(reason) => outcome
@@ -476,20 +478,23 @@ async fn roll(
 }
 
 /// After brokers join, evens out partition replicas across every broker of the spec.
-#[allow(clippy::too_many_arguments)]
 async fn rebalance(
     ctx: &Context,
     cluster: &KafkaCluster,
     valid: &ValidCluster,
     pods: &[PodState],
-    admin: &mut Option<Admin>,
-    view: Option<&ClusterView>,
-    ongoing: Option<usize>,
+    brokers: Option<&mut Brokers>,
     outcome: &mut Outcome,
 ) -> Result<(), Error> {
-    let (Some(admin), Some(view), Some(ongoing)) = (admin.as_mut(), view, ongoing) else {
+    let Some(Brokers {
+        admin,
+        view,
+        ongoing_moves,
+    }) = brokers
+    else {
         return Ok(());
     };
+    let ongoing = *ongoing_moves;
     let brokers = valid.broker_ids();
     let all_live = brokers.iter().all(|b| view.brokers.contains_key(b));
     if ongoing > 0 {
