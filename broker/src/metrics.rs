@@ -28,6 +28,8 @@ pub struct BrokerMetrics {
     pub bytes_in: IntCounterVec,
     /// Record batch bytes returned to consumers, by topic.
     pub bytes_out: IntCounterVec,
+    /// Records returned by Fetch, per topic (followers' fetches included).
+    pub records_out: IntCounterVec,
     /// Records appended, by topic.
     pub records_in: IntCounterVec,
     /// ISR changes this broker's leaders committed, by `change` (shrink, expand).
@@ -127,7 +129,7 @@ impl BrokerMetrics {
                 (*key, handles)
             })
             .collect();
-        BrokerMetrics {
+        let metrics = BrokerMetrics {
             per_api,
             request_errors: counter_vec(
                 r,
@@ -158,6 +160,12 @@ impl BrokerMetrics {
                 r,
                 "strom_topic_records_in_total",
                 "Records appended",
+                &["topic"],
+            ),
+            records_out: counter_vec(
+                r,
+                "strom_topic_records_out_total",
+                "Records returned by Fetch (followers included)",
                 &["topic"],
             ),
             isr_changes: counter_vec(
@@ -246,7 +254,16 @@ impl BrokerMetrics {
                 "Registered brokers that are fenced (no leadership, out of the ISR)",
             ),
             registry,
+        };
+        // Series that count rare events start at zero, so that dashboards and rate() see them
+        // before the first event.
+        for api in ["Produce", "Fetch"] {
+            metrics.request_errors.with_label_values(&[api]);
         }
+        for change in ["shrink", "expand"] {
+            metrics.isr_changes.with_label_values(&[change]);
+        }
+        metrics
     }
 
     /// Records one handled request.

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, led_log, ApiError, Context};
+use crate::log::batch;
 use crate::log::segment::now_ms;
 
 /// The longest a fetch waits, whatever the client asks, so a connection is never stuck.
@@ -91,19 +92,24 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
     (topics, total, any_error)
 }
 
-/// Counts the record bytes a response returns, per topic.
-fn count_bytes_out(ctx: &Context, topics: &[FetchableTopicResponse]) {
+/// Counts the record bytes and records (from batch headers) a response returns, per topic.
+fn count_out(ctx: &Context, topics: &[FetchableTopicResponse]) {
     for topic in topics {
-        let bytes: usize = topic
-            .partitions
-            .iter()
-            .filter_map(|p| p.records.as_ref().map(|r| r.len()))
-            .sum();
+        let (mut bytes, mut records) = (0, 0);
+        for records_bytes in topic.partitions.iter().filter_map(|p| p.records.as_ref()) {
+            bytes += records_bytes.len() as u64;
+            records += batch::count_records(records_bytes);
+        }
         if bytes > 0 {
+            let name = topic.topic.0.as_str();
             ctx.metrics
                 .bytes_out
-                .with_label_values(&[topic.topic.0.as_str()])
-                .inc_by(bytes as u64);
+                .with_label_values(&[name])
+                .inc_by(bytes);
+            ctx.metrics
+                .records_out
+                .with_label_values(&[name])
+                .inc_by(records);
         }
     }
 }
@@ -119,12 +125,12 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
         notified.as_mut().enable();
         let (topics, total, any_error) = read_all(ctx, &request);
         if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
-            count_bytes_out(ctx, &topics);
+            count_out(ctx, &topics);
             return FetchResponse::default().with_responses(topics);
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             let (topics, _, _) = read_all(ctx, &request);
-            count_bytes_out(ctx, &topics);
+            count_out(ctx, &topics);
             return FetchResponse::default().with_responses(topics);
         }
     }

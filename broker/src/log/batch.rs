@@ -120,6 +120,17 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
+/// Counts the records of the complete batches in `buf` from their headers; a batch cut short
+/// at the end (as a fetch may return) is not counted.
+pub fn count_records(mut buf: &[u8]) -> u64 {
+    let mut records = 0;
+    while let Ok(header) = parse_header(buf) {
+        records += header.records_count as u64;
+        buf = &buf[header.size..];
+    }
+    records
+}
+
 /// Parses a header from its first `HEADER_SIZE` bytes; the records need not be present.
 pub fn parse_header_only(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let size = peek_size(buf).ok_or(BatchError::Truncated)?;
@@ -308,5 +319,20 @@ pub(crate) mod tests {
         let hs = validate_all(&two).unwrap();
         assert_eq!(hs.len(), 2);
         assert_eq!(hs[1].records_count, 4);
+    }
+
+    #[test]
+    fn counts_records_of_complete_batches_only() {
+        let mut buf = Vec::new();
+        for count in [3, 4] {
+            buf.extend_from_slice(&make_batch(count, 1));
+        }
+        assert_eq!(count_records(&buf), 7);
+        assert_eq!(
+            count_records(&buf[..buf.len() - 1]),
+            3,
+            "a cut batch is not counted"
+        );
+        assert_eq!(count_records(&[]), 0);
     }
 }
