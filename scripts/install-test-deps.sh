@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: kcat and promtool from apt,
-# the Python clients in a venv and kafkajs from npm. Idempotent; caches under ~/.cache/strom.
+# the Python clients, the Helm SDK and kubernetes-validate in a venv, and kafkajs, TypeScript and
+# @grafana/schema from npm. Idempotent; caches under ~/.cache/strom.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
@@ -20,11 +21,13 @@ fi
 if [ ! -x "$CACHE/venv/bin/python" ]; then
   python3 -m venv "$CACHE/venv"
 fi
-stamp="$CACHE/venv/.requirements-$(sha256sum tests/compat/requirements.txt | cut -c1-16)"
+stamp="$CACHE/venv/.requirements-$(sha256sum tests/requirements.txt | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   "$CACHE/venv/bin/pip" install -q --upgrade pip
-  "$CACHE/venv/bin/pip" install -q -r tests/compat/requirements.txt
+  "$CACHE/venv/bin/pip" install -q -r tests/requirements.txt
   touch "$stamp"
 fi
 
-(cd tests/compat/kafkajs && npm ci --no-audit --no-fund --loglevel=error)
+for dir in tests/compat/kafkajs tests/dashboards; do
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+done

@@ -1,16 +1,23 @@
-//! Writes the CustomResourceDefinitions into a directory: `crdgen [crds]`.
+//! Writes the CustomResourceDefinitions into each directory given: `crdgen [dir]...`, by default
+//! `crds` and the Helm chart's `charts/strom/crds`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "crds".into()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (file, yaml) in strom_operator::crd::crd_files()? {
-        let path = dir.join(file);
-        std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+    let mut dirs: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    if dirs.is_empty() {
+        dirs = vec!["crds".into(), "charts/strom/crds".into()];
+    }
+    let files = strom_operator::crd::crd_files()?;
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (file, yaml) in &files {
+            let path = dir.join(file);
+            std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
     }
     Ok(())
 }
