@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust unit and integration tests, the real-client
 # compatibility and cluster fault suites against a release build of the broker, then a local
-# Kubernetes for the smoke test and the operator suite.
+# Kubernetes for the smoke test, the operator suite and the end-to-end suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
@@ -20,8 +20,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
+step "Helm chart (Helm v4 SDK lint and render, kubernetes-validate) and examples"
+"$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/chart
+
+step "Grafana dashboards against @grafana/schema (tsc)"
+node tests/dashboards/check.mjs
+
 step "release build"
-cargo build --release --locked -p strom-broker
+cargo build --release --locked -p strom-broker -p strom-operator
 
 step "compatibility suite (real clients)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/compat
@@ -38,10 +44,12 @@ e2e/local-cluster/load-image localhost/strom:dev
 e2e/local-cluster/smoke-test localhost/strom:dev
 
 step "operator suite (strom-operator against the local API server, real Kafka clients)"
-cargo build --locked -p strom-operator
 # Inside the cluster's network namespace, where Service and pod names resolve.
-ip netns exec strom-k8s env OPERATOR_BIN="$PWD/target/debug/strom-operator" STROM_IMAGE=localhost/strom:dev \
+ip netns exec strom-k8s env OPERATOR_BIN="$PWD/target/release/strom-operator" STROM_IMAGE=localhost/strom:dev \
   "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/operator
+
+step "end-to-end suite (Helm install, client pod, broker pod deleted, 3 -> 4 -> 3, uninstall)"
+STROM_E2E_TARGET=local e2e/run
 
 step "local Kubernetes down"
 e2e/local-cluster/down

@@ -13,6 +13,11 @@ use prometheus::{
 };
 use tokio::net::TcpListener;
 
+/// The controllers the operator runs, as metric labels.
+pub const CONTROLLERS: [&str; 2] = ["kafkacluster", "kafkatopic"];
+/// The kinds of reconcile error, as metric labels (see `context::Error::kind`).
+pub const ERROR_KINDS: [&str; 3] = ["kubernetes", "kafka", "finalizer"];
+
 /// Reconcile counters and timings per controller (`kafkacluster`, `kafkatopic`).
 pub struct Metrics {
     registry: Registry,
@@ -63,6 +68,15 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        // Every series starts at zero, so that rate() and the dashboards see it before the
+        // first reconcile or error.
+        for controller in CONTROLLERS {
+            reconciliations.with_label_values(&[controller]);
+            duration.with_label_values(&[controller]);
+            for error in ERROR_KINDS {
+                errors.with_label_values(&[controller, error]);
+            }
+        }
         Ok(Metrics {
             registry,
             reconciliations,

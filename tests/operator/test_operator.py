@@ -3,14 +3,19 @@ KafkaTopic over the Kafka protocol, a rolling restart on a spec change, and scal
 3 -> 4 -> 3 with data flowing, checked with real Kafka clients."""
 
 import json
+import re
+import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from conftest import (
+    ROOT,
     apply,
     cluster_manifest,
     condition,
@@ -293,3 +298,63 @@ def test_brokers_scale_up_then_down_without_loss(namespace, cluster):
     seen = assert_no_loss(writer, cluster)
     print(f"scale: broker 1003 held {held} replicas; {writer.acknowledged()} acknowledged, "
           f"{sum(len(v) for v in seen.values())} read back")
+
+
+def scrape(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+
+def dashboard_metrics():
+    """Every metric name the dashboards' panel queries use, with the dashboard it is in."""
+    used = {}
+    for path in sorted((ROOT / "charts" / "strom" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            assert panel["targets"], f"{path.name}: panel {panel['title']!r} has no query"
+            for target in panel["targets"]:
+                for name in re.findall(r"\b((?:strom|process)_[a-z0-9_]+)\b", target["expr"]):
+                    used.setdefault(name, path.name)
+    return used
+
+
+def test_every_dashboard_metric_exists_in_a_live_scrape_and_promtool_accepts_it(namespace, cluster):
+    # Traffic, a consumer group's commits and a fetch error, so that every series exists.
+    topic = f"dash-{uuid.uuid4().hex[:6]}"
+    apply(topic_manifest(topic, 3), namespace)
+    wait_condition("kafkatopic", topic, namespace, "Ready", "True", timeout=60)
+    producer = Producer({"bootstrap.servers": cluster, "acks": "all"})
+    for i in range(300):
+        producer.produce(topic, value=str(i).encode(), partition=i % 3)
+    assert producer.flush(60) == 0
+    consumer = Consumer({"bootstrap.servers": cluster, "group.id": "dashboards", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    read = 0
+    deadline = time.monotonic() + 60
+    while read < 300 and time.monotonic() < deadline:
+        read += sum(1 for m in consumer.consume(500, timeout=1) if m.error() is None)
+    assert read == 300
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    stray = Consumer({"bootstrap.servers": cluster, "group.id": "out-of-range", "auto.offset.reset": "error"})
+    stray.assign([TopicPartition(topic, 0, 10**9)])
+    stray.consume(1, timeout=5)
+    stray.close()
+
+    texts = {}
+    for name in pods(namespace):
+        host = f"{name}.{CLUSTER}-nodes.{namespace}.svc.cluster.local"
+        texts[name] = scrape(f"http://{host}:9644/metrics")
+    texts["operator"] = operator_metrics()
+    for source, text in texts.items():
+        check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+        assert check.returncode == 0, f"promtool on {source}: {check.stdout.decode()}{check.stderr.decode()}"
+    names = set()
+    for text in texts.values():
+        names |= {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    missing = {
+        m: board
+        for m, board in dashboard_metrics().items()
+        if m not in names and f"{m}_bucket" not in names
+    }
+    assert not missing, f"dashboard queries use metrics no live scrape has: {missing}"

@@ -1,0 +1,178 @@
+"""End to end, the way a user meets Strom: `helm install` the chart (Helm v4 SDK), apply a
+KafkaCluster and a KafkaTopic, produce and consume through the bootstrap Service from a client
+pod, grow the topic, delete a broker pod, scale the brokers 3 -> 4 -> 3, uninstall. Works against
+any cluster in KUBECONFIG whose nodes have the images (see e2e/run)."""
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("STROM_IMAGE", "localhost/strom:dev")
+CLIENT_IMAGE = os.environ.get("STROM_CLIENT_IMAGE", "localhost/strom-kcat:dev")
+OPERATOR_NS = "strom-system"
+CLUSTER = "e2e"
+TOPIC = "events"
+RECORDS = 2000
+
+
+def kubectl(*args, stdin=None, check=True, timeout=300):
+    done = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def wait_until(predicate, timeout, what, interval=2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def get(kind, name, namespace):
+    out = kubectl("-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found")
+    return json.loads(out) if out.strip() else None
+
+
+def ready(kind, name, namespace, timeout=400):
+    def check():
+        obj = get(kind, name, namespace)
+        for c in (obj or {}).get("status", {}).get("conditions", []):
+            if c["type"] == "Ready" and c["status"] == "True" and c.get("observedGeneration") == obj["metadata"]["generation"]:
+                return obj
+        return None
+
+    try:
+        return wait_until(check, timeout, f"{kind}/{name} Ready")
+    except AssertionError:
+        print(json.dumps((get(kind, name, namespace) or {}).get("status"), indent=2))
+        print(kubectl("-n", namespace, "get", "pods", "-o", "wide", check=False))
+        raise
+
+
+def client(namespace, script):
+    """Runs a shell script in a one-off client pod (kcat on Debian) and returns its output;
+    `$B` is the bootstrap address. The output is read from the finished pod's log: attaching
+    to a running pod can miss its first lines."""
+    name = f"kcat-{uuid.uuid4().hex[:6]}"
+    kubectl(
+        "-n", namespace, "run", name, f"--image={CLIENT_IMAGE}", "--image-pull-policy=IfNotPresent",
+        "--restart=Never", f"--env=B={CLUSTER}-bootstrap:9092", "--command", "--", "sh", "-c", script,
+    )
+    try:
+        phase = wait_until(
+            lambda: (get("pod", name, namespace) or {}).get("status", {}).get("phase") in ("Succeeded", "Failed")
+            and get("pod", name, namespace)["status"]["phase"],
+            240, f"client pod {name} to finish",
+        )
+        logs = kubectl("-n", namespace, "logs", name)
+        assert phase == "Succeeded", f"client pod failed: {logs}"
+        return logs
+    finally:
+        kubectl("-n", namespace, "delete", "pod", name, "--wait=false", check=False)
+
+
+def consume_all(namespace):
+    out = client(namespace, f"kcat -b $B -C -t {TOPIC} -o beginning -e -q -f '%s\\n'")
+    return [int(line) for line in out.split() if line.strip()]
+
+
+def apply(manifest, namespace):
+    kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(manifest))
+
+
+def set_brokers(namespace, n):
+    patch = [{"op": "replace", "path": "/spec/pools/1/replicas", "value": n}]
+    kubectl("-n", namespace, "patch", "kafkacluster", CLUSTER, "--type=json", "-p", json.dumps(patch))
+
+
+@pytest.fixture(scope="module")
+def release():
+    """The chart installed with the Helm v4 SDK; uninstalled (and checked gone) afterwards."""
+    repository, tag = IMAGE.rsplit(":", 1)
+    config = helm.Config(namespace=OPERATOR_NS)
+    config.install(
+        str(ROOT / "charts" / "strom"),
+        "strom",
+        {"image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}, "logFormat": "text"},
+        namespace=OPERATOR_NS,
+        create_namespace=True,
+        wait="watcher",
+        timeout=240,
+    )
+    yield config
+    config.uninstall("strom", wait="watcher", timeout=120)
+    wait_until(lambda: get("deployment", "strom", OPERATOR_NS) is None, 120, "the operator Deployment gone")
+    kubectl("delete", "namespace", OPERATOR_NS, "--timeout=120s", check=False)
+
+
+@pytest.fixture(scope="module")
+def namespace(release):
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("-n", name, "delete", "kafkatopics", "--all", "--timeout=60s", check=False)
+    kubectl("delete", "namespace", name, "--timeout=240s", check=False)
+
+
+def test_install_apply_produce_fail_scale(release, namespace):
+    status = release.status("strom")
+    assert status["status"] == "deployed", status
+    deployment = get("deployment", "strom", OPERATOR_NS)
+    assert deployment["status"].get("readyReplicas") == 1, "the operator runs from the chart"
+
+    cluster = yaml.safe_load((ROOT / "examples" / "dedicated.yaml").read_text())
+    cluster["metadata"]["name"] = CLUSTER
+    pools = cluster["spec"]["pools"]
+    pools[0]["replicas"] = 1
+    for pool in pools:
+        pool.pop("resources", None)
+        pool["storage"] = {"size": "1Gi", "deleteClaim": True}
+    cluster["spec"]["image"] = IMAGE
+    cluster["spec"]["config"]["broker.session.timeout.ms"] = "3000"
+    cluster["spec"]["config"]["broker.heartbeat.interval.ms"] = "500"
+    apply(cluster, namespace)
+    apply(
+        {"apiVersion": "strom.dev/v1alpha1", "kind": "KafkaTopic", "metadata": {"name": TOPIC},
+         "spec": {"clusterRef": {"name": CLUSTER}, "partitions": 3, "replicationFactor": 3}},
+        namespace,
+    )
+    ready("kafkacluster", CLUSTER, namespace)
+    ready("kafkatopic", TOPIC, namespace, timeout=120)
+
+    client(namespace, f"seq 0 {RECORDS - 1} | kcat -b $B -P -t {TOPIC} -X acks=all")
+    assert sorted(consume_all(namespace)) == list(range(RECORDS))
+
+    kubectl("-n", namespace, "patch", "kafkatopic", TOPIC, "--type=merge", "-p", '{"spec":{"partitions":6}}')
+    ready("kafkatopic", TOPIC, namespace, timeout=120)
+    metadata = client(namespace, f"kcat -b $B -L -t {TOPIC}")
+    assert f'topic "{TOPIC}" with 6 partitions' in metadata, metadata
+
+    kubectl("-n", namespace, "delete", "pod", f"{CLUSTER}-brokers-0", "--wait=true")
+    wait_until(
+        lambda: (get("pod", f"{CLUSTER}-brokers-0", namespace) or {}).get("status", {}).get("phase") == "Running",
+        180, "the broker pod back",
+    )
+    ready("kafkacluster", CLUSTER, namespace)
+    assert sorted(consume_all(namespace)) == list(range(RECORDS)), "nothing acknowledged was lost"
+
+    set_brokers(namespace, 4)
+    time.sleep(3)
+    ready("kafkacluster", CLUSTER, namespace)
+    assert get("kafkacluster", CLUSTER, namespace)["status"]["readyBrokers"] == 4
+    set_brokers(namespace, 3)
+    time.sleep(3)
+    ready("kafkacluster", CLUSTER, namespace)
+    wait_until(lambda: get("pod", f"{CLUSTER}-brokers-3", namespace) is None, 180, "the fourth broker gone")
+    assert sorted(consume_all(namespace)) == list(range(RECORDS)), "nothing lost across 3 -> 4 -> 3"
