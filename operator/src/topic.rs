@@ -5,15 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use strom_client::{Admin, AdminError, ResponseError, TopicView};
 
 use crate::conditions::{conditions, Report};
-use crate::context::{object_key, Context, Error, FIELD_MANAGER};
+use crate::context::{apply_status, object_key, Context, Error};
 use crate::crd::{KafkaCluster, KafkaTopic, KafkaTopicStatus};
 
 /// Finalizer that deletes the Kafka topic before the resource goes.
@@ -304,18 +302,6 @@ async fn report(
     let previous = status.conditions.clone();
     status.observed_generation = topic.metadata.generation;
     status.conditions = conditions(vec![ready], topic.metadata.generation, &previous);
-    let api: Api<KafkaTopic> =
-        Api::namespaced(ctx.client.clone(), &topic.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": KafkaTopic::api_version(&()),
-        "kind": KafkaTopic::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &topic.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    apply_status(&ctx.client, topic, &status).await?;
     Ok(Action::requeue(requeue))
 }

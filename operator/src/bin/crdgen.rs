@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
-    let mut dirs: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
-    if dirs.is_empty() {
-        dirs = vec!["crds".into(), "charts/strom/crds".into()];
-    }
+    let args: Vec<String> = std::env::args().collect();
+    let dirs: Vec<PathBuf> = match &args[..] {
+        [] | [_] => vec!["crds".into(), "charts/strom/crds".into()],
+        [_program, dirs @ ..] => dirs.iter().map(PathBuf::from).collect(),
+    };
     let files = strom_operator::crd::crd_files()?;
     for dir in dirs {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -18,7 +18,7 @@ use serde_json::json;
 use strom_client::{Admin, ClusterView};
 
 use crate::conditions::{conditions, Report};
-use crate::context::{apply, object_key, Context, Error, FIELD_MANAGER};
+use crate::context::{apply, apply_status, object_key, Context, Error, FIELD_MANAGER};
 use crate::crd::{KafkaCluster, KafkaClusterStatus, PoolStatus, StorageType};
 use build::INSTANCE_LABEL;
 use plan::{PodState, RollStep};
@@ -76,7 +76,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
                     .map(|s| s.conditions.clone())
                     .unwrap_or_default(),
             );
-            patch_status(ctx, cluster, &status).await?;
+            apply_status(&ctx.client, cluster, &status).await?;
             // Nothing to retry until the spec changes.
             return Ok(Action::await_change());
         }
@@ -166,7 +166,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         brokers.as_ref().map(|b| &b.view),
         &outcome,
     );
-    patch_status(ctx, cluster, &status).await?;
+    apply_status(&ctx.client, cluster, &status).await?;
     Ok(Action::requeue(
         if outcome.progress.is_empty() && outcome.problems.is_empty() {
             IDLE
@@ -342,13 +342,19 @@ async fn claims(
     let owner = cluster
         .controller_owner_ref(&())
         .expect("a stored KafkaCluster has a uid");
-    for pool in &valid.pools {
-        if pool.storage.kind != StorageType::PersistentClaim || !pool.storage.delete_claim {
-            continue;
-        }
+    let pools: Vec<&Pool> = valid
+        .pools
+        .iter()
+        .filter(|p| p.storage.kind == StorageType::PersistentClaim && p.storage.delete_claim)
+        .collect();
+    if pools.is_empty() {
+        return Ok(());
+    }
+    let selector = format!("{INSTANCE_LABEL}={}", valid.name);
+    let all = pvcs.list(&ListParams::default().labels(&selector)).await?;
+    for pool in pools {
         let prefix = format!("data-{}-", valid.statefulset_name(pool));
-        let selector = format!("{INSTANCE_LABEL}={}", valid.name);
-        for pvc in pvcs.list(&ListParams::default().labels(&selector)).await? {
+        for pvc in &all {
             let name = pvc.name_any();
             let Some(ordinal) = name
                 .strip_prefix(&prefix)
@@ -626,25 +632,4 @@ fn status(
         controller_leader: active_controller,
         bootstrap: Some(valid.bootstrap_address()),
     }
-}
-
-async fn patch_status(
-    ctx: &Context,
-    cluster: &KafkaCluster,
-    status: &KafkaClusterStatus,
-) -> Result<(), Error> {
-    let api: Api<KafkaCluster> =
-        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": KafkaCluster::api_version(&()),
-        "kind": KafkaCluster::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
