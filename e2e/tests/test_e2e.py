@@ -5,7 +5,7 @@ any cluster in KUBECONFIG whose nodes have the images (see e2e/run)."""
 
 import json
 import os
-import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,34 +15,15 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
+from kafka_checks import wait_until  # noqa: E402
+from kube import apply, get, kubectl  # noqa: E402
 IMAGE = os.environ.get("STROM_IMAGE", "localhost/strom:dev")
 CLIENT_IMAGE = os.environ.get("STROM_CLIENT_IMAGE", "localhost/strom-kcat:dev")
 OPERATOR_NS = "strom-system"
 CLUSTER = "e2e"
 TOPIC = "events"
 RECORDS = 2000
-
-
-def kubectl(*args, stdin=None, check=True, timeout=300):
-    done = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
-
-
-def wait_until(predicate, timeout, what, interval=2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def get(kind, name, namespace):
-    out = kubectl("-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found")
-    return json.loads(out) if out.strip() else None
 
 
 def ready(kind, name, namespace, timeout=400):
@@ -54,7 +35,7 @@ def ready(kind, name, namespace, timeout=400):
         return None
 
     try:
-        return wait_until(check, timeout, f"{kind}/{name} Ready")
+        return wait_until(check, timeout, f"{kind}/{name} Ready", interval=2)
     except AssertionError:
         print(json.dumps((get(kind, name, namespace) or {}).get("status"), indent=2))
         print(kubectl("-n", namespace, "get", "pods", "-o", "wide", check=False))
@@ -74,7 +55,7 @@ def client(namespace, script):
         phase = wait_until(
             lambda: (get("pod", name, namespace) or {}).get("status", {}).get("phase") in ("Succeeded", "Failed")
             and get("pod", name, namespace)["status"]["phase"],
-            240, f"client pod {name} to finish",
+            240, f"client pod {name} to finish", interval=2,
         )
         logs = kubectl("-n", namespace, "logs", name)
         assert phase == "Succeeded", f"client pod failed: {logs}"
@@ -86,10 +67,6 @@ def client(namespace, script):
 def consume_all(namespace):
     out = client(namespace, f"kcat -b $B -C -t {TOPIC} -o beginning -e -q -f '%s\\n'")
     return [int(line) for line in out.split() if line.strip()]
-
-
-def apply(manifest, namespace):
-    kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(manifest))
 
 
 def set_brokers(namespace, n):
@@ -113,7 +90,7 @@ def release():
     )
     yield config
     config.uninstall("strom", wait="watcher", timeout=120)
-    wait_until(lambda: get("deployment", "strom", OPERATOR_NS) is None, 120, "the operator Deployment gone")
+    wait_until(lambda: get("deployment", "strom", OPERATOR_NS) is None, 120, "the operator Deployment gone", interval=2)
     kubectl("delete", "namespace", OPERATOR_NS, "--timeout=120s", check=False)
 
 
@@ -162,7 +139,7 @@ def test_install_apply_produce_fail_scale(release, namespace):
     kubectl("-n", namespace, "delete", "pod", f"{CLUSTER}-brokers-0", "--wait=true")
     wait_until(
         lambda: (get("pod", f"{CLUSTER}-brokers-0", namespace) or {}).get("status", {}).get("phase") == "Running",
-        180, "the broker pod back",
+        180, "the broker pod back", interval=2,
     )
     ready("kafkacluster", CLUSTER, namespace)
     assert sorted(consume_all(namespace)) == list(range(RECORDS)), "nothing acknowledged was lost"
@@ -174,5 +151,5 @@ def test_install_apply_produce_fail_scale(release, namespace):
     set_brokers(namespace, 3)
     time.sleep(3)
     ready("kafkacluster", CLUSTER, namespace)
-    wait_until(lambda: get("pod", f"{CLUSTER}-brokers-3", namespace) is None, 180, "the fourth broker gone")
+    wait_until(lambda: get("pod", f"{CLUSTER}-brokers-3", namespace) is None, 180, "the fourth broker gone", interval=2)
     assert sorted(consume_all(namespace)) == list(range(RECORDS)), "nothing lost across 3 -> 4 -> 3"

@@ -15,20 +15,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
-from kafka_checks import wait_until  # noqa: E402
+from kafka_checks import FAST, wait_until  # noqa: E402
 
 BROKER_BIN = Path(os.environ.get("BROKER_BIN", ROOT / "target" / "release" / "strom-broker"))
-
-# Short timeouts so that fencing and ISR changes happen within a test's time.
-FAST = {
-    "broker.session.timeout.ms": "3000",
-    "broker.heartbeat.interval.ms": "500",
-    "replica.lag.time.max.ms": "5000",
-    "replica.fetch.backoff.ms": "200",
-    "group.initial.rebalance.delay.ms": "0",
-    "offsets.topic.num.partitions": "3",
-}
-
 
 def free_port():
     with socket.socket() as s:

@@ -7,6 +7,16 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+# Broker settings that make fencing and ISR changes happen within a test's time.
+FAST = {
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "500",
+    "replica.lag.time.max.ms": "5000",
+    "replica.fetch.backoff.ms": "200",
+    "group.initial.rebalance.delay.ms": "0",
+    "offsets.topic.num.partitions": "3",
+}
+
 
 def wait_until(predicate, timeout, what, interval=0.2):
     """Polls `predicate` until it is truthy; fails the test with `what` after `timeout` s."""

@@ -18,51 +18,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
-from kafka_checks import wait_until  # noqa: E402
+from kafka_checks import FAST, wait_until  # noqa: E402
+from kube import get, kubectl  # noqa: E402
 
 OPERATOR_BIN = Path(os.environ.get("OPERATOR_BIN", ROOT / "target" / "debug" / "strom-operator"))
 IMAGE = os.environ.get("STROM_IMAGE", "localhost/strom:dev")
 
-# Short timeouts so that fencing and ISR changes happen within a test's time.
-FAST = {
-    "broker.session.timeout.ms": "3000",
-    "broker.heartbeat.interval.ms": "500",
-    "replica.lag.time.max.ms": "5000",
-    "replica.fetch.backoff.ms": "200",
-    "group.initial.rebalance.delay.ms": "0",
-    "offsets.topic.num.partitions": "3",
-    "default.replication.factor": "3",
-    "min.insync.replicas": "2",
-}
-
-
-def kubectl(*args, stdin=None, check=True, timeout=120):
-    """Runs kubectl and returns its stdout; fails the test with stderr when `check`."""
-    done = subprocess.run(
-        ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=timeout
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
-
-
-def get(kind, name, namespace):
-    """The object as JSON, or None when it does not exist."""
-    out = kubectl(
-        "-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found", "--show-managed-fields"
-    )
-    return json.loads(out) if out.strip() else None
-
-
-def items(kind, namespace, selector=None):
-    args = ["-n", namespace, "get", kind, "-o", "json"]
-    if selector:
-        args += ["-l", selector]
-    return json.loads(kubectl(*args))["items"]
-
-
-def apply(manifest, namespace):
-    kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(manifest))
+# Fast failover, and topics replicated three times by default.
+CLUSTER_CONFIG = {**FAST, "default.replication.factor": "3", "min.insync.replicas": "2"}
 
 
 def condition(obj, kind):
@@ -112,7 +75,7 @@ def cluster_manifest(name, brokers=3, config=None):
                     "storage": {"size": "1Gi", "deleteClaim": True},
                 },
             ],
-            "config": {**FAST, **(config or {})},
+            "config": {**CLUSTER_CONFIG, **(config or {})},
         },
     }
 

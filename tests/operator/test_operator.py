@@ -14,17 +14,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from conftest import (
-    ROOT,
-    apply,
-    cluster_manifest,
-    condition,
-    get,
-    items,
-    kubectl,
-    operator_metrics,
-    wait_condition,
-)
+from conftest import ROOT, cluster_manifest, condition, operator_metrics, wait_condition
+from kube import apply, get, items, kubectl
 from kafka_checks import Writer, assert_no_loss, wait_until
 
 CLUSTER = "demo"
