@@ -466,7 +466,7 @@ async fn fence_silent_brokers(
     }
 }
 
-/// Creates the internal `__consumer_offsets` topic on first start.
+/// Creates the internal `__consumer_offsets` topic on first start; Ok once it exists.
 async fn ensure_offsets_topic(
     config: &BrokerConfig,
     controller: &Controller,
@@ -487,7 +487,7 @@ async fn ensure_offsets_topic(
     }
     let replication = wanted.min(brokers.len());
     let partitions = config.int("offsets.topic.num.partitions") as usize;
-    controller
+    let created = controller
         .propose(MetadataRecord::CreateTopic {
             name: OFFSETS_TOPIC.to_string(),
             id: uuid::Uuid::new_v4(),
@@ -501,7 +501,12 @@ async fn ensure_offsets_topic(
             ]
             .into(),
         })
-        .await
+        .await;
+    // Start-up and the heartbeat loop may both try; losing that race is not a failure.
+    match created {
+        Err(_) if controller.image().topics.contains_key(OFFSETS_TOPIC) => Ok(()),
+        other => other,
+    }
 }
 
 /// Expires group members whose heartbeats stopped.
@@ -555,8 +560,11 @@ async fn follow_metadata(
                     return;
                 }
                 let image = images.borrow_and_update().clone();
-                if let Err(e) = ctx.logs.sync_with_image(&image) {
-                    warn!(error = %e, "could not apply metadata to local logs");
+                match ctx.logs.sync_with_image(&image) {
+                    // A handler already synced a newer image; it is next on the channel.
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => warn!(error = %e, "could not apply metadata to local logs"),
                 }
                 if let Err(e) = replicas.apply_image(&image) {
                     warn!(error = %e, "could not apply metadata to local replicas");

@@ -1,10 +1,23 @@
 //! ApiVersions, generated from the handler table.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::ResponseError;
 
 use super::SUPPORTED_APIS;
+
+/// The lowest version advertised for an API. Produce is advertised from v0 although v3 is
+/// the oldest served (a v0-v2 request closes its connection): older librdkafka (Debian's
+/// 2.0.2, for one) keeps gzip, snappy and lz4 only when the broker's range includes Produce
+/// v0, and otherwise sends those batches uncompressed. Kafka 4.0 advertises v0 for the same reason
+/// (KAFKA-18659); clients use the highest common version, so none sends v0-v2.
+fn advertised_min(key: ApiKey, min: i16) -> i16 {
+    if key == ApiKey::Produce {
+        0
+    } else {
+        min
+    }
+}
 
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED_APIS
@@ -12,7 +25,7 @@ fn api_keys() -> Vec<ApiVersion> {
         .map(|(key, min, max)| {
             ApiVersion::default()
                 .with_api_key(*key as i16)
-                .with_min_version(*min)
+                .with_min_version(advertised_min(*key, *min))
                 .with_max_version(*max)
         })
         .collect()
@@ -40,5 +53,16 @@ mod tests {
         assert_eq!(r.api_keys.len(), SUPPORTED_APIS.len());
         assert!(r.supported_features.is_empty() && r.finalized_features.is_empty());
         assert_eq!(unsupported_version_response().error_code, 35);
+    }
+
+    #[test]
+    fn produce_is_advertised_from_v0_for_old_librdkafka_compression() {
+        let produce = handle()
+            .api_keys
+            .into_iter()
+            .find(|k| k.api_key == ApiKey::Produce as i16)
+            .unwrap();
+        assert_eq!((produce.min_version, produce.max_version), (0, 11));
+        assert_eq!(crate::api::supported_range(ApiKey::Produce), Some((3, 11)));
     }
 }

@@ -12,7 +12,7 @@ use tracing::warn;
 use super::{led_log, storage_error, ApiError, Context, Handled};
 use crate::log::batch::{self, BatchError};
 use crate::log::producer_state::ProducerError;
-use crate::log::{AppendError, AppendInfo, PartitionLog};
+use crate::log::{AppendError, AppendInfo, Leadership, PartitionLog};
 
 /// An acks=all append waiting for the ISR to reach `end_offset`.
 pub(super) struct AwaitingIsr {
@@ -109,18 +109,19 @@ fn append_partition(
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(ctx.config.int("min.insync.replicas") as usize)
     });
-    if let Some(min_isr) = min_isr.filter(|m| p.isr.len() < *m) {
-        return Err(ApiError::new(
-            ResponseError::NotEnoughReplicas,
-            format!(
-                "ISR has {} replicas, min.insync.replicas is {min_isr}",
-                p.isr.len()
-            ),
-        ));
-    }
+    let leadership = Leadership {
+        leader_epoch: p.leader_epoch,
+        min_isr,
+    };
     let info = log
-        .append(records, &headers, p.leader_epoch)
+        .append(records, &headers, leadership)
         .map_err(|e| match e {
+            AppendError::NotLeader(reason) => {
+                ApiError::new(ResponseError::NotLeaderOrFollower, reason)
+            }
+            e @ AppendError::NotEnoughReplicas { .. } => {
+                ApiError::new(ResponseError::NotEnoughReplicas, e.to_string())
+            }
             AppendError::Producer(e @ ProducerError::InvalidEpoch { .. }) => {
                 ApiError::new(ResponseError::InvalidProducerEpoch, e.to_string())
             }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::log::manager::LogManager;
 use crate::log::segment::now_ms;
-use crate::log::{batch, PartitionLog};
+use crate::log::{batch, Leadership, PartitionLog};
 use crate::metadata::image::MetadataImage;
 
 /// The internal topic's name.
@@ -187,8 +187,12 @@ impl OffsetStore {
         )?;
         let headers = batch::validate_all(&buf).map_err(io::Error::other)?;
         let (log, leader_epoch) = self.log(image, group)?;
+        let leadership = Leadership {
+            leader_epoch,
+            min_isr: None,
+        };
         let info = log
-            .append(&buf, &headers, leader_epoch)
+            .append(&buf, &headers, leadership)
             .map_err(io::Error::other)?;
         Ok(Some(Appended {
             log,

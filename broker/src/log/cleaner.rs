@@ -189,6 +189,7 @@ mod tests {
     use super::*;
     use crate::config::BrokerConfig;
     use crate::log::batch;
+    use crate::log::tests::{open_leader, LEADER};
     use crate::topic_config::LogConfig;
     use kafka_protocol::records::Compression;
 
@@ -233,10 +234,10 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let config = LogConfig::new(&broker, &overrides);
-        let log = PartitionLog::open(dir.path(), config.clone(), "t").unwrap();
+        let log = open_leader(dir.path(), config.clone(), "t").unwrap();
         let append = |b: Vec<u8>| {
             let headers = batch::validate_all(&b).unwrap();
-            log.append(&b, &headers, 0).unwrap();
+            log.append(&b, &headers, LEADER).unwrap();
         };
         for round in 0..5 {
             for key in ["a", "b", "c"] {
@@ -268,7 +269,7 @@ mod tests {
         assert_eq!(log.compact(10_000).unwrap(), None, "nothing dirty any more");
         drop(log);
         std::fs::write(dir.path().join("00000000000000000000.log.cleaned"), b"half").unwrap();
-        let log = PartitionLog::open(dir.path(), config, "t").unwrap();
+        let log = open_leader(dir.path(), config, "t").unwrap();
         assert_eq!(view(&log).len(), offsets.len());
         assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
     }

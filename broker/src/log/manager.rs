@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -22,6 +22,9 @@ pub struct LogManager {
     broker: Arc<BrokerConfig>,
     logs: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
     appended: Notify,
+    /// The metadata offset of the newest image synced; held while syncing, so syncs run one
+    /// at a time and an older image never undoes a newer one.
+    synced_index: Mutex<u64>,
 }
 
 fn dir_name(topic: &str, partition: i32) -> String {
@@ -44,6 +47,7 @@ impl LogManager {
             broker,
             logs: RwLock::new(HashMap::new()),
             appended: Notify::new(),
+            synced_index: Mutex::new(0),
         })
     }
 
@@ -93,7 +97,14 @@ impl LogManager {
 
     /// Opens every partition this broker hosts, applies config changes, and deletes the logs
     /// of partitions it no longer hosts (deleted topics, moved replicas).
-    pub fn sync_with_image(&self, image: &MetadataImage) -> io::Result<()> {
+    /// An image older than one already synced is skipped (returns false): the metadata
+    /// follower and a handler that just changed the metadata may both sync, in either order.
+    pub fn sync_with_image(&self, image: &MetadataImage) -> io::Result<bool> {
+        let mut synced_index = self.synced_index.lock().unwrap_or_else(|e| e.into_inner());
+        if image.applied_index < *synced_index {
+            return Ok(false);
+        }
+        *synced_index = image.applied_index;
         let stale: Vec<TopicPartition> = {
             let logs = self.logs.read().unwrap_or_else(|e| e.into_inner());
             logs.keys()
@@ -118,8 +129,11 @@ impl LogManager {
             }
             if !self.hosts(image, &topic, partition) {
                 info!(dir = %name, "deleting the log of a partition this broker no longer hosts");
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    warn!(dir = %name, error = %e, "could not delete log directory");
+                match std::fs::remove_dir_all(entry.path()) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        warn!(dir = %name, error = %e, "could not delete log directory");
+                    }
+                    _ => {}
                 }
             }
         }
@@ -135,7 +149,7 @@ impl LogManager {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Woken on every append, for long-polling fetches.

@@ -71,9 +71,26 @@ pub enum AppendError {
     /// Replicated bytes are not valid record batches.
     #[error("replicated batch is invalid: {0}")]
     Corrupt(#[from] batch::BatchError),
+    /// This broker does not lead the partition at the request's leader epoch, or has not
+    /// applied its role yet (a partition created a moment ago).
+    #[error("{0}")]
+    NotLeader(String),
+    /// acks=all, and the ISR is smaller than `min.insync.replicas` before the append.
+    #[error("ISR has {isr} replicas, min.insync.replicas is {min}")]
+    NotEnoughReplicas { isr: usize, min: usize },
     /// A filesystem error.
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+/// What a leader append requires of the partition's replica state. It is checked under
+/// the log's lock, so the check and the write see the same leadership and ISR.
+#[derive(Debug, Clone, Copy)]
+pub struct Leadership {
+    /// The leader epoch the request was routed under.
+    pub leader_epoch: i32,
+    /// For acks=all: the ISR size `min.insync.replicas` requires.
+    pub min_isr: Option<usize>,
 }
 
 /// The result of an append.
@@ -285,8 +302,9 @@ impl PartitionLog {
         &self,
         records: &[u8],
         headers: &[BatchHeader],
-        leader_epoch: i32,
+        leadership: Leadership,
     ) -> Result<AppendInfo, AppendError> {
+        let leader_epoch = leadership.leader_epoch;
         let config = self.config();
         if let Some(big) = headers.iter().find(|h| h.size > config.max_message_bytes) {
             return Err(AppendError::TooLarge {
@@ -295,6 +313,7 @@ impl PartitionLog {
             });
         }
         let mut state = self.lock();
+        state.replica.check_append(leadership)?;
         for h in headers {
             if let SequenceCheck::Duplicate {
                 base_offset,
@@ -888,7 +907,7 @@ fn records_in(batch: &[u8]) -> Vec<(i64, i64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::BrokerConfig;
     use crate::log::batch::tests::make_batch;
@@ -902,17 +921,48 @@ mod tests {
         LogConfig::new(&broker, &map)
     }
 
+    /// What test appends are made under: the role `open_leader` applies.
+    pub(crate) const LEADER: Leadership = Leadership {
+        leader_epoch: 0,
+        min_isr: None,
+    };
+
+    /// Opens a log that leads its partition alone, as a single node's would.
+    pub(crate) fn open_leader(
+        dir: &Path,
+        config: LogConfig,
+        topic_id: &str,
+    ) -> io::Result<PartitionLog> {
+        let log = PartitionLog::open(dir, config, topic_id)?;
+        log.set_replica_role(1, 1, 0, 0, &[1], &[1])?;
+        Ok(log)
+    }
+
     fn append(log: &PartitionLog, count: i32, ts: i64) -> AppendInfo {
         let b = make_batch(count, ts);
         let headers = batch::validate_all(&b).unwrap();
-        log.append(&b, &headers, 0).unwrap()
+        log.append(&b, &headers, LEADER).unwrap()
+    }
+
+    #[test]
+    fn a_log_whose_role_is_not_applied_refuses_appends_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        let b = make_batch(3, 1);
+        let headers = batch::validate_all(&b).unwrap();
+        assert!(matches!(
+            log.append(&b, &headers, LEADER),
+            Err(AppendError::NotLeader(_))
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        log.set_replica_role(1, 1, 0, 0, &[1], &[1]).unwrap();
+        assert_eq!(log.append(&b, &headers, LEADER).unwrap().base_offset, 0);
     }
 
     #[test]
     fn append_read_roll_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let log =
-            PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
+        let log = open_leader(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
         for i in 0..20 {
             assert_eq!(append(&log, 2, 1000 + i).base_offset, i * 2);
         }
@@ -936,8 +986,7 @@ mod tests {
         ));
         assert!(log.read(40, 10, true).unwrap().records.is_empty());
         drop(log);
-        let log =
-            PartitionLog::open(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
+        let log = open_leader(dir.path(), config(&[("segment.bytes", "300")]), "t1").unwrap();
         assert_eq!(log.log_end_offset(), 40);
         assert_eq!(append(&log, 1, 5000).base_offset, 40);
     }
@@ -949,9 +998,9 @@ mod tests {
         let append_idem = |log: &PartitionLog, seq: i32| {
             let b = make_idempotent_batch(2, 42, 0, seq);
             let headers = batch::validate_all(&b).unwrap();
-            log.append(&b, &headers, 0)
+            log.append(&b, &headers, LEADER)
         };
-        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
         assert_eq!(append_idem(&log, 0).unwrap().base_offset, 0);
         assert_eq!(append_idem(&log, 2).unwrap().base_offset, 2);
         assert_eq!(append_idem(&log, 0).unwrap().base_offset, 0, "duplicate");
@@ -961,7 +1010,7 @@ mod tests {
         ));
         assert_eq!(log.log_end_offset(), 4);
         drop(log);
-        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
         assert_eq!(
             append_idem(&log, 2).unwrap().base_offset,
             2,
@@ -974,17 +1023,17 @@ mod tests {
     #[test]
     fn a_new_topic_id_clears_old_data() {
         let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config(&[]), "old").unwrap();
+        let log = open_leader(dir.path(), config(&[]), "old").unwrap();
         append(&log, 5, 1);
         drop(log);
-        let log = PartitionLog::open(dir.path(), config(&[]), "new").unwrap();
+        let log = open_leader(dir.path(), config(&[]), "new").unwrap();
         assert_eq!(log.log_end_offset(), 0);
     }
 
     #[test]
     fn delete_records_and_retention_move_the_start() {
         let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config(&[("segment.bytes", "200")]), "t").unwrap();
+        let log = open_leader(dir.path(), config(&[("segment.bytes", "200")]), "t").unwrap();
         for i in 0..10 {
             append(&log, 1, 1000 + i);
         }
@@ -1007,14 +1056,14 @@ mod tests {
         assert_eq!(log.log_start_offset(), 10);
         assert_eq!(log.log_end_offset(), 10);
         drop(log);
-        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
     }
 
     #[test]
     fn timestamps_resolve_to_records() {
         let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
         append(&log, 3, 100);
         append(&log, 3, 200);
         assert_eq!(log.offset_for_timestamp(150).unwrap(), Some((3, 200)));

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::{AppendError, Leadership};
+
 /// What the leader knows about one follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowerProgress {
@@ -15,7 +17,7 @@ pub struct FollowerProgress {
 /// The partition's role on this broker and, when leading, its followers' progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaState {
-    /// This broker's id, or -1 for a standalone log (tests, before the first image).
+    /// This broker's id, or -1 until the metadata gave the partition a role here.
     pub me: i32,
     /// Whether this broker leads the partition.
     pub is_leader: bool,
@@ -37,7 +39,7 @@ impl Default for ReplicaState {
     fn default() -> Self {
         ReplicaState {
             me: -1,
-            is_leader: true,
+            is_leader: false,
             leader_epoch: 0,
             partition_epoch: 0,
             replicas: Vec::new(),
@@ -65,6 +67,30 @@ impl ReplicaState {
                 log_end_offset: -1,
                 caught_up_ms: now_ms,
             });
+        }
+    }
+
+    /// Whether a leader append under `leadership` may go ahead: this broker leads at that
+    /// epoch and, for acks=all, the ISR is large enough. A role not applied yet is not
+    /// leadership, so a just-created partition answers a retriable error, not an append.
+    pub fn check_append(&self, leadership: Leadership) -> Result<(), AppendError> {
+        if self.me < 0 || !self.is_leader {
+            return Err(AppendError::NotLeader(
+                "this broker does not lead the partition yet".to_string(),
+            ));
+        }
+        if self.leader_epoch != leadership.leader_epoch {
+            return Err(AppendError::NotLeader(format!(
+                "leader epoch {} is not the current {}",
+                leadership.leader_epoch, self.leader_epoch
+            )));
+        }
+        match leadership.min_isr {
+            Some(min) if self.isr.len() < min => Err(AppendError::NotEnoughReplicas {
+                isr: self.isr.len(),
+                min,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -155,6 +181,29 @@ mod tests {
         };
         s.become_leader(1, 5, 100, 0);
         s
+    }
+
+    #[test]
+    fn appends_need_an_applied_role_the_epoch_and_the_isr() {
+        let at = |leader_epoch, min_isr| Leadership {
+            leader_epoch,
+            min_isr,
+        };
+        let not_leader = |r| matches!(r, Err(AppendError::NotLeader(_)));
+        assert!(not_leader(
+            ReplicaState::default().check_append(at(0, None))
+        ));
+        let mut s = leader();
+        assert!(s.check_append(at(5, Some(3))).is_ok());
+        assert!(not_leader(s.check_append(at(4, None))));
+        s.isr = vec![1];
+        assert!(matches!(
+            s.check_append(at(5, Some(2))),
+            Err(AppendError::NotEnoughReplicas { isr: 1, min: 2 })
+        ));
+        assert!(s.check_append(at(5, None)).is_ok());
+        s.become_follower(1, 6);
+        assert!(not_leader(s.check_append(at(6, None))));
     }
 
     #[test]
