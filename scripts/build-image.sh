@@ -5,23 +5,16 @@
 # With Docker, `docker build .` builds the same Dockerfile from source instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
+. scripts/lib/apt.sh
+. scripts/lib/debian.sh
 IMAGE="${1:-localhost/strom:dev}"
 BASE=docker.io/library/debian:bookworm-slim
+apt_install_step image
 
 if ! buildah inspect --type image "$BASE" >/dev/null 2>&1; then
-  ROOTFS_TAR="$CACHE/debian-bookworm-minbase.tar"
-  if [ ! -f "$ROOTFS_TAR" ]; then
-    echo "making the $BASE base image with debootstrap" >&2
-    rootfs=$(mktemp -d)
-    debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -cf "$ROOTFS_TAR.tmp" .
-    mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
-    rm -rf "$rootfs"
-  fi
+  make_debian_minbase_tar
   c=$(buildah from scratch)
-  buildah add "$c" "$ROOTFS_TAR" / >/dev/null
+  buildah add "$c" "$DEBIAN_MINBASE_TAR" / >/dev/null
   buildah commit -q "$c" "$BASE" >/dev/null
   buildah rm "$c" >/dev/null
 fi

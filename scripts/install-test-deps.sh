@@ -1,22 +1,16 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a fresh Debian machine: kcat and promtool from apt,
-# the Python clients, the Helm SDK and kubernetes-validate in a venv, and kafkajs, TypeScript and
-# @grafana/schema from npm. Idempotent; caches under ~/.cache/strom.
+# Installs what the test suite needs on a fresh machine: the `test` packages of
+# scripts/apt-packages (kcat, promtool, ip), the Python clients, the Helm SDK and
+# kubernetes-validate in a venv, and kafkajs, TypeScript and @grafana/schema with the machine's
+# npm (Node.js comes with the machine image: scripts/other-tools). Idempotent; caches under
+# ~/.cache/strom.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/apt.sh
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
 mkdir -p "$CACHE"
 
-need_apt=()
-command -v kcat >/dev/null || need_apt+=(kcat)
-command -v node >/dev/null || need_apt+=(nodejs npm)
-command -v promtool >/dev/null || need_apt+=(prometheus)
-if ((${#need_apt[@]})); then
-  echo "installing with apt: ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+apt_install_step test
 
 if [ ! -x "$CACHE/venv/bin/python" ]; then
   python3 -m venv "$CACHE/venv"

@@ -11,6 +11,9 @@ step() { printf '\n==> %s (%s)\n' "$1" "$(date +%T)"; }
 step "install test dependencies"
 scripts/install-test-deps.sh
 
+step "every command the scripts and tests call is installed on a fresh machine"
+scripts/check-tools
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -38,6 +41,7 @@ BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p 
 step "local Kubernetes: up, image, smoke StatefulSet"
 trap 'e2e/local-cluster/down >/dev/null 2>&1 || true' EXIT
 cluster_env=$(e2e/local-cluster/up)
+# KUBECONFIG, and the cluster's own kubectl first on PATH for the suites below.
 eval "$(tail -1 <<<"$cluster_env")"
 scripts/build-image.sh localhost/strom:dev
 e2e/local-cluster/load-image localhost/strom:dev

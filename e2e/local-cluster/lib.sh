@@ -1,5 +1,8 @@
 # Shared settings and helpers for the local Kubernetes cluster scripts (sourced, not run).
 
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/apt.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/debian.sh"
+
 K8S_VERSION=1.20.2
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
@@ -15,6 +18,8 @@ CONTAINERD_SOCK="$LAB/containerd/containerd.sock"
 PAUSE_IMAGE=k8s.gcr.io/pause:3.2
 BASE_IMAGE=docker.io/library/debian:bookworm-slim
 export KUBECONFIG="$LAB/admin.kubeconfig"
+# kubectl comes from build-kubernetes, the same version as the cluster.
+export PATH="$K8S_BIN:$PATH"
 
 STARTED_AT=$(date +%s)
 step_started=$STARTED_AT

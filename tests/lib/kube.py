@@ -1,5 +1,6 @@
 """kubectl helpers shared by the operator suite and the end-to-end suite."""
 
+import functools
 import json
 import subprocess
 
@@ -14,11 +15,15 @@ def kubectl(*args, stdin=None, check=True, timeout=300):
     return done.stdout
 
 
+@functools.cache
+def _show_managed_fields():
+    """kubectl 1.21+ hides managedFields unless asked; 1.20 shows them and lacks the flag."""
+    return ["--show-managed-fields"] if "--show-managed-fields" in kubectl("get", "--help") else []
+
+
 def get(kind, name, namespace):
     """The object as JSON (managed fields included), or None when it does not exist."""
-    out = kubectl(
-        "-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found", "--show-managed-fields"
-    )
+    out = kubectl("-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found", *_show_managed_fields())
     return json.loads(out) if out.strip() else None
 
 
