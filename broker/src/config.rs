@@ -146,6 +146,7 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("group.initial.rebalance.delay.ms", Int(0), "3000"),
     def("group.min.session.timeout.ms", Int(0), "6000"),
     def("group.max.session.timeout.ms", Int(0), "1800000"),
+    def("group.max.size", Int(1), "2147483647"),
     def("broker.session.timeout.ms", Long(1), "9000"),
     def("broker.heartbeat.interval.ms", Long(1), "2000"),
     def("replica.lag.time.max.ms", Long(1), "30000"),

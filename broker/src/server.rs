@@ -159,6 +159,7 @@ impl Server {
         });
         let groups = GroupCoordinator::new(
             GroupConfig {
+                max_size: config.int("group.max.size") as usize,
                 initial_rebalance_delay: Duration::from_millis(
                     config.int("group.initial.rebalance.delay.ms") as u64,
                 ),

@@ -4,7 +4,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::ResponseError;
 
-use super::{client_facing_controller, str_bytes, Context};
+use super::{authorized_operations, client_facing_controller, str_bytes, Context};
 
 /// Lists the cluster id, the active controller and the registered brokers.
 pub fn describe_cluster(ctx: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
@@ -12,7 +12,10 @@ pub fn describe_cluster(ctx: &Context, request: DescribeClusterRequest) -> Descr
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&image.cluster_id))
         .with_controller_id(BrokerId(client_facing_controller(ctx, &image)))
-        .with_endpoint_type(request.endpoint_type);
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_authorized_operations(authorized_operations::cluster(
+            request.include_cluster_authorized_operations,
+        ));
     if request.endpoint_type != 1 {
         return response
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

@@ -34,9 +34,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::produce::AwaitingIsr;
-use super::{str_bytes, topic_name, Context, RequestInfo};
+use super::{authorized_operations, str_bytes, topic_name, Context, RequestInfo};
 use crate::group::store::{partition_for, CommittedOffset, OFFSETS_TOPIC};
-use crate::group::{GroupState, JoinRequest};
+use crate::group::{Committer, GroupState, JoinRequest, SyncRequest};
 use crate::log::segment::now_ms;
 
 fn code(error: Option<ResponseError>) -> i16 {
@@ -124,6 +124,7 @@ pub async fn join_group(
                 .map(|p| (p.name.to_string(), p.metadata))
                 .collect(),
             require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         })
         .await;
     JoinGroupResponse::default()
@@ -169,16 +170,19 @@ pub async fn sync_group(
 ) -> SyncGroupResponse {
     let result = ctx
         .groups
-        .sync(
-            &request.group_id.0,
-            &request.member_id,
-            request.generation_id,
-            request
+        .sync(SyncRequest {
+            group_id: request.group_id.0.to_string(),
+            member_id: request.member_id.to_string(),
+            group_instance_id: request.group_instance_id.map(|s| s.to_string()),
+            generation: request.generation_id,
+            protocol_type: request.protocol_type.map(|s| s.to_string()),
+            protocol_name: request.protocol_name.map(|s| s.to_string()),
+            assignments: request
                 .assignments
                 .into_iter()
                 .map(|a| (a.member_id.to_string(), a.assignment))
                 .collect(),
-        )
+        })
         .await;
     let response = SyncGroupResponse::default()
         .with_error_code(code(result.error))
@@ -202,6 +206,7 @@ pub fn heartbeat(ctx: &Context, request: HeartbeatRequest) -> HeartbeatResponse 
     let error = ctx.groups.heartbeat(
         &request.group_id.0,
         &request.member_id,
+        request.group_instance_id.as_deref(),
         request.generation_id,
     );
     HeartbeatResponse::default().with_error_code(code(error))
@@ -250,8 +255,11 @@ pub async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> Offse
     let group_id = request.group_id.0.to_string();
     let check = ctx.groups.check_commit(
         &group_id,
-        &request.member_id,
-        request.generation_id_or_member_epoch,
+        Committer {
+            member_id: &request.member_id,
+            group_instance_id: request.group_instance_id.as_deref(),
+            generation: request.generation_id_or_member_epoch,
+        },
     );
     let image = ctx.controller.image();
     let now = now_ms();
@@ -474,12 +482,14 @@ fn split(o: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
     }
 }
 
-/// DescribeGroups.
+/// DescribeGroups; a group that does not exist is "Dead" with no error, as in Kafka.
 pub fn describe_groups(
     ctx: &Context,
     request: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
+    let operations =
+        authorized_operations::group(version >= 3 && request.include_authorized_operations);
     let groups = request
         .groups
         .into_iter()
@@ -492,6 +502,7 @@ pub fn describe_groups(
                 .with_group_state(str_bytes(g.state.name()))
                 .with_protocol_type(StrBytes::from_string(g.protocol_type))
                 .with_protocol_data(StrBytes::from_string(g.protocol))
+                .with_authorized_operations(operations)
                 .with_members(
                     g.members
                         .into_iter()
@@ -510,14 +521,10 @@ pub fn describe_groups(
                         })
                         .collect(),
                 ),
-            None if version >= 6 => DescribedGroup::default()
-                .with_group_id(id)
-                .with_group_state(str_bytes(GroupState::Dead.name()))
-                .with_error_code(ResponseError::GroupIdNotFound.code())
-                .with_error_message(Some(str_bytes("Group not found"))),
             None => DescribedGroup::default()
                 .with_group_id(id)
-                .with_group_state(str_bytes(GroupState::Dead.name())),
+                .with_group_state(str_bytes(GroupState::Dead.name()))
+                .with_authorized_operations(operations),
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
@@ -565,7 +572,7 @@ pub fn list_groups(ctx: &Context, request: ListGroupsRequest, version: i16) -> L
 /// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
 pub fn offset_delete(ctx: &Context, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
-    let subscribed = match ctx.groups.subscribed_topics(&group) {
+    let subscribed = match ctx.groups.offset_delete_check(&group) {
         Ok(topics) => topics,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
     };
@@ -579,7 +586,7 @@ pub fn offset_delete(ctx: &Context, request: OffsetDeleteRequest) -> OffsetDelet
             .map(|p| {
                 let r = OffsetDeleteResponsePartition::default()
                     .with_partition_index(p.partition_index);
-                if subscribed.contains(&name) {
+                if subscribed.as_ref().is_none_or(|s| s.contains(&name)) {
                     r.with_error_code(ResponseError::GroupSubscribedToTopic.code())
                 } else {
                     tombstones.push(((name.clone(), p.partition_index), None));

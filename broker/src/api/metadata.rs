@@ -9,7 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 
 use super::topics::{create_topic, TopicSpec};
-use super::{client_facing_controller, str_bytes, topic_name, Context};
+use super::{authorized_operations, client_facing_controller, str_bytes, topic_name, Context};
 use crate::metadata::image::TopicImage;
 
 fn describe_topic(name: &str, topic: &TopicImage) -> MetadataResponseTopic {
@@ -66,7 +66,9 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
         }
     }
     let image = ctx.controller.image();
-    let topics = match &requested {
+    let topic_operations =
+        authorized_operations::topic(version >= 8 && request.include_topic_authorized_operations);
+    let topics: Vec<MetadataResponseTopic> = match &requested {
         None => image
             .topics
             .iter()
@@ -87,7 +89,15 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
             })
             .collect(),
     };
+    let topics = topics
+        .into_iter()
+        .map(|t| t.with_topic_authorized_operations(topic_operations))
+        .collect();
+    let cluster_operations = authorized_operations::cluster(
+        (8..=10).contains(&version) && request.include_cluster_authorized_operations,
+    );
     MetadataResponse::default()
+        .with_cluster_authorized_operations(cluster_operations)
         .with_brokers(
             image
                 .brokers

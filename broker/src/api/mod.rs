@@ -2,6 +2,7 @@
 //! ApiVersions is generated from the same table, so it advertises exactly what is handled.
 
 mod api_versions;
+mod authorized_operations;
 mod cluster;
 mod configs;
 mod delete_records;
