@@ -46,16 +46,23 @@ class Connection:
             data += chunk
         return data
 
-    def request(self, api_key, version, body):
-        """Sends one request with a v1 header; returns the response body after the
-        correlation id."""
+    def send(self, api_key, version, body):
+        """Sends one request with a v1 header without waiting for its answer."""
         self.correlation += 1
         frame = struct.pack(">hhi", api_key, version, self.correlation) + string(self.client_id) + body
         self.sock.sendall(struct.pack(">i", len(frame)) + frame)
+        return self.correlation
+
+    def receive(self, correlation):
+        """The body after the correlation id of the next response, which must answer `correlation`."""
         size = struct.unpack(">i", self._read(4))[0]
         response = self._read(size)
-        assert struct.unpack(">i", response[:4])[0] == self.correlation
+        assert struct.unpack(">i", response[:4])[0] == correlation
         return response[4:]
+
+    def request(self, api_key, version, body):
+        """Sends one request and returns its response body after the correlation id."""
+        return self.receive(self.send(api_key, version, body))
 
 
 def metadata_v4(topics, auto_create=True):
@@ -87,6 +94,89 @@ def produce_v3_errors(body):
             index, error, base, _append_time = take(">ihqq")
             results.append((index, error, base))
     return results
+
+
+class Reader:
+    """Reads the fields of a non-flexible response body in order."""
+
+    def __init__(self, body):
+        self.body = body
+        self.at = 0
+
+    def take(self, fmt):
+        values = struct.unpack_from(fmt, self.body, self.at)
+        self.at += struct.calcsize(fmt)
+        return values if len(values) > 1 else values[0]
+
+    def string(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        value = self.body[self.at:self.at + n].decode()
+        self.at += n
+        return value
+
+    def bytes(self):
+        n = self.take(">i")
+        value = self.body[self.at:self.at + max(n, 0)]
+        self.at += max(n, 0)
+        return value
+
+
+def join_group_v5(group, member_id, instance_id=None, protocols=(("range", b""),),
+                  session_ms=10000, rebalance_ms=30000):
+    body = string(group) + struct.pack(">ii", session_ms, rebalance_ms) + string(member_id)
+    body += nullable_string(instance_id) + string("consumer")
+    body += array(string(name) + struct.pack(">i", len(meta)) + meta for name, meta in protocols)
+    return body
+
+
+def join_group_v5_answer(body):
+    """(error, generation, member id, leader, [member ids]) of a JoinGroup v5 response."""
+    r = Reader(body)
+    r.take(">i")
+    error, generation = r.take(">hi")
+    r.string()
+    leader = r.string()
+    member_id = r.string()
+    members = []
+    for _ in range(r.take(">i")):
+        members.append(r.string())
+        r.string()
+        r.bytes()
+    return error, generation, member_id, leader, members
+
+
+def sync_group_v3(group, generation, member_id, instance_id=None, assignments=()):
+    body = string(group) + struct.pack(">i", generation) + string(member_id) + nullable_string(instance_id)
+    body += array(string(m) + struct.pack(">i", len(a)) + a for m, a in assignments)
+    return body
+
+
+def heartbeat_v3(group, generation, member_id, instance_id=None):
+    return string(group) + struct.pack(">i", generation) + string(member_id) + nullable_string(instance_id)
+
+
+def offset_commit_v7(group, generation, member_id, topic, partition, offset, instance_id=None):
+    body = string(group) + struct.pack(">i", generation) + string(member_id) + nullable_string(instance_id)
+    partitions = array([struct.pack(">iqi", partition, offset, -1) + nullable_string(None)])
+    return body + array([string(topic) + partitions])
+
+
+def offset_commit_v7_errors(body):
+    r = Reader(body)
+    r.take(">i")
+    errors = []
+    for _ in range(r.take(">i")):
+        r.string()
+        for _ in range(r.take(">i")):
+            errors.append(r.take(">ih")[1])
+    return errors
+
+
+def first_error_code(body, skip_throttle=True):
+    """The error code that follows the throttle time (Heartbeat v1+, SyncGroup v1+)."""
+    return struct.unpack_from(">h", body, 4 if skip_throttle else 0)[0]
 
 
 def record_batch(values, compression=0):
