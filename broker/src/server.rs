@@ -615,7 +615,8 @@ fn sync_group_partitions(ctx: &Context, image: &MetadataImage) -> std::io::Resul
     Ok(())
 }
 
-/// Retention and time-based flushing on their configured intervals.
+/// Retention, time-based flushing and compaction on their configured intervals, and the
+/// removal of deleted segment files once their `file.delete.delay.ms` has passed.
 async fn housekeeping(
     config: Arc<BrokerConfig>,
     logs: Arc<LogManager>,
@@ -628,6 +629,7 @@ async fn housekeeping(
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(flush_every);
     let mut clean = tokio::time::interval(clean_every);
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = retention.tick() => {
@@ -635,6 +637,7 @@ async fn housekeeping(
                 logs.expire_producers(now_ms());
             }
             _ = flush.tick() => logs.flush_due(now_ms()),
+            _ = sweep.tick() => logs.remove_deleted_files(),
             _ = clean.tick() => {
                 // Compaction reads and rewrites whole segments: keep it off the async workers.
                 let logs = logs.clone();

@@ -15,9 +15,12 @@ use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
 use super::{str_bytes, ApiError, Context};
-use crate::config::{self, split_list, PropertyType, ValueSource};
+use crate::config::{self, split_list, BrokerConfig, PropertyType, ValueSource};
 use crate::metadata::image::MetadataRecord;
-use crate::topic_config::{effective_value, validate_topic_config, TOPIC_CONFIGS};
+use crate::topic_config::{
+    effective_value, topic_config, validate_topic_configs, ConfigType, TopicConfigDef,
+    TOPIC_CONFIGS,
+};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -60,7 +63,33 @@ fn broker_source(source: ValueSource) -> i8 {
     }
 }
 
-/// The effective configs of a topic with these overrides, optionally only `keys`.
+/// The broker part of a topic config's synonyms, as Kafka builds it: the statically set
+/// synonyms, then those with a built-in default, dropping any before the primary one.
+fn broker_synonyms(
+    broker: &BrokerConfig,
+    def: &TopicConfigDef,
+) -> Vec<(&'static str, Option<String>, i8)> {
+    let Some(primary) = def.synonyms.first() else {
+        return Vec::new();
+    };
+    let static_set = def
+        .synonyms
+        .iter()
+        .filter(|k| broker.source(k) == ValueSource::Static)
+        .map(|k| (*k, broker.get(k).map(str::to_string), SOURCE_STATIC_BROKER));
+    let defaults = def.synonyms.iter().filter_map(|k| {
+        let default = config::property(k)?.default?;
+        Some((*k, Some(default.to_string()), SOURCE_DEFAULT))
+    });
+    let mut entries: Vec<_> = static_set.chain(defaults).collect();
+    match entries.iter().position(|(k, _, _)| k == primary) {
+        Some(first) => entries.split_off(first),
+        None => Vec::new(),
+    }
+}
+
+/// The configs of a topic with these overrides (optionally only `keys`), as DescribeConfigs
+/// reports them: every topic config, its source and its synonyms, the override first.
 pub fn topic_entries(
     ctx: &Context,
     overrides: &BTreeMap<String, String>,
@@ -68,23 +97,47 @@ pub fn topic_entries(
 ) -> Vec<ConfigEntry> {
     TOPIC_CONFIGS
         .iter()
-        .filter(|def| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == def.name)))
+        .filter(|def| keys.is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == def.name)))
         .map(|def| {
-            let broker_value = ctx.config.get(def.broker_key).map(str::to_string);
-            let broker_src = broker_source(ctx.config.source(def.broker_key));
             let mut synonyms = Vec::new();
             if let Some(v) = overrides.get(def.name) {
                 synonyms.push((def.name, Some(v.clone()), SOURCE_DYNAMIC_TOPIC));
             }
-            synonyms.push((def.broker_key, broker_value, broker_src));
+            synonyms.extend(broker_synonyms(&ctx.config, def));
             ConfigEntry {
                 name: def.name,
-                value: effective_value(&ctx.config, overrides, def),
-                source: synonyms[0].2,
+                value: Some(effective_value(&ctx.config, overrides, def)),
+                source: synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2),
                 synonyms,
-                config_type: config_type(def.ty),
+                config_type: def.ty as i8,
                 read_only: false,
             }
+        })
+        .collect()
+}
+
+/// The configs a CreateTopics response reports (v5+): Kafka resolves them on the controller,
+/// so a statically set synonym counts (in its unit) even where DescribeConfigs would not.
+pub fn created_topic_entries(
+    ctx: &Context,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<(&'static str, String, i8)> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| match overrides.get(def.name) {
+            Some(v) => (def.name, v.clone(), SOURCE_DYNAMIC_TOPIC),
+            None if def
+                .synonyms
+                .iter()
+                .any(|k| ctx.config.source(k) == ValueSource::Static) =>
+            {
+                (
+                    def.name,
+                    def.broker_value(&ctx.config),
+                    SOURCE_STATIC_BROKER,
+                )
+            }
+            None => (def.name, def.broker_value(&ctx.config), SOURCE_DEFAULT),
         })
         .collect()
 }
@@ -92,7 +145,9 @@ pub fn topic_entries(
 fn broker_entries(ctx: &Context, keys: Option<&[StrBytes]>) -> Vec<ConfigEntry> {
     ctx.config
         .entries()
-        .filter(|(name, _, _)| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == *name)))
+        .filter(|(name, _, _)| {
+            keys.is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == *name))
+        })
         .map(|(name, value, source)| ConfigEntry {
             name,
             value: value.map(str::to_string),
@@ -177,29 +232,27 @@ pub fn describe(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Validates the new override set of a topic and commits it.
+/// Validates the new override set of a topic and commits it. As in Kafka, the values are
+/// checked before the topic's existence.
 async fn apply_topic_configs(
     ctx: &Context,
     topic: &str,
     new: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), ApiError> {
+    let new = validate_topic_configs(&ctx.config, &new)
+        .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
     let image = ctx.controller.image();
-    let current = image
+    let current = &image
         .topics
         .get(topic)
         .ok_or_else(|| {
             ApiError::new(
                 ResponseError::UnknownTopicOrPartition,
-                format!("Topic {topic} does not exist"),
+                format!("The topic '{topic}' does not exist."),
             )
         })?
-        .configs
-        .clone();
-    for (key, value) in &new {
-        validate_topic_config(key, value)
-            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
-    }
+        .configs;
     if validate_only {
         return Ok(());
     }
@@ -278,6 +331,20 @@ fn incremental(
                     .unwrap_or_default(),
             )
         };
+        let is_list = topic_config(name).is_some_and(|d| d.ty == ConfigType::List);
+        if matches!(op, 2 | 3) && !is_list {
+            let verb = if *op == 2 { "APPEND" } else { "SUBTRACT" };
+            return Err(ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("Can't {verb} to key {name} because its type is not LIST."),
+            ));
+        }
+        if *op != 1 && value.is_none() {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("Null value not supported for : {name}"),
+            ));
+        }
         let value = value.clone().unwrap_or_default();
         match op {
             0 => {
@@ -341,12 +408,7 @@ pub async fn incremental_alter(
                     )
                 })
                 .collect();
-            let default_of = |name: &str| {
-                TOPIC_CONFIGS
-                    .iter()
-                    .find(|d| d.name == name)
-                    .and_then(|d| ctx.config.get(d.broker_key).map(str::to_string))
-            };
+            let default_of = |name: &str| topic_config(name).map(|d| d.broker_value(&ctx.config));
             match incremental(&current, &ops, default_of) {
                 Ok(new) => apply_topic_configs(ctx, &topic, new, request.validate_only).await,
                 Err(e) => Err(e),
@@ -368,6 +430,63 @@ pub async fn incremental_alter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn synonyms_of(overrides: &[&str], name: &str) -> Vec<(&'static str, Option<String>, i8)> {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let broker = BrokerConfig::load(None, Vec::new(), &overrides).unwrap();
+        broker_synonyms(&broker, topic_config(name).unwrap())
+    }
+
+    #[test]
+    fn synonyms_follow_kafkas_order_and_drop_what_precedes_the_primary() {
+        assert_eq!(
+            synonyms_of(&[], "cleanup.policy"),
+            vec![("log.cleanup.policy", Some("delete".into()), SOURCE_DEFAULT)]
+        );
+        assert_eq!(
+            synonyms_of(&["log.segment.bytes=2048"], "segment.bytes"),
+            vec![
+                (
+                    "log.segment.bytes",
+                    Some("2048".into()),
+                    SOURCE_STATIC_BROKER
+                ),
+                (
+                    "log.segment.bytes",
+                    Some("1073741824".into()),
+                    SOURCE_DEFAULT
+                ),
+            ]
+        );
+        assert_eq!(synonyms_of(&[], "retention.ms"), vec![]);
+        assert_eq!(
+            synonyms_of(&["log.retention.hours=24"], "retention.ms"),
+            vec![]
+        );
+        assert_eq!(
+            synonyms_of(&["log.retention.ms=5000"], "retention.ms"),
+            vec![
+                (
+                    "log.retention.ms",
+                    Some("5000".into()),
+                    SOURCE_STATIC_BROKER
+                ),
+                ("log.retention.hours", Some("168".into()), SOURCE_DEFAULT),
+            ]
+        );
+        assert_eq!(synonyms_of(&[], "remote.storage.enable"), vec![]);
+    }
+
+    #[test]
+    fn append_needs_a_list() {
+        let e = incremental(
+            &BTreeMap::new(),
+            &[("retention.ms".into(), 2, Some("5".into()))],
+            |_| None,
+        )
+        .unwrap_err();
+        assert_eq!(e.error, ResponseError::InvalidConfig);
+    }
 
     #[test]
     fn incremental_operations() {

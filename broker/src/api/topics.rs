@@ -12,14 +12,15 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::configs::topic_entries;
+use super::configs::created_topic_entries;
 use super::{controller_error, str_bytes, topic_name, ApiError, Context};
 use crate::metadata::image::{place_replicas, MetadataRecord};
-use crate::topic_config::validate_topic_config;
+use crate::topic_config::validate_topic_configs;
 
 /// Kafka's rules for topic names.
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
@@ -75,10 +76,8 @@ pub async fn create_topic(
             format!("Topic '{}' already exists.", spec.name),
         ));
     }
-    for (key, value) in &spec.configs {
-        validate_topic_config(key, value)
-            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
-    }
+    let configs = validate_topic_configs(&ctx.config, &spec.configs)
+        .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
     let brokers: Vec<i32> = image.live_brokers();
     let assignments = if spec.assignments.is_empty() {
         let partitions = if spec.partitions == -1 {
@@ -123,7 +122,7 @@ pub async fn create_topic(
             name: spec.name.clone(),
             id,
             assignments,
-            configs: spec.configs,
+            configs,
         })
         .await
         .map_err(controller_error)?;
@@ -171,6 +170,20 @@ pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> Creat
                 ResponseError::InvalidRequest,
                 format!("Create topics request from client contains duplicate topic {name}"),
             ))
+        } else if topic.configs.iter().any(|c| c.value.is_none()) {
+            let names: Vec<String> = topic
+                .configs
+                .iter()
+                .filter(|c| c.value.is_none())
+                .map(|c| c.name.to_string())
+                .collect();
+            Err(ApiError::new(
+                ResponseError::InvalidConfig,
+                format!(
+                    "Null value not supported for topic configs: {}",
+                    names.join(",")
+                ),
+            ))
         } else {
             let mut assignments: Vec<_> = topic.assignments.iter().collect();
             assignments.sort_by_key(|a| a.partition_index);
@@ -200,13 +213,13 @@ pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> Creat
                     .with_num_partitions(partitions)
                     .with_replication_factor(rf)
                     .with_configs(Some(
-                        topic_entries(ctx, &configs, None)
+                        created_topic_entries(ctx, &configs)
                             .into_iter()
-                            .map(|e| {
+                            .map(|(name, value, source)| {
                                 CreatableTopicConfigs::default()
-                                    .with_name(str_bytes(e.name))
-                                    .with_value(e.value.as_deref().map(str_bytes))
-                                    .with_config_source(e.source)
+                                    .with_name(str_bytes(name))
+                                    .with_value(Some(StrBytes::from_string(value)))
+                                    .with_config_source(source)
                             })
                             .collect(),
                     ));

@@ -40,6 +40,9 @@ struct Cleanable {
     batches: Vec<(u64, usize)>,
     size: u64,
     max_timestamp: i64,
+    /// The largest timestamp of the segment's first batch, Kafka's measure of how long the
+    /// segment has waited for `max.compaction.lag.ms`.
+    first_batch_timestamp: i64,
 }
 
 /// Removes leftovers of a compaction that crashed before its swap.
@@ -80,7 +83,11 @@ impl PartitionLog {
                     break;
                 }
                 let mut batches = Vec::new();
+                let mut first_batch_timestamp = -1;
                 segment.scan(0, false, |pos, h| {
+                    if batches.is_empty() {
+                        first_batch_timestamp = h.max_timestamp;
+                    }
                     batches.push((pos, h.size));
                     true
                 })?;
@@ -90,6 +97,7 @@ impl PartitionLog {
                     batches,
                     size: segment.size(),
                     max_timestamp: segment.max_timestamp,
+                    first_batch_timestamp,
                 });
             }
             out
@@ -100,9 +108,16 @@ impl PartitionLog {
             .filter(|c| c.base >= checkpoint)
             .map(|c| c.size)
             .sum();
+        // A dirty segment waiting longer than max.compaction.lag.ms is cleaned whatever the
+        // dirty ratio, as Kafka's cleaner does.
+        let overdue = cleanable.iter().any(|c| {
+            c.base >= checkpoint
+                && c.first_batch_timestamp > 0
+                && c.first_batch_timestamp < now.saturating_sub(config.max_compaction_lag_ms)
+        });
         if total == 0
             || dirty == 0
-            || (dirty as f64 / total as f64) < config.min_cleanable_dirty_ratio
+            || ((dirty as f64 / total as f64) < config.min_cleanable_dirty_ratio && !overdue)
         {
             return Ok(None);
         }
@@ -218,6 +233,42 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_segment_past_max_compaction_lag_is_cleaned_whatever_the_dirty_ratio() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+        let config_with = |max_lag: &str| {
+            let overrides = [
+                ("cleanup.policy", "compact"),
+                ("segment.bytes", "300"),
+                ("min.cleanable.dirty.ratio", "1.0"),
+                ("max.compaction.lag.ms", max_lag),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            LogConfig::new(&broker, &overrides)
+        };
+        let log = open_leader(dir.path(), config_with("1000000"), "t").unwrap();
+        let append_rounds = |rounds: std::ops::Range<i32>| {
+            for round in rounds {
+                for key in ["a", "b", "c"] {
+                    let b = keyed(key, Some(&format!("{key}{round}")));
+                    let headers = batch::validate_all(&b).unwrap();
+                    log.append(&b, &headers, LEADER).unwrap();
+                }
+            }
+        };
+        append_rounds(0..4);
+        assert!(log.compact(10_000).unwrap().is_some(), "all dirty: ratio 1");
+        append_rounds(4..8);
+        // Records stamped at 1 000 ms; at 10 000 ms they have waited 9 000 ms.
+        assert_eq!(log.compact(10_000).unwrap(), None, "within the lag");
+        log.set_config(config_with("5000"));
+        let stats = log.compact(10_000).unwrap().expect("overdue");
+        assert!(stats.removed > 0, "{stats:?}");
     }
 
     #[test]

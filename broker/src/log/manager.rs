@@ -195,6 +195,15 @@ impl LogManager {
         }
     }
 
+    /// Removes deleted segment files whose `file.delete.delay.ms` has passed.
+    pub fn remove_deleted_files(&self) {
+        for ((topic, partition), log) in self.all() {
+            if let Err(e) = log.remove_deleted_files() {
+                warn!(%topic, partition, error = %e, "could not remove deleted segment files");
+            }
+        }
+    }
+
     /// Flushes logs whose `flush.ms` has passed.
     pub fn flush_due(&self, now: i64) {
         for ((topic, partition), log) in self.all() {

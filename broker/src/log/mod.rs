@@ -23,7 +23,7 @@ use batch::BatchHeader;
 use epochs::EpochCache;
 use producer_state::{ProducerError, ProducerStates, SequenceCheck};
 use replica::ReplicaState;
-use segment::{now_ms, OpenOutcome, Segment};
+use segment::{now_ms, random_jitter, OpenOutcome, Segment};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 const LOG_START_FILE: &str = "log-start-offset";
@@ -127,6 +127,8 @@ struct LogState {
     producers: ProducerStates,
     epochs: EpochCache,
     replica: ReplicaState,
+    /// How much earlier than `segment.ms` the active segment rolls (`segment.jitter.ms`).
+    roll_jitter_ms: i64,
 }
 
 impl LogState {
@@ -175,6 +177,7 @@ impl PartitionLog {
             Err(_) => write_file_atomic(&id_path, id_line.as_bytes())?,
         }
         cleaner::remove_stray_cleaned_files(dir)?;
+        segment::remove_deleted_files(dir, None)?;
         let recovery_point = read_i64_file(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(0);
         let bases = Segment::list(dir)?;
         let mut segments = BTreeMap::new();
@@ -247,6 +250,7 @@ impl PartitionLog {
                 producers,
                 epochs,
                 replica: ReplicaState::default(),
+                roll_jitter_ms: random_jitter(config.roll_jitter_ms),
             }),
             config: RwLock::new(config),
         };
@@ -378,7 +382,7 @@ impl PartitionLog {
             let active = state.segments.values().next_back().expect("a segment");
             active.size() > 0
                 && (active.size() + buf.len() as u64 > config.segment_bytes
-                    || now_ms() - active.created_ms > config.segment_ms
+                    || active.due_to_roll(now_ms(), config.roll_ms, state.roll_jitter_ms)
                     || next - active.base_offset > u32::MAX as i64)
         };
         if needs_roll {
@@ -390,6 +394,7 @@ impl PartitionLog {
                 .sync()?;
             let segment = Segment::create(&self.dir, base_offset)?;
             state.segments.insert(base_offset, segment);
+            state.roll_jitter_ms = random_jitter(config.roll_jitter_ms);
             write_file_atomic(
                 &self.dir.join(RECOVERY_POINT_FILE),
                 base_offset.to_string().as_bytes(),
@@ -473,11 +478,9 @@ impl PartitionLog {
 
     /// Flushes when `flush.ms` has passed since the last flush.
     pub fn flush_if_due(&self, now: i64) -> io::Result<()> {
-        let Some(flush_ms) = self.config().flush_ms else {
-            return Ok(());
-        };
+        let flush_ms = self.config().flush_ms;
         let mut state = self.lock();
-        if state.unflushed_messages > 0 && now - state.last_flush_ms >= flush_ms {
+        if state.unflushed_messages > 0 && now.saturating_sub(state.last_flush_ms) >= flush_ms {
             Self::flush_locked(&self.dir, &mut state)?;
         }
         Ok(())
@@ -675,7 +678,7 @@ impl PartitionLog {
         let doomed: Vec<i64> = state.segments.range(offset..).map(|(b, _)| *b).collect();
         for base in doomed {
             if let Some(segment) = state.segments.remove(&base) {
-                segment.delete()?;
+                segment.delete_after(config.file_delete_delay_ms)?;
             }
         }
         if let Some((&base, segment)) = state.segments.range(..offset).next_back() {
@@ -702,11 +705,12 @@ impl PartitionLog {
 
     /// Empties the log and restarts it at `offset` (a follower behind the leader's log start).
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> io::Result<()> {
+        let delay = self.config().file_delete_delay_ms;
         let mut state = self.lock();
         let bases: Vec<i64> = state.segments.keys().copied().collect();
         for base in bases {
             if let Some(segment) = state.segments.remove(&base) {
-                segment.delete()?;
+                segment.delete_after(delay)?;
             }
         }
         state
@@ -818,6 +822,7 @@ impl PartitionLog {
     }
 
     fn drop_segments_below(&self, state: &mut LogState, offset: i64) -> io::Result<usize> {
+        let delay = self.config().file_delete_delay_ms;
         let doomed: Vec<i64> = state
             .segments
             .iter()
@@ -828,10 +833,15 @@ impl PartitionLog {
             .collect();
         for base in &doomed {
             if let Some(segment) = state.segments.remove(base) {
-                segment.delete()?;
+                segment.delete_after(delay)?;
             }
         }
         Ok(doomed.len())
+    }
+
+    /// Removes this log's deleted segment files whose `file.delete.delay.ms` has passed.
+    pub fn remove_deleted_files(&self) -> io::Result<usize> {
+        segment::remove_deleted_files(&self.dir, Some(self.config().file_delete_delay_ms))
     }
 
     /// Forgets idempotent producers idle for longer than `expiration_ms`.
@@ -856,6 +866,7 @@ impl PartitionLog {
                 let base = state.next_offset;
                 let segment = Segment::create(&self.dir, base)?;
                 state.segments.insert(base, segment);
+                state.roll_jitter_ms = random_jitter(config.roll_jitter_ms);
             }
             while state.segments.len() > 1 {
                 let (&base, first) = state.segments.iter().next().expect("non-empty");
@@ -864,7 +875,7 @@ impl PartitionLog {
                 }
                 let segment = state.segments.remove(&base).expect("present");
                 state.log_start_offset = state.log_start_offset.max(segment.next_offset);
-                segment.delete()?;
+                segment.delete_after(config.file_delete_delay_ms)?;
                 deleted += 1;
             }
         }
@@ -878,7 +889,7 @@ impl PartitionLog {
                 total -= first.size();
                 let segment = state.segments.remove(&base).expect("present");
                 state.log_start_offset = state.log_start_offset.max(segment.next_offset);
-                segment.delete()?;
+                segment.delete_after(config.file_delete_delay_ms)?;
                 deleted += 1;
             }
         }

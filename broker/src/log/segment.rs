@@ -336,6 +336,84 @@ impl Segment {
         let _ = std::fs::remove_file(self.path.with_extension("timeindex"));
         Ok(())
     }
+
+    /// Deletes the segment after `file.delete.delay.ms`: its files are renamed with Kafka's
+    /// `.deleted` suffix, stamped with the time, and removed by `remove_deleted_files` once
+    /// the delay has passed, so a read still using them finishes. A delay of 0 deletes now.
+    pub fn delete_after(self, delay_ms: i64) -> io::Result<()> {
+        if delay_ms <= 0 {
+            return self.delete();
+        }
+        let now = std::time::SystemTime::now();
+        for path in [
+            self.path.clone(),
+            self.path.with_extension("index"),
+            self.path.with_extension("timeindex"),
+        ] {
+            let mut doomed = path.clone().into_os_string();
+            doomed.push(DELETED_SUFFIX);
+            match std::fs::rename(&path, &doomed) {
+                Ok(()) => File::options()
+                    .write(true)
+                    .open(&doomed)?
+                    .set_modified(now)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && path != self.path => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The suffix of segment files waiting for `file.delete.delay.ms`.
+pub const DELETED_SUFFIX: &str = ".deleted";
+
+/// Removes the `.deleted` files in `dir` renamed at least `delay_ms` ago (all of them with
+/// `None`, as at start-up); returns how many went.
+pub fn remove_deleted_files(dir: &Path, delay_ms: Option<i64>) -> io::Result<usize> {
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(DELETED_SUFFIX)
+        {
+            continue;
+        }
+        let due = match delay_ms {
+            None => true,
+            Some(delay) => entry
+                .metadata()?
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age.as_millis() as i64 >= delay),
+        };
+        if due {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// A random roll jitter below `bound` ms (`segment.jitter.ms`), from the random bits of a
+/// v4 UUID so no random-number crate is needed.
+pub fn random_jitter(bound: i64) -> i64 {
+    if bound <= 0 {
+        0
+    } else {
+        (uuid::Uuid::new_v4().as_u128() % bound as u128) as i64
+    }
+}
+
+impl Segment {
+    /// Whether the segment has been the active one for longer than `roll_ms - jitter_ms`.
+    pub fn due_to_roll(&self, now: i64, roll_ms: i64, jitter_ms: i64) -> bool {
+        now - self.created_ms > roll_ms.saturating_sub(jitter_ms)
+    }
 }
 
 /// Positional reads as a `Read`, so a `BufReader` can scan a shared file.
@@ -368,6 +446,41 @@ mod tests {
         assign_offset(&mut b, offset, 0);
         let h = validate(&b).unwrap();
         (b, h)
+    }
+
+    #[test]
+    fn deleted_segments_wait_for_their_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Segment::create(dir.path(), 0).unwrap();
+        let (b, h) = batch_at(0, 3, 1000);
+        s.append(&b, &[h], 64).unwrap();
+        s.delete_after(60_000).unwrap();
+        assert!(Segment::list(dir.path()).unwrap().is_empty());
+        let waiting = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| {
+                    let name = e.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(DELETED_SUFFIX)
+                })
+                .count()
+        };
+        assert_eq!(waiting(dir.path()), 3, "log, index and time index");
+        assert_eq!(remove_deleted_files(dir.path(), Some(60_000)).unwrap(), 0);
+        assert_eq!(remove_deleted_files(dir.path(), Some(0)).unwrap(), 3);
+        let s = Segment::create(dir.path(), 5).unwrap();
+        s.delete_after(0).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn jitter_rolls_earlier() {
+        let s = Segment::create(tempfile::tempdir().unwrap().path(), 0).unwrap();
+        let t = s.created_ms;
+        assert!(!s.due_to_roll(t + 900, 1000, 0));
+        assert!(s.due_to_roll(t + 900, 1000, 200));
+        assert!((0..50).all(|_| (0..300).contains(&random_jitter(300))));
+        assert_eq!(random_jitter(0), 0);
     }
 
     #[test]
