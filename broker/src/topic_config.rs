@@ -115,8 +115,8 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     c("local.retention.ms", Long, "-2", &["log.local.retention.ms"], AtLeast(-2), StoredOnly),
     c("max.compaction.lag.ms", Long, LONG_MAX, &["log.cleaner.max.compaction.lag.ms"], AtLeast(1), Applied),
     c("max.message.bytes", Int, "1048588", &["message.max.bytes"], AtLeast(0), Applied),
-    c("message.timestamp.after.max.ms", Long, "3600000", &["log.message.timestamp.after.max.ms"], AtLeast(0), StoredOnly),
-    c("message.timestamp.before.max.ms", Long, LONG_MAX, &["log.message.timestamp.before.max.ms"], AtLeast(0), StoredOnly),
+    c("message.timestamp.after.max.ms", Long, "3600000", &["log.message.timestamp.after.max.ms"], AtLeast(0), Applied),
+    c("message.timestamp.before.max.ms", Long, LONG_MAX, &["log.message.timestamp.before.max.ms"], AtLeast(0), Applied),
     c("message.timestamp.type", ConfigType::String, "CreateTime", &["log.message.timestamp.type"], OneOf(&["CreateTime", "LogAppendTime"]), Applied),
     c("min.cleanable.dirty.ratio", Double, "0.5", &["log.cleaner.min.cleanable.ratio"], Between(0.0, 1.0), Applied),
     c("min.compaction.lag.ms", Long, "0", &["log.cleaner.min.compaction.lag.ms"], AtLeast(0), Applied),
@@ -381,6 +381,10 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// How long deleted segment files stay on disk (renamed `.deleted`) before removal.
     pub file_delete_delay_ms: i64,
+    /// Produced timestamps may be at most this far in the past.
+    pub timestamp_before_max_ms: i64,
+    /// Produced timestamps may be at most this far in the future.
+    pub timestamp_after_max_ms: i64,
 }
 
 impl LogConfig {
@@ -425,6 +429,8 @@ impl LogConfig {
             max_compaction_lag_ms,
             min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
             file_delete_delay_ms: long("file.delete.delay.ms"),
+            timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
         }
     }
 }

@@ -10,8 +10,11 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::{led_log, storage_error, ApiError, Context, Handled};
+use crate::group::store::OFFSETS_TOPIC;
 use crate::log::batch::{self, BatchError};
 use crate::log::producer_state::ProducerError;
+use crate::log::segment::now_ms;
+use crate::log::validate::{check_produced_batch, Invalid, Rules};
 use crate::log::{AppendError, AppendInfo, Leadership, PartitionLog};
 
 /// An acks=all append waiting for the ISR to reach `end_offset`.
@@ -65,6 +68,11 @@ impl AwaitingIsr {
     }
 }
 
+/// Topics only the broker writes.
+fn is_internal(topic: &str) -> bool {
+    topic == OFFSETS_TOPIC
+}
+
 fn append_partition(
     ctx: &Context,
     acks: i16,
@@ -72,6 +80,12 @@ fn append_partition(
     partition: i32,
     records: Option<&bytes::Bytes>,
 ) -> Result<(AppendInfo, Option<AwaitingIsr>), ApiError> {
+    if is_internal(topic) {
+        return Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("Cannot append to internal topic {topic}"),
+        ));
+    }
     let image = ctx.controller.image();
     let (log, t, p) = led_log(ctx, &image, topic, partition)?;
     let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
@@ -102,6 +116,33 @@ fn append_partition(
             "transactions are not supported by this broker",
         ));
     }
+    let config = log.config();
+    let rules = Rules {
+        compacted: config.compact_enabled,
+        log_append_time: config.log_append_time,
+        before_max_ms: config.timestamp_before_max_ms,
+        after_max_ms: config.timestamp_after_max_ms,
+        max_uncompressed_bytes: ctx.config.int("socket.request.max.bytes") as u64,
+    };
+    let max_timestamp =
+        check_produced_batch(records, &headers[0], &rules, now_ms()).map_err(|e| match e {
+            Invalid::Record(m) => ApiError::new(ResponseError::InvalidRecord, m),
+            Invalid::Timestamp(m) => ApiError::new(ResponseError::InvalidTimestamp, m),
+            Invalid::Corrupt(m) => ApiError::new(ResponseError::CorruptMessage, m),
+        })?;
+    // Like Kafka, keep the records' true largest timestamp when the header claims another.
+    let corrected;
+    let (records, headers) = if !rules.log_append_time && max_timestamp != headers[0].max_timestamp
+    {
+        let mut fixed = records.to_vec();
+        batch::set_max_timestamp(&mut fixed, max_timestamp);
+        corrected = fixed;
+        let header = batch::parse_header(&corrected)
+            .map_err(|e| ApiError::new(ResponseError::CorruptMessage, e.to_string()))?;
+        (&corrected[..], vec![header])
+    } else {
+        (&records[..], headers)
+    };
     // Only acks=all reads the ISR settings; acks=0/1 appends stay on the short path.
     let min_isr = (acks == -1).then(|| {
         t.configs

@@ -186,6 +186,15 @@ pub fn set_log_append_time(buf: &mut [u8], now: i64) {
     buf[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets `maxTimestamp` (a producer's batch header that disagrees with its records) and
+/// re-seals the CRC.
+pub fn set_max_timestamp(buf: &mut [u8], max_timestamp: i64) {
+    buf[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let size = peek_size(buf).unwrap_or(buf.len()).min(buf.len());
+    let crc = crc32c::crc32c(&buf[ATTRIBUTES..size]);
+    buf[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Encodes keyed records (no headers, one timestamp) into one v2 batch starting at offset 0.
 pub fn encode_records(
     entries: impl IntoIterator<Item = (Option<Bytes>, Option<Bytes>)>,

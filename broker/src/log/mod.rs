@@ -8,6 +8,7 @@ pub mod manager;
 pub mod producer_state;
 pub mod replica;
 pub mod segment;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::io;
