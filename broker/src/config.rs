@@ -108,6 +108,8 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("controller.quorum.voters", List, "1@localhost:9093"),
     def("log.dirs", Text, "./data"),
     def("num.partitions", Int(1), "1"),
+    def("max.partitions", Int(1), "2147483647"),
+    def("max.broker.partitions", Int(1), "5000"),
     def("default.replication.factor", Int(1), "1"),
     def("min.insync.replicas", Int(1), "1"),
     def("auto.create.topics.enable", Bool, "true"),
@@ -138,6 +140,11 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("log.message.timestamp.type", Text, "CreateTime"),
     def("message.max.bytes", Int(0), "1048588"),
     def("socket.request.max.bytes", Int(1), "104857600"),
+    def("max.connections", Int(0), "2147483647"),
+    def("max.connections.per.ip", Int(0), "2147483647"),
+    def("connections.max.idle.ms", Long(1), "600000"),
+    def("request.read.timeout.ms", Long(1), "30000"),
+    def("queued.max.request.bytes", Long(-1), "536870912"),
     def("fetch.max.bytes", Int(1024), "57671680"),
     def(
         "log.flush.interval.messages",
@@ -375,6 +382,14 @@ impl BrokerConfig {
             .parse()
             .map_err(|_| invalid("metrics.listener", &metrics, "expected host:port"))?;
 
+        let queued = self.long("queued.max.request.bytes");
+        if queued > 0 && queued < self.long("socket.request.max.bytes") {
+            return Err(invalid(
+                "queued.max.request.bytes",
+                &queued.to_string(),
+                "must be -1 or at least socket.request.max.bytes, or the largest request could never be read",
+            ));
+        }
         if self.has_role(Role::Broker) && self.client_listener().is_none() {
             return Err(invalid(
                 "listeners",

@@ -24,6 +24,8 @@ pub struct BrokerMetrics {
     pub malformed_requests: IntCounter,
     /// Open client connections, by listener.
     pub connections: IntGaugeVec,
+    /// Connections the broker refused or closed, by listener and reason.
+    pub connections_closed: IntCounterVec,
     /// Record batch bytes appended, by topic.
     pub bytes_in: IntCounterVec,
     /// Record batch bytes returned to consumers, by topic.
@@ -143,6 +145,12 @@ impl BrokerMetrics {
                 "strom_connections_active",
                 "Open client connections, by listener",
                 &["listener"],
+            ),
+            connections_closed: counter_vec(
+                r,
+                "strom_connections_closed_total",
+                "Connections the broker refused or closed: over max.connections or max.connections.per.ip, idle, or a request too slow to arrive",
+                &["listener", "reason"],
             ),
             bytes_in: counter_vec(
                 r,

@@ -1,7 +1,7 @@
 //! CreateTopics, DeleteTopics and CreatePartitions, plus the topic creation that Metadata's
 //! auto-create shares.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::configs::created_topic_entries;
 use super::{controller_error, str_bytes, topic_name, ApiError, Context};
-use crate::metadata::image::{place_replicas, MetadataRecord};
+use crate::metadata::image::{place_replicas, MetadataImage, MetadataRecord};
 use crate::topic_config::validate_topic_configs;
 
 /// Kafka's rules for topic names.
@@ -106,12 +106,16 @@ pub async fn create_topic(
                 ),
             ));
         }
+        if partitions as i64 > MAX_PARTITIONS_PER_REQUEST {
+            return Err(too_many_per_request());
+        }
         let start = image.topics.len() % brokers.len();
         place_replicas(&brokers, start, partitions as usize, rf as usize)
     } else {
         check_assignments(&spec.assignments, &brokers)?;
         spec.assignments
     };
+    check_partition_limits(ctx, &image, &assignments)?;
     let id = Uuid::new_v4();
     let shape = (id, assignments.len() as i32, assignments[0].len() as i16);
     if validate_only {
@@ -151,6 +155,59 @@ fn check_assignments(assignments: &[Vec<i32>], brokers: &[i32]) -> Result<(), Ap
     Ok(())
 }
 
+/// The most partitions one CreateTopics or CreatePartitions request may add: Kafka's
+/// controller refuses more, so that the records of one request fit one metadata batch.
+const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
+
+fn too_many_per_request() -> ApiError {
+    ApiError::new(
+        ResponseError::PolicyViolation,
+        format!(
+            "Excessively large number of partitions per request: at most {MAX_PARTITIONS_PER_REQUEST} may be added at once."
+        ),
+    )
+}
+
+/// KIP-578's limits on what new partitions may add: `max.partitions` in the cluster and
+/// `max.broker.partitions` replicas on any one broker.
+fn check_partition_limits(
+    ctx: &Context,
+    image: &MetadataImage,
+    new: &[Vec<i32>],
+) -> Result<(), ApiError> {
+    let max_total = ctx.config.int("max.partitions") as usize;
+    let total: usize = image.topics.values().map(|t| t.partitions.len()).sum();
+    if total + new.len() > max_total {
+        return Err(ApiError::new(
+            ResponseError::PolicyViolation,
+            format!(
+                "The cluster has {total} partitions; {} more would pass max.partitions {max_total}.",
+                new.len()
+            ),
+        ));
+    }
+    let max_per_broker = ctx.config.int("max.broker.partitions") as usize;
+    let mut replicas: HashMap<i32, usize> = HashMap::new();
+    for p in image.topics.values().flat_map(|t| &t.partitions) {
+        for b in &p.replicas {
+            *replicas.entry(*b).or_default() += 1;
+        }
+    }
+    for b in new.iter().flatten() {
+        let count = replicas.entry(*b).or_default();
+        *count += 1;
+        if *count > max_per_broker {
+            return Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                format!(
+                    "Broker {b} would host more than max.broker.partitions {max_per_broker} replicas."
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Brings local logs in line with the image right after a change this broker made.
 fn sync_logs(ctx: &Context) {
     if let Err(e) = ctx.logs.sync_with_image(&ctx.controller.image()) {
@@ -162,6 +219,31 @@ fn sync_logs(ctx: &Context) {
 pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let mut results = Vec::new();
+    let requested: i64 = request
+        .topics
+        .iter()
+        .map(|t| match (t.assignments.len(), t.num_partitions) {
+            (0, -1) => ctx.config.int("num.partitions") as i64,
+            (0, n) => n.max(0) as i64,
+            (given, _) => given as i64,
+        })
+        .sum();
+    if requested > MAX_PARTITIONS_PER_REQUEST {
+        let e = too_many_per_request();
+        let results = request
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(e.code())
+                    .with_error_message(e.message())
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+            })
+            .collect();
+        return CreateTopicsResponse::default().with_topics(results);
+    }
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
@@ -297,10 +379,26 @@ pub async fn create_partitions(
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::new();
+    let image = ctx.controller.image();
+    let added: i64 = request
+        .topics
+        .iter()
+        .map(|t| {
+            let current = image
+                .topics
+                .get(t.name.0.as_str())
+                .map_or(0, |t| t.partitions.len());
+            (t.count as i64 - current as i64).max(0)
+        })
+        .sum();
+    let too_many = (added > MAX_PARTITIONS_PER_REQUEST).then(too_many_per_request);
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let image = ctx.controller.image();
         let outcome = async {
+            if let Some(e) = &too_many {
+                return Err(e.clone());
+            }
             let t = image.topics.get(&name).ok_or_else(|| {
                 ApiError::new(
                     ResponseError::UnknownTopicOrPartition,
@@ -340,6 +438,7 @@ pub async fn create_partitions(
                     place_replicas(&brokers, current as usize, added, rf)
                 }
             };
+            check_partition_limits(ctx, &image, &assignments)?;
             if request.validate_only {
                 return Ok(());
             }
