@@ -50,6 +50,7 @@ pub struct BrokerMetrics {
     kraft_term: IntGauge,
     kraft_last_log_index: IntGauge,
     kraft_applied_index: IntGauge,
+    metadata_invalid_records: IntGauge,
     kraft_voters: IntGauge,
     fenced_brokers: IntGauge,
     active_controllers: IntGauge,
@@ -245,6 +246,11 @@ impl BrokerMetrics {
                 "strom_kraft_applied_index",
                 "Last metadata log index applied",
             ),
+            metadata_invalid_records: gauge(
+                r,
+                "strom_metadata_invalid_records_skipped",
+                "Committed metadata records that were invalid and skipped instead of applied",
+            ),
             kraft_voters: gauge(r, "strom_kraft_voters", "Voters in the metadata quorum"),
             active_controllers: gauge(
                 r,
@@ -359,6 +365,8 @@ impl BrokerMetrics {
         let leader = ctx.controller.active_controller().map_or(-1, i64::from);
         self.kraft_leader.set(leader);
         self.kraft_applied_index.set(image.applied_index as i64);
+        self.metadata_invalid_records
+            .set(image.invalid_records_skipped as i64);
         self.kraft_voters.set(ctx.config.voters.len() as i64);
         if let Some(raft) = ctx.controller.raft_metrics() {
             self.kraft_term.set(raft.current_term as i64);

@@ -128,6 +128,9 @@ pub struct MetadataImage {
     /// The metadata log offset of the last record applied to this image.
     #[serde(default)]
     pub applied_index: u64,
+    /// Committed records that were invalid and skipped instead of applied.
+    #[serde(default)]
+    pub invalid_records_skipped: u64,
 }
 
 /// A change to the metadata image; the Raft log is a sequence of these.
@@ -188,10 +191,102 @@ pub enum MetadataRecord {
     },
 }
 
+/// The most partitions one record may create (what one request may add).
+const MAX_PARTITIONS_PER_RECORD: usize = 10_000;
+
+/// The largest block of producer ids one record may reserve.
+const MAX_PRODUCER_ID_BLOCK: i64 = 1 << 20;
+
+/// Checks replica lists: each non-empty, without duplicates or negative ids.
+fn check_replicas(list: &[i32], what: &str) -> Result<(), String> {
+    if list.is_empty() {
+        return Err(format!("{what}: empty replica list"));
+    }
+    if list.iter().any(|r| *r < 0) {
+        return Err(format!("{what}: negative broker id in {list:?}"));
+    }
+    let mut sorted = list.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != list.len() {
+        return Err(format!("{what}: duplicate broker id in {list:?}"));
+    }
+    Ok(())
+}
+
+fn check_assignments(assignments: &[Vec<i32>], what: &str) -> Result<(), String> {
+    if assignments.is_empty() || assignments.len() > MAX_PARTITIONS_PER_RECORD {
+        return Err(format!(
+            "{what}: {} partitions, not 1 to {MAX_PARTITIONS_PER_RECORD}",
+            assignments.len()
+        ));
+    }
+    for replicas in assignments {
+        check_replicas(replicas, what)?;
+    }
+    Ok(())
+}
+
+impl MetadataRecord {
+    /// Checks what a record says on its own, before it is committed and again before it is
+    /// applied: a record that fails cannot be applied on any node.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            MetadataRecord::InitCluster { cluster_id } if cluster_id.is_empty() => {
+                Err("InitCluster: empty cluster id".into())
+            }
+            MetadataRecord::RegisterBroker(b) if b.id < 0 => {
+                Err(format!("RegisterBroker: negative id {}", b.id))
+            }
+            MetadataRecord::CreateTopic {
+                name, assignments, ..
+            } => {
+                if name.is_empty() {
+                    return Err("CreateTopic: empty name".into());
+                }
+                check_assignments(assignments, "CreateTopic")
+            }
+            MetadataRecord::CreatePartitions { assignments, .. } => {
+                check_assignments(assignments, "CreatePartitions")
+            }
+            MetadataRecord::AllocateProducerIds { count }
+                if *count < 1 || *count > MAX_PRODUCER_ID_BLOCK =>
+            {
+                Err(format!("AllocateProducerIds: count {count}"))
+            }
+            MetadataRecord::AlterPartition { partition, isr, .. } => {
+                if *partition < 0 {
+                    return Err(format!("AlterPartition: partition {partition}"));
+                }
+                check_replicas(isr, "AlterPartition")
+            }
+            MetadataRecord::ElectLeader { partition, .. } if *partition < 0 => {
+                Err(format!("ElectLeader: partition {partition}"))
+            }
+            MetadataRecord::Reassign {
+                partition, target, ..
+            } => {
+                if *partition < 0 {
+                    return Err(format!("Reassign: partition {partition}"));
+                }
+                match target {
+                    Some(target) => check_replicas(target, "Reassign"),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl MetadataImage {
     /// Applies one record. Errors leave the image unchanged and are reported to the proposer;
-    /// the same record gives the same result on every node.
+    /// the same record gives the same result on every node. An invalid record is refused
+    /// here too, so even one already in the log can never break a node.
     pub fn apply(&mut self, record: &MetadataRecord) -> Result<Option<i64>, String> {
+        record
+            .validate()
+            .map_err(|e| format!("INVALID_RECORD: {e}"))?;
         match record {
             MetadataRecord::InitCluster { cluster_id } => {
                 if self.cluster_id.is_empty() {
@@ -292,7 +387,8 @@ impl MetadataImage {
                     .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
                 match kind {
                     ElectionKind::Preferred => {
-                        let preferred = p.replicas[0];
+                        let preferred =
+                            *p.replicas.first().ok_or("PREFERRED_LEADER_NOT_AVAILABLE")?;
                         if p.leader == preferred {
                             return Err("ELECTION_NOT_NEEDED".into());
                         }
@@ -410,7 +506,9 @@ impl MetadataImage {
             }
             MetadataRecord::AllocateProducerIds { count } => {
                 let start = self.next_producer_id;
-                self.next_producer_id += count;
+                self.next_producer_id = start
+                    .checked_add(*count)
+                    .ok_or("producer ids are exhausted")?;
                 return Ok(Some(start));
             }
             MetadataRecord::AlterTopicConfigs { name, set, delete } => {
@@ -523,6 +621,54 @@ pub fn place_replicas(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_records_are_refused_and_leave_the_image_alone() {
+        let mut image = MetadataImage::default();
+        let create = |assignments: Vec<Vec<i32>>| MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            assignments,
+            configs: BTreeMap::new(),
+        };
+        let bad = [
+            create(vec![vec![]]),
+            create(Vec::new()),
+            create(vec![vec![1, 1]]),
+            create(vec![vec![1]; MAX_PARTITIONS_PER_RECORD + 1]),
+            MetadataRecord::CreatePartitions {
+                name: "t".into(),
+                assignments: vec![vec![-1]],
+            },
+            MetadataRecord::AllocateProducerIds { count: 0 },
+            MetadataRecord::AllocateProducerIds { count: i64::MAX },
+            MetadataRecord::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                isr: Vec::new(),
+            },
+            MetadataRecord::Reassign {
+                topic: "t".into(),
+                partition: 0,
+                target: Some(Vec::new()),
+            },
+            MetadataRecord::ElectLeader {
+                topic: "t".into(),
+                partition: -1,
+                kind: ElectionKind::Preferred,
+            },
+        ];
+        for record in bad {
+            let before = image.clone();
+            let error = image.apply(&record).unwrap_err();
+            assert!(error.starts_with("INVALID_RECORD"), "{record:?}: {error}");
+            assert_eq!(image, before);
+        }
+        assert!(image.apply(&create(vec![vec![1, 2]])).is_ok());
+    }
 
     #[test]
     fn records_build_the_image() {

@@ -374,6 +374,12 @@ impl Controller {
 
     /// Commits a record through the local voter, which must be the leader.
     async fn commit(&self, record: MetadataRecord) -> Result<ApplyResult, QuorumError> {
+        if let Err(reason) = record.validate() {
+            return Ok(ApplyResult {
+                error: Some(format!("INVALID_REQUEST: {reason}")),
+                value: None,
+            });
+        }
         let raft = self
             .raft
             .as_ref()
@@ -483,7 +489,9 @@ impl Controller {
         let live = image.live_brokers();
         for (topic, t) in &image.topics {
             for (index, p) in t.partitions.iter().enumerate() {
-                let preferred = p.replicas[0];
+                let Some(&preferred) = p.replicas.first() else {
+                    continue;
+                };
                 if p.leader == preferred
                     || p.reassigning()
                     || !p.isr.contains(&preferred)

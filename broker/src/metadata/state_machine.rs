@@ -12,6 +12,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tracing::warn;
 
 use super::image::MetadataImage;
 use super::{ApplyResult, TypeConfig};
@@ -126,10 +127,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => ApplyResult::default(),
                 EntryPayload::Normal(record) => match self.image.apply(&record) {
                     Ok(value) => ApplyResult { error: None, value },
-                    Err(error) => ApplyResult {
-                        error: Some(error),
-                        value: None,
-                    },
+                    Err(error) => {
+                        if error.starts_with("INVALID_RECORD") {
+                            // Committed by a node without the check, or corrupted: skip it.
+                            warn!(index = entry.log_id.index, %error, "skipping an invalid metadata record");
+                            self.image.invalid_records_skipped += 1;
+                        }
+                        ApplyResult {
+                            error: Some(error),
+                            value: None,
+                        }
+                    }
                 },
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
