@@ -14,6 +14,7 @@ use crate::config::{BrokerConfig, Role};
 use crate::group::store::{OffsetStore, OFFSETS_TOPIC};
 use crate::group::{GroupConfig, GroupCoordinator, PersistGroup};
 use crate::log::manager::LogManager;
+use crate::log::meta_properties::{self, IdentityError};
 use crate::log::segment::now_ms;
 use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataImage, MetadataRecord};
 use crate::metadata::rpc::Heartbeat;
@@ -42,6 +43,9 @@ pub enum ServerError {
         path: String,
         source: std::io::Error,
     },
+    /// A log directory belongs to another node or cluster.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 /// A running broker.
@@ -107,6 +111,13 @@ impl Server {
         })];
 
         let config = Arc::new(config);
+        for dir in &config.log_dirs {
+            std::fs::create_dir_all(dir).map_err(|source| ServerError::Storage {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            meta_properties::check_node(dir, config.node_id)?;
+        }
         let controller = Arc::new(Controller::start(&config).await?);
         match controller_listener {
             Some(listener) => {
@@ -137,6 +148,10 @@ impl Server {
             })),
         }
         controller.wait_ready().await?;
+        let cluster_id = controller.image().cluster_id.clone();
+        for dir in &config.log_dirs {
+            meta_properties::check_or_stamp(dir, config.node_id, &cluster_id)?;
+        }
 
         let registration = match &client_listener {
             Some((_, _)) => Some(Self::register(&config, &controller).await?),
@@ -203,6 +218,10 @@ impl Server {
                 shutdown_rx.clone(),
             )));
             Self::wait_unfenced(&controller, &registration).await?;
+            logs.metadata_caught_up();
+            if let Err(e) = logs.sync_with_image(&controller.image()) {
+                warn!(error = %e, "could not apply metadata to local logs");
+            }
             if let Err(e) = ensure_offsets_topic(&config, &controller).await {
                 // The heartbeat loop tries again.
                 warn!(error = %e, "could not create {OFFSETS_TOPIC} yet");

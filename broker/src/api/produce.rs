@@ -117,6 +117,16 @@ fn append_partition(
         ));
     }
     let config = log.config();
+    // As in Kafka, the size is checked before the records.
+    if headers[0].size > config.max_message_bytes {
+        return Err(ApiError::new(
+            ResponseError::MessageTooLarge,
+            format!(
+                "batch of {} bytes is larger than max.message.bytes {}",
+                headers[0].size, config.max_message_bytes
+            ),
+        ));
+    }
     let rules = Rules {
         compacted: config.compact_enabled,
         log_append_time: config.log_append_time,

@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::PartitionLog;
+use super::{remove_deleted_dirs, schedule_dir_deletion, PartitionLog};
 use crate::config::BrokerConfig;
 use crate::metadata::image::{MetadataImage, TopicImage};
 use crate::topic_config::LogConfig;
@@ -25,6 +26,9 @@ pub struct LogManager {
     /// The metadata offset of the newest image synced; held while syncing, so syncs run one
     /// at a time and an older image never undoes a newer one.
     synced_index: Mutex<u64>,
+    /// Set once this node has caught up with the metadata (the controller unfenced it): only
+    /// then may a partition directory the metadata does not list be moved aside for deletion.
+    metadata_complete: AtomicBool,
 }
 
 fn dir_name(topic: &str, partition: i32) -> String {
@@ -48,6 +52,7 @@ impl LogManager {
             logs: RwLock::new(HashMap::new()),
             appended: Notify::new(),
             synced_index: Mutex::new(0),
+            metadata_complete: AtomicBool::new(false),
         })
     }
 
@@ -128,12 +133,19 @@ impl LogManager {
                 continue;
             }
             if !self.hosts(image, &topic, partition) {
-                info!(dir = %name, "deleting the log of a partition this broker no longer hosts");
-                match std::fs::remove_dir_all(entry.path()) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        warn!(dir = %name, error = %e, "could not delete log directory");
+                if !self.metadata_complete.load(Ordering::Acquire) {
+                    // The image may lag the quorum (a restart, a rebuilt metadata log): a
+                    // directory it does not list is kept until this node has caught up.
+                    continue;
+                }
+                match schedule_dir_deletion(&entry.path()) {
+                    Ok(doomed) => {
+                        info!(dir = %name, moved_to = %doomed.display(), "the metadata no longer assigns this partition here; deleting it after log.segment.delete.delay.ms")
                     }
-                    _ => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        warn!(dir = %name, error = %e, "could not move a log directory aside for deletion")
+                    }
                 }
             }
         }
@@ -195,8 +207,19 @@ impl LogManager {
         }
     }
 
-    /// Removes deleted segment files whose `file.delete.delay.ms` has passed.
+    /// Allows partition directories the metadata does not list to be deleted from now on:
+    /// this node has caught up with the metadata.
+    pub fn metadata_caught_up(&self) {
+        self.metadata_complete.store(true, Ordering::Release);
+    }
+
+    /// Removes deleted segment files whose `file.delete.delay.ms` has passed, and partition
+    /// directories moved aside more than `log.segment.delete.delay.ms` ago.
     pub fn remove_deleted_files(&self) {
+        let delay = self.broker.long("log.segment.delete.delay.ms");
+        if let Err(e) = remove_deleted_dirs(&self.root, delay) {
+            warn!(error = %e, "could not remove deleted partition directories");
+        }
         for ((topic, partition), log) in self.all() {
             if let Err(e) = log.remove_deleted_files() {
                 warn!(%topic, partition, error = %e, "could not remove deleted segment files");

@@ -5,6 +5,7 @@ pub mod cleaner;
 pub mod epochs;
 pub mod index;
 pub mod manager;
+pub mod meta_properties;
 pub mod producer_state;
 pub mod replica;
 pub mod segment;
@@ -157,22 +158,79 @@ pub fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents)?;
     std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    sync_parent(path)
+}
+
+/// fsyncs the directory holding `path`, so a create or rename in it survives a crash.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
+}
+
+/// The suffix Kafka gives a partition directory waiting to be deleted.
+pub const DELETE_DIR_SUFFIX: &str = "-delete";
+
+/// Moves a partition directory aside as `<name>.<unique>-delete`, stamped with the time;
+/// `remove_deleted_dirs` removes it once `log.segment.delete.delay.ms` has passed.
+pub fn schedule_dir_deletion(dir: &Path) -> io::Result<PathBuf> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let doomed = dir.with_file_name(format!(
+        "{name}.{}{DELETE_DIR_SUFFIX}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::rename(dir, &doomed)?;
+    std::fs::File::open(&doomed)?.set_modified(std::time::SystemTime::now())?;
+    sync_parent(&doomed)?;
+    Ok(doomed)
+}
+
+/// Removes the `-delete` directories in `root` moved aside at least `delay_ms` ago.
+pub fn remove_deleted_dirs(root: &Path, delay_ms: i64) -> io::Result<usize> {
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().ends_with(DELETE_DIR_SUFFIX) || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let due = entry
+            .metadata()?
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age.as_millis() as i64 >= delay_ms);
+        if due {
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering segments written after the last
     /// recovery point. `topic_id` is recorded so a recreated topic never reads old data.
     pub fn open(dir: &Path, config: LogConfig, topic_id: &str) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            sync_parent(dir)?;
+        }
         let id_path = dir.join(TOPIC_ID_FILE);
         let id_line = format!("version: 0\ntopic_id: {topic_id}\n");
         match std::fs::read_to_string(&id_path) {
             Ok(existing) if existing == id_line => {}
             Ok(_) => {
-                warn!(dir = %dir.display(), "partition directory belongs to an older topic; clearing it");
-                std::fs::remove_dir_all(dir)?;
+                let doomed = schedule_dir_deletion(dir)?;
+                warn!(dir = %dir.display(), moved_to = %doomed.display(), "partition directory belongs to an older topic; moved aside for deletion");
                 std::fs::create_dir_all(dir)?;
+                sync_parent(dir)?;
                 write_file_atomic(&id_path, id_line.as_bytes())?;
             }
             Err(_) => write_file_atomic(&id_path, id_line.as_bytes())?,
