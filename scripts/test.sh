@@ -17,6 +17,11 @@ scripts/check-tools
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "request schemas are generated from Kafka's"
+# broker/src/protocol/schemas.rs against Kafka's message schemas in the kafka-clients jar
+# (downloaded once into the cache); fails when the file is stale or edited by hand.
+scripts/gen-request-schemas --check
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

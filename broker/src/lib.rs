@@ -8,6 +8,7 @@ pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod network;
+pub mod protocol;
 pub mod replica;
 pub mod server;
 pub mod shutdown;

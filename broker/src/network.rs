@@ -2,11 +2,11 @@
 //! A connection runs its requests one at a time, in order; a response that waits (acks=all)
 //! does not hold up the requests behind it, and responses leave in request order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -14,7 +14,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::api::{self, Context, Handled, RequestInfo};
@@ -45,15 +45,142 @@ pub enum FrameError {
     NoHandler(#[from] api::NoHandler),
 }
 
-/// Accepts connections until `shutdown` flips.
+/// Limits on client connections and on the request bytes they hold, with Kafka's names:
+/// `max.connections`, `max.connections.per.ip`, `connections.max.idle.ms`,
+/// `queued.max.request.bytes`, and Strom's `request.read.timeout.ms` for a frame that has
+/// started to arrive.
+pub struct ConnectionLimits {
+    max_connections: usize,
+    max_per_ip: usize,
+    idle: Duration,
+    frame_read: Duration,
+    /// Request bytes that may be held at once, one permit per byte (`None`: unbounded).
+    request_bytes: Option<Arc<Semaphore>>,
+    open: Mutex<OpenConnections>,
+}
+
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was refused or closed by the broker.
+#[derive(Debug, Clone, Copy)]
+pub enum CloseReason {
+    /// `max.connections` reached.
+    MaxConnections,
+    /// `max.connections.per.ip` reached for the peer's address.
+    MaxConnectionsPerIp,
+    /// Nothing arrived for `connections.max.idle.ms`.
+    Idle,
+    /// A started request did not arrive within `request.read.timeout.ms`.
+    RequestReadTimeout,
+}
+
+impl CloseReason {
+    /// Every reason, so the metric's series exist before the first close.
+    pub const ALL: [CloseReason; 4] = [
+        CloseReason::MaxConnections,
+        CloseReason::MaxConnectionsPerIp,
+        CloseReason::Idle,
+        CloseReason::RequestReadTimeout,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::MaxConnections => "max_connections",
+            CloseReason::MaxConnectionsPerIp => "max_connections_per_ip",
+            CloseReason::Idle => "idle",
+            CloseReason::RequestReadTimeout => "request_read_timeout",
+        }
+    }
+}
+
+/// A counted open connection; dropping it frees its place.
+struct Admission {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total -= 1;
+        if let Some(n) = open.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The limits of the broker configuration.
+    pub fn from_config(config: &crate::config::BrokerConfig) -> Arc<Self> {
+        let positive = |key: &str| usize::try_from(config.int(key)).unwrap_or(usize::MAX);
+        let queued = config.long("queued.max.request.bytes");
+        Arc::new(ConnectionLimits {
+            max_connections: positive("max.connections"),
+            max_per_ip: positive("max.connections.per.ip"),
+            idle: Duration::from_millis(config.long("connections.max.idle.ms").max(1) as u64),
+            frame_read: Duration::from_millis(config.long("request.read.timeout.ms").max(1) as u64),
+            request_bytes: (queued > 0).then(|| {
+                Arc::new(Semaphore::new(
+                    usize::try_from(queued).unwrap_or(Semaphore::MAX_PERMITS),
+                ))
+            }),
+            open: Mutex::new(OpenConnections::default()),
+        })
+    }
+
+    /// Counts a new connection from `ip`, or says which limit refuses it.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, CloseReason> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= self.max_connections {
+            return Err(CloseReason::MaxConnections);
+        }
+        let from_ip = open.per_ip.entry(ip).or_default();
+        if *from_ip >= self.max_per_ip {
+            return Err(CloseReason::MaxConnectionsPerIp);
+        }
+        *from_ip += 1;
+        open.total += 1;
+        Ok(Admission {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Accepts connections until `shutdown` flips; connections over a limit are closed at once.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let limits = ConnectionLimits::from_config(&ctx.config);
+    let listener_name = ctx
+        .config
+        .client_listener()
+        .map_or("", |l| l.name.as_str())
+        .to_string();
+    for reason in CloseReason::ALL {
+        ctx.metrics
+            .connections_closed
+            .with_label_values(&[&listener_name, reason.label()]);
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(stream, peer, ctx.clone(), shutdown.clone()));
-                }
+                Ok((stream, peer)) => match limits.admit(peer.ip()) {
+                    Ok(admission) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(connection(stream, peer, ctx.clone(), admission, shutdown.clone()));
+                    }
+                    Err(reason) => {
+                        closed(&ctx, &listener_name, peer, reason);
+                        drop(stream);
+                    }
+                },
                 Err(e) => {
                     warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -64,12 +191,22 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch
     }
 }
 
+fn closed(ctx: &Context, listener: &str, peer: SocketAddr, reason: CloseReason) {
+    ctx.metrics
+        .connections_closed
+        .with_label_values(&[listener, reason.label()])
+        .inc();
+    debug!(%peer, reason = reason.label(), "connection closed by the broker");
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<Context>,
+    admission: Admission,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let limits = admission.limits.clone();
     let max = ctx.config.int("socket.request.max.bytes") as usize;
     let listener = ctx
         .config
@@ -80,11 +217,17 @@ async fn connection(
     open.inc();
     let _closed = scopeguard(move || open.dec());
     let (reader, writer) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    // Small buffers: an idle connection costs little; large frames bypass them.
+    let mut reader = BufReader::with_capacity(8 * 1024, reader);
+    let mut writer = BufWriter::with_capacity(16 * 1024, writer);
     // Responses not yet written, in request order; only acks=all produces wait here.
     let mut queued: VecDeque<Outgoing> = VecDeque::new();
+    // A connection with nothing in flight that stays silent this long is closed.
+    let idle = tokio::time::sleep(limits.idle);
+    tokio::pin!(idle);
     loop {
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + limits.idle);
         while let Some(Outgoing::Ready(_)) = queued.front() {
             let Some(Outgoing::Ready(bytes)) = queued.pop_front() else {
                 unreachable!("checked above");
@@ -111,24 +254,34 @@ async fn connection(
                 Ok(false) => {}
                 _ => break,
             },
+            _ = &mut idle, if queued.is_empty() => {
+                closed(&ctx, &listener, peer, CloseReason::Idle);
+                break;
+            }
             _ = shutdown.changed() => break,
         }
         if !more || reader.buffer().is_empty() {
             continue;
         }
-        let size = match reader.read_i32().await {
-            Ok(size) => size,
-            Err(_) => break,
+        let frame = match tokio::time::timeout(
+            limits.frame_read,
+            read_frame(&mut reader, max, limits.request_bytes.as_ref()),
+        )
+        .await
+        {
+            Err(_) => {
+                closed(&ctx, &listener, peer, CloseReason::RequestReadTimeout);
+                break;
+            }
+            Ok(Err(FrameRead::Closed)) => break,
+            Ok(Err(FrameRead::Bad(e))) => {
+                malformed(&ctx, peer, e);
+                break;
+            }
+            Ok(Ok(frame)) => frame,
         };
-        if size <= 0 || size as usize > max {
-            malformed(&ctx, peer, FrameError::Size(size, max));
-            break;
-        }
-        let mut frame = BytesMut::zeroed(size as usize);
-        if reader.read_exact(&mut frame).await.is_err() {
-            break;
-        }
-        match process(&ctx, peer, frame.freeze()).await {
+        let (frame, _permit) = frame;
+        match process(&ctx, peer, frame).await {
             Ok(Some(response)) => queued.push_back(response),
             Ok(None) => {}
             Err(e) => {
@@ -151,6 +304,56 @@ async fn connection(
         }
     }
     let _ = writer.flush().await;
+    drop(admission);
+}
+
+/// Why no frame came out of the socket.
+enum FrameRead {
+    /// The peer closed or the read failed.
+    Closed,
+    /// The size prefix is not acceptable.
+    Bad(FrameError),
+}
+
+/// Frames up to this size get their whole buffer at once; larger ones grow as their bytes
+/// arrive, so a frame that never completes holds little memory.
+const EAGER_FRAME_BYTES: usize = 1 << 20;
+
+/// Reads one length-prefixed frame. With a `queued.max.request.bytes` pool, the frame's
+/// bytes are reserved first (waiting while other requests hold the pool).
+async fn read_frame(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    max: usize,
+    pool: Option<&Arc<Semaphore>>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), FrameRead> {
+    let size = reader.read_i32().await.map_err(|_| FrameRead::Closed)?;
+    if size <= 0 || size as usize > max {
+        return Err(FrameRead::Bad(FrameError::Size(size, max)));
+    }
+    let size = size as usize;
+    let permit = match pool {
+        Some(pool) => Some(
+            pool.clone()
+                .acquire_many_owned(size as u32)
+                .await
+                .map_err(|_| FrameRead::Closed)?,
+        ),
+        None => None,
+    };
+    let mut frame = BytesMut::with_capacity(size.min(EAGER_FRAME_BYTES));
+    while frame.len() < size {
+        let want = (size - frame.len()).min(EAGER_FRAME_BYTES);
+        frame.reserve(want);
+        let read = (&mut *reader)
+            .take(want as u64)
+            .read_buf(&mut frame)
+            .await
+            .map_err(|_| FrameRead::Closed)?;
+        if read == 0 {
+            return Err(FrameRead::Closed);
+        }
+    }
+    Ok((frame.freeze(), permit))
 }
 
 /// How many responses a connection may have queued (acks=all produces waiting for their
@@ -215,6 +418,10 @@ pub async fn process(
     }
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(|e| FrameError::Decode("request header", e.to_string()))?;
+    // kafka-protocol reserves array capacity from counts on the wire; check them against the
+    // bytes first so a hostile count closes the connection instead of aborting the process.
+    crate::protocol::check_request_body(api_key, version, &frame)
+        .map_err(|e| FrameError::Decode("request body", format!("{api_key:?} v{version}: {e}")))?;
     let request = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| FrameError::Decode("request body", format!("{api_key:?} v{version}: {e}")))?;
     debug!(

@@ -192,7 +192,8 @@ def test_create_partitions_then_delete_topic(broker, topic):
 
     a.delete_topics([topic])[topic].result(timeout=10)
     assert topic not in a.list_topics(timeout=10).topics
-    assert not list(broker.data_dir.glob(f"{topic}-*"))
+    # The partition directories are moved aside, deleted after log.segment.delete.delay.ms.
+    assert not [d for d in broker.data_dir.glob(f"{topic}-*") if not d.name.endswith("-delete")]
     with pytest.raises(KafkaException) as err:
         a.delete_topics([topic])[topic].result(timeout=10)
     assert err.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
