@@ -153,6 +153,11 @@ pub static PROPERTIES: &[PropertyDef] = &[
     ),
     unset("log.flush.interval.ms", Long(0)),
     def("log.flush.scheduler.interval.ms", Long(1), "1000"),
+    def(
+        "replica.high.watermark.checkpoint.interval.ms",
+        Long(1),
+        "5000",
+    ),
     def("compression.type", Text, "producer"),
     def("compression.gzip.level", Int(-1), "-1"),
     def("compression.lz4.level", Int(1), "9"),

@@ -207,7 +207,9 @@ impl Server {
             replicas.clone(),
             shutdown_rx.clone(),
         )));
-        tasks.push(tokio::spawn(replicas.maintain_isr(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(
+            replicas.clone().maintain_isr(shutdown_rx.clone()),
+        ));
         let (want_shutdown, want_shutdown_rx) = watch::channel(false);
         let mut client_address = None;
         if let (Some((listener, address)), Some(registration)) = (client_listener, registration) {
@@ -219,9 +221,11 @@ impl Server {
             )));
             Self::wait_unfenced(&controller, &registration).await?;
             logs.metadata_caught_up();
-            if let Err(e) = logs.sync_with_image(&controller.image()) {
-                warn!(error = %e, "could not apply metadata to local logs");
-            }
+            // Serve only once the local logs and replicas have taken the roles of the image
+            // that unfenced this broker.
+            let image = controller.image();
+            logs.sync_with_image(&image).map_err(storage)?;
+            replicas.apply_image(&image).map_err(storage)?;
             if let Err(e) = ensure_offsets_topic(&config, &controller).await {
                 // The heartbeat loop tries again.
                 warn!(error = %e, "could not create {OFFSETS_TOPIC} yet");
@@ -634,8 +638,8 @@ fn sync_group_partitions(ctx: &Context, image: &MetadataImage) -> std::io::Resul
     Ok(())
 }
 
-/// Retention, time-based flushing and compaction on their configured intervals, and the
-/// removal of deleted segment files once their `file.delete.delay.ms` has passed.
+/// Retention, time-based flushing, compaction and checkpoints on their configured intervals,
+/// and the removal of deleted segment files once their `file.delete.delay.ms` has passed.
 async fn housekeeping(
     config: Arc<BrokerConfig>,
     logs: Arc<LogManager>,
@@ -649,6 +653,9 @@ async fn housekeeping(
     let mut flush = tokio::time::interval(flush_every);
     let mut clean = tokio::time::interval(clean_every);
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut checkpoint = tokio::time::interval(Duration::from_millis(
+        config.long("replica.high.watermark.checkpoint.interval.ms") as u64,
+    ));
     loop {
         tokio::select! {
             _ = retention.tick() => {
@@ -657,6 +664,13 @@ async fn housekeeping(
             }
             _ = flush.tick() => logs.flush_due(now_ms()),
             _ = sweep.tick() => logs.remove_deleted_files(),
+            _ = checkpoint.tick() => {
+                let logs = logs.clone();
+                let written = tokio::task::spawn_blocking(move || logs.checkpoint_all()).await;
+                if let Ok(Err(e)) = written {
+                    warn!(error = %e, "high watermark checkpoint failed");
+                }
+            }
             _ = clean.tick() => {
                 // Compaction reads and rewrites whole segments: keep it off the async workers.
                 let logs = logs.clone();

@@ -3,7 +3,6 @@ in network namespaces. The writer and the loss check live in tests/lib/kafka_che
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -16,13 +15,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
 from kafka_checks import FAST, wait_until  # noqa: E402
+from ports import free_port  # noqa: E402
 
 BROKER_BIN = Path(os.environ.get("BROKER_BIN", ROOT / "target" / "release" / "strom-broker"))
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Node:

@@ -2,8 +2,8 @@
 
 import os
 import signal
-import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -13,12 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_BIN = Path(os.environ.get("BROKER_BIN", ROOT / "target" / "release" / "strom-broker"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
+from ports import free_port  # noqa: E402
 
 
 class Broker:

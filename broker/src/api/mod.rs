@@ -281,6 +281,14 @@ pub fn led_log<'a>(
         .logs
         .get_or_open(topic, partition, t)
         .map_err(storage_error)?;
+    // The image may say this broker leads before the log has taken the role (its high
+    // watermark, its epoch): until then the partition answers as Kafka's does, retriably.
+    if !log.leads_at(p.leader_epoch) {
+        return Err(ApiError::new(
+            ResponseError::NotLeaderOrFollower,
+            "this broker is taking the partition's leadership",
+        ));
+    }
     Ok((log, t, p))
 }
 

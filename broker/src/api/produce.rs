@@ -17,6 +17,30 @@ use crate::log::segment::now_ms;
 use crate::log::validate::{check_produced_batch, Invalid, Rules};
 use crate::log::{AppendError, AppendInfo, Leadership, PartitionLog};
 
+/// What an append waits for before it is acknowledged: an fsync when `flush.messages` is
+/// reached (durable mode), then, with acks=all, the ISR.
+struct AwaitingAck {
+    log: Arc<PartitionLog>,
+    end_offset: i64,
+    sync: bool,
+    isr: Option<AwaitingIsr>,
+}
+
+impl AwaitingAck {
+    async fn wait(&self, ctx: &Context, deadline: Instant) -> Result<(), ApiError> {
+        if self.sync {
+            self.log
+                .sync_through(self.end_offset)
+                .await
+                .map_err(storage_error)?;
+        }
+        match &self.isr {
+            Some(isr) => isr.wait(ctx, deadline).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// An acks=all append waiting for the ISR to reach `end_offset`.
 pub(super) struct AwaitingIsr {
     pub(super) log: Arc<PartitionLog>,
@@ -79,7 +103,7 @@ fn append_partition(
     topic: &str,
     partition: i32,
     records: Option<&bytes::Bytes>,
-) -> Result<(AppendInfo, Option<AwaitingIsr>), ApiError> {
+) -> Result<(AppendInfo, Option<AwaitingAck>), ApiError> {
     if is_internal(topic) {
         return Err(ApiError::new(
             ResponseError::InvalidTopicException,
@@ -199,11 +223,18 @@ fn append_partition(
         .records_in
         .with_label_values(&[topic])
         .inc_by(headers.iter().map(|h| h.records_count.max(0) as u64).sum());
-    let awaiting = min_isr.map(|min_isr| AwaitingIsr {
-        log,
-        end_offset: info.last_offset + 1,
+    let end_offset = info.last_offset + 1;
+    let isr = min_isr.map(|min_isr| AwaitingIsr {
+        log: log.clone(),
+        end_offset,
         leader_epoch: p.leader_epoch,
         min_isr,
+    });
+    let awaiting = (info.needs_sync || isr.is_some()).then_some(AwaitingAck {
+        log,
+        end_offset,
+        sync: info.needs_sync,
+        isr,
     });
     Ok((info, awaiting))
 }
@@ -264,6 +295,16 @@ pub fn handle(ctx: &Arc<Context>, request: ProduceRequest) -> Handled {
         ctx.logs.appended().notify_waiters();
     }
     if acks == 0 {
+        // Nobody waits for the acknowledgement, but flush.messages still applies.
+        for (_, _, pending) in awaiting {
+            if pending.sync {
+                tokio::spawn(async move {
+                    if let Err(e) = pending.log.sync_through(pending.end_offset).await {
+                        warn!(error = %e, "flush failed");
+                    }
+                });
+            }
+        }
         return Handled::Now(None);
     }
     if awaiting.is_empty() {

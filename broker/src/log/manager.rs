@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::{remove_deleted_dirs, schedule_dir_deletion, PartitionLog};
+use super::{remove_deleted_dirs, schedule_dir_deletion, PartitionLog, Recovery};
 use crate::config::BrokerConfig;
 use crate::metadata::image::{MetadataImage, TopicImage};
 use crate::topic_config::LogConfig;
@@ -29,6 +29,10 @@ pub struct LogManager {
     /// Set once this node has caught up with the metadata (the controller unfenced it): only
     /// then may a partition directory the metadata does not list be moved aside for deletion.
     metadata_complete: AtomicBool,
+    /// The last shutdown flushed everything: logs open without a CRC scan.
+    clean_shutdown: bool,
+    /// High watermarks as the last checkpoint recorded them.
+    high_watermarks: HashMap<TopicPartition, i64>,
 }
 
 fn dir_name(topic: &str, partition: i32) -> String {
@@ -41,11 +45,58 @@ fn parse_dir_name(name: &str) -> Option<TopicPartition> {
     Some((topic.to_string(), partition.parse().ok()?))
 }
 
+/// Kafka's name for the high watermarks of every partition in a log directory.
+const HIGH_WATERMARK_CHECKPOINT: &str = "replication-offset-checkpoint";
+/// Kafka's marker of a log directory left by a clean shutdown.
+const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
+
+/// Reads Kafka's offset checkpoint format: a version line (0), a count, then
+/// `topic partition offset` lines. A missing or unreadable file gives nothing.
+fn read_offset_checkpoint(path: &Path) -> HashMap<TopicPartition, i64> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some("0") {
+        warn!(path = %path.display(), "ignoring an offset checkpoint of an unknown version");
+        return HashMap::new();
+    }
+    lines
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let (topic, partition, offset) = (fields.next()?, fields.next()?, fields.next()?);
+            Some((
+                (topic.to_string(), partition.parse().ok()?),
+                offset.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn offset_checkpoint_text(offsets: &[(TopicPartition, i64)]) -> String {
+    let mut text = format!("0\n{}\n", offsets.len());
+    for ((topic, partition), offset) in offsets {
+        text.push_str(&format!("{topic} {partition} {offset}\n"));
+    }
+    text
+}
+
 impl LogManager {
-    /// Uses the first `log.dirs` entry for partition data.
+    /// Uses the first `log.dirs` entry for partition data, and reads what the last shutdown
+    /// left there: the high watermarks, and whether it was clean (the marker is removed, so a
+    /// crash from now on is recovered as one).
     pub fn new(broker: Arc<BrokerConfig>) -> io::Result<Self> {
         let root = broker.log_dirs[0].clone();
         std::fs::create_dir_all(&root)?;
+        let high_watermarks = read_offset_checkpoint(&root.join(HIGH_WATERMARK_CHECKPOINT));
+        let marker = root.join(CLEAN_SHUTDOWN_MARKER);
+        let clean_shutdown = marker.exists();
+        if clean_shutdown {
+            std::fs::remove_file(&marker)?;
+            super::sync_parent(&marker)?;
+            info!("the last shutdown was clean: segments are not scanned");
+        }
         Ok(LogManager {
             root,
             broker,
@@ -53,6 +104,8 @@ impl LogManager {
             appended: Notify::new(),
             synced_index: Mutex::new(0),
             metadata_complete: AtomicBool::new(false),
+            clean_shutdown,
+            high_watermarks,
         })
     }
 
@@ -81,10 +134,15 @@ impl LogManager {
             return Ok(log.clone());
         }
         let config = LogConfig::new(&self.broker, &image.configs);
-        let log = Arc::new(PartitionLog::open(
+        let recovery = Recovery {
+            clean_shutdown: self.clean_shutdown,
+            high_watermark: self.high_watermarks.get(&key).copied(),
+        };
+        let log = Arc::new(PartitionLog::open_with(
             &self.root.join(dir_name(topic, partition)),
             config,
             &image.id.to_string(),
+            recovery,
         )?);
         logs.insert(key, log.clone());
         Ok(log)
@@ -236,11 +294,40 @@ impl LogManager {
         }
     }
 
-    /// Flushes everything and records recovery points (clean shutdown).
+    /// Records every log's recovery point and producer state, and the high watermarks in
+    /// `replication-offset-checkpoint` (`replica.high.watermark.checkpoint.interval.ms`).
+    pub fn checkpoint_all(&self) -> io::Result<()> {
+        let mut high_watermarks = Vec::new();
+        for ((topic, partition), log) in self.all() {
+            if let Err(e) = log.checkpoint() {
+                warn!(%topic, partition, error = %e, "checkpoint failed");
+            }
+            high_watermarks.push(((topic, partition), log.high_watermark()));
+        }
+        high_watermarks.sort();
+        super::write_file_atomic(
+            &self.root.join(HIGH_WATERMARK_CHECKPOINT),
+            offset_checkpoint_text(&high_watermarks).as_bytes(),
+        )
+    }
+
+    /// Flushes everything, records the checkpoints and, if all of it worked, marks the
+    /// shutdown clean so the next start skips the CRC scan.
     pub fn flush_all(&self) {
+        let mut clean = true;
         for ((topic, partition), log) in self.all() {
             if let Err(e) = log.flush() {
                 warn!(%topic, partition, error = %e, "flush at shutdown failed");
+                clean = false;
+            }
+        }
+        if let Err(e) = self.checkpoint_all() {
+            warn!(error = %e, "high watermark checkpoint at shutdown failed");
+            clean = false;
+        }
+        if clean {
+            if let Err(e) = super::write_file_atomic(&self.root.join(CLEAN_SHUTDOWN_MARKER), b"") {
+                warn!(error = %e, "could not mark the shutdown clean");
             }
         }
     }
@@ -249,6 +336,45 @@ impl LogManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offset_checkpoints_round_trip_in_kafkas_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HIGH_WATERMARK_CHECKPOINT);
+        let offsets = vec![(("a-b".to_string(), 0), 5), (("c".to_string(), 12), 99)];
+        std::fs::write(&path, offset_checkpoint_text(&offsets)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "0\n2\na-b 0 5\nc 12 99\n"
+        );
+        assert_eq!(
+            read_offset_checkpoint(&path),
+            offsets.into_iter().collect::<HashMap<_, _>>()
+        );
+        assert!(read_offset_checkpoint(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn a_clean_shutdown_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(
+            BrokerConfig::load(
+                None,
+                Vec::new(),
+                &[format!("log.dirs={}", dir.path().display())],
+            )
+            .unwrap(),
+        );
+        let manager = LogManager::new(config.clone()).unwrap();
+        assert!(!manager.clean_shutdown);
+        manager.flush_all();
+        assert!(dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
+        assert!(LogManager::new(config.clone()).unwrap().clean_shutdown);
+        assert!(
+            !LogManager::new(config).unwrap().clean_shutdown,
+            "removed once read"
+        );
+    }
 
     #[test]
     fn dir_names_round_trip_with_dashes() {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use tracing::{info, warn};
@@ -106,6 +106,18 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
     /// The broker time stamped on the batches, or -1 for CreateTime topics.
     pub log_append_time: i64,
+    /// `flush.messages` is reached: the append must be fsynced (`sync_through`) before it
+    /// is acknowledged.
+    pub needs_sync: bool,
+}
+
+/// What a log knows at open from the last shutdown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recovery {
+    /// The broker shut down cleanly: every segment was flushed, so none needs a CRC scan.
+    pub clean_shutdown: bool,
+    /// The high watermark from the replication-offset checkpoint (0 when unknown).
+    pub high_watermark: Option<i64>,
 }
 
 /// Bytes read for a fetch plus the offsets the response reports.
@@ -124,7 +136,8 @@ struct LogState {
     log_start_offset: i64,
     next_offset: i64,
     high_watermark: i64,
-    unflushed_messages: i64,
+    /// Everything before this offset is fsynced.
+    flushed_offset: i64,
     last_flush_ms: i64,
     producers: ProducerStates,
     epochs: EpochCache,
@@ -147,6 +160,8 @@ pub struct PartitionLog {
     dir: PathBuf,
     state: Mutex<LogState>,
     config: RwLock<LogConfig>,
+    /// One fsync at a time; the appends that wait meanwhile share the next one.
+    sync_turn: tokio::sync::Mutex<()>,
 }
 
 fn read_i64_file(path: &Path) -> Option<i64> {
@@ -218,6 +233,17 @@ impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering segments written after the last
     /// recovery point. `topic_id` is recorded so a recreated topic never reads old data.
     pub fn open(dir: &Path, config: LogConfig, topic_id: &str) -> io::Result<Self> {
+        Self::open_with(dir, config, topic_id, Recovery::default())
+    }
+
+    /// Opens the log with what the last shutdown left: a clean shutdown skips the CRC scan of
+    /// the segments after the recovery point, and the checkpointed high watermark is restored.
+    pub fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        topic_id: &str,
+        recovery: Recovery,
+    ) -> io::Result<Self> {
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
             sync_parent(dir)?;
@@ -248,7 +274,7 @@ impl PartitionLog {
                 continue;
             }
             let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
-            let recover = next_base > recovery_point;
+            let recover = !recovery.clean_shutdown && next_base > recovery_point;
             let (segment, outcome) =
                 Segment::open(dir, base, recover, config.index_interval_bytes)?;
             if let OpenOutcome::Truncated(at) = outcome {
@@ -303,8 +329,8 @@ impl PartitionLog {
                 segments,
                 log_start_offset,
                 next_offset,
-                high_watermark: next_offset,
-                unflushed_messages: 0,
+                high_watermark: recovery.high_watermark.unwrap_or(0).clamp(0, next_offset),
+                flushed_offset: next_offset,
                 last_flush_ms: now_ms(),
                 producers,
                 epochs,
@@ -312,6 +338,7 @@ impl PartitionLog {
                 roll_jitter_ms: random_jitter(config.roll_jitter_ms),
             }),
             config: RwLock::new(config),
+            sync_turn: tokio::sync::Mutex::new(()),
         };
         Ok(log)
     }
@@ -388,6 +415,7 @@ impl PartitionLog {
                     last_offset,
                     log_start_offset: state.log_start_offset,
                     log_append_time: -1,
+                    needs_sync: state.flushed_offset <= last_offset,
                 });
             }
         }
@@ -413,12 +441,13 @@ impl PartitionLog {
             at += h.size;
         }
         let mut epochs = vec![(leader_epoch, base_offset)];
-        self.write_locked(&mut state, &config, &buf, &assigned, &mut epochs)?;
+        self.write_locked(&mut state, &config, &buf, &assigned, &mut epochs, false)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             log_start_offset: state.log_start_offset,
             log_append_time,
+            needs_sync: state.next_offset - state.flushed_offset >= config.flush_messages,
         })
     }
 
@@ -431,6 +460,7 @@ impl PartitionLog {
         buf: &[u8],
         headers: &[BatchHeader],
         epoch_starts: &mut Vec<(i32, i64)>,
+        sync_when_due: bool,
     ) -> io::Result<()> {
         let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
             return Ok(());
@@ -454,6 +484,8 @@ impl PartitionLog {
             let segment = Segment::create(&self.dir, base_offset)?;
             state.segments.insert(base_offset, segment);
             state.roll_jitter_ms = random_jitter(config.roll_jitter_ms);
+            // The rolled segment is synced: everything before the new one is durable.
+            state.flushed_offset = state.flushed_offset.max(base_offset);
             write_file_atomic(
                 &self.dir.join(RECOVERY_POINT_FILE),
                 base_offset.to_string().as_bytes(),
@@ -474,9 +506,8 @@ impl PartitionLog {
         }
         state.next_offset = next;
         state.advance_high_watermark();
-        state.unflushed_messages += headers.iter().map(|h| h.records_count as i64).sum::<i64>();
-        if state.unflushed_messages >= config.flush_messages {
-            Self::flush_locked(&self.dir, state)?;
+        if sync_when_due && state.next_offset - state.flushed_offset >= config.flush_messages {
+            Self::sync_locked(state)?;
         }
         Ok(())
     }
@@ -503,7 +534,7 @@ impl PartitionLog {
             .iter()
             .map(|h| (h.partition_leader_epoch, h.base_offset))
             .collect();
-        self.write_locked(&mut state, &config, records, &headers, &mut epochs)?;
+        self.write_locked(&mut state, &config, records, &headers, &mut epochs, true)?;
         Ok(())
     }
 
@@ -515,16 +546,58 @@ impl PartitionLog {
         write_file_atomic(&dir.join(PRODUCER_SNAPSHOT_FILE), &json)
     }
 
-    fn flush_locked(dir: &Path, state: &mut LogState) -> io::Result<()> {
+    /// fsyncs the active segment (rolled ones were synced when they rolled).
+    fn sync_locked(state: &mut LogState) -> io::Result<()> {
         if let Some(active) = state.segments.values().next_back() {
             active.sync()?;
         }
+        state.flushed_offset = state.next_offset;
+        state.last_flush_ms = now_ms();
+        Ok(())
+    }
+
+    /// fsyncs, then records the recovery point and the producer state on disk.
+    fn flush_locked(dir: &Path, state: &mut LogState) -> io::Result<()> {
+        Self::sync_locked(state)?;
+        Self::checkpoint_locked(dir, state)
+    }
+
+    fn checkpoint_locked(dir: &Path, state: &LogState) -> io::Result<()> {
         Self::snapshot_producers(dir, state)?;
         write_file_atomic(
             &dir.join(RECOVERY_POINT_FILE),
-            state.next_offset.to_string().as_bytes(),
-        )?;
-        state.unflushed_messages = 0;
+            state.flushed_offset.to_string().as_bytes(),
+        )
+    }
+
+    /// Records the recovery point (what is fsynced) and the producer state, so the next
+    /// start after a crash scans only what came after.
+    pub fn checkpoint(&self) -> io::Result<()> {
+        let state = self.lock();
+        Self::checkpoint_locked(&self.dir, &state)
+    }
+
+    /// Makes everything before `end_offset` durable. Group commit: one fsync of the active
+    /// segment, outside the log lock, covers every batch appended before it; appends that
+    /// arrive meanwhile wait for it and are covered by the next one.
+    pub async fn sync_through(self: &Arc<Self>, end_offset: i64) -> io::Result<()> {
+        if self.lock().flushed_offset >= end_offset {
+            return Ok(());
+        }
+        let _turn = self.sync_turn.lock().await;
+        let (file, upto) = {
+            let state = self.lock();
+            if state.flushed_offset >= end_offset {
+                return Ok(());
+            }
+            let active = state.segments.values().next_back().expect("a segment");
+            (active.file(), state.next_offset)
+        };
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(io::Error::other)??;
+        let mut state = self.lock();
+        state.flushed_offset = state.flushed_offset.max(upto);
         state.last_flush_ms = now_ms();
         Ok(())
     }
@@ -539,7 +612,9 @@ impl PartitionLog {
     pub fn flush_if_due(&self, now: i64) -> io::Result<()> {
         let flush_ms = self.config().flush_ms;
         let mut state = self.lock();
-        if state.unflushed_messages > 0 && now.saturating_sub(state.last_flush_ms) >= flush_ms {
+        if state.flushed_offset < state.next_offset
+            && now.saturating_sub(state.last_flush_ms) >= flush_ms
+        {
             Self::flush_locked(&self.dir, &mut state)?;
         }
         Ok(())
@@ -653,6 +728,14 @@ impl PartitionLog {
             .get(&base)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "segment was deleted"))?;
         segment.read_at(position, size)
+    }
+
+    /// Whether this broker leads the partition at `leader_epoch`, by the role the log has
+    /// applied (the metadata image may already say so before the role is applied).
+    pub fn leads_at(&self, leader_epoch: i32) -> bool {
+        let state = self.lock();
+        let r = &state.replica;
+        r.me >= 0 && r.is_leader && r.leader_epoch == leader_epoch
     }
 
     /// This partition's replication role and progress.
@@ -1012,6 +1095,46 @@ pub(crate) mod tests {
         let b = make_batch(count, ts);
         let headers = batch::validate_all(&b).unwrap();
         log.append(&b, &headers, LEADER).unwrap()
+    }
+
+    #[tokio::test]
+    async fn flush_messages_one_makes_every_append_wait_for_one_shared_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            Arc::new(open_leader(dir.path(), config(&[("flush.messages", "1")]), "t").unwrap());
+        let first = append(&log, 2, 1);
+        let second = append(&log, 3, 2);
+        assert!(first.needs_sync && second.needs_sync);
+        assert_eq!(log.lock().flushed_offset, 0);
+        // One fsync for the later append covers the earlier one too.
+        log.sync_through(second.last_offset + 1).await.unwrap();
+        assert_eq!(log.lock().flushed_offset, 5);
+        log.sync_through(first.last_offset + 1).await.unwrap();
+        let relaxed = open_leader(dir.path(), config(&[]), "t").unwrap();
+        assert!(
+            !append(&relaxed, 1, 3).needs_sync,
+            "flush.messages defaults to never"
+        );
+    }
+
+    #[test]
+    fn the_checkpointed_high_watermark_is_restored_within_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
+        append(&log, 10, 1);
+        drop(log);
+        let at = |hw| {
+            let recovery = Recovery {
+                clean_shutdown: true,
+                high_watermark: hw,
+            };
+            PartitionLog::open_with(dir.path(), config(&[]), "t", recovery)
+                .unwrap()
+                .high_watermark()
+        };
+        assert_eq!(at(Some(4)), 4);
+        assert_eq!(at(Some(50)), 10, "never past the log end");
+        assert_eq!(at(None), 0, "unknown until the ISR says");
     }
 
     #[test]
