@@ -58,10 +58,13 @@ def wait_brokers(bootstrap, count, timeout=60):
 
 class Strom:
     """One node (acks=1), or a cluster of combined nodes with replication factor = nodes and
-    acks=all."""
+    acks=all. `durable`: every append is fsynced before it is acknowledged (flush.messages=1,
+    one fsync shared by the appends waiting for it)."""
 
-    def __init__(self, binary, workdir, nodes=1):
+    def __init__(self, binary, workdir, nodes=1, durable=False):
         self.name = "strom" if nodes == 1 else f"strom-{nodes}"
+        if durable:
+            self.name += "-fsync"
         self.replication = nodes
         self.acks = "1" if nodes == 1 else "-1"
         ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
@@ -77,9 +80,14 @@ class Strom:
              "--override", f"log.dirs={workdir / f'{self.name}-data-{i + 1}'}"]
             for i, (port, controller, http) in enumerate(ports)
         ]
+        if durable:
+            for command in self.commands:
+                command += ["--override", "log.flush.interval.messages=1"]
         self.ports = [p for p, _, _ in ports]
         self.cwd = workdir
-        self.storage = "segmented log on disk (page cache, Kafka's default flush policy)"
+        self.storage = ("segmented log on disk, fsync before every acknowledgement (flush.messages=1), "
+                        "group commit" if durable else
+                        "segmented log on disk (page cache, Kafka's default flush policy)")
         if nodes > 1:
             self.storage += f"; {nodes} combined nodes, replication factor {nodes}, acks=all"
 
@@ -157,7 +165,8 @@ def main():
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
-    kinds = [Strom(args.strom, workdir)] + ([Tansu(args.tansu, workdir)] if args.tansu else [])
+    kinds = [Strom(args.strom, workdir), Strom(args.strom, workdir, durable=True)]
+    kinds += [Tansu(args.tansu, workdir)] if args.tansu else []
     if args.cluster_nodes > 1:
         kinds.append(Strom(args.strom, workdir, nodes=args.cluster_nodes))
     results = {}
@@ -191,12 +200,17 @@ def main():
     print(f"\nrdkafka_performance, 1 partition, acks=1 unless noted, {os.cpu_count()} cores")
     for broker in kinds:
         print(f"  {broker.name}: {broker.storage}")
-    header = f"{'broker':<9}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
+    header = f"{'broker':<12}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
              f"{'p50 ms':>9}{'p99 ms':>9}"
     print(header)
     for (name, size), r in results.items():
-        print(f"{name:<9}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
+        print(f"{name:<12}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
               f"{r['consume_mb']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+    print("\ndurable mode (fsync before the acknowledgement) / page cache")
+    for size in (100, 1024):
+        d, s = results[("strom-fsync", size)], results[("strom", size)]
+        print(f"  {size:>5} B: produce {d['produce_msgs'] / s['produce_msgs']:.2f}x, "
+              f"p99 latency {d['p99_ms'] / s['p99_ms']:.3g}x")
     if args.tansu:
         print("\nratio strom / tansu (throughput: higher is better; latency: lower is better)")
         for size in (100, 1024):
