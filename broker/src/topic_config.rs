@@ -385,6 +385,9 @@ pub struct LogConfig {
     pub timestamp_before_max_ms: i64,
     /// Produced timestamps may be at most this far in the future.
     pub timestamp_after_max_ms: i64,
+    /// The most a compressed batch may expand to: `socket.request.max.bytes`, the most a
+    /// client could have sent uncompressed.
+    pub max_uncompressed_bytes: u64,
 }
 
 impl LogConfig {
@@ -431,6 +434,7 @@ impl LogConfig {
             file_delete_delay_ms: long("file.delete.delay.ms"),
             timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
+            max_uncompressed_bytes: broker.int("socket.request.max.bytes").max(0) as u64,
         }
     }
 }

@@ -156,7 +156,7 @@ fn append_partition(
         log_append_time: config.log_append_time,
         before_max_ms: config.timestamp_before_max_ms,
         after_max_ms: config.timestamp_after_max_ms,
-        max_uncompressed_bytes: ctx.config.int("socket.request.max.bytes") as u64,
+        max_uncompressed_bytes: config.max_uncompressed_bytes,
     };
     let max_timestamp =
         check_produced_batch(records, &headers[0], &rules, now_ms()).map_err(|e| match e {

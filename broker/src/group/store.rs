@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::log::manager::LogManager;
 use crate::log::segment::now_ms;
-use crate::log::{batch, Leadership, PartitionLog};
+use crate::log::{batch, records, Leadership, PartitionLog};
 use crate::metadata::image::MetadataImage;
 
 /// The internal topic's name.
@@ -223,13 +223,17 @@ impl OffsetStore {
             if read.records.is_empty() {
                 break;
             }
-            let mut bytes = read.records;
-            while bytes.has_remaining() {
-                let set = RecordBatchDecoder::decode(&mut bytes).map_err(io::Error::other)?;
-                for record in set.records {
+            let mut bytes = &read.records[..];
+            let cap = log.config().max_uncompressed_bytes;
+            while !bytes.is_empty() {
+                let header = batch::parse_header(bytes).map_err(io::Error::other)?;
+                let (_, records) =
+                    records::decode_stored_batch(bytes, &header, cap).map_err(io::Error::other)?;
+                for record in records {
                     next = record.offset + 1;
                     apply(&mut offsets, &mut groups, &record);
                 }
+                bytes = &bytes[header.size..];
             }
         }
         Ok((offsets, groups))

@@ -14,11 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use tracing::info;
 
 use super::segment::Segment;
-use super::{read_i64_file, write_file_atomic, PartitionLog};
+use super::{batch, read_i64_file, records, write_file_atomic, PartitionLog};
 
 const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 const CLEANED_SUFFIX: &str = "log.cleaned";
@@ -60,10 +60,12 @@ fn decode_batch(
     file: &File,
     position: u64,
     size: usize,
-) -> io::Result<kafka_protocol::records::RecordSet> {
+    max_uncompressed_bytes: u64,
+) -> io::Result<(Compression, Vec<Record>)> {
     let mut buf = vec![0u8; size];
     file.read_exact_at(&mut buf, position)?;
-    RecordBatchDecoder::decode(&mut Bytes::from(buf)).map_err(io::Error::other)
+    let header = batch::parse_header(&buf).map_err(io::Error::other)?;
+    records::decode_stored_batch(&buf, &header, max_uncompressed_bytes).map_err(io::Error::other)
 }
 
 impl PartitionLog {
@@ -125,7 +127,7 @@ impl PartitionLog {
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for c in &cleanable {
             for &(pos, size) in &c.batches {
-                for record in decode_batch(&c.file, pos, size)?.records {
+                for record in decode_batch(&c.file, pos, size, config.max_uncompressed_bytes)?.1 {
                     if let Some(key) = record.key {
                         latest.insert(key, record.offset);
                     }
@@ -138,10 +140,10 @@ impl PartitionLog {
             let tombstones_expired = c.max_timestamp < now - config.delete_retention_ms;
             let mut out = BytesMut::new();
             for &(pos, size) in &c.batches {
-                let set = decode_batch(&c.file, pos, size)?;
-                let before = set.records.len();
-                let kept: Vec<_> = set
-                    .records
+                let (compression, records) =
+                    decode_batch(&c.file, pos, size, config.max_uncompressed_bytes)?;
+                let before = records.len();
+                let kept: Vec<_> = records
                     .into_iter()
                     .filter(|r| match &r.key {
                         None => true,
@@ -161,7 +163,7 @@ impl PartitionLog {
                     &kept,
                     &RecordEncodeOptions {
                         version: 2,
-                        compression: set.compression,
+                        compression,
                     },
                 )
                 .map_err(io::Error::other)?;
@@ -206,7 +208,7 @@ mod tests {
     use crate::log::batch;
     use crate::log::tests::{open_leader, LEADER};
     use crate::topic_config::LogConfig;
-    use kafka_protocol::records::Compression;
+    use kafka_protocol::records::RecordBatchDecoder;
 
     fn keyed(key: &str, value: Option<&str>) -> Vec<u8> {
         let entry = (

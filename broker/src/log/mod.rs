@@ -7,6 +7,7 @@ pub mod index;
 pub mod manager;
 pub mod meta_properties;
 pub mod producer_state;
+pub mod records;
 pub mod replica;
 pub mod segment;
 pub mod validate;
@@ -908,7 +909,7 @@ impl PartitionLog {
             return Ok(None);
         };
         let bytes = self.read_batch(base, pos, header.size)?;
-        let records = records_in(&bytes);
+        let records = records_in(&bytes, self.config().max_uncompressed_bytes);
         let hit = records
             .into_iter()
             .find(|(offset, ts)| *ts >= timestamp && *offset >= log_start);
@@ -1044,19 +1045,31 @@ impl PartitionLog {
 }
 
 /// Offsets and timestamps of the records in one stored batch, decompressing if needed.
-fn records_in(batch: &[u8]) -> Vec<(i64, i64)> {
-    let mut buf = Bytes::copy_from_slice(batch);
-    match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
-        Ok(set) => set
-            .records
-            .iter()
-            .map(|r| (r.offset, r.timestamp))
-            .collect(),
-        Err(e) => {
-            warn!(error = %e, "cannot decode a stored batch for a timestamp lookup");
-            Vec::new()
-        }
+fn records_in(batch: &[u8], max_uncompressed_bytes: u64) -> Vec<(i64, i64)> {
+    let Ok(header) = batch::parse_header(batch) else {
+        return Vec::new();
+    };
+    let log_append_time = header.attributes & 0x08 != 0;
+    let mut out = Vec::new();
+    let read = records::for_each_record::<records::ReadError>(
+        batch,
+        &header,
+        max_uncompressed_bytes,
+        false,
+        |_, r| {
+            let timestamp = if log_append_time {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.saturating_add(r.timestamp_delta)
+            };
+            out.push((header.base_offset + r.offset_delta as i64, timestamp));
+            Ok(())
+        },
+    );
+    if let Err(e) = read {
+        warn!(error = %e, "cannot read a stored batch for a timestamp lookup");
     }
+    out
 }
 
 #[cfg(test)]
