@@ -40,6 +40,9 @@ cargo build --release --locked -p strom-broker -p strom-operator
 step "compatibility suite (real clients)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/compat
 
+step "hostile-client suite (wire bombs, hostile batches, connection floods and limits)"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/hostile
+
 step "cluster fault suite (several brokers, kill -9, SIGSTOP, restarts)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/cluster
 

@@ -1,82 +1,15 @@
 """Fixtures for the real-client compatibility suite: start and stop strom-broker processes."""
 
-import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER_BIN = Path(os.environ.get("BROKER_BIN", ROOT / "target" / "release" / "strom-broker"))
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
-from ports import free_port  # noqa: E402
-
-
-class Broker:
-    """One strom-broker process on loopback ports with its own data directory."""
-
-    def __init__(self, data_dir, overrides=None):
-        self.data_dir = Path(data_dir)
-        self.port = free_port()
-        self.controller_port = free_port()
-        self.http_port = free_port()
-        self.overrides = dict(overrides or {})
-        self.proc = None
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
-
-    @property
-    def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout=30):
-        props = {
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "log.dirs": str(self.data_dir),
-            "metrics.listener": f"127.0.0.1:{self.http_port}",
-            **self.overrides,
-        }
-        args = [str(BROKER_BIN)]
-        for k, v in props.items():
-            args += ["--override", f"{k}={v}"]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError("broker did not become ready")
-
-    def stop(self):
-        """Graceful stop (SIGTERM)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def kill(self):
-        """Crash stop (SIGKILL)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+from broker import BROKER_BIN, Broker  # noqa: E402,F401
+from ports import free_port  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

@@ -206,3 +206,172 @@ def stored_batches(partition_dir):
             batches.append((base, count, attributes & 0x7))
             at += 12 + length
     return batches
+
+
+# Varints, and the requests and answers the hostile-client suite (tests/hostile) needs.
+
+
+def uvarint(n):
+    """Kafka's unsigned varint (compact lengths, tagged field counts)."""
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def varint(n):
+    """Kafka's zig-zag varint (record fields)."""
+    return uvarint((n << 1) ^ (n >> 63))
+
+
+def compact_string(s):
+    data = s.encode()
+    return uvarint(len(data) + 1) + data
+
+
+def create_topics_v4(topics, timeout_ms=10000, validate_only=False, configs=()):
+    """CreateTopics v4 for [(name, partitions, replication factor)], no assignments, each
+    topic with the [(key, value)] `configs`."""
+    configs = array(string(k) + nullable_string(v) for k, v in configs)
+    body = array(string(name) + struct.pack(">ih", partitions, rf) + array([]) + configs
+                 for name, partitions, rf in topics)
+    return body + struct.pack(">i?", timeout_ms, validate_only)
+
+
+def create_partitions_v1(topics, timeout_ms=10000, validate_only=False):
+    """CreatePartitions v1 for [(name, new total count)], broker-chosen assignments."""
+    body = array(string(name) + struct.pack(">ii", count, -1) for name, count in topics)
+    return body + struct.pack(">i?", timeout_ms, validate_only)
+
+
+def topic_results(body):
+    """[(name, error code, message)] of a CreateTopics v2-v4 or CreatePartitions v0-v1 response."""
+    r = Reader(body)
+    r.take(">i")
+    results = []
+    for _ in range(r.take(">i")):
+        name = r.string()
+        error = r.take(">h")
+        results.append((name, error, r.string()))
+    return results
+
+
+def metadata_v4_topics(body):
+    """{topic: (error code, partition count)} of a Metadata v4 response."""
+    r = Reader(body)
+    r.take(">i")
+    for _ in range(r.take(">i")):
+        r.take(">i")
+        r.string()
+        r.take(">i")
+        r.string()
+    r.string()
+    r.take(">i")
+    topics = {}
+    for _ in range(r.take(">i")):
+        error = r.take(">h")
+        name = r.string()
+        r.take(">?")
+        count = r.take(">i")
+        for _ in range(count):
+            r.take(">hii")
+            r.at += 4 * r.take(">i")
+            r.at += 4 * r.take(">i")
+        topics[name] = (error, count)
+    return topics
+
+
+def list_offsets_v1(topic, partitions, timestamp=-1):
+    """ListOffsets v1 (as a consumer) for the latest (-1) or earliest (-2) offset."""
+    return struct.pack(">i", -1) + array([string(topic) + array(
+        struct.pack(">iq", p, timestamp) for p in partitions)])
+
+
+def list_offsets_v1_answer(body):
+    """{partition: (error code, offset)} of a ListOffsets v1 response for one topic."""
+    r = Reader(body)
+    answer = {}
+    for _ in range(r.take(">i")):
+        r.string()
+        for _ in range(r.take(">i")):
+            partition, error, _timestamp, offset = r.take(">ihqq")
+            answer[partition] = (error, offset)
+    return answer
+
+
+def record(value, offset_delta=0, key=None, timestamp_delta=0):
+    """One v2 record, uncompressed."""
+    body = b"\x00" + varint(timestamp_delta) + varint(offset_delta)
+    body += varint(-1) if key is None else varint(len(key)) + key
+    body += varint(len(value)) + value + uvarint(0)
+    return varint(len(body)) + body
+
+
+def raw_batch(records, count, last_offset_delta=None, attributes=0, timestamp=None,
+              producer_id=-1, producer_epoch=-1, base_sequence=-1):
+    """A v2 record batch around already encoded (and possibly compressed) `records`, with a
+    header that says whatever it is told and a correct CRC-32C, so the broker's checks past
+    the CRC are what judge it."""
+    import time
+
+    from kafka.record.util import calc_crc32c
+
+    if last_offset_delta is None:
+        last_offset_delta = count - 1
+    if timestamp is None:
+        timestamp = int(time.time() * 1000)
+    covered = struct.pack(">hiqqqhii", attributes, last_offset_delta, timestamp, timestamp,
+                          producer_id, producer_epoch, base_sequence, count) + records
+    # batchLength counts from partitionLeaderEpoch: epoch (4), magic (1), crc (4), the rest.
+    return struct.pack(">qiibI", 0, 9 + len(covered), -1, 2, calc_crc32c(covered)) + covered
+
+
+CODECS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def compressed_bomb(codec, size, chunk=1 << 20):
+    """The compressed records of one record whose value is `size` zero bytes, streamed through
+    the compressor so the expanded record never exists in memory. gzip, lz4 and zstd."""
+    if codec == "gzip":
+        import zlib
+
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        compress, finish = c.compress, c.flush
+    elif codec == "zstd":
+        import zstandard
+
+        # A 128 MB window, the most the decoder takes by default (windowLogMax 27).
+        params = zstandard.ZstdCompressionParameters.from_level(3, window_log=27)
+        c = zstandard.ZstdCompressor(compression_params=params).compressobj()
+        compress, finish = c.compress, c.flush
+    elif codec == "lz4":
+        import lz4.frame
+
+        c = lz4.frame.LZ4FrameCompressor()
+        start = c.begin()
+
+        def compress(data, first=[start]):
+            out = first[0] + c.compress(data)
+            first[0] = b""
+            return out
+
+        finish = c.flush
+    else:
+        raise ValueError(codec)
+    body_head = b"\x00" + varint(0) + varint(0) + varint(-1) + varint(size)
+    body_len = len(body_head) + size + 1
+    out = [compress(varint(body_len) + body_head)]
+    zeros = bytes(chunk)
+    left = size
+    while left:
+        n = min(left, chunk)
+        out.append(compress(zeros if n == chunk else bytes(n)))
+        left -= n
+    out.append(compress(uvarint(0)))
+    out.append(finish())
+    return b"".join(out)

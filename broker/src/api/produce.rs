@@ -123,6 +123,8 @@ fn append_partition(
             ResponseError::UnsupportedForMessageFormat,
             format!("message format v{m} is not supported; v2 is required"),
         ),
+        // A negative count or offset range: Kafka's LogValidator answers INVALID_RECORD.
+        e @ BatchError::Invalid(_) => ApiError::new(ResponseError::InvalidRecord, e.to_string()),
         other => ApiError::new(ResponseError::CorruptMessage, other.to_string()),
     })?;
     if headers.len() != 1 {
