@@ -315,12 +315,13 @@ enum FrameRead {
     Bad(FrameError),
 }
 
-/// Frames up to this size get their whole buffer at once; larger ones grow as their bytes
-/// arrive, so a frame that never completes holds little memory.
-const EAGER_FRAME_BYTES: usize = 1 << 20;
+/// Frames up to this size are read at once, outside the `queued.max.request.bytes` pool:
+/// small requests are never held up behind large ones. Larger frames are read in chunks of this
+/// size, each reserved in the pool before it is read, so a frame that stalls holds only what
+/// actually arrived.
+const SMALL_FRAME_BYTES: usize = 64 * 1024;
 
-/// Reads one length-prefixed frame. With a `queued.max.request.bytes` pool, the frame's
-/// bytes are reserved first (waiting while other requests hold the pool).
+/// Reads one length-prefixed frame; returns it with the pool reservation its bytes hold.
 async fn read_frame(
     reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     max: usize,
@@ -331,18 +332,21 @@ async fn read_frame(
         return Err(FrameRead::Bad(FrameError::Size(size, max)));
     }
     let size = size as usize;
-    let permit = match pool {
-        Some(pool) => Some(
-            pool.clone()
-                .acquire_many_owned(size as u32)
-                .await
-                .map_err(|_| FrameRead::Closed)?,
-        ),
-        None => None,
-    };
-    let mut frame = BytesMut::with_capacity(size.min(EAGER_FRAME_BYTES));
+    let mut frame = BytesMut::with_capacity(size.min(SMALL_FRAME_BYTES));
+    let mut held: Option<OwnedSemaphorePermit> = None;
     while frame.len() < size {
-        let want = (size - frame.len()).min(EAGER_FRAME_BYTES);
+        let want = (size - frame.len()).min(SMALL_FRAME_BYTES);
+        if let Some(pool) = pool.filter(|_| size > SMALL_FRAME_BYTES) {
+            let chunk = pool
+                .clone()
+                .acquire_many_owned(want as u32)
+                .await
+                .map_err(|_| FrameRead::Closed)?;
+            match held.as_mut() {
+                Some(permit) => permit.merge(chunk),
+                None => held = Some(chunk),
+            }
+        }
         frame.reserve(want);
         let read = (&mut *reader)
             .take(want as u64)
@@ -352,8 +356,15 @@ async fn read_frame(
         if read == 0 {
             return Err(FrameRead::Closed);
         }
+        // A short read leaves part of the chunk reserved; the next one reserves only the rest.
+        if let Some(permit) = held.as_mut() {
+            let reserved = permit.num_permits();
+            if reserved > frame.len() {
+                drop(permit.split(reserved - frame.len()));
+            }
+        }
     }
-    Ok((frame.freeze(), permit))
+    Ok((frame.freeze(), held))
 }
 
 /// How many responses a connection may have queued (acks=all produces waiting for their
@@ -394,12 +405,34 @@ fn malformed(ctx: &Context, peer: SocketAddr, error: FrameError) {
     warn!(%peer, %error, "closing connection after a bad request");
 }
 
-/// Decodes one request frame, runs it, and returns the response frame (or none).
-pub async fn process(
-    ctx: &Arc<Context>,
-    peer: SocketAddr,
-    mut frame: Bytes,
-) -> Result<Option<Outgoing>, FrameError> {
+/// A request frame that passed [`decode_request`].
+// Decoded once per request and moved straight into its handler; boxing would add an
+// allocation to every request.
+#[allow(clippy::large_enum_variant)]
+pub enum DecodedFrame {
+    /// ApiVersions above the supported range: answered at once with the supported versions
+    /// (at v0, as Kafka does), without decoding the body.
+    UnsupportedApiVersions {
+        /// The header's correlation id.
+        correlation_id: i32,
+    },
+    /// A request to run.
+    Request {
+        /// The API.
+        api_key: ApiKey,
+        /// Its version, within the supported range.
+        version: i16,
+        /// The request header.
+        header: RequestHeader,
+        /// The request body.
+        request: RequestKind,
+    },
+}
+
+/// The decode half of [`process`]: the size, API key and version checks, the request header,
+/// the body's shape against Kafka's schema ([`crate::protocol::check_request_body`]), then
+/// `kafka-protocol`'s decode. Pure; an error closes the connection.
+pub fn decode_request(mut frame: Bytes) -> Result<DecodedFrame, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::Short(frame.len()));
     }
@@ -410,8 +443,7 @@ pub async fn process(
         api::supported_range(api_key).ok_or(FrameError::UnsupportedVersion(api_key, version))?;
     if api_key == ApiKey::ApiVersions && version > max {
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let response = ResponseKind::ApiVersions(api::unsupported_version_response());
-        return encode(correlation_id, api_key, 0, &response).map(|b| Some(Outgoing::Ready(b)));
+        return Ok(DecodedFrame::UnsupportedApiVersions { correlation_id });
     }
     if version < min || version > max {
         return Err(FrameError::UnsupportedVersion(api_key, version));
@@ -424,6 +456,33 @@ pub async fn process(
         .map_err(|e| FrameError::Decode("request body", format!("{api_key:?} v{version}: {e}")))?;
     let request = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| FrameError::Decode("request body", format!("{api_key:?} v{version}: {e}")))?;
+    Ok(DecodedFrame::Request {
+        api_key,
+        version,
+        header,
+        request,
+    })
+}
+
+/// Decodes one request frame, runs it, and returns the response frame (or none).
+pub async fn process(
+    ctx: &Arc<Context>,
+    peer: SocketAddr,
+    frame: Bytes,
+) -> Result<Option<Outgoing>, FrameError> {
+    let (api_key, version, header, request) = match decode_request(frame)? {
+        DecodedFrame::Request {
+            api_key,
+            version,
+            header,
+            request,
+        } => (api_key, version, header, request),
+        DecodedFrame::UnsupportedApiVersions { correlation_id } => {
+            let response = ResponseKind::ApiVersions(api::unsupported_version_response());
+            return encode(correlation_id, ApiKey::ApiVersions, 0, &response)
+                .map(|b| Some(Outgoing::Ready(b)));
+        }
+    };
     debug!(
         ?api_key,
         version,
