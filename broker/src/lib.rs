@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod fuzzing;
 pub mod group;
 pub mod http;
 pub mod log;

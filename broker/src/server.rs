@@ -328,6 +328,11 @@ impl Server {
         }
     }
 
+    /// What the request handlers share (the fuzz targets dispatch through it).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.context
+    }
+
     /// How many malformed frames closed their connection.
     pub fn malformed_requests(&self) -> u64 {
         self.context.metrics.malformed_requests.get()

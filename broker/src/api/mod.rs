@@ -312,6 +312,10 @@ pub fn controller_error(e: ControllerError) -> ApiError {
                 ResponseError::NoReassignmentInProgress,
             ),
             ("is not registered", ResponseError::InvalidReplicaAssignment),
+            (
+                "INVALID_REPLICA_ASSIGNMENT",
+                ResponseError::InvalidReplicaAssignment,
+            ),
         ]
         .into_iter()
         .find(|(needle, _)| reason.contains(needle))

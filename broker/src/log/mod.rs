@@ -1062,7 +1062,10 @@ fn records_in(batch: &[u8], max_uncompressed_bytes: u64) -> Vec<(i64, i64)> {
             } else {
                 header.base_timestamp.saturating_add(r.timestamp_delta)
             };
-            out.push((header.base_offset + r.offset_delta as i64, timestamp));
+            out.push((
+                header.base_offset.wrapping_add(r.offset_delta as i64),
+                timestamp,
+            ));
             Ok(())
         },
     );

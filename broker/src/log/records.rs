@@ -141,7 +141,7 @@ pub fn decode_stored_batch(
             } else {
                 TimestampType::Creation
             },
-            offset: header.base_offset + r.offset_delta as i64,
+            offset: header.base_offset.wrapping_add(r.offset_delta as i64),
             sequence,
             timestamp: if log_append_time {
                 header.max_timestamp

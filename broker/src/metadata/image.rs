@@ -102,6 +102,26 @@ impl PartitionImage {
     }
 }
 
+/// Refuses a reassignment (or its cancellation) that would leave none of the partition's
+/// in-sync replicas among its replicas: the data would then live only on brokers that are no
+/// longer replicas, and the next leader would be elected from replicas that never caught up.
+fn keeps_an_in_sync_replica(
+    p: &PartitionImage,
+    replicas: &[i32],
+    topic: &str,
+    partition: i32,
+) -> Result<(), String> {
+    if p.isr.iter().any(|r| replicas.contains(r)) {
+        return Ok(());
+    }
+    Err(format!(
+        "INVALID_REPLICA_ASSIGNMENT: none of the in-sync replicas {:?} of {topic}-{partition} \
+         would remain among the replicas {replicas:?}; wait for the replicas being added to \
+         catch up",
+        p.isr
+    ))
+}
+
 /// A topic: id, partitions and config overrides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -435,6 +455,7 @@ impl MetadataImage {
                             .copied()
                             .filter(|r| !p.adding.contains(r))
                             .collect();
+                        keeps_an_in_sync_replica(p, &original, topic, *partition)?;
                         p.finish_reassignment(original, &live);
                     }
                     Some(target) => {
@@ -459,10 +480,12 @@ impl MetadataImage {
                             .filter(|r| !target.contains(r))
                             .collect();
                         if adding.iter().all(|r| p.isr.contains(r)) {
+                            keeps_an_in_sync_replica(p, target, topic, *partition)?;
                             p.finish_reassignment(target.clone(), &live);
                         } else {
                             let mut replicas = target.clone();
                             replicas.extend(removing.iter().copied());
+                            keeps_an_in_sync_replica(p, &replicas, topic, *partition)?;
                             p.replicas = replicas;
                             p.isr.retain(|r| p.replicas.contains(r));
                             p.adding = adding;
@@ -805,6 +828,58 @@ mod tests {
             .apply(&expand)
             .unwrap_err()
             .contains("INELIGIBLE_REPLICA"));
+    }
+
+    #[test]
+    fn a_reassignment_that_would_drop_every_in_sync_replica_is_refused() {
+        let mut image = MetadataImage::default();
+        for id in 1..=4 {
+            register_live(&mut image, id);
+        }
+        image
+            .apply(&MetadataRecord::CreateTopic {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                assignments: vec![vec![1]],
+                configs: BTreeMap::new(),
+            })
+            .unwrap();
+        let reassign = |target| MetadataRecord::Reassign {
+            topic: "t".into(),
+            partition: 0,
+            target,
+        };
+        image.apply(&reassign(Some(vec![2, 3]))).unwrap();
+        // 2 catches up, 3 not yet; then 1 is fenced: the only in-sync replica is one being added.
+        let p = image.topics["t"].partitions[0].clone();
+        image
+            .apply(&MetadataRecord::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                leader: 1,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr: vec![1, 2],
+            })
+            .unwrap();
+        image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
+        let p = image.topics["t"].partitions[0].clone();
+        assert_eq!((p.isr.clone(), p.adding.clone()), (vec![2], vec![2, 3]));
+
+        // A new move continues from the original replicas ([1]); cancelling goes back to them.
+        let settled = image.clone();
+        for record in [
+            reassign(Some(vec![4])),
+            reassign(Some(vec![1])),
+            reassign(None),
+        ] {
+            let error = image.apply(&record).unwrap_err();
+            assert!(error.starts_with("INVALID_REPLICA_ASSIGNMENT"), "{error}");
+            assert_eq!(image, settled, "a refused reassignment changes nothing");
+        }
+        image.apply(&reassign(Some(vec![2, 4]))).unwrap();
+        let p = &image.topics["t"].partitions[0];
+        assert!(p.isr.iter().all(|r| p.replicas.contains(r)), "{p:?}");
     }
 
     #[test]

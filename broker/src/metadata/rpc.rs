@@ -119,16 +119,28 @@ pub async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Resu
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_be_bytes(len) as usize;
+    let len = frame_length(len)?;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    decode_frame(&body).map(Some)
+}
+
+/// The body length a frame's 4-byte prefix announces, refused above the limit before anything
+/// is allocated for it.
+pub fn frame_length(prefix: [u8; 4]) -> io::Result<usize> {
+    let len = u32::from_be_bytes(prefix) as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("controller frame of {len} bytes is over the {MAX_FRAME} byte limit"),
         ));
     }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await?;
-    Ok(Some(serde_json::from_slice(&body)?))
+    Ok(len)
+}
+
+/// Decodes a frame's JSON body.
+pub fn decode_frame<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
+    Ok(serde_json::from_slice(body)?)
 }
 
 /// A connection to one controller, opened on first use and reopened after any error.
