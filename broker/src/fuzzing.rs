@@ -17,8 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions};
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -26,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::api::Context;
 use crate::config::BrokerConfig;
 use crate::log::batch::{self, BatchHeader};
-use crate::log::records::{self, ReadError};
+use crate::log::records::{self, ReadError, Retained};
 use crate::log::validate::{check_produced_batch, Rules};
 use crate::metadata::image::{MetadataImage, MetadataRecord};
 use crate::metadata::rpc::{self, Request, Response};
@@ -139,10 +138,10 @@ fn stored(batch_bytes: &[u8], header: &BatchHeader, rules: &Rules, max_timestamp
     stored_readers(&stored, Some(rules));
 }
 
-/// The readers of stored batches: a timestamp lookup walks the records, the cleaner and the
-/// group loader decode them, and the cleaner encodes the records it keeps again. A batch that
-/// passed the produce checks (`rules`) must read back whole, and the cleaner must keep its
-/// records as they are.
+/// The readers of stored batches: a timestamp lookup walks the records, the group loader
+/// decodes them, and the cleaner writes back the ones it keeps. A batch that passed the produce
+/// checks (`rules`) must read back whole, and what the cleaner keeps of it must read back as it
+/// was stored.
 fn stored_readers(stored: &[u8], rules: Option<&Rules>) {
     let Ok(header) = batch::parse_header(stored) else {
         return;
@@ -155,58 +154,68 @@ fn stored_readers(stored: &[u8], rules: Option<&Rules>) {
         Ok(())
     });
     let decoded = records::decode_stored_batch(stored, &header, cap);
-    let Some(rules) = rules else {
+    let every_other = records::retain(stored, &header, cap, |offset, _| offset % 2 == 0);
+    let Some(_) = rules else {
         return;
     };
     walk.expect("a batch that passed the produce checks can be walked");
     assert_eq!(raw.len(), header.records_count as usize);
-    if !raw.iter().all(fits_kafka_protocol) {
-        return;
-    }
-    let (compression, decoded) = decoded.expect("a batch that passed the produce checks decodes");
-    assert_eq!(decoded.len(), raw.len());
-    for (index, (record, raw)) in decoded.iter().zip(&raw).enumerate() {
-        assert_eq!(record.offset, header.base_offset + index as i64);
-        assert_eq!((&record.key, &record.value), (&raw.key, &raw.value));
-        assert_eq!(record.headers.len(), raw.headers.len());
-    }
-    let (min, max) = decoded.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
-        (lo.min(r.timestamp), hi.max(r.timestamp))
-    });
-    // Known, reported: the produce check lets record timestamps through that lie further apart
-    // than an i64 spans (it checks none below zero), and the cleaner's encoder subtracts them.
-    let timestamps_fit = max.checked_sub(min).is_some();
-    if rules.compacted && timestamps_fit {
-        // The cleaner keeping every record.
-        let mut cleaned = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression,
-        };
-        RecordBatchEncoder::encode(&mut cleaned, &decoded, &options)
-            .expect("the cleaner encodes the records of a produced batch");
-        let mut again = Vec::new();
-        let mut rest = &cleaned[..];
-        while !rest.is_empty() {
-            let header = batch::validate(rest).expect("the cleaner's batches validate");
-            let (_, records) = records::decode_stored_batch(&rest[..header.size], &header, cap)
-                .expect("the cleaner's batches decode");
-            again.extend(records);
-            rest = &rest[header.size..];
+    if raw.iter().all(fits_kafka_protocol) {
+        let (_, decoded) = decoded.expect("a batch that passed the produce checks decodes");
+        assert_eq!(decoded.len(), raw.len());
+        for (index, (record, raw)) in decoded.iter().zip(&raw).enumerate() {
+            assert_eq!(record.offset, header.base_offset + index as i64);
+            assert_eq!((&record.key, &record.value), (&raw.key, &raw.value));
+            assert_eq!(record.headers.len(), raw.headers.len());
         }
-        // Known, reported: kafka-protocol's encoder never sets the LogAppendTime attribute, so
-        // a cleaned batch says CreateTime (the timestamps themselves are kept).
-        for (record, before) in again.iter_mut().zip(&decoded) {
-            record.timestamp_type = before.timestamp_type;
+    }
+    let cleaned = |keep: fn(i64) -> bool| {
+        records::retain(stored, &header, cap, |offset, _| keep(offset))
+            .expect("the cleaner reads a produced batch")
+    };
+    assert_eq!(cleaned(|_| true), Retained::All);
+    assert_eq!(cleaned(|_| false), Retained::None);
+    let wanted: Vec<&records::RawRecord> = raw
+        .iter()
+        .filter(|r| (header.base_offset + r.offset_delta as i64) % 2 == 0)
+        .collect();
+    match every_other.expect("the cleaner reads a produced batch") {
+        Retained::All => assert_eq!(wanted.len(), raw.len()),
+        Retained::None => assert!(wanted.is_empty()),
+        Retained::Some(rebuilt) => {
+            let again = batch::validate(&rebuilt).expect("the cleaner's batch validates");
+            assert_eq!(again.records_count as usize, wanted.len());
+            assert_eq!(again.attributes, header.attributes);
+            let mut index = 0;
+            records::for_each_record::<ReadError>(&rebuilt, &again, cap, true, |_, r| {
+                let was = wanted[index];
+                index += 1;
+                assert_eq!(
+                    (
+                        r.offset_delta,
+                        r.timestamp_delta,
+                        &r.key,
+                        &r.value,
+                        &r.headers
+                    ),
+                    (
+                        was.offset_delta,
+                        was.timestamp_delta,
+                        &was.key,
+                        &was.value,
+                        &was.headers
+                    ),
+                    "the cleaner changes a record it keeps"
+                );
+                Ok(())
+            })
+            .expect("the cleaner's batch reads back");
         }
-        assert_eq!(again, decoded, "the cleaner changes the records it keeps");
     }
 }
 
-/// Known, reported: the cleaner and the group loader decode into kafka-protocol's `Record`,
-/// whose headers are a map with UTF-8 keys, so a record with a header key that is not UTF-8
-/// does not decode (the cleaner fails on its segment) and duplicate header keys merge. Kafka
-/// accepts both, and so does the produce check.
+/// The group loader decodes into kafka-protocol's `Record`, whose headers are a map with UTF-8
+/// keys; records of `__consumer_offsets` have no headers.
 fn fits_kafka_protocol(record: &records::RawRecord) -> bool {
     let mut keys = std::collections::HashSet::new();
     record

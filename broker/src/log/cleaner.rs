@@ -13,10 +13,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+use bytes::Bytes;
 use tracing::info;
 
+use super::batch::BatchHeader;
+use super::records::Retained;
 use super::segment::Segment;
 use super::{batch, read_i64_file, records, write_file_atomic, PartitionLog};
 
@@ -56,16 +57,12 @@ pub fn remove_stray_cleaned_files(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn decode_batch(
-    file: &File,
-    position: u64,
-    size: usize,
-    max_uncompressed_bytes: u64,
-) -> io::Result<(Compression, Vec<Record>)> {
+/// Reads one stored batch.
+fn read_batch(file: &File, position: u64, size: usize) -> io::Result<(Vec<u8>, BatchHeader)> {
     let mut buf = vec![0u8; size];
     file.read_exact_at(&mut buf, position)?;
     let header = batch::parse_header(&buf).map_err(io::Error::other)?;
-    records::decode_stored_batch(&buf, &header, max_uncompressed_bytes).map_err(io::Error::other)
+    Ok((buf, header))
 }
 
 impl PartitionLog {
@@ -127,46 +124,58 @@ impl PartitionLog {
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for c in &cleanable {
             for &(pos, size) in &c.batches {
-                for record in decode_batch(&c.file, pos, size, config.max_uncompressed_bytes)?.1 {
-                    if let Some(key) = record.key {
-                        latest.insert(key, record.offset);
-                    }
-                }
+                let (buf, header) = read_batch(&c.file, pos, size)?;
+                records::for_each_record::<records::ReadError>(
+                    &buf,
+                    &header,
+                    config.max_uncompressed_bytes,
+                    true,
+                    |_, r| {
+                        if let Some(key) = r.key {
+                            let offset = header.base_offset.wrapping_add(r.offset_delta as i64);
+                            latest.insert(key, offset);
+                        }
+                        Ok(())
+                    },
+                )
+                .map_err(io::Error::other)?;
             }
         }
 
         let mut stats = CleanStats::default();
         for c in &cleanable {
             let tombstones_expired = c.max_timestamp < now - config.delete_retention_ms;
-            let mut out = BytesMut::new();
+            let mut out = Vec::new();
             for &(pos, size) in &c.batches {
-                let (compression, records) =
-                    decode_batch(&c.file, pos, size, config.max_uncompressed_bytes)?;
-                let before = records.len();
-                let kept: Vec<_> = records
-                    .into_iter()
-                    .filter(|r| match &r.key {
-                        None => true,
-                        Some(key) => {
-                            latest.get(key) == Some(&r.offset)
-                                && !(r.value.is_none() && tombstones_expired)
+                let (buf, header) = read_batch(&c.file, pos, size)?;
+                let mut seen = 0;
+                let retained =
+                    records::retain(&buf, &header, config.max_uncompressed_bytes, |offset, r| {
+                        seen += 1;
+                        match &r.key {
+                            None => true,
+                            Some(key) => {
+                                latest.get(key) == Some(&offset)
+                                    && !(r.value.is_none() && tombstones_expired)
+                            }
                         }
                     })
-                    .collect();
-                stats.kept += kept.len();
-                stats.removed += before - kept.len();
-                if kept.is_empty() {
-                    continue;
+                    .map_err(io::Error::other)?;
+                match retained {
+                    Retained::All => {
+                        stats.kept += seen;
+                        out.extend_from_slice(&buf);
+                    }
+                    Retained::None => stats.removed += seen,
+                    Retained::Some(rebuilt) => {
+                        let kept = batch::parse_header(&rebuilt)
+                            .map_err(io::Error::other)?
+                            .records_count as usize;
+                        stats.kept += kept;
+                        stats.removed += seen - kept;
+                        out.extend_from_slice(&rebuilt);
+                    }
                 }
-                RecordBatchEncoder::encode(
-                    &mut out,
-                    &kept,
-                    &RecordEncodeOptions {
-                        version: 2,
-                        compression,
-                    },
-                )
-                .map_err(io::Error::other)?;
             }
             let cleaned_path = self.dir.join(format!("{:020}.{CLEANED_SUFFIX}", c.base));
             let mut cleaned = File::create(&cleaned_path)?;
@@ -208,7 +217,7 @@ mod tests {
     use crate::log::batch;
     use crate::log::tests::{open_leader, LEADER};
     use crate::topic_config::LogConfig;
-    use kafka_protocol::records::RecordBatchDecoder;
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
     fn keyed(key: &str, value: Option<&str>) -> Vec<u8> {
         let entry = (
@@ -271,6 +280,56 @@ mod tests {
         log.set_config(config_with("5000"));
         let stats = log.compact(10_000).unwrap().expect("overdue");
         assert!(stats.removed > 0, "{stats:?}");
+    }
+
+    #[test]
+    fn a_partly_kept_batch_stays_one_batch_with_its_codec() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+        let overrides = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "200"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let log = open_leader(dir.path(), LogConfig::new(&broker, &overrides), "t").unwrap();
+        let entries = ["a", "b", "c", "a"].map(|k| {
+            (
+                Some(Bytes::from(k.to_string())),
+                Some(Bytes::from(format!("{k}-value"))),
+            )
+        });
+        let b = batch::encode_records(entries, 1_000, Compression::Lz4)
+            .unwrap()
+            .to_vec();
+        log.append(&b, &batch::validate_all(&b).unwrap(), LEADER)
+            .unwrap();
+        // A second segment, so that the first is inactive.
+        let filler = keyed("z", Some(&"z".repeat(200)));
+        log.append(&filler, &batch::validate_all(&filler).unwrap(), LEADER)
+            .unwrap();
+        let stats = log.compact(10_000).unwrap().expect("a pass ran");
+        assert_eq!((stats.kept, stats.removed), (3, 1));
+
+        let read = log.read(0, 1 << 20, true).unwrap();
+        let header = batch::validate(&read.records).unwrap();
+        assert_eq!(
+            (
+                header.base_offset,
+                header.records_count,
+                header.last_offset_delta
+            ),
+            (0, 3, 3),
+            "the kept records stay in one batch"
+        );
+        assert_eq!(header.attributes & 0x07, 3, "lz4");
+        let keys: Vec<_> = view(&log).into_iter().map(|(o, k, _)| (o, k)).collect();
+        assert_eq!(
+            keys,
+            [(1, "b"), (2, "c"), (3, "a"), (4, "z")].map(|(o, k)| (o, k.to_string()))
+        );
     }
 
     #[test]

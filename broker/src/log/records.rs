@@ -1,16 +1,18 @@
 //! Reading the records inside a v2 record batch, one at a time and streaming: compressed
 //! batches go through a decompressor whose output is capped, and nothing is reserved from the
 //! counts a batch claims. Used to check produced batches (`validate`) and to decode stored
-//! ones (timestamp lookups, the cleaner, the group loader).
+//! ones (timestamp lookups, the cleaner, the group loader). The cleaner writes the records it
+//! keeps back with [`retain`], byte for byte as they were read.
 
 use std::io::{self, BufRead, BufReader, Read};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::compression::{self as codec, Compressor};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, TimestampType};
 
-use super::batch::{BatchHeader, HEADER_SIZE};
+use super::batch::{self, BatchHeader, HEADER_SIZE};
 
 const CODEC_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE: i16 = 0x08;
@@ -155,6 +157,113 @@ pub fn decode_stored_batch(
         Ok(())
     })?;
     Ok((compression(header)?, records))
+}
+
+/// What [`retain`] made of a batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retained {
+    /// Every record is kept: the batch stays as it is.
+    All,
+    /// No record is kept.
+    None,
+    /// Some records are kept, in this new batch.
+    Some(Vec<u8>),
+}
+
+/// The records of the stored `batch` for which `keep(offset, record)` holds, as the cleaner
+/// writes them back. A partly kept batch keeps its header fields (base offset and timestamp,
+/// leader epoch, attributes, producer id, epoch and base sequence) and each kept record its
+/// offset and timestamp deltas, key, value and headers exactly as stored; only the count, the
+/// last offset delta, the max timestamp (unless LogAppendTime) and the CRC change, and the
+/// records are compressed again with the batch's codec.
+pub fn retain(
+    batch: &[u8],
+    header: &BatchHeader,
+    limit: u64,
+    mut keep: impl FnMut(i64, &RawRecord) -> bool,
+) -> Result<Retained, ReadError> {
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    for_each_record::<ReadError>(batch, header, limit, true, |_, r| {
+        total += 1;
+        if keep(header.base_offset.wrapping_add(r.offset_delta as i64), &r) {
+            kept.push(r);
+        }
+        Ok(())
+    })?;
+    let Some(last) = kept.last() else {
+        return Ok(Retained::None);
+    };
+    if kept.len() == total {
+        return Ok(Retained::All);
+    }
+    let max_timestamp = if header.attributes & TIMESTAMP_TYPE != 0 {
+        header.max_timestamp
+    } else {
+        kept.iter()
+            .map(|r| header.base_timestamp.saturating_add(r.timestamp_delta))
+            .max()
+            .unwrap_or(header.max_timestamp)
+    };
+    let mut records = BytesMut::new();
+    let write = |out: &mut BytesMut| {
+        for r in &kept {
+            write_record(out, r);
+        }
+        Ok(())
+    };
+    let compressed = match compression(header)? {
+        Compression::None => codec::None::compress(&mut records, write),
+        Compression::Gzip => codec::Gzip::compress(&mut records, write),
+        Compression::Snappy => codec::Snappy::compress(&mut records, write),
+        Compression::Lz4 => codec::Lz4::compress(&mut records, write),
+        Compression::Zstd => codec::Zstd::compress(&mut records, write),
+    };
+    compressed.map_err(|e| ReadError::Corrupt(format!("cannot compress: {e}")))?;
+    Ok(Retained::Some(batch::rebuild(
+        batch,
+        &records,
+        kept.len() as i32,
+        last.offset_delta,
+        max_timestamp,
+    )))
+}
+
+/// One record in the v2 format (attributes are always 0).
+fn write_record(out: &mut BytesMut, r: &RawRecord) {
+    let mut body = BytesMut::new();
+    body.put_u8(0);
+    put_varlong(&mut body, r.timestamp_delta);
+    put_varlong(&mut body, r.offset_delta.into());
+    put_optional(&mut body, r.key.as_deref());
+    put_optional(&mut body, r.value.as_deref());
+    put_varlong(&mut body, r.headers.len() as i64);
+    for (name, value) in &r.headers {
+        put_optional(&mut body, Some(name));
+        put_optional(&mut body, value.as_deref());
+    }
+    put_varlong(out, body.len() as i64);
+    out.put_slice(&body);
+}
+
+fn put_optional(out: &mut BytesMut, bytes: Option<&[u8]>) {
+    match bytes {
+        None => put_varlong(out, -1),
+        Some(bytes) => {
+            put_varlong(out, bytes.len() as i64);
+            out.put_slice(bytes);
+        }
+    }
+}
+
+/// Kafka's zigzag varint; a value that fits 32 bits takes the same bytes as a varint.
+fn put_varlong(out: &mut BytesMut, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.put_u8((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.put_u8(raw as u8);
 }
 
 fn walk<E: From<ReadError>>(
@@ -437,6 +546,110 @@ mod tests {
     use super::*;
     use crate::log::batch::{encode_records, parse_header};
     use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn retained_records_decode_as_kafka_protocol_decodes_them() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let entries = (0..6).map(|i| {
+                (
+                    Some(Bytes::from(format!("k{i}"))),
+                    (i != 3).then(|| Bytes::from(format!("v{i}"))),
+                )
+            });
+            let mut stored = encode_records(entries, 1_000, codec).unwrap().to_vec();
+            batch::assign_offset(&mut stored, 100, 7);
+            batch::set_log_append_time(&mut stored, 5_000);
+            let header = parse_header(&stored).unwrap();
+            let theirs = RecordBatchDecoder::decode(&mut Bytes::from(stored.clone())).unwrap();
+
+            let all = retain(&stored, &header, 1 << 20, |_, _| true).unwrap();
+            assert_eq!(all, Retained::All, "{codec:?}");
+            let none = retain(&stored, &header, 1 << 20, |_, _| false).unwrap();
+            assert_eq!(none, Retained::None, "{codec:?}");
+
+            // Offsets 101, 103 and 104 are kept: the last one removed moves lastOffsetDelta.
+            let wanted = [101, 103, 104];
+            let Retained::Some(rebuilt) = retain(&stored, &header, 1 << 20, |offset, _| {
+                wanted.contains(&offset)
+            })
+            .unwrap() else {
+                panic!("{codec:?}: a partly kept batch");
+            };
+            let again = batch::validate(&rebuilt).expect("a sealed batch");
+            assert_eq!(
+                (
+                    again.base_offset,
+                    again.records_count,
+                    again.last_offset_delta
+                ),
+                (100, 3, 4)
+            );
+            assert_eq!(again.partition_leader_epoch, 7);
+            assert_eq!(
+                again.attributes, header.attributes,
+                "{codec:?}: codec, LogAppendTime"
+            );
+            assert_eq!(again.max_timestamp, 5_000);
+            let ours = RecordBatchDecoder::decode(&mut Bytes::from(rebuilt)).unwrap();
+            assert_eq!(ours.compression, codec);
+            let expected: Vec<_> = theirs
+                .records
+                .iter()
+                .filter(|r| wanted.contains(&r.offset))
+                .cloned()
+                .collect();
+            assert_eq!(ours.records, expected, "{codec:?}");
+        }
+    }
+
+    /// A record's bytes: attributes, timestamp delta, offset delta, key, value, headers.
+    fn record_bytes(offset_delta: u8, key: &[u8], headers: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut body = vec![0, 0, offset_delta * 2, (key.len() * 2) as u8];
+        body.extend_from_slice(key);
+        body.extend_from_slice(&[2, b'v', (headers.len() * 2) as u8]);
+        for (name, value) in headers {
+            body.push((name.len() * 2) as u8);
+            body.extend_from_slice(name);
+            body.push((value.len() * 2) as u8);
+            body.extend_from_slice(value);
+        }
+        let mut record = vec![(body.len() * 2) as u8];
+        record.extend(body);
+        record
+    }
+
+    #[test]
+    fn retained_records_keep_their_bytes_whatever_their_headers() {
+        // Header keys that are not UTF-8 and repeated header keys: Kafka keeps both as they are.
+        let first = record_bytes(0, b"a", &[]);
+        let second = record_bytes(1, b"b", &[(b"\xff\xfe", b"1"), (b"h", b"2"), (b"h", b"3")]);
+        let third = record_bytes(2, b"c", &[(b"h", b"4")]);
+        let template = encode_records([(None, None)], 1_000, Compression::None).unwrap();
+        let records = [first, second.clone(), third.clone()].concat();
+        let stored = batch::rebuild(&template, &records, 3, 2, 1_000);
+        let header = batch::validate(&stored).unwrap();
+        let Retained::Some(rebuilt) =
+            retain(&stored, &header, 1 << 20, |offset, _| offset > 0).unwrap()
+        else {
+            panic!("a partly kept batch");
+        };
+        assert_eq!(&rebuilt[HEADER_SIZE..], [second, third].concat());
+        let mut headers = Vec::new();
+        let again = batch::validate(&rebuilt).unwrap();
+        for_each_record::<ReadError>(&rebuilt, &again, 1 << 20, true, |_, r| {
+            headers.extend(r.headers);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(headers.len(), 4);
+        assert_eq!(&headers[0].0[..], b"\xff\xfe");
+    }
 
     #[test]
     fn stored_batches_decode_as_kafka_protocol_decodes_them() {
