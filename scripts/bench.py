@@ -177,8 +177,13 @@ def main():
                                       stdin=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
                      for command in broker.commands]
             try:
-                for port, proc in zip(broker.ports, procs):
-                    wait_port(port, proc, timeout=60)
+                try:
+                    for port, proc in zip(broker.ports, procs):
+                        wait_port(port, proc, timeout=60)
+                except RuntimeError:
+                    log.flush()
+                    print((workdir / f"{broker.name}.log").read_text()[-3000:], file=sys.stderr)
+                    raise
                 wait_brokers(broker.bootstrap, broker.replication)
                 for size in (100, 1024):
                     count = args.count if size == 100 else args.count // 4
