@@ -186,6 +186,7 @@ fn stored_readers(stored: &[u8], rules: Option<&Rules>) {
             let again = batch::validate(&rebuilt).expect("the cleaner's batch validates");
             assert_eq!(again.records_count as usize, wanted.len());
             assert_eq!(again.attributes, header.attributes);
+            assert_eq!(again.last_offset_delta, header.last_offset_delta);
             let mut index = 0;
             records::for_each_record::<ReadError>(&rebuilt, &again, cap, true, |_, r| {
                 let was = wanted[index];

@@ -195,22 +195,16 @@ pub fn set_max_timestamp(buf: &mut [u8], max_timestamp: i64) {
     buf[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// A new batch with the header fields of `original` (offsets, epochs, attributes, producer,
-/// base timestamp and sequence) around `records` (already compressed with the original's codec),
-/// which hold `records_count` records ending at `last_offset_delta`; CRC sealed.
-pub fn rebuild(
-    original: &[u8],
-    records: &[u8],
-    records_count: i32,
-    last_offset_delta: i32,
-    max_timestamp: i64,
-) -> Vec<u8> {
+/// A new batch with the header fields of `original` (base offset, last offset delta, epochs,
+/// attributes, producer, base timestamp and sequence) around `records` (already compressed with
+/// the original's codec), which hold `records_count` records; CRC sealed. The last offset delta
+/// stays, as in Kafka's cleaner, so that the batch still ends where the producer's sequence does.
+pub fn rebuild(original: &[u8], records: &[u8], records_count: i32, max_timestamp: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_SIZE + records.len());
     out.extend_from_slice(&original[..HEADER_SIZE]);
     out.extend_from_slice(records);
     let batch_length = (out.len() - LOG_OVERHEAD) as i32;
     out[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
-    out[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&last_offset_delta.to_be_bytes());
     out[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&records_count.to_be_bytes());
     set_max_timestamp(&mut out, max_timestamp);
     out

@@ -174,8 +174,8 @@ pub enum Retained {
 /// writes them back. A partly kept batch keeps its header fields (base offset and timestamp,
 /// leader epoch, attributes, producer id, epoch and base sequence) and each kept record its
 /// offset and timestamp deltas, key, value and headers exactly as stored; only the count, the
-/// last offset delta, the max timestamp (unless LogAppendTime) and the CRC change, and the
-/// records are compressed again with the batch's codec.
+/// max timestamp (unless LogAppendTime) and the CRC change, and the records are compressed
+/// again with the batch's codec. The last offset delta stays, as in Kafka.
 pub fn retain(
     batch: &[u8],
     header: &BatchHeader,
@@ -191,9 +191,9 @@ pub fn retain(
         }
         Ok(())
     })?;
-    let Some(last) = kept.last() else {
+    if kept.is_empty() {
         return Ok(Retained::None);
-    };
+    }
     if kept.len() == total {
         return Ok(Retained::All);
     }
@@ -224,7 +224,6 @@ pub fn retain(
         batch,
         &records,
         kept.len() as i32,
-        last.offset_delta,
         max_timestamp,
     )))
 }
@@ -573,7 +572,7 @@ mod tests {
             let none = retain(&stored, &header, 1 << 20, |_, _| false).unwrap();
             assert_eq!(none, Retained::None, "{codec:?}");
 
-            // Offsets 101, 103 and 104 are kept: the last one removed moves lastOffsetDelta.
+            // Offsets 101, 103 and 104 are kept; the batch still ends at 105, as in Kafka.
             let wanted = [101, 103, 104];
             let Retained::Some(rebuilt) = retain(&stored, &header, 1 << 20, |offset, _| {
                 wanted.contains(&offset)
@@ -588,7 +587,7 @@ mod tests {
                     again.records_count,
                     again.last_offset_delta
                 ),
-                (100, 3, 4)
+                (100, 3, 5)
             );
             assert_eq!(again.partition_leader_epoch, 7);
             assert_eq!(
@@ -630,9 +629,9 @@ mod tests {
         let first = record_bytes(0, b"a", &[]);
         let second = record_bytes(1, b"b", &[(b"\xff\xfe", b"1"), (b"h", b"2"), (b"h", b"3")]);
         let third = record_bytes(2, b"c", &[(b"h", b"4")]);
-        let template = encode_records([(None, None)], 1_000, Compression::None).unwrap();
+        let template = encode_records(vec![(None, None); 3], 1_000, Compression::None).unwrap();
         let records = [first, second.clone(), third.clone()].concat();
-        let stored = batch::rebuild(&template, &records, 3, 2, 1_000);
+        let stored = batch::rebuild(&template, &records, 3, 1_000);
         let header = batch::validate(&stored).unwrap();
         let Retained::Some(rebuilt) =
             retain(&stored, &header, 1 << 20, |offset, _| offset > 0).unwrap()
