@@ -7,18 +7,22 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
-def read_from_start(bootstrap, topic):
+def messages_from_start(bootstrap, topic):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
     low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
     c.assign([TopicPartition(topic, 0, low)])
     got = []
     deadline = time.monotonic() + 20
-    while (not got or got[-1][0] < high - 1) and time.monotonic() < deadline:
+    while (not got or got[-1].offset() < high - 1) and time.monotonic() < deadline:
         m = c.poll(0.3)
         if m is not None and m.error() is None:
-            got.append((m.offset(), m.key().decode(), m.value()))
+            got.append(m)
     c.close()
     return got
+
+
+def read_from_start(bootstrap, topic):
+    return [(m.offset(), m.key().decode(), m.value()) for m in messages_from_start(bootstrap, topic)]
 
 
 def test_compacted_topic_keeps_latest_per_key(own_broker, topic):
@@ -80,16 +84,7 @@ def test_cleaned_records_keep_their_headers_and_timestamp_type(own_broker, topic
 
     deadline = time.monotonic() + 30
     while True:
-        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused", "enable.auto.commit": False})
-        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        c.assign([TopicPartition(topic, 0, low)])
-        got = []
-        until = time.monotonic() + 20
-        while (not got or got[-1].offset() < high - 1) and time.monotonic() < until:
-            m = c.poll(0.3)
-            if m is not None and m.error() is None:
-                got.append(m)
-        c.close()
+        got = messages_from_start(b.bootstrap, topic)
         olds = [m for m in got if m.key() == b"old"]
         if len(olds) == 1 or time.monotonic() > deadline:
             break
