@@ -57,6 +57,8 @@ pub enum PropertyType {
     Address,
     /// A fraction between 0 and 1.
     Ratio,
+    /// Secret text (a key, a password, a JAAS line): never shown by DescribeConfigs.
+    Password,
 }
 
 /// One known property: its name, type, default and whether it is secret.
@@ -99,12 +101,31 @@ pub static PROPERTIES: &[PropertyDef] = &[
     ),
     unset("advertised.listeners", List),
     def("controller.listener.names", List, "CONTROLLER"),
-    def("inter.broker.listener.name", Text, "PLAINTEXT"),
+    unset("inter.broker.listener.name", Text),
+    def("security.inter.broker.protocol", Text, "PLAINTEXT"),
     def(
         "listener.security.protocol.map",
         List,
-        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
     ),
+    def("ssl.keystore.type", Text, "PEM"),
+    unset("ssl.keystore.location", Text),
+    unset("ssl.keystore.key", Password),
+    unset("ssl.keystore.certificate.chain", Text),
+    def("ssl.truststore.type", Text, "PEM"),
+    unset("ssl.truststore.location", Text),
+    unset("ssl.truststore.certificates", Text),
+    def("ssl.client.auth", Text, "none"),
+    def("ssl.principal.mapping.rules", Text, "DEFAULT"),
+    def("ssl.endpoint.identification.algorithm", Text, "https"),
+    def("ssl.reload.interval.ms", Long(1), "10000"),
+    def("sasl.enabled.mechanisms", List, "SCRAM-SHA-256,SCRAM-SHA-512"),
+    def("sasl.mechanism.inter.broker.protocol", Text, "PLAIN"),
+    def("sasl.server.max.receive.size", Int(1), "524288"),
+    def("connections.max.reauth.ms", Long(0), "0"),
+    def("authorizer.class.name", Text, ""),
+    unset("super.users", Text),
+    def("allow.everyone.if.no.acl.found", Bool, "false"),
     def("controller.quorum.voters", List, "1@localhost:9093"),
     def("log.dirs", Text, "./data"),
     def("num.partitions", Int(1), "1"),
@@ -199,6 +220,45 @@ pub fn property(name: &str) -> Option<&'static PropertyDef> {
     PROPERTIES.iter().find(|p| p.name == name)
 }
 
+/// A listener's security protocol, from `listener.security.protocol.map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityProtocol {
+    /// No TLS, no authentication.
+    #[default]
+    Plaintext,
+    /// TLS; the principal comes from the client certificate, if any.
+    Ssl,
+    /// SASL authentication without TLS.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "PLAINTEXT" => Some(SecurityProtocol::Plaintext),
+            "SSL" => Some(SecurityProtocol::Ssl),
+            "SASL_PLAINTEXT" => Some(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Some(SecurityProtocol::SaslSsl),
+            _ => None,
+        }
+    }
+
+    /// Whether connections start with a TLS handshake.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether clients must authenticate with SASL before anything else.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
 /// A listener from `listeners`: name, bind host and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -208,6 +268,8 @@ pub struct Listener {
     pub host: String,
     /// TCP port (0 picks a free one).
     pub port: u16,
+    /// From `listener.security.protocol.map`.
+    pub protocol: SecurityProtocol,
 }
 
 impl Listener {
@@ -242,10 +304,34 @@ pub enum Role {
     Controller,
 }
 
+/// The properties a listener may override with Kafka's `listener.name.<name>.` prefix.
+const LISTENER_KEYS: &[&str] = &[
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.truststore.certificates",
+    "ssl.client.auth",
+    "ssl.principal.mapping.rules",
+    "ssl.endpoint.identification.algorithm",
+    "sasl.enabled.mechanisms",
+    "connections.max.reauth.ms",
+];
+
+/// The SASL mechanisms a broker serves, as `sasl.enabled.mechanisms` names them.
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// The value of `authorizer.class.name` that turns on the ACL authorizer.
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
 /// The validated broker configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     values: BTreeMap<&'static str, (Option<String>, ValueSource)>,
+    /// `listener.name.<listener>.<key>` overrides, keyed by (lower-case listener, key).
+    listener_values: BTreeMap<(String, String), String>,
     /// `node.id`.
     pub node_id: i32,
     /// `process.roles`.
@@ -256,6 +342,10 @@ pub struct BrokerConfig {
     pub advertised_listeners: Vec<Listener>,
     /// `controller.listener.names`.
     pub controller_listener_names: Vec<String>,
+    /// `inter.broker.listener.name`, or the listener of `security.inter.broker.protocol`.
+    pub inter_broker_listener: String,
+    /// `listener.security.protocol.map`.
+    protocols: BTreeMap<String, SecurityProtocol>,
     /// `controller.quorum.voters`.
     pub voters: Vec<Voter>,
     /// `log.dirs` (the first directory holds the metadata log).
@@ -314,7 +404,17 @@ impl BrokerConfig {
                 )
             })
             .collect();
+        let mut listener_values = BTreeMap::new();
         for (key, (value, source_name)) in raw {
+            if let Some(rest) = key.strip_prefix("listener.name.") {
+                let (listener, name) = listener_key(&key, rest, &source_name)?;
+                if let Some(def) = property(&name) {
+                    validate_value(def, &value)
+                        .map_err(|_| invalid(&key, &value, "not a valid value for this key"))?;
+                }
+                listener_values.insert((listener, name), value);
+                continue;
+            }
             let def = property(&key).ok_or_else(|| ConfigError::UnknownKey {
                 key: key.clone(),
                 source_name,
@@ -324,11 +424,14 @@ impl BrokerConfig {
         }
         let mut config = BrokerConfig {
             values,
+            listener_values,
             node_id: 0,
             roles: Vec::new(),
             listeners: Vec::new(),
             advertised_listeners: Vec::new(),
             controller_listener_names: Vec::new(),
+            inter_broker_listener: String::new(),
+            protocols: BTreeMap::new(),
             voters: Vec::new(),
             log_dirs: Vec::new(),
             metrics_listener: "0.0.0.0:9644".parse().expect("literal address"),
@@ -357,6 +460,7 @@ impl BrokerConfig {
         }
         self.listeners = parse_listeners("listeners", &self.list("listeners"))?;
         self.controller_listener_names = self.list("controller.listener.names");
+        let protocols = self.protocol_map()?;
         self.advertised_listeners = match self.get("advertised.listeners") {
             Some(_) => parse_listeners("advertised.listeners", &self.list("advertised.listeners"))?,
             None => self
@@ -373,6 +477,25 @@ impl BrokerConfig {
                 })
                 .collect(),
         };
+        for l in self
+            .listeners
+            .iter_mut()
+            .chain(self.advertised_listeners.iter_mut())
+        {
+            l.protocol = *protocols.get(&l.name).ok_or_else(|| {
+                invalid(
+                    "listener.security.protocol.map",
+                    &self.values["listener.security.protocol.map"]
+                        .0
+                        .clone()
+                        .unwrap_or_default(),
+                    &format!("listener {} has no security protocol here", l.name),
+                )
+            })?;
+        }
+        self.inter_broker_listener = self.derive_inter_broker_listener()?;
+        self.protocols = protocols;
+        self.check_security()?;
         self.voters = parse_voters(&self.list("controller.quorum.voters"))?;
         self.log_dirs = self
             .list("log.dirs")
@@ -431,6 +554,168 @@ impl BrokerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// `listener.security.protocol.map` as listener name -> protocol.
+    fn protocol_map(&self) -> Result<BTreeMap<String, SecurityProtocol>, ConfigError> {
+        let key = "listener.security.protocol.map";
+        self.list(key)
+            .iter()
+            .map(|entry| {
+                let (name, protocol) = entry
+                    .split_once(':')
+                    .ok_or_else(|| invalid(key, entry, "expected LISTENER:PROTOCOL"))?;
+                let protocol = SecurityProtocol::parse(protocol).ok_or_else(|| {
+                    invalid(
+                        key,
+                        entry,
+                        "protocols are PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL",
+                    )
+                })?;
+                Ok((name.to_string(), protocol))
+            })
+            .collect()
+    }
+
+    /// Kafka's rule: `inter.broker.listener.name` if set, else the listener whose name is
+    /// `security.inter.broker.protocol`. Only brokers need one.
+    fn derive_inter_broker_listener(&self) -> Result<String, ConfigError> {
+        let (key, name) = match self.get("inter.broker.listener.name") {
+            Some(name) => ("inter.broker.listener.name", name.to_string()),
+            None => (
+                "security.inter.broker.protocol",
+                self.string("security.inter.broker.protocol"),
+            ),
+        };
+        let known = self
+            .advertised_listeners
+            .iter()
+            .chain(&self.listeners)
+            .any(|l| l.name == name && !self.controller_listener_names.contains(&l.name));
+        if self.has_role(Role::Broker) && !known {
+            if self.get(key).is_some() {
+                return Err(invalid(
+                    key,
+                    &name,
+                    "not one of the broker's (advertised) listeners",
+                ));
+            }
+            // Neither key set and no PLAINTEXT listener: the first client listener.
+            return Ok(self.client_listener().map_or(name, |l| l.name.clone()));
+        }
+        Ok(name)
+    }
+
+    /// Checks the security properties a listener will use, so a mistake stops start-up.
+    fn check_security(&self) -> Result<(), ConfigError> {
+        for l in &self.listeners {
+            let value = |key: &str| self.listener_value(&l.name, key).unwrap_or_default();
+            let prefixed = |key: &str| {
+                if self
+                    .listener_values
+                    .contains_key(&(l.name.to_lowercase(), key.to_string()))
+                {
+                    format!("listener.name.{}.{key}", l.name.to_lowercase())
+                } else {
+                    key.to_string()
+                }
+            };
+            for key in ["ssl.keystore.type", "ssl.truststore.type"] {
+                if value(key) != "PEM" {
+                    return Err(invalid(
+                        &prefixed(key),
+                        value(key),
+                        "only PEM key and trust stores are supported",
+                    ));
+                }
+            }
+            if !matches!(value("ssl.client.auth"), "required" | "requested" | "none") {
+                return Err(invalid(
+                    &prefixed("ssl.client.auth"),
+                    value("ssl.client.auth"),
+                    "must be `required`, `requested` or `none`",
+                ));
+            }
+            if value("connections.max.reauth.ms") != "0" {
+                return Err(invalid(
+                    &prefixed("connections.max.reauth.ms"),
+                    value("connections.max.reauth.ms"),
+                    "re-authentication (KIP-368) is not supported: leave it 0, sessions do not expire",
+                ));
+            }
+            let mechanisms = split_list(value("sasl.enabled.mechanisms"));
+            if let Some(m) = mechanisms
+                .iter()
+                .find(|m| !SASL_MECHANISMS.contains(&m.as_str()))
+            {
+                return Err(invalid(
+                    &prefixed("sasl.enabled.mechanisms"),
+                    m,
+                    "supported mechanisms are PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512",
+                ));
+            }
+            if l.protocol.sasl() && mechanisms.is_empty() {
+                return Err(invalid(
+                    &prefixed("sasl.enabled.mechanisms"),
+                    "",
+                    &format!("SASL listener {} needs at least one mechanism", l.name),
+                ));
+            }
+            let endpoint = value("ssl.endpoint.identification.algorithm");
+            if !matches!(endpoint, "https" | "HTTPS" | "") {
+                return Err(invalid(
+                    &prefixed("ssl.endpoint.identification.algorithm"),
+                    endpoint,
+                    "must be `https` or empty",
+                ));
+            }
+        }
+        let authorizer = self.string("authorizer.class.name");
+        if !authorizer.is_empty() && authorizer != STANDARD_AUTHORIZER {
+            return Err(invalid(
+                "authorizer.class.name",
+                &authorizer,
+                &format!("the one authorizer is {STANDARD_AUTHORIZER} (or empty for none)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A property as one listener sees it: its `listener.name.<name>.<key>` override, else
+    /// the broker-wide value.
+    pub fn listener_value(&self, listener: &str, key: &str) -> Option<&str> {
+        self.listener_values
+            .get(&(listener.to_lowercase(), key.to_string()))
+            .map(String::as_str)
+            .or_else(|| self.get(key))
+    }
+
+    /// `listener.name.<listener>.<mechanism>.sasl.jaas.config`, Kafka's per-mechanism JAAS line.
+    pub fn listener_jaas(&self, listener: &str, mechanism: &str) -> Option<&str> {
+        self.listener_values
+            .get(&(
+                listener.to_lowercase(),
+                format!("{}.sasl.jaas.config", mechanism.to_lowercase()),
+            ))
+            .map(String::as_str)
+    }
+
+    /// The security protocol `listener.security.protocol.map` gives a listener name (the
+    /// controller listener's too, on nodes that only connect to it).
+    pub fn protocol(&self, listener: &str) -> Option<SecurityProtocol> {
+        self.protocols.get(listener).copied()
+    }
+
+    /// A listener by name.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// Every listener clients use (all but the controller listeners).
+    pub fn client_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners
+            .iter()
+            .filter(|l| !self.controller_listener_names.contains(&l.name))
     }
 
     /// Whether `process.roles` includes `role`.
@@ -589,7 +874,7 @@ pub fn validate_value(def: &PropertyDef, value: &str) -> Result<(), ConfigError>
             .parse::<SocketAddr>()
             .map(|_| ())
             .map_err(|_| fail("expected host:port with a numeric IP".into())),
-        Text | List => Ok(()),
+        Text | List | Password => Ok(()),
     }
 }
 
@@ -613,6 +898,31 @@ pub fn parse_properties(text: &str, origin: &str) -> Result<Vec<(String, String)
     Ok(out)
 }
 
+/// Splits `listener.name.<listener>.<key>` (given after its prefix) and checks that the key
+/// is one a listener may override.
+fn listener_key(
+    full: &str,
+    rest: &str,
+    source_name: &str,
+) -> Result<(String, String), ConfigError> {
+    let unknown = || ConfigError::UnknownKey {
+        key: full.to_string(),
+        source_name: source_name.to_string(),
+    };
+    let (listener, key) = rest.split_once('.').ok_or_else(unknown)?;
+    let jaas = key
+        .strip_suffix(".sasl.jaas.config")
+        .is_some_and(|mechanism| {
+            SASL_MECHANISMS
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(mechanism))
+        });
+    if listener.is_empty() || !(jaas || LISTENER_KEYS.contains(&key)) {
+        return Err(unknown());
+    }
+    Ok((listener.to_lowercase(), key.to_string()))
+}
+
 fn parse_listeners(key: &str, entries: &[String]) -> Result<Vec<Listener>, ConfigError> {
     entries
         .iter()
@@ -630,6 +940,7 @@ fn parse_listeners(key: &str, entries: &[String]) -> Result<Vec<Listener>, Confi
                 name: name.to_string(),
                 host: host.trim_matches(['[', ']']).to_string(),
                 port,
+                protocol: SecurityProtocol::default(),
             })
         })
         .collect()
@@ -808,7 +1119,8 @@ mod tests {
             vec![Listener {
                 name: "PLAINTEXT".into(),
                 host: "localhost".into(),
-                port: 19092
+                port: 19092,
+                protocol: SecurityProtocol::Plaintext,
             }]
         );
         assert_eq!(c.client_listener().unwrap().bind_address(), "0.0.0.0:19092");

@@ -30,6 +30,9 @@ use crate::log::validate::{check_produced_batch, Rules};
 use crate::metadata::image::{MetadataImage, MetadataRecord};
 use crate::metadata::rpc::{self, Request, Response};
 use crate::network::{self, FrameError, Outgoing};
+use crate::security::principal::Principal;
+use crate::security::session::Session;
+use crate::security::ListenerSecurity;
 use crate::server::Server;
 
 /// Decodes a request frame as a connection does before dispatching it.
@@ -380,7 +383,9 @@ impl Dispatcher {
         let ctx = self.context.clone();
         let frame = Bytes::copy_from_slice(data);
         let mut task = self.runtime.spawn(async move {
-            let outcome = match network::process(&ctx, PEER, frame).await {
+            let listener = Arc::new(ListenerSecurity::plaintext("PLAINTEXT"));
+            let mut session = Session::new(listener, Principal::anonymous());
+            let outcome = match network::process(&ctx, &mut session, PEER, frame).await {
                 Ok(Some(Outgoing::Later(response))) => response.await.map(|_| ()),
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod network;
 pub mod protocol;
 pub mod replica;
+pub mod security;
 pub mod server;
 pub mod shutdown;
 pub mod topic_config;

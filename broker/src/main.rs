@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use strom_broker::config::BrokerConfig;
-use strom_broker::server::Server;
+use strom_broker::server::{ScramSeed, Server};
 use tracing_subscriber::EnvFilter;
 
 /// Log output format.
@@ -29,6 +29,10 @@ struct Args {
     /// Log format: human-readable text or JSON lines for containers.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Create a SCRAM credential at start-up unless the user already has one, as Kafka's
+    /// `kafka-storage format --add-scram` does: `SCRAM-SHA-512=[name=admin,password=secret]`.
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=...,password=...]")]
+    add_scram: Vec<ScramSeed>,
 }
 
 fn main() -> ExitCode {
@@ -65,7 +69,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let server = match Server::start(config).await {
+        let server = match Server::start_with(config, args.add_scram).await {
             Ok(server) => server,
             Err(e) => {
                 eprintln!("strom-broker: {e}");

@@ -26,6 +26,8 @@ pub struct BrokerMetrics {
     pub connections: IntGaugeVec,
     /// Connections the broker refused or closed, by listener and reason.
     pub connections_closed: IntCounterVec,
+    /// Failed TLS handshakes and SASL authentications, by listener.
+    pub failed_authentications: IntCounterVec,
     /// Record batch bytes appended, by topic.
     pub bytes_in: IntCounterVec,
     /// Record batch bytes returned to consumers, by topic.
@@ -152,6 +154,12 @@ impl BrokerMetrics {
                 "strom_connections_closed_total",
                 "Connections the broker refused or closed: over max.connections or max.connections.per.ip, idle, or a request too slow to arrive",
                 &["listener", "reason"],
+            ),
+            failed_authentications: counter_vec(
+                r,
+                "strom_failed_authentications_total",
+                "Connections closed for a failed TLS handshake, an unmapped certificate or a failed SASL authentication",
+                &["listener"],
             ),
             bytes_in: counter_vec(
                 r,

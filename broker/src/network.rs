@@ -10,20 +10,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::RequestKind as Kind;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::api::{self, Context, Handled, RequestInfo};
+use crate::security::principal::{subject_dn, Principal};
+use crate::security::session::{After, Session};
+use crate::security::ListenerSecurity;
+pub use strom_client::Transport;
 
 /// Why a frame closed its connection.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The size prefix is negative or above `socket.request.max.bytes`.
-    #[error("frame size {0} is outside 1..={1} (socket.request.max.bytes)")]
+    #[error("frame size {0} is outside 1..={1} (socket.request.max.bytes; sasl.server.max.receive.size before SASL authentication)")]
     Size(i32, usize),
     /// Too short to hold a request header.
     #[error("frame of {0} bytes is too short for a request header")]
@@ -43,6 +48,10 @@ pub enum FrameError {
     /// A routed API without a handler.
     #[error(transparent)]
     NoHandler(#[from] api::NoHandler),
+    /// A request other than ApiVersions, SaslHandshake and SaslAuthenticate before SASL
+    /// authentication completed.
+    #[error("unexpected {0:?} request before SASL authentication")]
+    Unauthenticated(ApiKey),
 }
 
 /// Limits on client connections and on the request bytes they hold, with Kafka's names:
@@ -156,13 +165,15 @@ impl ConnectionLimits {
 }
 
 /// Accepts connections until `shutdown` flips; connections over a limit are closed at once.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let limits = ConnectionLimits::from_config(&ctx.config);
-    let listener_name = ctx
-        .config
-        .client_listener()
-        .map_or("", |l| l.name.as_str())
-        .to_string();
+/// The limits are shared by every client listener.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    security: Arc<ListenerSecurity>,
+    limits: Arc<ConnectionLimits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let listener_name = security.name.clone();
     for reason in CloseReason::ALL {
         ctx.metrics
             .connections_closed
@@ -174,7 +185,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch
                 Ok((stream, peer)) => match limits.admit(peer.ip()) {
                     Ok(admission) => {
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(connection(stream, peer, ctx.clone(), admission, shutdown.clone()));
+                        tokio::spawn(connection(
+                            stream,
+                            peer,
+                            ctx.clone(),
+                            security.clone(),
+                            admission,
+                            shutdown.clone(),
+                        ));
                     }
                     Err(reason) => {
                         closed(&ctx, &listener_name, peer, reason);
@@ -199,27 +217,68 @@ fn closed(ctx: &Context, listener: &str, peer: SocketAddr, reason: CloseReason) 
     debug!(%peer, reason = reason.label(), "connection closed by the broker");
 }
 
+/// Runs the TLS handshake of a TLS listener (within `request.read.timeout.ms`) and takes the
+/// principal from the client certificate; plaintext listeners pass the stream through.
+async fn secure(
+    stream: TcpStream,
+    security: &ListenerSecurity,
+    limits: &ConnectionLimits,
+) -> Result<(Box<dyn Transport>, Principal), String> {
+    let Some(tls) = &security.tls else {
+        return Ok((Box::new(stream), Principal::anonymous()));
+    };
+    let handshake = tls.get().accept(stream);
+    let stream = tokio::time::timeout(limits.frame_read, handshake)
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let principal = match stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    {
+        Some(cert) => {
+            let dn = subject_dn(cert).map_err(|e| e.to_string())?;
+            Principal::user(security.mapper.map(&dn).map_err(|e| e.to_string())?)
+        }
+        None => Principal::anonymous(),
+    };
+    Ok((Box::new(stream), principal))
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<Context>,
+    security: Arc<ListenerSecurity>,
     admission: Admission,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limits = admission.limits.clone();
     let max = ctx.config.int("socket.request.max.bytes") as usize;
-    let listener = ctx
-        .config
-        .client_listener()
-        .map_or("", |l| l.name.as_str())
-        .to_string();
+    // Until SASL authentication completes, frames are held to Kafka's smaller limit.
+    let sasl_max = ctx.config.int("sasl.server.max.receive.size") as usize;
+    let listener = security.name.clone();
     let open = ctx.metrics.connections.with_label_values(&[&listener]);
     open.inc();
     let _closed = scopeguard(move || open.dec());
-    let (reader, writer) = stream.into_split();
-    // Small buffers: an idle connection costs little; large frames bypass them.
-    let mut reader = BufReader::with_capacity(8 * 1024, reader);
-    let mut writer = BufWriter::with_capacity(16 * 1024, writer);
+    let (stream, principal) = match secure(stream, &security, &limits).await {
+        Ok(secured) => secured,
+        Err(reason) => {
+            ctx.metrics
+                .failed_authentications
+                .with_label_values(&[&listener])
+                .inc();
+            debug!(%peer, %listener, %reason, "connection refused");
+            return;
+        }
+    };
+    let mut session = Session::new(security, principal);
+    // Small buffers: an idle connection costs little; large frames bypass them. Reads and
+    // writes never run at once, so one stream serves both.
+    let mut stream =
+        BufReader::with_capacity(8 * 1024, BufWriter::with_capacity(16 * 1024, stream));
     // Responses not yet written, in request order; only acks=all produces wait here.
     let mut queued: VecDeque<Outgoing> = VecDeque::new();
     // A connection with nothing in flight that stays silent this long is closed.
@@ -232,15 +291,19 @@ async fn connection(
             let Some(Outgoing::Ready(bytes)) = queued.pop_front() else {
                 unreachable!("checked above");
             };
-            if writer.write_all(&bytes).await.is_err() {
+            if stream.write_all(&bytes).await.is_err() {
                 return;
             }
         }
-        if reader.buffer().is_empty() && writer.flush().await.is_err() {
+        if matches!(queued.front(), Some(Outgoing::Last(_))) {
+            break;
+        }
+        if stream.buffer().is_empty() && stream.flush().await.is_err() {
             return;
         }
         let head_waits = matches!(queued.front(), Some(Outgoing::Later(_)));
-        let more = queued.len() < MAX_QUEUED_RESPONSES;
+        let more = queued.len() < MAX_QUEUED_RESPONSES
+            && !matches!(queued.back(), Some(Outgoing::Last(_)));
         tokio::select! {
             done = complete_head(&mut queued), if head_waits => match done {
                 Ok(bytes) => queued[0] = Outgoing::Ready(bytes),
@@ -250,7 +313,7 @@ async fn connection(
                 }
             },
             // `fill_buf` is cancel safe: losing the race to the head response reads nothing.
-            eof = async { reader.fill_buf().await.map(|b| b.is_empty()) }, if more => match eof {
+            eof = async { stream.fill_buf().await.map(|b| b.is_empty()) }, if more => match eof {
                 Ok(false) => {}
                 _ => break,
             },
@@ -260,12 +323,20 @@ async fn connection(
             }
             _ = shutdown.changed() => break,
         }
-        if !more || reader.buffer().is_empty() {
+        if !more || stream.buffer().is_empty() {
             continue;
         }
         let frame = match tokio::time::timeout(
             limits.frame_read,
-            read_frame(&mut reader, max, limits.request_bytes.as_ref()),
+            read_frame(
+                &mut stream,
+                if session.authenticated() {
+                    max
+                } else {
+                    sasl_max.min(max)
+                },
+                limits.request_bytes.as_ref(),
+            ),
         )
         .await
         {
@@ -281,7 +352,18 @@ async fn connection(
             Ok(Ok(frame)) => frame,
         };
         let (frame, _permit) = frame;
-        match process(&ctx, peer, frame).await {
+        if session.expects_raw_token() {
+            // After a v0 SaslHandshake the token comes unframed, and so does the reply.
+            match session.authenticate(&frame, &ctx.controller.image().security) {
+                Ok(reply) => queued.push_back(Outgoing::Ready(size_prefixed(&reply))),
+                Err(reason) => {
+                    authentication_failed(&ctx, &listener, peer, &reason);
+                    break;
+                }
+            }
+            continue;
+        }
+        match process(&ctx, &mut session, peer, frame).await {
             Ok(Some(response)) => queued.push_back(response),
             Ok(None) => {}
             Err(e) => {
@@ -293,18 +375,34 @@ async fn connection(
     // What was answered goes out before the connection closes.
     for response in queued {
         let bytes = match response {
-            Outgoing::Ready(bytes) => bytes,
+            Outgoing::Ready(bytes) | Outgoing::Last(bytes) => bytes,
             Outgoing::Later(pending) => match pending.await {
                 Ok(bytes) => bytes,
                 Err(_) => break,
             },
         };
-        if writer.write_all(&bytes).await.is_err() {
+        if stream.write_all(&bytes).await.is_err() {
             return;
         }
     }
-    let _ = writer.flush().await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown().await;
     drop(admission);
+}
+
+fn size_prefixed(bytes: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(bytes.len() + 4);
+    frame.put_u32(bytes.len() as u32);
+    frame.extend_from_slice(bytes);
+    frame.freeze()
+}
+
+fn authentication_failed(ctx: &Context, listener: &str, peer: SocketAddr, reason: &str) {
+    ctx.metrics
+        .failed_authentications
+        .with_label_values(&[listener])
+        .inc();
+    debug!(%peer, %listener, %reason, "SASL authentication failed");
 }
 
 /// Why no frame came out of the socket.
@@ -323,7 +421,7 @@ const SMALL_FRAME_BYTES: usize = 64 * 1024;
 
 /// Reads one length-prefixed frame; returns it with the pool reservation its bytes hold.
 async fn read_frame(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    reader: &mut (impl AsyncRead + Unpin),
     max: usize,
     pool: Option<&Arc<Semaphore>>,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), FrameRead> {
@@ -377,6 +475,8 @@ pub enum Outgoing {
     Ready(Bytes),
     /// Completes later; encoded then.
     Later(Pin<Box<dyn Future<Output = Result<Bytes, FrameError>> + Send>>),
+    /// Encoded and ready; the connection closes once it is sent (failed authentication).
+    Last(Bytes),
 }
 
 /// Waits for the response at the head of the queue, which must be `Later`.
@@ -467,6 +567,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<DecodedFrame, FrameError> {
 /// Decodes one request frame, runs it, and returns the response frame (or none).
 pub async fn process(
     ctx: &Arc<Context>,
+    session: &mut Session,
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Option<Outgoing>, FrameError> {
@@ -489,6 +590,47 @@ pub async fn process(
         correlation_id = header.correlation_id,
         "request"
     );
+    if !session.allows(api_key) {
+        return Err(FrameError::Unauthenticated(api_key));
+    }
+    let correlation_id = header.correlation_id;
+    let (response, after) = match request {
+        Kind::SaslHandshake(r) => {
+            let (response, after) = session.handshake(&r, version);
+            (ResponseKind::SaslHandshake(response), after)
+        }
+        Kind::SaslAuthenticate(r) => {
+            let image = ctx.controller.image();
+            let (response, after) = session.authenticate_request(&r.auth_bytes, &image.security);
+            if after == After::Close {
+                let reason = response
+                    .error_message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_string();
+                authentication_failed(ctx, &session.listener().name, peer, &reason);
+            }
+            (ResponseKind::SaslAuthenticate(response), after)
+        }
+        request => return dispatch(ctx, session, peer, &header, api_key, version, request).await,
+    };
+    let bytes = encode(correlation_id, api_key, version, &response)?;
+    Ok(Some(match after {
+        After::KeepOpen => Outgoing::Ready(bytes),
+        After::Close => Outgoing::Last(bytes),
+    }))
+}
+
+/// Runs an API request as the session's principal.
+async fn dispatch(
+    ctx: &Arc<Context>,
+    session: &Session,
+    peer: SocketAddr,
+    header: &RequestHeader,
+    api_key: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> Result<Option<Outgoing>, FrameError> {
     let info = RequestInfo {
         client_id: header
             .client_id
@@ -496,6 +638,8 @@ pub async fn process(
             .map(|c| c.to_string())
             .unwrap_or_default(),
         peer,
+        principal: session.principal().clone(),
+        listener: session.listener().clone(),
     };
     let started = std::time::Instant::now();
     let correlation_id = header.correlation_id;

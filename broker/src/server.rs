@@ -16,11 +16,18 @@ use crate::group::{GroupConfig, GroupCoordinator, PersistGroup};
 use crate::log::manager::LogManager;
 use crate::log::meta_properties::{self, IdentityError};
 use crate::log::segment::now_ms;
-use crate::metadata::image::{place_replicas, BrokerRegistration, MetadataImage, MetadataRecord};
+use crate::metadata::image::{
+    place_replicas, BrokerRegistration, Endpoint, MetadataImage, MetadataRecord, ScramChange,
+    SecurityRecord,
+};
+use crate::metadata::listener::ControllerAccess;
 use crate::metadata::rpc::Heartbeat;
 use crate::metadata::{listener, Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
+use crate::network::ConnectionLimits;
 use crate::replica::ReplicaManager;
+use crate::security::scram::{Mechanism, ScramCredential};
+use crate::security::{tls, Security, SecurityError};
 use crate::shutdown::unless_shutdown;
 use crate::{http, network};
 
@@ -46,6 +53,12 @@ pub enum ServerError {
     /// A log directory belongs to another node or cluster.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// A TLS, SASL or authorizer setting cannot be used.
+    #[error("configuration error: {0}")]
+    Security(#[from] SecurityError),
+    /// A `--add-scram` credential is malformed.
+    #[error("--add-scram: {0}")]
+    Scram(String),
 }
 
 /// A running broker.
@@ -73,22 +86,36 @@ async fn bind(name: &str, address: String) -> Result<TcpListener, ServerError> {
 impl Server {
     /// Binds the listeners, joins the metadata quorum, registers with the active controller,
     /// recovers the logs and starts serving once the controller has unfenced this broker.
-    pub async fn start(mut config: BrokerConfig) -> Result<Server, ServerError> {
-        let client_listener = match config.client_listener().cloned() {
-            Some(client) if config.has_role(Role::Broker) => {
+    pub async fn start(config: BrokerConfig) -> Result<Server, ServerError> {
+        Self::start_with(config, Vec::new()).await
+    }
+
+    /// [`Server::start`], also making sure the given SCRAM credentials exist (Kafka's
+    /// `kafka-storage format --add-scram`): a credential a user already has is left alone.
+    pub async fn start_with(
+        mut config: BrokerConfig,
+        scram_seeds: Vec<ScramSeed>,
+    ) -> Result<Server, ServerError> {
+        let security = Arc::new(Security::from_config(&config)?);
+        let mut client_listeners = Vec::new();
+        if config.has_role(Role::Broker) {
+            for client in config.client_listeners().cloned().collect::<Vec<_>>() {
                 let listener = bind(&client.name, client.bind_address()).await?;
                 let address = local_address(&listener, &client.name, client.bind_address())?;
                 config.set_bound_port(&client.name, address.port());
-                Some((listener, address))
+                client_listeners.push((
+                    listener,
+                    address,
+                    security.listeners[&client.name].clone(),
+                ));
             }
-            _ => None,
-        };
+        }
         let controller_listener = match config.controller_listener().cloned() {
             Some(l) if config.has_role(Role::Controller) => {
                 let listener = bind(&l.name, l.bind_address()).await?;
                 let address = local_address(&listener, &l.name, l.bind_address())?;
                 config.set_bound_port(&l.name, address.port());
-                Some(listener)
+                Some((listener, l.name))
             }
             _ => None,
         };
@@ -118,12 +145,25 @@ impl Server {
             })?;
             meta_properties::check_node(dir, config.node_id)?;
         }
-        let controller = Arc::new(Controller::start(&config).await?);
+        let controller =
+            Arc::new(Controller::start(&config, security.controller.tls.clone()).await?);
+        let (tls_servers, tls_clients) = security.reloadable();
+        tasks.push(tokio::spawn(tls::reload_on_change(
+            tls_servers,
+            tls_clients,
+            Duration::from_millis(config.long("ssl.reload.interval.ms") as u64),
+            shutdown_rx.clone(),
+        )));
         match controller_listener {
-            Some(listener) => {
+            Some((listener, name)) => {
+                let access = Arc::new(ControllerAccess {
+                    security: security.listeners[&name].clone(),
+                    authorizer: security.authorizer.clone(),
+                });
                 tasks.push(tokio::spawn(listener::serve(
                     listener,
                     controller.clone(),
+                    access,
                     shutdown_rx.clone(),
                 )));
                 tasks.push(tokio::spawn(fence_silent_brokers(
@@ -148,14 +188,15 @@ impl Server {
             })),
         }
         controller.wait_ready().await?;
+        seed_scram(&controller, scram_seeds).await?;
         let cluster_id = controller.image().cluster_id.clone();
         for dir in &config.log_dirs {
             meta_properties::check_or_stamp(dir, config.node_id, &cluster_id)?;
         }
 
-        let registration = match &client_listener {
-            Some((_, _)) => Some(Self::register(&config, &controller).await?),
-            None => None,
+        let registration = match client_listeners.is_empty() {
+            false => Some(Self::register(&config, &controller).await?),
+            true => None,
         };
         let storage = |source| ServerError::Storage {
             path: config.log_dirs[0].display().to_string(),
@@ -191,9 +232,11 @@ impl Server {
             offset_store,
             producer_ids: ProducerIdAllocator::new(controller.clone()),
             metrics: BrokerMetrics::new(),
+            authorizer: security.authorizer.clone(),
         });
         let replicas = Arc::new(ReplicaManager::new(
             &config,
+            security.inter_broker.clone(),
             controller.clone(),
             logs.clone(),
             context.metrics.isr_changes.clone(),
@@ -212,7 +255,7 @@ impl Server {
         ));
         let (want_shutdown, want_shutdown_rx) = watch::channel(false);
         let mut client_address = None;
-        if let (Some((listener, address)), Some(registration)) = (client_listener, registration) {
+        if let Some(registration) = registration {
             tasks.push(tokio::spawn(heartbeat(
                 context.clone(),
                 registration.clone(),
@@ -243,12 +286,17 @@ impl Server {
                 logs,
                 shutdown_rx.clone(),
             )));
-            tasks.push(tokio::spawn(network::serve(
-                listener,
-                context.clone(),
-                shutdown_rx,
-            )));
-            client_address = Some(address);
+            let limits = ConnectionLimits::from_config(&config);
+            for (listener, address, security) in client_listeners {
+                tasks.push(tokio::spawn(network::serve(
+                    listener,
+                    context.clone(),
+                    security,
+                    limits.clone(),
+                    shutdown_rx.clone(),
+                )));
+                client_address.get_or_insert(address);
+            }
         }
         let _ = serving.set(context.clone());
         info!(client_address = ?client_address, %http_address, node_id = config.node_id, roles = ?config.roles, "node serving");
@@ -271,15 +319,26 @@ impl Server {
             .client_listener()
             .cloned()
             .expect("checked by the caller: brokers have a client listener");
+        // The primary address is the inter-broker listener's: replicas fetch from it.
         let advertised = config
             .advertised_listeners
             .iter()
-            .find(|l| l.name == client.name)
+            .find(|l| l.name == config.inter_broker_listener)
             .or(config.advertised_listeners.first())
             .cloned()
             .unwrap_or(client);
+        let endpoints = config
+            .advertised_listeners
+            .iter()
+            .map(|l| Endpoint {
+                name: l.name.clone(),
+                host: l.host.clone(),
+                port: l.port,
+            })
+            .collect();
         let registration = BrokerRegistration {
             id: config.node_id,
+            endpoints,
             host: advertised.host,
             port: advertised.port,
             rack: None,
@@ -684,4 +743,101 @@ async fn housekeeping(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// A SCRAM credential to create at start-up, written as Kafka's `kafka-storage format
+/// --add-scram` takes it: `SCRAM-SHA-512=[name=admin,password=admin-secret]`.
+#[derive(Debug, Clone)]
+pub struct ScramSeed {
+    /// The user.
+    pub user: String,
+    /// The hash.
+    pub mechanism: Mechanism,
+    /// The password, salted and iterated before it is stored.
+    pub password: String,
+    /// PBKDF2 iterations (Kafka's default 4096).
+    pub iterations: i32,
+}
+
+impl std::str::FromStr for ScramSeed {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (mechanism, rest) = text
+            .split_once('=')
+            .ok_or("expected MECHANISM=[name=...,password=...]")?;
+        let mechanism = Mechanism::from_name(mechanism.trim()).ok_or_else(|| {
+            format!("unknown mechanism `{mechanism}`: SCRAM-SHA-256 or SCRAM-SHA-512")
+        })?;
+        let inner = rest
+            .trim()
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .ok_or("expected the attributes in [...]")?;
+        let (mut user, mut password, mut iterations) = (None, None, 4096);
+        for attribute in inner.split(',') {
+            let (key, value) = attribute
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, not `{attribute}`"))?;
+            let value = value.trim().trim_matches('"').to_string();
+            match key.trim() {
+                "name" => user = Some(value),
+                "password" => password = Some(value),
+                "iterations" => {
+                    iterations = value
+                        .parse()
+                        .map_err(|_| format!("iterations `{value}` is not a number"))?
+                }
+                other => return Err(format!("unknown attribute `{other}`")),
+            }
+        }
+        let seed = ScramSeed {
+            user: user
+                .filter(|u| !u.is_empty())
+                .ok_or("name=... is missing")?,
+            mechanism,
+            password: password.ok_or("password=... is missing")?,
+            iterations,
+        };
+        if !(crate::security::scram::MIN_ITERATIONS..=crate::security::scram::MAX_ITERATIONS)
+            .contains(&seed.iterations)
+        {
+            return Err(format!(
+                "iterations {} is outside 4096..=16384",
+                seed.iterations
+            ));
+        }
+        Ok(seed)
+    }
+}
+
+/// Proposes the seeded credentials that do not exist yet.
+async fn seed_scram(controller: &Controller, seeds: Vec<ScramSeed>) -> Result<(), ServerError> {
+    let image = controller.image();
+    let mut changes = Vec::new();
+    for seed in seeds {
+        if image
+            .security
+            .scram_credential(&seed.user, seed.mechanism)
+            .is_some()
+        {
+            continue;
+        }
+        let credential =
+            ScramCredential::from_password(seed.mechanism, &seed.password, seed.iterations)
+                .map_err(ServerError::Scram)?;
+        changes.push(ScramChange::Upsert {
+            user: seed.user,
+            mechanism: seed.mechanism,
+            credential,
+        });
+    }
+    if !changes.is_empty() {
+        let count = changes.len();
+        controller
+            .propose(MetadataRecord::Security(SecurityRecord::Scram(changes)))
+            .await?;
+        info!(count, "stored the SCRAM credentials given with --add-scram");
+    }
+    Ok(())
 }

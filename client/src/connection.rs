@@ -7,15 +7,20 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A byte stream a connection can run over: TCP, or TLS over TCP.
+pub trait Transport: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin> Transport for S {}
 
 /// Responses larger than this close the connection.
 const MAX_RESPONSE: usize = 256 << 20;
 
 /// One connection; requests go one at a time.
 pub struct BrokerConnection {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     client_id: StrBytes,
     correlation_id: i32,
 }
@@ -27,17 +32,17 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 impl BrokerConnection {
     /// Connects to `host:port` within `timeout`.
     pub async fn connect(address: &str, client_id: String, timeout: Duration) -> io::Result<Self> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-            .await
-            .map_err(|_| {
-                io::Error::new(io::ErrorKind::TimedOut, format!("connect to {address}"))
-            })??;
-        stream.set_nodelay(true)?;
-        Ok(BrokerConnection {
-            stream,
+        let stream = tcp(address, timeout).await?;
+        Ok(Self::over(stream, client_id))
+    }
+
+    /// A connection over an established stream (for example TLS set up by the caller).
+    pub fn over(stream: impl Transport + 'static, client_id: String) -> Self {
+        BrokerConnection {
+            stream: Box::new(stream),
             client_id: StrBytes::from_string(client_id),
             correlation_id: 0,
-        })
+        }
     }
 
     /// Sends `request` at `version` and decodes its response, all within `timeout`.
@@ -75,6 +80,7 @@ impl BrokerConnection {
         frame.put_i32(body.len() as i32);
         frame.extend_from_slice(&body);
         self.stream.write_all(&frame).await?;
+        self.stream.flush().await?;
 
         let size = self.stream.read_i32().await?;
         if size < 0 || size as usize > MAX_RESPONSE {
@@ -97,4 +103,13 @@ impl BrokerConnection {
         }
         Ok(response)
     }
+}
+
+/// Opens a TCP connection to `host:port` within `timeout`, with Nagle off.
+pub async fn tcp(address: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect to {address}")))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }

@@ -5,5 +5,5 @@ pub mod admin;
 mod connection;
 
 pub use admin::{Admin, AdminError, ClusterView, PartitionView, Reassignment, TopicView};
-pub use connection::BrokerConnection;
+pub use connection::{tcp, BrokerConnection, Transport};
 pub use kafka_protocol::ResponseError;

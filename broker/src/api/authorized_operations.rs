@@ -1,33 +1,14 @@
-//! The `authorized_operations` bit fields of Metadata, DescribeCluster and DescribeGroups.
-//! Without an authorizer Kafka reports every operation the resource type supports when the
-//! request asks for them, and `i32::MIN` ("not requested") when it does not.
+//! The `authorized_operations` bit fields of Metadata, DescribeCluster and DescribeGroups:
+//! one bit per operation the resource type supports that the principal is allowed. Without an
+//! authorizer every supported operation is allowed, as in Kafka; `i32::MIN` means "not
+//! requested".
 
-/// AclOperation codes, as Kafka numbers them.
-const READ: u8 = 3;
-const WRITE: u8 = 4;
-const CREATE: u8 = 5;
-const DELETE: u8 = 6;
-const ALTER: u8 = 7;
-const DESCRIBE: u8 = 8;
-const CLUSTER_ACTION: u8 = 9;
-const DESCRIBE_CONFIGS: u8 = 10;
-const ALTER_CONFIGS: u8 = 11;
-const IDEMPOTENT_WRITE: u8 = 12;
+use crate::security::acl::{operation::*, resource};
 
 /// The value of a field the request did not ask for.
 pub const NOT_REQUESTED: i32 = i32::MIN;
 
-const fn bits(operations: &[u8]) -> i32 {
-    let mut field = 0;
-    let mut i = 0;
-    while i < operations.len() {
-        field |= 1 << operations[i];
-        i += 1;
-    }
-    field
-}
-
-const TOPIC: i32 = bits(&[
+const TOPIC: &[i8] = &[
     READ,
     WRITE,
     CREATE,
@@ -36,8 +17,8 @@ const TOPIC: i32 = bits(&[
     DESCRIBE,
     DESCRIBE_CONFIGS,
     ALTER_CONFIGS,
-]);
-const CLUSTER: i32 = bits(&[
+];
+const CLUSTER: &[i8] = &[
     CREATE,
     ALTER,
     DESCRIBE,
@@ -45,30 +26,24 @@ const CLUSTER: i32 = bits(&[
     DESCRIBE_CONFIGS,
     ALTER_CONFIGS,
     IDEMPOTENT_WRITE,
-]);
-const GROUP: i32 = bits(&[READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS]);
+];
+const GROUP: &[i8] = &[READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS];
 
-fn when(requested: bool, operations: i32) -> i32 {
-    if requested {
-        operations
-    } else {
-        NOT_REQUESTED
+/// The field for a resource of `resource_type`; `allows` answers for one operation.
+pub fn field(requested: bool, resource_type: i8, allows: impl Fn(i8) -> bool) -> i32 {
+    if !requested {
+        return NOT_REQUESTED;
     }
-}
-
-/// A topic's operations.
-pub fn topic(requested: bool) -> i32 {
-    when(requested, TOPIC)
-}
-
-/// The cluster's operations.
-pub fn cluster(requested: bool) -> i32 {
-    when(requested, CLUSTER)
-}
-
-/// A group's operations.
-pub fn group(requested: bool) -> i32 {
-    when(requested, GROUP)
+    let operations = match resource_type {
+        resource::TOPIC => TOPIC,
+        resource::CLUSTER => CLUSTER,
+        resource::GROUP => GROUP,
+        _ => &[],
+    };
+    operations
+        .iter()
+        .filter(|op| allows(**op))
+        .fold(0, |bits, op| bits | (1 << op))
 }
 
 #[cfg(test)]
@@ -77,9 +52,10 @@ mod tests {
 
     #[test]
     fn match_kafkas_values_without_an_authorizer() {
-        assert_eq!(topic(true), 3576);
-        assert_eq!(cluster(true), 8096);
-        assert_eq!(group(true), 3400);
-        assert_eq!(topic(false), i32::MIN);
+        assert_eq!(field(true, resource::TOPIC, |_| true), 3576);
+        assert_eq!(field(true, resource::CLUSTER, |_| true), 8096);
+        assert_eq!(field(true, resource::GROUP, |_| true), 3400);
+        assert_eq!(field(false, resource::TOPIC, |_| true), i32::MIN);
+        assert_eq!(field(true, resource::TOPIC, |op| op == READ), 1 << READ);
     }
 }

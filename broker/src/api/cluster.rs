@@ -4,17 +4,30 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::ResponseError;
 
-use super::{authorized_operations, client_facing_controller, str_bytes, Context};
+use super::{client_facing_controller, str_bytes, Access, Context, RequestInfo};
+use crate::security::acl::{operation, resource, CLUSTER_NAME};
 
-/// Lists the cluster id, the active controller and the registered brokers.
-pub fn describe_cluster(ctx: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
+/// Lists the cluster id, the active controller and the registered brokers (Describe on the
+/// cluster).
+pub fn describe_cluster(
+    ctx: &Context,
+    info: &RequestInfo,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let image = ctx.controller.image();
+    let access = Access::new(ctx, info, &image);
+    if !access.allows_cluster(operation::DESCRIBE) {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&image.cluster_id))
         .with_controller_id(BrokerId(client_facing_controller(ctx, &image)))
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_authorized_operations(authorized_operations::cluster(
+        .with_cluster_authorized_operations(access.operations(
             request.include_cluster_authorized_operations,
+            resource::CLUSTER,
+            CLUSTER_NAME,
         ));
     if request.endpoint_type != 1 {
         return response
@@ -27,10 +40,11 @@ pub fn describe_cluster(ctx: &Context, request: DescribeClusterRequest) -> Descr
             .values()
             .filter(|b| !b.fenced)
             .map(|b| {
+                let (host, port) = b.endpoint(&info.listener.name);
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.id))
-                    .with_host(str_bytes(&b.host))
-                    .with_port(b.port as i32)
+                    .with_host(str_bytes(host))
+                    .with_port(port as i32)
                     .with_rack(b.rack.as_deref().map(str_bytes))
             })
             .collect(),

@@ -53,6 +53,7 @@ fn config_type(ty: PropertyType) -> i8 {
         PropertyType::Long(_) => 5,
         PropertyType::Ratio => 6,
         PropertyType::List => 7,
+        PropertyType::Password => 9,
     }
 }
 
@@ -148,13 +149,20 @@ fn broker_entries(ctx: &Context, keys: Option<&[StrBytes]>) -> Vec<ConfigEntry> 
         .filter(|(name, _, _)| {
             keys.is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == *name))
         })
-        .map(|(name, value, source)| ConfigEntry {
-            name,
-            value: value.map(str::to_string),
-            source: broker_source(source),
-            synonyms: vec![(name, value.map(str::to_string), broker_source(source))],
-            config_type: config::property(name).map_or(0, |p| config_type(p.ty)),
-            read_only: true,
+        .map(|(name, value, source)| {
+            let ty = config::property(name).map(|p| p.ty);
+            // Kafka never returns a password's value, only that it is sensitive.
+            let value = value
+                .filter(|_| ty != Some(PropertyType::Password))
+                .map(str::to_string);
+            ConfigEntry {
+                name,
+                value: value.clone(),
+                source: broker_source(source),
+                synonyms: vec![(name, value, broker_source(source))],
+                config_type: ty.map_or(0, config_type),
+                read_only: true,
+            }
         })
         .collect()
 }
@@ -216,6 +224,7 @@ pub fn describe(
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(e.name))
                                 .with_value(e.value.as_deref().map(str_bytes))
+                                .with_is_sensitive(e.config_type == 9)
                                 .with_read_only(e.read_only)
                                 .with_config_source(e.source)
                                 .with_synonyms(synonyms)

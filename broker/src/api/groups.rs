@@ -38,6 +38,7 @@ use super::{authorized_operations, str_bytes, topic_name, Context, RequestInfo};
 use crate::group::store::{partition_for, CommittedOffset, OFFSETS_TOPIC};
 use crate::group::{Committer, GroupState, JoinRequest, SyncRequest};
 use crate::log::segment::now_ms;
+use crate::security::acl::resource;
 
 fn code(error: Option<ResponseError>) -> i16 {
     error.map_or(0, |e| e.code())
@@ -51,6 +52,7 @@ fn opt_str(s: Option<String>) -> Option<StrBytes> {
 /// partition; transactions are not served.
 pub fn find_coordinator(
     ctx: &Context,
+    info: &RequestInfo,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -67,11 +69,11 @@ pub fn find_coordinator(
             let p = &t.partitions[partition_for(&key, t.partitions.len()) as usize];
             image.brokers.get(&p.leader).filter(|b| !b.fenced)
         });
-        match leader {
-            Some(b) => c
-                .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(&b.host))
-                .with_port(b.port as i32),
+        match leader.map(|b| (b.id, b.endpoint(&info.listener.name))) {
+            Some((id, (host, port))) => c
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port as i32),
             None => c
                 .with_node_id(BrokerId(-1))
                 .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
@@ -488,8 +490,11 @@ pub fn describe_groups(
     request: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
-    let operations =
-        authorized_operations::group(version >= 3 && request.include_authorized_operations);
+    let operations = authorized_operations::field(
+        version >= 3 && request.include_authorized_operations,
+        resource::GROUP,
+        |_| true,
+    );
     let groups = request
         .groups
         .into_iter()

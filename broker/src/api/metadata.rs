@@ -9,8 +9,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 
 use super::topics::{create_topic, TopicSpec};
-use super::{authorized_operations, client_facing_controller, str_bytes, topic_name, Context};
+use super::{client_facing_controller, str_bytes, topic_name, Access, Context, RequestInfo};
 use crate::metadata::image::TopicImage;
+use crate::security::acl::operation::{CREATE, DESCRIBE};
+use crate::security::acl::{resource, CLUSTER_NAME};
 
 fn describe_topic(name: &str, topic: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
@@ -34,8 +36,14 @@ fn describe_topic(name: &str, topic: &TopicImage) -> MetadataResponseTopic {
         )
 }
 
-/// Brokers, controller, and the requested (or all) topics.
-pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> MetadataResponse {
+/// Brokers (at the addresses of the listener asked), controller, and the requested (or all)
+/// topics the principal may describe.
+pub async fn handle(
+    ctx: &Context,
+    info: &RequestInfo,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     let requested: Option<Vec<String>> = match request.topics {
         None => None,
         Some(list) if list.is_empty() && version == 0 => None,
@@ -50,7 +58,15 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
     let mut errors: BTreeMap<String, i16> = BTreeMap::new();
     if let (Some(names), true) = (&requested, auto_create) {
         let image = ctx.controller.image();
+        let access = Access::new(ctx, info, &image);
         for name in names.iter().filter(|n| !image.topics.contains_key(*n)) {
+            if !access.allows(DESCRIBE, resource::TOPIC, name) {
+                continue;
+            }
+            if !(access.allows_cluster(CREATE) || access.allows(CREATE, resource::TOPIC, name)) {
+                errors.insert(name.clone(), ResponseError::TopicAuthorizationFailed.code());
+                continue;
+            }
             let spec = TopicSpec {
                 name: name.clone(),
                 partitions: -1,
@@ -66,17 +82,23 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
         }
     }
     let image = ctx.controller.image();
-    let topic_operations =
-        authorized_operations::topic(version >= 8 && request.include_topic_authorized_operations);
+    let access = Access::new(ctx, info, &image);
+    let operations_requested = version >= 8 && request.include_topic_authorized_operations;
     let topics: Vec<MetadataResponseTopic> = match &requested {
         None => image
             .topics
             .iter()
+            .filter(|(name, _)| access.allows(DESCRIBE, resource::TOPIC, name))
             .map(|(name, t)| describe_topic(name, t))
             .collect(),
         Some(names) => names
             .iter()
             .map(|name| match image.topics.get(name) {
+                _ if !access.allows(DESCRIBE, resource::TOPIC, name) => {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(topic_name(name)))
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                }
                 Some(t) => describe_topic(name, t),
                 None => MetadataResponseTopic::default()
                     .with_name(Some(topic_name(name)))
@@ -91,10 +113,16 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
     };
     let topics = topics
         .into_iter()
-        .map(|t| t.with_topic_authorized_operations(topic_operations))
+        .map(|t| {
+            let name = t.name.as_ref().map_or("", |n| n.0.as_str());
+            let operations = access.operations(operations_requested, resource::TOPIC, name);
+            t.with_topic_authorized_operations(operations)
+        })
         .collect();
-    let cluster_operations = authorized_operations::cluster(
+    let cluster_operations = access.operations(
         (8..=10).contains(&version) && request.include_cluster_authorized_operations,
+        resource::CLUSTER,
+        CLUSTER_NAME,
     );
     MetadataResponse::default()
         .with_cluster_authorized_operations(cluster_operations)
@@ -104,10 +132,11 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
                 .values()
                 .filter(|b| !b.fenced)
                 .map(|b| {
+                    let (host, port) = b.endpoint(&info.listener.name);
                     MetadataResponseBroker::default()
                         .with_node_id(BrokerId(b.id))
-                        .with_host(str_bytes(&b.host))
-                        .with_port(b.port as i32)
+                        .with_host(str_bytes(host))
+                        .with_port(port as i32)
                         .with_rack(b.rack.as_deref().map(str_bytes))
                 })
                 .collect(),

@@ -1,7 +1,9 @@
 //! Kafka API handlers, one file per API family, and the table that routes requests to them.
 //! ApiVersions is generated from the same table, so it advertises exactly what is handled.
 
+mod acls;
 mod api_versions;
+mod authorize;
 mod authorized_operations;
 mod cluster;
 mod configs;
@@ -14,6 +16,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod producer;
 mod reassignment;
+mod scram;
 mod topics;
 
 use std::future::Future;
@@ -33,6 +36,9 @@ use crate::log::{LogError, PartitionLog};
 use crate::metadata::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::metadata::{Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
+use crate::security::acl::{self, AuthorizerSettings};
+use crate::security::principal::Principal;
+use crate::security::ListenerSecurity;
 
 pub use api_versions::unsupported_version_response;
 
@@ -52,6 +58,8 @@ pub struct Context {
     pub producer_ids: ProducerIdAllocator,
     /// Prometheus metrics.
     pub metrics: BrokerMetrics,
+    /// The ACL authorizer, when `authorizer.class.name` turns it on.
+    pub authorizer: Option<Arc<AuthorizerSettings>>,
 }
 
 /// Who sent a request.
@@ -61,6 +69,10 @@ pub struct RequestInfo {
     pub client_id: String,
     /// The connection's peer address.
     pub peer: SocketAddr,
+    /// The authenticated principal (`User:ANONYMOUS` when there is none).
+    pub principal: Arc<Principal>,
+    /// The listener the request arrived on.
+    pub listener: Arc<ListenerSecurity>,
 }
 
 /// The APIs this broker implements, with version ranges.
@@ -94,6 +106,13 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The supported version range of an API, if it is implemented.
@@ -122,8 +141,40 @@ pub enum Handled {
     Later(Pin<Box<dyn Future<Output = ResponseKind> + Send>>),
 }
 
-/// Runs one decoded request.
+/// Runs one decoded request as its principal may: refused, trimmed, or whole.
 pub async fn handle(
+    ctx: &Arc<Context>,
+    info: &RequestInfo,
+    api_key: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> Result<Handled, NoHandler> {
+    if ctx.authorizer.is_none() {
+        return run(ctx, info, api_key, version, request).await;
+    }
+    let access = Access::new(ctx, info, &ctx.controller.image());
+    let (request, patch) = match authorize::check(&access, version, request) {
+        authorize::Checked::Run(request, patch) => (request, patch),
+        authorize::Checked::Refused(response) => return Ok(Handled::Now(Some(response))),
+    };
+    let handled = run(ctx, info, api_key, version, request).await?;
+    let Some(patch) = patch else {
+        return Ok(handled);
+    };
+    Ok(match handled {
+        Handled::Now(response) => Handled::Now(response.map(|mut r| {
+            patch(&mut r);
+            r
+        })),
+        Handled::Later(pending) => Handled::Later(Box::pin(async move {
+            let mut response = pending.await;
+            patch(&mut response);
+            response
+        })),
+    })
+}
+
+async fn run(
     ctx: &Arc<Context>,
     info: &RequestInfo,
     api_key: ApiKey,
@@ -132,7 +183,9 @@ pub async fn handle(
 ) -> Result<Handled, NoHandler> {
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(ctx, info, r, version).await)
+        }
         RequestKind::Produce(r) => return Ok(produce::handle(ctx, r)),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
         RequestKind::ListOffsets(r) => {
@@ -170,13 +223,13 @@ pub async fn handle(
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, r))
+            ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, info, r))
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer::init_producer_id(ctx, r).await)
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, version))
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, info, r, version))
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(groups::join_group(ctx, info, r, version).await)
@@ -202,9 +255,85 @@ pub async fn handle(
         }
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete_groups(ctx, r)),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(groups::offset_delete(ctx, r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, info, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, info, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, info, r).await),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram::describe(ctx, info, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram::alter(ctx, info, r).await)
+        }
         _ => return Err(NoHandler(api_key)),
     };
     Ok(Handled::Now(Some(response)))
+}
+
+/// What one request's principal may do, judged against one metadata image's ACLs. Owns what
+/// it needs, so a response patch can keep it.
+#[derive(Clone)]
+pub struct Access {
+    authorizer: Option<Arc<AuthorizerSettings>>,
+    image: Arc<MetadataImage>,
+    principal: Arc<Principal>,
+    host: std::net::IpAddr,
+}
+
+impl Access {
+    /// The access of `info`'s principal under `image`.
+    pub fn new(ctx: &Context, info: &RequestInfo, image: &Arc<MetadataImage>) -> Self {
+        Access {
+            authorizer: ctx.authorizer.clone(),
+            image: image.clone(),
+            principal: info.principal.clone(),
+            host: info.peer.ip(),
+        }
+    }
+
+    /// Whether an authorizer is on (without one everything is allowed).
+    pub fn enabled(&self) -> bool {
+        self.authorizer.is_some()
+    }
+
+    /// Whether `operation` on the resource is allowed.
+    pub fn allows(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        self.authorizer.as_ref().is_none_or(|a| {
+            a.authorize(
+                &self.image.security.acls,
+                &self.principal,
+                self.host,
+                operation,
+                resource_type,
+                name,
+            )
+        })
+    }
+
+    /// Whether `operation` on the cluster is allowed.
+    pub fn allows_cluster(&self, operation: i8) -> bool {
+        self.allows(operation, acl::resource::CLUSTER, acl::CLUSTER_NAME)
+    }
+
+    /// Whether `operation` is allowed on some resource of the type (Kafka's
+    /// `authorizeByResourceType`).
+    pub fn allows_any(&self, operation: i8, resource_type: i8) -> bool {
+        self.authorizer.as_ref().is_none_or(|a| {
+            a.authorize_any(
+                &self.image.security.acls,
+                &self.principal,
+                self.host,
+                operation,
+                resource_type,
+            )
+        })
+    }
+
+    /// The `authorized_operations` field of a resource.
+    pub fn operations(&self, requested: bool, resource_type: i8, name: &str) -> i32 {
+        authorized_operations::field(requested, resource_type, |op| {
+            self.allows(op, resource_type, name)
+        })
+    }
 }
 
 /// A Kafka error: code plus an optional message for the response.

@@ -5,6 +5,19 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use super::security::{ScramChange, SecurityImage, SecurityRecord};
+
+/// One advertised listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The listener name.
+    pub name: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u16,
+}
+
 /// A broker as registered with the controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
@@ -27,6 +40,22 @@ pub struct BrokerRegistration {
     /// before it is unfenced.
     #[serde(default)]
     pub registered_at: u64,
+    /// Every advertised listener (registrations written before there were several hold only
+    /// `host` and `port`).
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl BrokerRegistration {
+    /// The address clients of `listener` use: that listener's endpoint, else the primary one.
+    pub fn endpoint(&self, listener: &str) -> (&str, u16) {
+        self.endpoints
+            .iter()
+            .find(|e| e.name == listener)
+            .map_or((self.host.as_str(), self.port), |e| {
+                (e.host.as_str(), e.port)
+            })
+    }
 }
 
 /// One partition's replica assignment and leadership.
@@ -151,6 +180,9 @@ pub struct MetadataImage {
     /// Committed records that were invalid and skipped instead of applied.
     #[serde(default)]
     pub invalid_records_skipped: u64,
+    /// SCRAM credentials and ACLs.
+    #[serde(default)]
+    pub security: SecurityImage,
 }
 
 /// A change to the metadata image; the Raft log is a sequence of these.
@@ -209,6 +241,8 @@ pub enum MetadataRecord {
         partition: i32,
         target: Option<Vec<i32>>,
     },
+    /// Changes SCRAM credentials or ACLs.
+    Security(SecurityRecord),
 }
 
 /// The most partitions one record may create (what one request may add).
@@ -255,6 +289,7 @@ impl MetadataRecord {
             MetadataRecord::InitCluster { cluster_id } if cluster_id.is_empty() => {
                 Err("InitCluster: empty cluster id".into())
             }
+            MetadataRecord::Security(record) => record.validate(),
             MetadataRecord::RegisterBroker(b) if b.id < 0 => {
                 Err(format!("RegisterBroker: negative id {}", b.id))
             }
@@ -313,6 +348,7 @@ impl MetadataImage {
                     self.cluster_id = cluster_id.clone();
                 }
             }
+            MetadataRecord::Security(record) => record.apply(&mut self.security),
             MetadataRecord::RegisterBroker(registration) => {
                 let previous = self.brokers.get(&registration.id);
                 if previous.is_some_and(|b| b.incarnation == registration.incarnation) {
@@ -753,6 +789,7 @@ mod tests {
             incarnation: Uuid::new_v4(),
             fenced: false,
             registered_at: 0,
+            endpoints: Vec::new(),
         };
         image
             .apply(&MetadataRecord::RegisterBroker(registration))

@@ -1,6 +1,10 @@
 //! Serves the controller listener: one task per connection, requests answered in order.
+//! On SSL the listener requires client certificates (mutual TLS), and with the authorizer on
+//! only principals allowed ClusterAction on the cluster may call it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -8,11 +12,27 @@ use tracing::{debug, warn};
 
 use super::rpc::{read_frame, write_frame, Request};
 use super::Controller;
+use crate::network::Transport;
+use crate::security::acl::{operation, resource, AuthorizerSettings, CLUSTER_NAME};
+use crate::security::principal::{subject_dn, Principal};
+use crate::security::ListenerSecurity;
+
+/// How long a peer has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who may use the controller listener.
+pub struct ControllerAccess {
+    /// The listener's TLS and principal mapping.
+    pub security: Arc<ListenerSecurity>,
+    /// The authorizer, when enabled.
+    pub authorizer: Option<Arc<AuthorizerSettings>>,
+}
 
 /// Accepts controller connections until shutdown.
 pub async fn serve(
     listener: TcpListener,
     controller: Arc<Controller>,
+    access: Arc<ControllerAccess>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -21,7 +41,15 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     let controller = controller.clone();
                     let shutdown = shutdown.clone();
+                    let access = access.clone();
                     tokio::spawn(async move {
+                        let stream = match admit(stream, peer, &controller, &access).await {
+                            Ok(stream) => stream,
+                            Err(reason) => {
+                                warn!(%peer, %reason, "controller listener refused a connection");
+                                return;
+                            }
+                        };
                         if let Err(e) = serve_connection(stream, controller, shutdown).await {
                             debug!(%peer, error = %e, "controller connection closed");
                         }
@@ -34,12 +62,52 @@ pub async fn serve(
     }
 }
 
+/// The TLS handshake (SSL) and the ClusterAction check (authorizer on, SSL).
+async fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    controller: &Controller,
+    access: &ControllerAccess,
+) -> Result<Box<dyn Transport>, String> {
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let Some(tls) = &access.security.tls else {
+        return Ok(Box::new(stream));
+    };
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.get().accept(stream))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("no client certificate")?;
+    let dn = subject_dn(cert).map_err(|e| e.to_string())?;
+    let principal = Principal::user(access.security.mapper.map(&dn).map_err(|e| e.to_string())?);
+    if let Some(authorizer) = &access.authorizer {
+        let image = controller.image();
+        if !authorizer.authorize(
+            &image.security.acls,
+            &principal,
+            peer.ip(),
+            operation::CLUSTER_ACTION,
+            resource::CLUSTER,
+            CLUSTER_NAME,
+        ) {
+            return Err(format!(
+                "{principal} is not allowed ClusterAction on the cluster"
+            ));
+        }
+    }
+    Ok(Box::new(stream))
+}
+
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: Box<dyn Transport>,
     controller: Arc<Controller>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
     loop {
         let request: Request = tokio::select! {
             request = read_frame(&mut stream) => match request? {

@@ -5,6 +5,7 @@ pub mod image;
 pub mod listener;
 mod network;
 pub mod rpc;
+pub mod security;
 mod state_machine;
 mod store;
 
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::config::{BrokerConfig, Role, Voter};
 use crate::log::write_file_atomic;
+use crate::security::tls::ClientTls;
 use image::{MetadataImage, MetadataRecord};
 use rpc::{Heartbeat, HeartbeatReply, QuorumError, Request, Response, RpcClient};
 
@@ -79,6 +81,8 @@ pub struct Controller {
     /// When each broker last heartbeated to this node while it was the active controller.
     heartbeats: Mutex<HashMap<i32, Instant>>,
     broker_image_path: PathBuf,
+    /// TLS for connections to the other voters, when the controller listener is SSL.
+    tls: Option<Arc<ClientTls>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -88,7 +92,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Controller {
     /// Opens the metadata log under the first `log.dirs` entry and starts the Raft voter
     /// (controller role), or loads the local copy of the image (broker-only).
-    pub async fn start(config: &BrokerConfig) -> Result<Self, ControllerError> {
+    pub async fn start(
+        config: &BrokerConfig,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Result<Self, ControllerError> {
         let startup = |e: &dyn std::fmt::Display| ControllerError::Startup(e.to_string());
         let dir = config.log_dirs[0].join("__cluster_metadata-0");
         std::fs::create_dir_all(&dir).map_err(|e| startup(&e))?;
@@ -96,7 +103,7 @@ impl Controller {
         let (publisher, image) = watch::channel(Arc::new(MetadataImage::default()));
         let publisher = Arc::new(publisher);
         let raft = if config.has_role(Role::Controller) {
-            Some(Self::start_voter(config, &dir, publisher.clone()).await?)
+            Some(Self::start_voter(config, &dir, publisher.clone(), tls.clone()).await?)
         } else {
             if let Ok(bytes) = std::fs::read(&broker_image_path) {
                 match serde_json::from_slice::<MetadataImage>(&bytes) {
@@ -117,6 +124,7 @@ impl Controller {
             reported_leader: Mutex::new(None),
             heartbeats: Mutex::new(HashMap::new()),
             broker_image_path,
+            tls,
         })
     }
 
@@ -124,6 +132,7 @@ impl Controller {
         config: &BrokerConfig,
         dir: &std::path::Path,
         publisher: Arc<watch::Sender<Arc<MetadataImage>>>,
+        tls: Option<Arc<ClientTls>>,
     ) -> Result<Raft<TypeConfig>, ControllerError> {
         let startup = |e: &dyn std::fmt::Display| ControllerError::Startup(e.to_string());
         let log_store = store::LogStore::open(dir).map_err(|e| startup(&e))?;
@@ -145,7 +154,7 @@ impl Controller {
         let raft = Raft::new(
             config.node_id as u64,
             Arc::new(raft_config),
-            network::QuorumNetwork,
+            network::QuorumNetwork { tls },
             log_store,
             state_machine,
         )
@@ -298,7 +307,7 @@ impl Controller {
                 let voter = self.voters.iter().find(|v| v.id == to);
                 match voter {
                     Some(v) => {
-                        RpcClient::new(format!("{}:{}", v.host, v.port))
+                        RpcClient::new(&v.host, v.port, self.tls.clone())
                             .call(&request, CALL_TIMEOUT)
                             .await
                     }
@@ -528,7 +537,7 @@ impl Controller {
         loop {
             let v = &self.voters[voter % self.voters.len()];
             let rpc =
-                client.get_or_insert_with(|| RpcClient::new(format!("{}:{}", v.host, v.port)));
+                client.get_or_insert_with(|| RpcClient::new(&v.host, v.port, self.tls.clone()));
             let after = self.image().applied_index;
             let request = Request::FetchImage {
                 after,

@@ -1,5 +1,6 @@
 //! Raft transport for the metadata quorum: every RPC crosses the controller listener.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -14,11 +15,15 @@ use openraft::BasicNode;
 
 use super::rpc::{Request, Response, RpcClient};
 use super::TypeConfig;
+use crate::security::tls::ClientTls;
 
 type NodeId = u64;
 
 /// Opens connections to the other voters, addressed by the `BasicNode` of the membership.
-pub struct QuorumNetwork;
+pub struct QuorumNetwork {
+    /// TLS, when the controller listener is SSL.
+    pub tls: Option<Arc<ClientTls>>,
+}
 
 /// A connection to one voter.
 pub struct PeerConnection {
@@ -32,7 +37,7 @@ impl RaftNetworkFactory<TypeConfig> for QuorumNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         PeerConnection {
             target,
-            client: RpcClient::new(node.addr.clone()),
+            client: RpcClient::from_address(&node.addr, self.tls.clone()),
         }
     }
 }

@@ -14,12 +14,14 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use super::image::{MetadataImage, MetadataRecord};
 use super::{ApplyResult, TypeConfig};
+use crate::network::Transport;
+use crate::security::tls::ClientTls;
 
 type NodeId = u64;
 
@@ -103,16 +105,23 @@ pub enum Response {
 }
 
 /// Writes one frame.
-pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
+pub async fn write_frame<T: Serialize>(
+    stream: &mut (impl AsyncWrite + Unpin),
+    message: &T,
+) -> io::Result<()> {
     let json = serde_json::to_vec(message)?;
     let mut frame = Vec::with_capacity(json.len() + 4);
     frame.extend_from_slice(&(json.len() as u32).to_be_bytes());
     frame.extend_from_slice(&json);
-    stream.write_all(&frame).await
+    stream.write_all(&frame).await?;
+    // TLS holds written bytes until flushed.
+    stream.flush().await
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<Option<T>> {
+pub async fn read_frame<T: DeserializeOwned>(
+    stream: &mut (impl AsyncRead + Unpin),
+) -> io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -146,14 +155,32 @@ pub fn decode_frame<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
 /// A connection to one controller, opened on first use and reopened after any error.
 pub struct RpcClient {
     address: String,
-    stream: Option<TcpStream>,
+    host: String,
+    tls: Option<Arc<ClientTls>>,
+    stream: Option<Box<dyn Transport>>,
 }
 
 impl RpcClient {
-    /// A client for `host:port`; nothing is connected yet.
-    pub fn new(address: String) -> Self {
+    /// A client for `host:port`, over TLS when `tls` is given; nothing is connected yet.
+    pub fn new(host: &str, port: u16, tls: Option<Arc<ClientTls>>) -> Self {
         RpcClient {
-            address,
+            address: format!("{host}:{port}"),
+            host: host.to_string(),
+            tls,
+            stream: None,
+        }
+    }
+
+    /// A client for an address written `host:port`.
+    pub fn from_address(address: &str, tls: Option<Arc<ClientTls>>) -> Self {
+        let host = address
+            .rsplit_once(':')
+            .map_or(address, |(host, _)| host)
+            .trim_matches(['[', ']']);
+        RpcClient {
+            address: address.to_string(),
+            host: host.to_string(),
+            tls,
             stream: None,
         }
     }
@@ -178,7 +205,10 @@ impl RpcClient {
         if self.stream.is_none() {
             let stream = TcpStream::connect(&self.address).await?;
             stream.set_nodelay(true)?;
-            self.stream = Some(stream);
+            self.stream = Some(match &self.tls {
+                Some(tls) => Box::new(tls.connect(stream, &self.host).await?),
+                None => Box::new(stream),
+            });
         }
         let stream = self.stream.as_mut().expect("connected above");
         write_frame(stream, request).await?;

@@ -1167,6 +1167,103 @@ mod tests {
             .with_unknown_tagged_fields(tags(v, 0))
     }
 
+    fn sasl_handshake(_v: i16, full: bool) -> SaslHandshakeRequest {
+        SaslHandshakeRequest::default().with_mechanism(s(if full { "SCRAM-SHA-512" } else { "" }))
+    }
+
+    fn sasl_authenticate(v: i16, full: bool) -> SaslAuthenticateRequest {
+        SaslAuthenticateRequest::default()
+            .with_auth_bytes(if full {
+                Bytes::from_static(b"n,,n=alice,r=nonce")
+            } else {
+                Bytes::new()
+            })
+            .with_unknown_tagged_fields(tags(v, 2))
+    }
+
+    fn acl_filter_fields(full: bool) -> (Option<StrBytes>, Option<StrBytes>, Option<StrBytes>) {
+        if full {
+            (Some(s("orders-")), Some(s("User:alice")), Some(s("*")))
+        } else {
+            (None, None, None)
+        }
+    }
+
+    fn describe_acls(v: i16, full: bool) -> DescribeAclsRequest {
+        let (name, principal, host) = acl_filter_fields(full);
+        DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(name)
+            .with_pattern_type_filter(4)
+            .with_principal_filter(principal)
+            .with_host_filter(host)
+            .with_operation(4)
+            .with_permission_type(3)
+            .with_unknown_tagged_fields(tags(v, 2))
+    }
+
+    fn create_acls(v: i16, full: bool) -> CreateAclsRequest {
+        use kafka_protocol::messages::create_acls_request::*;
+        let creation = AclCreation::default()
+            .with_resource_type(2)
+            .with_resource_name(s("orders-"))
+            .with_resource_pattern_type(4)
+            .with_principal(s("User:alice"))
+            .with_host(s("*"))
+            .with_operation(4)
+            .with_permission_type(3)
+            .with_unknown_tagged_fields(tags(v, 2));
+        CreateAclsRequest::default()
+            .with_creations(if full { vec![creation] } else { vec![] })
+            .with_unknown_tagged_fields(tags(v, 2))
+    }
+
+    fn delete_acls(v: i16, full: bool) -> DeleteAclsRequest {
+        use kafka_protocol::messages::delete_acls_request::*;
+        let (name, principal, host) = acl_filter_fields(full);
+        let filter = DeleteAclsFilter::default()
+            .with_resource_type_filter(1)
+            .with_resource_name_filter(name)
+            .with_pattern_type_filter(1)
+            .with_principal_filter(principal)
+            .with_host_filter(host)
+            .with_operation(1)
+            .with_permission_type(1)
+            .with_unknown_tagged_fields(tags(v, 2));
+        DeleteAclsRequest::default()
+            .with_filters(vec![filter])
+            .with_unknown_tagged_fields(tags(v, 2))
+    }
+
+    fn describe_user_scram_credentials(v: i16, full: bool) -> DescribeUserScramCredentialsRequest {
+        use kafka_protocol::messages::describe_user_scram_credentials_request::*;
+        let user = UserName::default()
+            .with_name(s("alice"))
+            .with_unknown_tagged_fields(tags(v, 0));
+        DescribeUserScramCredentialsRequest::default()
+            .with_users(full.then(|| vec![user]))
+            .with_unknown_tagged_fields(tags(v, 0))
+    }
+
+    fn alter_user_scram_credentials(v: i16, full: bool) -> AlterUserScramCredentialsRequest {
+        use kafka_protocol::messages::alter_user_scram_credentials_request::*;
+        let deletion = ScramCredentialDeletion::default()
+            .with_name(s("bob"))
+            .with_mechanism(1)
+            .with_unknown_tagged_fields(tags(v, 0));
+        let upsertion = ScramCredentialUpsertion::default()
+            .with_name(s("alice"))
+            .with_mechanism(2)
+            .with_iterations(8192)
+            .with_salt(Bytes::from_static(b"salt"))
+            .with_salted_password(Bytes::from(vec![7u8; 64]))
+            .with_unknown_tagged_fields(tags(v, 0));
+        AlterUserScramCredentialsRequest::default()
+            .with_deletions(if full { vec![deletion] } else { vec![] })
+            .with_upsertions(if full { vec![upsertion] } else { vec![] })
+            .with_unknown_tagged_fields(tags(v, 0))
+    }
+
     /// A realistic request of `api` at version `v`, and the versions kafka-protocol encodes.
     fn sample(api: ApiKey, v: i16, full: bool) -> (RequestKind, VersionRange) {
         fn kind<T: kafka_protocol::protocol::Message + Into<RequestKind>>(
@@ -1204,6 +1301,13 @@ mod tests {
             ApiKey::ElectLeaders => kind(elect_leaders(v, full)),
             ApiKey::AlterPartitionReassignments => kind(alter_partition_reassignments(v, full)),
             ApiKey::ListPartitionReassignments => kind(list_partition_reassignments(v, full)),
+            ApiKey::SaslHandshake => kind(sasl_handshake(v, full)),
+            ApiKey::SaslAuthenticate => kind(sasl_authenticate(v, full)),
+            ApiKey::DescribeAcls => kind(describe_acls(v, full)),
+            ApiKey::CreateAcls => kind(create_acls(v, full)),
+            ApiKey::DeleteAcls => kind(delete_acls(v, full)),
+            ApiKey::DescribeUserScramCredentials => kind(describe_user_scram_credentials(v, full)),
+            ApiKey::AlterUserScramCredentials => kind(alter_user_scram_credentials(v, full)),
             other => panic!("no sample request for {other:?}: add one with the API"),
         }
     }
@@ -1837,8 +1941,8 @@ mod tests {
         );
         let error = check_request_body(ApiKey::Produce, 2, &[]).unwrap_err();
         assert_eq!(error.reason, Reason::UnknownVersion(2));
-        let error = check_request_body(ApiKey::SaslHandshake, 1, &[]).unwrap_err();
-        assert_eq!(error.reason, Reason::UnknownApi(17));
+        let error = check_request_body(ApiKey::WriteTxnMarkers, 1, &[]).unwrap_err();
+        assert_eq!(error.reason, Reason::UnknownApi(27));
     }
 
     #[test]

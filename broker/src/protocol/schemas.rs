@@ -23,14 +23,19 @@ pub static REQUESTS: &[Message] = &[
     Message { api_key: 14, name: "SyncGroupRequest", valid: V(0, 5), flexible: V(4, MAX), fields: SYNC_GROUP_REQUEST },
     Message { api_key: 15, name: "DescribeGroupsRequest", valid: V(0, 6), flexible: V(5, MAX), fields: DESCRIBE_GROUPS_REQUEST },
     Message { api_key: 16, name: "ListGroupsRequest", valid: V(0, 5), flexible: V(3, MAX), fields: LIST_GROUPS_REQUEST },
+    Message { api_key: 17, name: "SaslHandshakeRequest", valid: V(0, 1), flexible: NONE, fields: SASL_HANDSHAKE_REQUEST },
     Message { api_key: 18, name: "ApiVersionsRequest", valid: V(0, 4), flexible: V(3, MAX), fields: API_VERSIONS_REQUEST },
     Message { api_key: 19, name: "CreateTopicsRequest", valid: V(2, 7), flexible: V(5, MAX), fields: CREATE_TOPICS_REQUEST },
     Message { api_key: 20, name: "DeleteTopicsRequest", valid: V(1, 6), flexible: V(4, MAX), fields: DELETE_TOPICS_REQUEST },
     Message { api_key: 21, name: "DeleteRecordsRequest", valid: V(0, 2), flexible: V(2, MAX), fields: DELETE_RECORDS_REQUEST },
     Message { api_key: 22, name: "InitProducerIdRequest", valid: V(0, 6), flexible: V(2, MAX), fields: INIT_PRODUCER_ID_REQUEST },
     Message { api_key: 23, name: "OffsetForLeaderEpochRequest", valid: V(2, 4), flexible: V(4, MAX), fields: OFFSET_FOR_LEADER_EPOCH_REQUEST },
+    Message { api_key: 29, name: "DescribeAclsRequest", valid: V(1, 3), flexible: V(2, MAX), fields: DESCRIBE_ACLS_REQUEST },
+    Message { api_key: 30, name: "CreateAclsRequest", valid: V(1, 3), flexible: V(2, MAX), fields: CREATE_ACLS_REQUEST },
+    Message { api_key: 31, name: "DeleteAclsRequest", valid: V(1, 3), flexible: V(2, MAX), fields: DELETE_ACLS_REQUEST },
     Message { api_key: 32, name: "DescribeConfigsRequest", valid: V(1, 4), flexible: V(4, MAX), fields: DESCRIBE_CONFIGS_REQUEST },
     Message { api_key: 33, name: "AlterConfigsRequest", valid: V(0, 2), flexible: V(2, MAX), fields: ALTER_CONFIGS_REQUEST },
+    Message { api_key: 36, name: "SaslAuthenticateRequest", valid: V(0, 2), flexible: V(2, MAX), fields: SASL_AUTHENTICATE_REQUEST },
     Message { api_key: 37, name: "CreatePartitionsRequest", valid: V(0, 3), flexible: V(2, MAX), fields: CREATE_PARTITIONS_REQUEST },
     Message { api_key: 42, name: "DeleteGroupsRequest", valid: V(0, 2), flexible: V(2, MAX), fields: DELETE_GROUPS_REQUEST },
     Message { api_key: 43, name: "ElectLeadersRequest", valid: V(0, 2), flexible: V(2, MAX), fields: ELECT_LEADERS_REQUEST },
@@ -38,6 +43,8 @@ pub static REQUESTS: &[Message] = &[
     Message { api_key: 45, name: "AlterPartitionReassignmentsRequest", valid: V(0, 1), flexible: V(0, MAX), fields: ALTER_PARTITION_REASSIGNMENTS_REQUEST },
     Message { api_key: 46, name: "ListPartitionReassignmentsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: LIST_PARTITION_REASSIGNMENTS_REQUEST },
     Message { api_key: 47, name: "OffsetDeleteRequest", valid: V(0, 0), flexible: NONE, fields: OFFSET_DELETE_REQUEST },
+    Message { api_key: 50, name: "DescribeUserScramCredentialsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST },
+    Message { api_key: 51, name: "AlterUserScramCredentialsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: ALTER_USER_SCRAM_CREDENTIALS_REQUEST },
     Message { api_key: 60, name: "DescribeClusterRequest", valid: V(0, 2), flexible: V(0, MAX), fields: DESCRIBE_CLUSTER_REQUEST },
 ];
 
@@ -275,6 +282,11 @@ const LIST_GROUPS_REQUEST: &[Field] = &[
     Field::new("TypesFilter", Array(&String), V(5, MAX)),
 ];
 
+/// SaslHandshakeRequest
+const SASL_HANDSHAKE_REQUEST: &[Field] = &[
+    Field::new("Mechanism", String, V(0, MAX)),
+];
+
 /// ApiVersionsRequest
 const API_VERSIONS_REQUEST: &[Field] = &[
     Field::new("ClientSoftwareName", String, V(3, MAX)),
@@ -369,6 +381,49 @@ const OFFSET_FOR_LEADER_EPOCH_OFFSET_FOR_LEADER_PARTITION: &[Field] = &[
     Field::new("LeaderEpoch", Int32, V(0, MAX)),
 ];
 
+/// DescribeAclsRequest
+const DESCRIBE_ACLS_REQUEST: &[Field] = &[
+    Field::new("ResourceTypeFilter", Int8, V(0, MAX)),
+    Field::new("ResourceNameFilter", String, V(0, MAX)).nullable(V(0, MAX)),
+    Field::new("PatternTypeFilter", Int8, V(1, MAX)),
+    Field::new("PrincipalFilter", String, V(0, MAX)).nullable(V(0, MAX)),
+    Field::new("HostFilter", String, V(0, MAX)).nullable(V(0, MAX)),
+    Field::new("Operation", Int8, V(0, MAX)),
+    Field::new("PermissionType", Int8, V(0, MAX)),
+];
+
+/// CreateAclsRequest
+const CREATE_ACLS_REQUEST: &[Field] = &[
+    Field::new("Creations", Array(&Struct(CREATE_ACLS_ACL_CREATION)), V(0, MAX)),
+];
+
+/// CreateAclsRequest.Creations (AclCreation)
+const CREATE_ACLS_ACL_CREATION: &[Field] = &[
+    Field::new("ResourceType", Int8, V(0, MAX)),
+    Field::new("ResourceName", String, V(0, MAX)),
+    Field::new("ResourcePatternType", Int8, V(1, MAX)),
+    Field::new("Principal", String, V(0, MAX)),
+    Field::new("Host", String, V(0, MAX)),
+    Field::new("Operation", Int8, V(0, MAX)),
+    Field::new("PermissionType", Int8, V(0, MAX)),
+];
+
+/// DeleteAclsRequest
+const DELETE_ACLS_REQUEST: &[Field] = &[
+    Field::new("Filters", Array(&Struct(DELETE_ACLS_FILTER)), V(0, MAX)),
+];
+
+/// DeleteAclsRequest.Filters (DeleteAclsFilter)
+const DELETE_ACLS_FILTER: &[Field] = &[
+    Field::new("ResourceTypeFilter", Int8, V(0, MAX)),
+    Field::new("ResourceNameFilter", String, V(0, MAX)).nullable(V(0, MAX)),
+    Field::new("PatternTypeFilter", Int8, V(1, MAX)),
+    Field::new("PrincipalFilter", String, V(0, MAX)).nullable(V(0, MAX)),
+    Field::new("HostFilter", String, V(0, MAX)).nullable(V(0, MAX)),
+    Field::new("Operation", Int8, V(0, MAX)),
+    Field::new("PermissionType", Int8, V(0, MAX)),
+];
+
 /// DescribeConfigsRequest
 const DESCRIBE_CONFIGS_REQUEST: &[Field] = &[
     Field::new("Resources", Array(&Struct(DESCRIBE_CONFIGS_RESOURCE)), V(0, MAX)),
@@ -400,6 +455,11 @@ const ALTER_CONFIGS_RESOURCE: &[Field] = &[
 const ALTER_CONFIGS_ALTERABLE_CONFIG: &[Field] = &[
     Field::new("Name", String, V(0, MAX)),
     Field::new("Value", String, V(0, MAX)).nullable(V(0, MAX)),
+];
+
+/// SaslAuthenticateRequest
+const SASL_AUTHENTICATE_REQUEST: &[Field] = &[
+    Field::new("AuthBytes", Bytes, V(0, MAX)),
 ];
 
 /// CreatePartitionsRequest
@@ -505,6 +565,37 @@ const OFFSET_DELETE_REQUEST_TOPIC: &[Field] = &[
 /// OffsetDeleteRequest.Topics.Partitions (OffsetDeleteRequestPartition)
 const OFFSET_DELETE_REQUEST_PARTITION: &[Field] = &[
     Field::new("PartitionIndex", Int32, V(0, MAX)),
+];
+
+/// DescribeUserScramCredentialsRequest
+const DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST: &[Field] = &[
+    Field::new("Users", Array(&Struct(DESCRIBE_USER_SCRAM_CREDENTIALS_USER_NAME)), V(0, MAX)).nullable(V(0, MAX)),
+];
+
+/// DescribeUserScramCredentialsRequest.Users (UserName)
+const DESCRIBE_USER_SCRAM_CREDENTIALS_USER_NAME: &[Field] = &[
+    Field::new("Name", String, V(0, MAX)),
+];
+
+/// AlterUserScramCredentialsRequest
+const ALTER_USER_SCRAM_CREDENTIALS_REQUEST: &[Field] = &[
+    Field::new("Deletions", Array(&Struct(ALTER_USER_SCRAM_CREDENTIALS_SCRAM_CREDENTIAL_DELETION)), V(0, MAX)),
+    Field::new("Upsertions", Array(&Struct(ALTER_USER_SCRAM_CREDENTIALS_SCRAM_CREDENTIAL_UPSERTION)), V(0, MAX)),
+];
+
+/// AlterUserScramCredentialsRequest.Deletions (ScramCredentialDeletion)
+const ALTER_USER_SCRAM_CREDENTIALS_SCRAM_CREDENTIAL_DELETION: &[Field] = &[
+    Field::new("Name", String, V(0, MAX)),
+    Field::new("Mechanism", Int8, V(0, MAX)),
+];
+
+/// AlterUserScramCredentialsRequest.Upsertions (ScramCredentialUpsertion)
+const ALTER_USER_SCRAM_CREDENTIALS_SCRAM_CREDENTIAL_UPSERTION: &[Field] = &[
+    Field::new("Name", String, V(0, MAX)),
+    Field::new("Mechanism", Int8, V(0, MAX)),
+    Field::new("Iterations", Int32, V(0, MAX)),
+    Field::new("Salt", Bytes, V(0, MAX)),
+    Field::new("SaltedPassword", Bytes, V(0, MAX)),
 ];
 
 /// DescribeClusterRequest

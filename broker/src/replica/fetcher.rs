@@ -20,7 +20,11 @@ use crate::api::topic_name;
 use crate::log::manager::{LogManager, TopicPartition};
 use crate::log::{AppendError, PartitionLog};
 use crate::metadata::Controller;
+use crate::security::{login, Outgoing};
 use strom_client::BrokerConnection;
+
+/// How long connecting, TLS and SASL to a leader may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a fetcher needs besides its partitions.
 #[derive(Clone)]
@@ -33,6 +37,10 @@ pub struct FetcherSettings {
     pub max_wait_ms: i32,
     /// `replica.fetch.backoff.ms`.
     pub backoff: Duration,
+    /// The inter-broker listener, whose endpoint of the leader is fetched from.
+    pub listener: String,
+    /// TLS and SASL for that listener.
+    pub security: Outgoing,
 }
 
 /// One partition a fetcher copies.
@@ -173,10 +181,18 @@ impl FetchLoop {
             let broker = image.brokers.get(&self.leader).ok_or_else(|| {
                 std::io::Error::other(format!("leader {} is not registered", self.leader))
             })?;
-            let address = format!("{}:{}", broker.host, broker.port);
+            let (host, port) = broker.endpoint(&self.settings.listener);
+            let host = host.to_string();
             let client_id = format!("strom-replica-fetcher-{}", self.settings.me);
-            self.connection =
-                Some(BrokerConnection::connect(&address, client_id, Duration::from_secs(5)).await?);
+            let connection = login::connect(
+                &host,
+                port,
+                client_id,
+                &self.settings.security,
+                CONNECT_TIMEOUT,
+            )
+            .await?;
+            self.connection = Some(connection);
         }
         Ok(self.connection.as_mut().expect("connected above"))
     }

@@ -18,6 +18,7 @@ use crate::log::manager::{LogManager, TopicPartition};
 use crate::log::segment::now_ms;
 use crate::metadata::image::{MetadataImage, MetadataRecord};
 use crate::metadata::Controller;
+use crate::security::Outgoing;
 use crate::shutdown::unless_shutdown;
 use fetcher::{Fetcher, FetcherSettings};
 
@@ -37,6 +38,7 @@ impl ReplicaManager {
     /// A manager with no fetchers yet.
     pub fn new(
         config: &BrokerConfig,
+        security: Outgoing,
         controller: Arc<Controller>,
         logs: Arc<LogManager>,
         isr_changes: IntCounterVec,
@@ -51,6 +53,8 @@ impl ReplicaManager {
                 partition_max_bytes: config.int("replica.fetch.max.bytes"),
                 max_wait_ms: config.int("replica.fetch.wait.max.ms"),
                 backoff: Duration::from_millis(config.int("replica.fetch.backoff.ms") as u64),
+                listener: config.inter_broker_listener.clone(),
+                security,
             },
             lag_ms: config.long("replica.lag.time.max.ms"),
             fetchers: Mutex::new(HashMap::new()),
