@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust unit and integration tests, the real-client
-# compatibility and cluster fault suites against a release build of the broker, then a local
-# Kubernetes for the smoke test, the operator suite and the end-to-end suite.
+# compatibility, hostile-client, security and cluster fault suites against a release build of the
+# broker, then a local Kubernetes for the smoke test, the operator suite and the end-to-end suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
@@ -42,6 +42,9 @@ BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:
 
 step "hostile-client suite (wire bombs, hostile batches, connection floods and limits)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/hostile
+
+step "security suite (TLS, mTLS, SASL PLAIN/SCRAM, ACLs, real clients)"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/security
 
 step "cluster fault suite (several brokers, kill -9, SIGSTOP, restarts)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/cluster

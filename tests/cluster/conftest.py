@@ -24,8 +24,9 @@ class Node:
     """One strom-broker process with its own ports and data directory, on loopback or inside
     a network namespace (`netns`) with its own address."""
 
-    def __init__(self, node_id, roles, data_dir, voters, overrides, netns=None):
+    def __init__(self, node_id, roles, data_dir, voters, overrides, netns=None, listener="PLAINTEXT"):
         self.id = node_id
+        self.listener = listener
         self.roles = roles
         self.data_dir = Path(data_dir)
         self.netns = netns
@@ -55,7 +56,7 @@ class Node:
     def launch(self):
         listeners = []
         if self.is_broker:
-            listeners.append(f"PLAINTEXT://{self.host}:{self.port}")
+            listeners.append(f"{self.listener}://{self.host}:{self.port}")
         if self.is_controller:
             listeners.append(f"CONTROLLER://{self.host}:{self.controller_port}")
         props = {
@@ -177,17 +178,22 @@ class Network:
 
 class Cluster:
     """Combined nodes (broker,controller) or dedicated controllers plus brokers, on loopback
-    or each in its own network namespace."""
+    or each in its own network namespace. Brokers serve one client listener named `listener`;
+    the suite's own clients (admin) add `client_config` (TLS or SASL settings) to theirs.
+    `node_overrides(node_id)` adds properties of one node (its own certificate)."""
 
-    def __init__(self, base, combined=0, controllers=0, brokers=0, overrides=None, network=None):
+    def __init__(self, base, combined=0, controllers=0, brokers=0, overrides=None, network=None,
+                 listener="PLAINTEXT", client_config=None, node_overrides=None):
         self.nodes = []
         self.network = network
+        self.client_config = dict(client_config or {})
         overrides = dict(overrides or {})
         voters = lambda: ",".join(f"{n.id}@{n.host}:{n.controller_port}" for n in self.nodes if n.is_controller)
         layout = [["broker", "controller"]] * combined + [["controller"]] * controllers + [["broker"]] * brokers
         for i, roles in enumerate(layout, start=1):
             netns = network.namespace() if network else None
-            self.nodes.append(Node(i, roles, Path(base) / f"node{i}", voters, overrides, netns))
+            own = {**overrides, **(node_overrides(i) if node_overrides else {})}
+            self.nodes.append(Node(i, roles, Path(base) / f"node{i}", voters, own, netns, listener))
 
     @property
     def brokers(self):
@@ -222,7 +228,7 @@ class Cluster:
             self.network.delete()
 
     def admin(self):
-        return AdminClient({"bootstrap.servers": self.bootstrap})
+        return AdminClient({"bootstrap.servers": self.bootstrap, **self.client_config})
 
     def create_topic(self, name, partitions=3, replication=3, config=None):
         admin = self.admin()

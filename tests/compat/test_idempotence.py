@@ -10,6 +10,7 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import free_port
+from wire import read_exactly
 
 PRODUCE = 0
 
@@ -41,21 +42,11 @@ class DroppingProxy:
             threading.Thread(target=self._client_to_broker, args=(client, upstream, cut), daemon=True).start()
             threading.Thread(target=self._broker_to_client, args=(upstream, client, cut), daemon=True).start()
 
-    @staticmethod
-    def _read_exact(sock, n):
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
-
     def _client_to_broker(self, client, upstream, cut):
         try:
             while True:
-                size = self._read_exact(client, 4)
-                body = self._read_exact(client, struct.unpack(">i", size)[0])
+                size = read_exactly(client, 4)
+                body = read_exactly(client, struct.unpack(">i", size)[0])
                 drop = False
                 if struct.unpack(">h", body[:2])[0] == PRODUCE:
                     with self.lock:

@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from wire import read_exactly
 
 # (case, baseline MiB, peak MiB, bound MiB) of every check, for the run's summary.
 MEASURED = []
@@ -147,16 +148,6 @@ def answers_api_versions(sock, correlation=7):
     body = read_exactly(sock, size)
     got, error, count = struct.unpack_from(">ihi", body)
     return (got, error) == (correlation, 0) and count > 5
-
-
-def read_exactly(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed by the broker")
-        data += chunk
-    return data
 
 
 def closed_without_answer(sock, timeout=10):

@@ -15,14 +15,19 @@ BROKER_BIN = Path(os.environ.get("BROKER_BIN", ROOT / "target" / "release" / "st
 
 
 class Broker:
-    """One strom-broker process on loopback ports with its own data directory."""
+    """One strom-broker process on loopback ports with its own data directory: one port per
+    client listener in `listeners` (names, PLAINTEXT by default; `port` is the first one's),
+    a controller listener, `overrides` as `--override key=value` and `extra_args` appended to
+    the command line."""
 
-    def __init__(self, data_dir, overrides=None):
+    def __init__(self, data_dir, overrides=None, extra_args=(), listeners=("PLAINTEXT",)):
         self.data_dir = Path(data_dir)
-        self.port = free_port()
+        self.ports = {name: free_port() for name in listeners}
+        self.port = self.ports[listeners[0]]
         self.controller_port = free_port()
         self.http_port = free_port()
         self.overrides = dict(overrides or {})
+        self.extra_args = list(extra_args)
         self.proc = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
 
@@ -30,9 +35,14 @@ class Broker:
     def bootstrap(self):
         return f"127.0.0.1:{self.port}"
 
+    def address(self, listener):
+        """host:port of the client listener named `listener`."""
+        return f"127.0.0.1:{self.ports[listener]}"
+
     def start(self, timeout=30):
         props = {
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "listeners": ",".join([*(f"{name}://127.0.0.1:{port}" for name, port in self.ports.items()),
+                                   f"CONTROLLER://127.0.0.1:{self.controller_port}"]),
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "log.dirs": str(self.data_dir),
             "metrics.listener": f"127.0.0.1:{self.http_port}",
@@ -41,6 +51,7 @@ class Broker:
         args = [str(BROKER_BIN)]
         for k, v in props.items():
             args += ["--override", f"{k}={v}"]
+        args += self.extra_args
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

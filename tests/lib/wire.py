@@ -20,11 +20,35 @@ def array(items):
     return struct.pack(">i", len(items)) + b"".join(items)
 
 
-class Connection:
-    """One client connection that sends a request and reads its response frame."""
+def read_exactly(sock, n):
+    """`n` bytes from `sock`; ConnectionError if the broker closes first."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed by the broker")
+        data += chunk
+    return data
 
-    def __init__(self, port, client_id="strom-wire-test", timeout=10):
+
+def request_frame(api_key, version, correlation, client_id, body):
+    """One length-prefixed request with a v1 header."""
+    frame = struct.pack(">hhi", api_key, version, correlation) + string(client_id) + body
+    return struct.pack(">i", len(frame)) + frame
+
+
+class Connection:
+    """One client connection that sends a request and reads its response frame; over TLS
+    when given an `ssl_context` (the broker's name checked as 127.0.0.1)."""
+
+    def __init__(self, port, client_id="strom-wire-test", timeout=10, ssl_context=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if ssl_context is not None:
+            try:
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname="127.0.0.1")
+            except BaseException:
+                self.sock.close()
+                raise
         self.client_id = client_id
         self.correlation = 0
 
@@ -38,19 +62,12 @@ class Connection:
         self.close()
 
     def _read(self, n):
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("connection closed by the broker")
-            data += chunk
-        return data
+        return read_exactly(self.sock, n)
 
     def send(self, api_key, version, body):
         """Sends one request with a v1 header without waiting for its answer."""
         self.correlation += 1
-        frame = struct.pack(">hhi", api_key, version, self.correlation) + string(self.client_id) + body
-        self.sock.sendall(struct.pack(">i", len(frame)) + frame)
+        self.sock.sendall(request_frame(api_key, version, self.correlation, self.client_id, body))
         return self.correlation
 
     def receive(self, correlation):
@@ -121,6 +138,46 @@ class Reader:
         value = self.body[self.at:self.at + max(n, 0)]
         self.at += max(n, 0)
         return value
+
+
+API_VERSIONS = 18
+
+
+def api_versions_v0_error(body):
+    """The error code of an ApiVersions v0 response (its request body is empty)."""
+    return struct.unpack_from(">h", body, 0)[0]
+
+
+SASL_HANDSHAKE = 17
+
+
+def sasl_handshake_answer(body):
+    """(error code, [enabled mechanisms]) of a SaslHandshake v0/v1 response; its request body
+    is the mechanism, string(name)."""
+    r = Reader(body)
+    error = r.take(">h")
+    return error, [r.string() for _ in range(r.take(">i"))]
+
+
+def fetch_v4(topic, partition, offset, replica_id=-1, max_wait_ms=0, max_bytes=1 << 20):
+    """Fetch v4 for one partition, as a consumer (replica_id -1) or as follower `replica_id`."""
+    partitions = array([struct.pack(">iqi", partition, offset, max_bytes)])
+    return struct.pack(">iiiib", replica_id, max_wait_ms, 0, max_bytes, 0) + array([string(topic) + partitions])
+
+
+def fetch_v4_answer(body):
+    """{(topic, partition): (error code, high watermark, record bytes)} of a Fetch v4 response."""
+    r = Reader(body)
+    r.take(">i")
+    answer = {}
+    for _ in range(r.take(">i")):
+        topic = r.string()
+        for _ in range(r.take(">i")):
+            partition, error, high_watermark, _last_stable = r.take(">ihqq")
+            aborted = r.take(">i")  # aborted transactions (producer id, first offset), -1 for null
+            r.at += 16 * max(aborted, 0)
+            answer[(topic, partition)] = (error, high_watermark, r.bytes())
+    return answer
 
 
 def join_group_v5(group, member_id, instance_id=None, protocols=(("range", b""),),
@@ -280,8 +337,9 @@ def metadata_v4_topics(body):
         count = r.take(">i")
         for _ in range(count):
             r.take(">hii")
-            r.at += 4 * r.take(">i")
-            r.at += 4 * r.take(">i")
+            for _ in range(2):  # replicas, then ISR: int32 arrays
+                length = r.take(">i")  # read before `r.at +=`, which loads r.at first
+                r.at += 4 * length
         topics[name] = (error, count)
     return topics
 

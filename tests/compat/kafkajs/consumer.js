@@ -1,6 +1,7 @@
 // kafkajs: the consumer part of the getting-started walkthrough (a consumer group with
 // eachMessage), then the admin view of the group's committed offsets.
 const { Kafka, logLevel } = require('kafkajs')
+const { receive } = require('./receive')
 
 async function main () {
   const [bootstrap, topic, group] = process.argv.slice(2)
@@ -13,16 +14,7 @@ async function main () {
   const consumer = kafka.consumer({ groupId: group })
   await consumer.connect()
   await consumer.subscribe({ topic, fromBeginning: true })
-  const received = []
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`only ${received.length} messages in 60s`)), 60000)
-    consumer.run({
-      eachMessage: async ({ partition, message }) => {
-        received.push({ partition, offset: message.offset, value: message.value.toString() })
-        if (received.length === 10) { clearTimeout(timer); resolve() }
-      }
-    })
-  })
+  const received = await receive(consumer, 10)
   await consumer.disconnect()
 
   const admin = kafka.admin()

@@ -1,0 +1,50 @@
+"""The controller listener on TLS (CONTROLLER:SSL): the node's broker reaches its controller
+with its own certificate, and the listener demands a client certificate from the CA of every
+peer, whatever ssl.client.auth says. A peer without one, or speaking plaintext, gets nothing:
+the controller protocol (length-prefixed JSON) would otherwise hand it the whole metadata
+image, SCRAM credentials and ACLs included, and take proposals."""
+
+import json
+import socket
+import struct
+
+import pytest
+
+from clients import refused, round_trip, ssl_conf
+from wire import read_exactly
+
+# A request of the controller protocol (broker/src/metadata/rpc.rs): the image after offset 0.
+FETCH_IMAGE = json.dumps({"FetchImage": {"after": 0, "max_wait_ms": 0}}).encode()
+FETCH_IMAGE_FRAME = struct.pack(">I", len(FETCH_IMAGE)) + FETCH_IMAGE
+
+
+def controller_answer(port, context=None, timeout=10):
+    """The decoded answer to FETCH_IMAGE_FRAME (over TLS with `context`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        conn = context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
+        with conn:
+            conn.sendall(FETCH_IMAGE_FRAME)
+            size = struct.unpack(">I", read_exactly(conn, 4))[0]
+            return json.loads(read_exactly(conn, size))
+
+
+def test_node_with_a_tls_controller_serves_clients(tls_controller_broker, pki, topic):
+    round_trip(ssl_conf(tls_controller_broker.address("SSL"), pki, pki.admin), topic)
+
+
+def test_peer_with_a_ca_certificate_is_answered(tls_controller_broker, pki):
+    assert "Image" in controller_answer(tls_controller_broker.controller_port, pki.context(pki.broker))
+
+
+def test_plaintext_peer_gets_no_answer(tls_controller_broker, secure_broker):
+    # The same bytes are a request a PLAINTEXT controller listener answers.
+    assert "Image" in controller_answer(secure_broker.controller_port)
+    received = refused(tls_controller_broker.controller_port, None, FETCH_IMAGE_FRAME)
+    assert received[:1] in (b"", b"\x15"), received[:64]  # nothing, or a TLS alert record
+
+
+@pytest.mark.parametrize("who", ["no certificate", "other CA"])
+def test_tls_peer_without_a_ca_certificate_is_refused(tls_controller_broker, pki, who):
+    identity = pki.impostor if who == "other CA" else None
+    assert refused(tls_controller_broker.controller_port, pki.context(identity), FETCH_IMAGE_FRAME) == b""
+    assert "Image" in controller_answer(tls_controller_broker.controller_port, pki.context(pki.broker))

@@ -1,0 +1,92 @@
+"""What the secured broker refuses, and that it keeps serving good clients afterwards: wrong
+or unknown SASL credentials and mechanisms a listener does not enable, client certificates
+from another CA or none at all on the SSL listener, plaintext Kafka bytes on a TLS port, and a
+replica Fetch from a principal that is not allowed ClusterAction."""
+
+import pytest
+from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+from clients import (
+    ADMIN_PASSWORD,
+    answers_api_versions,
+    authentication_failures,
+    connects,
+    create_acls,
+    create_topic,
+    produce,
+    refused,
+    sasl_conf,
+    ssl_conf,
+)
+from kafka_checks import wait_until
+from wire import API_VERSIONS, Connection, fetch_v4, fetch_v4_answer, request_frame
+
+FETCH = 1
+TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED = 29, 31
+API_VERSIONS_V0 = request_frame(API_VERSIONS, 0, 1, "probe", b"")
+
+BAD_CREDENTIALS = {
+    "scram-sha-512 wrong password": ("SASL_SSL", "SCRAM-SHA-512", "admin", "not-the-secret"),
+    "scram-sha-256 wrong password": ("SASL_SSL", "SCRAM-SHA-256", "admin", "not-the-secret"),
+    "scram unknown user": ("SASL_SSL", "SCRAM-SHA-512", "nobody", ADMIN_PASSWORD),
+    "plain not enabled on sasl_ssl": ("SASL_SSL", "PLAIN", "admin", ADMIN_PASSWORD),
+    "plain wrong password": ("SASL_PLAINTEXT", "PLAIN", "alice", "not-the-secret"),
+    "plain unknown user": ("SASL_PLAINTEXT", "PLAIN", "nobody", ADMIN_PASSWORD),
+    "scram not enabled on sasl_plaintext": ("SASL_PLAINTEXT", "SCRAM-SHA-512", "admin", ADMIN_PASSWORD),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CREDENTIALS)
+def test_bad_credentials_are_refused(secure_broker, pki, admin_conf, case):
+    listener, mechanism, user, password = BAD_CREDENTIALS[case]
+    conf = sasl_conf(secure_broker.address(listener), mechanism, user, password,
+                     pki if listener == "SASL_SSL" else None)
+    assert authentication_failures(conf)
+    assert connects(admin_conf(listener)), "a good client was not served after the refusal"
+
+
+@pytest.mark.parametrize("who", ["other CA", "no certificate"])
+def test_ssl_listener_requires_a_certificate_from_the_ca(secure_broker, pki, who):
+    identity = pki.impostor if who == "other CA" else None
+    port = secure_broker.ports["SSL"]
+    assert refused(port, pki.context(identity), API_VERSIONS_V0) == b""
+    assert not connects(ssl_conf(secure_broker.address("SSL"), pki, identity))
+    assert answers_api_versions(port, pki.context(pki.alice))
+
+
+@pytest.mark.parametrize("listener", ["SSL", "SASL_SSL"])
+def test_plaintext_kafka_on_a_tls_port_is_not_answered(secure_broker, pki, admin_conf, listener):
+    received = refused(secure_broker.ports[listener], None, API_VERSIONS_V0)
+    # Nothing, or a TLS alert record (content type 21): never a Kafka response frame.
+    assert received[:1] in (b"", b"\x15"), received[:64]
+    assert connects(admin_conf(listener))
+
+
+def test_replica_fetch_needs_cluster_action(secure_broker, pki, admin_conf, topic):
+    """alice (CN=alice over SSL) may read the topic as a consumer; the same Fetch claiming
+    to come from a replica is refused with an authorization error and moves nothing."""
+    admin = admin_conf("SSL")
+    create_topic(admin, topic)
+    assert produce(admin, topic, [b"r0", b"r1", b"r2"]) == [None] * 3
+    create_acls(admin, [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, pki.alice.principal,
+                                   "*", op, AclPermissionType.ALLOW)
+                        for op in (AclOperation.READ, AclOperation.DESCRIBE)])
+    with Connection(secure_broker.ports["SSL"], ssl_context=pki.context(pki.alice)) as alice:
+
+        def fetch(offset, replica_id=-1):
+            return fetch_v4_answer(alice.request(FETCH, 4, fetch_v4(topic, 0, offset, replica_id)))[(topic, 0)]
+
+        def read_allowed():
+            answer = fetch(0)
+            return answer if answer[0] == 0 else None
+
+        as_consumer = wait_until(read_allowed, 30, "alice's READ ACL to apply")
+        _, high_watermark, records = as_consumer
+        assert high_watermark == 3 and records
+
+        # As this node itself and as another node; from the start, and claiming to hold everything.
+        for replica_id, offset in [(1, 0), (1, 3), (2, 0), (2, 3)]:
+            error, _, records = fetch(offset, replica_id)
+            assert error in (TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED), (replica_id, offset, error)
+            assert records == b"", (replica_id, offset)
+        assert fetch(0) == as_consumer
