@@ -580,27 +580,33 @@ impl BrokerConfig {
     /// Kafka's rule: `inter.broker.listener.name` if set, else the listener whose name is
     /// `security.inter.broker.protocol`. Only brokers need one.
     fn derive_inter_broker_listener(&self) -> Result<String, ConfigError> {
+        let protocol_key = "security.inter.broker.protocol";
+        let explicit_protocol = self.source(protocol_key) == ValueSource::Static;
         let (key, name) = match self.get("inter.broker.listener.name") {
+            Some(name) if explicit_protocol => {
+                return Err(invalid(
+                    "inter.broker.listener.name",
+                    name,
+                    "only one of inter.broker.listener.name and security.inter.broker.protocol may be set",
+                ))
+            }
             Some(name) => ("inter.broker.listener.name", name.to_string()),
-            None => (
-                "security.inter.broker.protocol",
-                self.string("security.inter.broker.protocol"),
-            ),
+            None => (protocol_key, self.string(protocol_key)),
         };
         let known = self
             .advertised_listeners
             .iter()
-            .chain(&self.listeners)
             .any(|l| l.name == name && !self.controller_listener_names.contains(&l.name));
         if self.has_role(Role::Broker) && !known {
-            if self.get(key).is_some() {
+            if self.source(key) == ValueSource::Static {
                 return Err(invalid(
                     key,
                     &name,
-                    "not one of the broker's (advertised) listeners",
+                    "not one of the broker's advertised listeners",
                 ));
             }
-            // Neither key set and no PLAINTEXT listener: the first client listener.
+            // Neither key set and no PLAINTEXT listener: the first client listener (Kafka
+            // would refuse to start).
             return Ok(self.client_listener().map_or(name, |l| l.name.clone()));
         }
         Ok(name)
@@ -684,10 +690,15 @@ impl BrokerConfig {
     /// A property as one listener sees it: its `listener.name.<name>.<key>` override, else
     /// the broker-wide value.
     pub fn listener_value(&self, listener: &str, key: &str) -> Option<&str> {
+        self.listener_override(listener, key)
+            .or_else(|| self.get(key))
+    }
+
+    /// Only a listener's own `listener.name.<name>.<key>` value.
+    pub fn listener_override(&self, listener: &str, key: &str) -> Option<&str> {
         self.listener_values
             .get(&(listener.to_lowercase(), key.to_string()))
             .map(String::as_str)
-            .or_else(|| self.get(key))
     }
 
     /// `listener.name.<listener>.<mechanism>.sasl.jaas.config`, Kafka's per-mechanism JAAS line.
@@ -1124,5 +1135,92 @@ mod tests {
             }]
         );
         assert_eq!(c.client_listener().unwrap().bind_address(), "0.0.0.0:19092");
+    }
+
+    #[test]
+    fn security_protocols_and_listener_overrides() {
+        let c = load(
+            "",
+            &[],
+            &[
+                "listeners=SSL://:9094,SASL_SSL://:9095,CONTROLLER://:9093",
+                "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.SASL_SSL.scram-sha-512.sasl.jaas.config=M required a=\"b\";",
+                "ssl.client.auth=required",
+            ],
+        )
+        .unwrap();
+        let protocols: Vec<_> = c.listeners.iter().map(|l| l.protocol).collect();
+        assert_eq!(
+            protocols,
+            [
+                SecurityProtocol::Ssl,
+                SecurityProtocol::SaslSsl,
+                SecurityProtocol::Plaintext
+            ]
+        );
+        assert_eq!(
+            c.listener_value("SASL_SSL", "sasl.enabled.mechanisms"),
+            Some("SCRAM-SHA-512")
+        );
+        assert_eq!(c.listener_value("SSL", "ssl.client.auth"), Some("required"));
+        assert_eq!(c.listener_override("SSL", "ssl.client.auth"), None);
+        assert!(c.listener_jaas("SASL_SSL", "SCRAM-SHA-512").is_some());
+        // No PLAINTEXT listener and neither inter-broker key: the first client listener.
+        assert_eq!(c.inter_broker_listener, "SSL");
+    }
+
+    #[test]
+    fn security_mistakes_name_their_key() {
+        let base = "listeners=SSL://:9094,CONTROLLER://:9093";
+        for (bad, key) in [
+            (
+                "listener.name.ssl.ssl.bogus=1",
+                "listener.name.ssl.ssl.bogus",
+            ),
+            (
+                "listener.security.protocol.map=SSL:TLS",
+                "listener.security.protocol.map",
+            ),
+            (
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map",
+            ),
+            (
+                "inter.broker.listener.name=PLAINTEXT",
+                "inter.broker.listener.name",
+            ),
+            (
+                "security.inter.broker.protocol=SASL_SSL",
+                "security.inter.broker.protocol",
+            ),
+            ("ssl.client.auth=sometimes", "ssl.client.auth"),
+            (
+                "listener.name.ssl.ssl.keystore.type=JKS",
+                "listener.name.ssl.ssl.keystore.type",
+            ),
+            ("sasl.enabled.mechanisms=GSSAPI", "sasl.enabled.mechanisms"),
+            (
+                "connections.max.reauth.ms=1000",
+                "connections.max.reauth.ms",
+            ),
+            (
+                "authorizer.class.name=kafka.security.authorizer.AclAuthorizer",
+                "authorizer.class.name",
+            ),
+        ] {
+            let error = load("", &[], &[base, bad]).unwrap_err().to_string();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
+        let both = load(
+            "",
+            &[],
+            &[
+                base,
+                "inter.broker.listener.name=SSL",
+                "security.inter.broker.protocol=SSL",
+            ],
+        );
+        assert!(both.unwrap_err().to_string().contains("only one of"));
     }
 }

@@ -29,8 +29,8 @@ struct Args {
     /// Log format: human-readable text or JSON lines for containers.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Create a SCRAM credential at start-up unless the user already has one, as Kafka's
-    /// `kafka-storage format --add-scram` does: `SCRAM-SHA-512=[name=admin,password=secret]`.
+    /// Seed a SCRAM credential, as Kafka's `kafka-storage format --add-scram` does, once per
+    /// cluster: `SCRAM-SHA-512=[name=admin,password=secret]`.
     #[arg(long = "add-scram", value_name = "MECHANISM=[name=...,password=...]")]
     add_scram: Vec<ScramSeed>,
 }

@@ -90,8 +90,9 @@ impl Server {
         Self::start_with(config, Vec::new()).await
     }
 
-    /// [`Server::start`], also making sure the given SCRAM credentials exist (Kafka's
-    /// `kafka-storage format --add-scram`): a credential a user already has is left alone.
+    /// [`Server::start`] with start-up SCRAM credentials (Kafka's `kafka-storage format
+    /// --add-scram`): the first node to start with them seeds the cluster, once; later ones are
+    /// ignored, so a credential deleted afterwards stays deleted.
     pub async fn start_with(
         mut config: BrokerConfig,
         scram_seeds: Vec<ScramSeed>,
@@ -811,18 +812,17 @@ impl std::str::FromStr for ScramSeed {
     }
 }
 
-/// Proposes the seeded credentials that do not exist yet.
+/// Proposes the start-up credentials, which the metadata log applies once per cluster.
 async fn seed_scram(controller: &Controller, seeds: Vec<ScramSeed>) -> Result<(), ServerError> {
-    let image = controller.image();
+    if seeds.is_empty() {
+        return Ok(());
+    }
+    if controller.image().security.seeded {
+        info!("the cluster already took its --add-scram credentials; these are ignored");
+        return Ok(());
+    }
     let mut changes = Vec::new();
     for seed in seeds {
-        if image
-            .security
-            .scram_credential(&seed.user, seed.mechanism)
-            .is_some()
-        {
-            continue;
-        }
         let credential =
             ScramCredential::from_password(seed.mechanism, &seed.password, seed.iterations)
                 .map_err(ServerError::Scram)?;
@@ -832,12 +832,13 @@ async fn seed_scram(controller: &Controller, seeds: Vec<ScramSeed>) -> Result<()
             credential,
         });
     }
-    if !changes.is_empty() {
-        let count = changes.len();
-        controller
-            .propose(MetadataRecord::Security(SecurityRecord::Scram(changes)))
-            .await?;
-        info!(count, "stored the SCRAM credentials given with --add-scram");
-    }
+    let count = changes.len();
+    controller
+        .propose(MetadataRecord::Security(SecurityRecord::Seed(changes)))
+        .await?;
+    info!(
+        count,
+        "proposed the SCRAM credentials given with --add-scram"
+    );
     Ok(())
 }

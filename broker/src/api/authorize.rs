@@ -82,31 +82,19 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
             let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
                 follower_allowed && (replica || topic(READ, &t.topic))
             });
+            let refused: Vec<_> = refused.into_iter().map(refused_fetch).collect();
+            if allowed.is_empty() && !refused.is_empty() {
+                // Nothing to wait for: answered at once, as Kafka does.
+                return Checked::Refused(ResponseKind::Fetch(
+                    FetchResponse::default().with_responses(refused),
+                ));
+            }
             r.topics = allowed;
             Checked::Run(
                 RequestKind::Fetch(r),
                 patch(move |response| {
                     if let ResponseKind::Fetch(f) = response {
-                        for t in refused {
-                            f.responses.push(
-                                fetch_response::FetchableTopicResponse::default()
-                                    .with_topic(t.topic)
-                                    .with_topic_id(t.topic_id)
-                                    .with_partitions(
-                                        t.partitions
-                                            .iter()
-                                            .map(|p| {
-                                                fetch_response::PartitionData::default()
-                                                    .with_partition_index(p.partition)
-                                                    .with_error_code(TOPIC_DENIED)
-                                                    .with_high_watermark(-1)
-                                                    .with_last_stable_offset(-1)
-                                                    .with_log_start_offset(-1)
-                                            })
-                                            .collect(),
-                                    ),
-                            );
-                        }
+                        f.responses.extend(refused);
                     }
                 }),
             )
@@ -140,10 +128,10 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
             )
         }
         RequestKind::OffsetForLeaderEpoch(mut r) => {
-            let replica = r.replica_id.0 >= 0;
-            let follower_allowed = !replica || cluster(CLUSTER_ACTION);
+            // Kafka: ClusterAction on the cluster, or Describe on the topic, whoever asks.
+            let cluster_action = cluster(CLUSTER_ACTION);
             let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
-                follower_allowed && (replica || topic(DESCRIBE, &t.topic))
+                cluster_action || topic(DESCRIBE, &t.topic)
             });
             r.topics = allowed;
             Checked::Run(
@@ -205,10 +193,19 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
                 cluster_create || topic(CREATE, &t.name)
             });
             r.topics = allowed;
+            let access = access.clone();
             Checked::Run(
                 RequestKind::CreateTopics(r),
                 patch(move |response| {
                     if let ResponseKind::CreateTopics(c) = response {
+                        // Configs are returned only to who may describe them, as in Kafka.
+                        for t in c.topics.iter_mut().filter(|t| {
+                            t.error_code == 0
+                                && !access.allows(DESCRIBE_CONFIGS, resource::TOPIC, &t.name)
+                        }) {
+                            t.configs = None;
+                            t.topic_config_error_code = TOPIC_DENIED;
+                        }
                         for t in refused {
                             c.topics.push(
                                 create_topics_response::CreatableTopicResult::default()
@@ -224,11 +221,26 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
             )
         }
         RequestKind::DeleteTopics(mut r) => {
+            // Kafka: Delete on the cluster or on the topic; a topic named by id only is
+            // judged by its name.
+            let cluster_delete = cluster(DELETE);
+            let deletable = |name: &str| cluster_delete || topic(DELETE, name);
             let (names, refused_names) =
-                split(std::mem::take(&mut r.topic_names), |n| topic(DELETE, n));
+                split(std::mem::take(&mut r.topic_names), |n| deletable(n));
             r.topic_names = names;
+            let image = access.image();
+            let name_of = |t: &delete_topics_request::DeleteTopicState| {
+                t.name.as_ref().map(|n| n.to_string()).or_else(|| {
+                    image
+                        .topics
+                        .iter()
+                        .find(|(_, topic)| topic.id == t.topic_id)
+                        .map(|(name, _)| name.clone())
+                })
+            };
             let (states, refused_states) = split(std::mem::take(&mut r.topics), |t| {
-                t.name.as_ref().is_some_and(|n| topic(DELETE, n))
+                // An id that names no topic is left to the handler (UNKNOWN_TOPIC_ID).
+                name_of(t).is_none_or(|n| deletable(&n))
             });
             r.topics = states;
             Checked::Run(
@@ -421,7 +433,7 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
                 RequestKind::OffsetFetch(r.clone()),
                 patch(move |response| {
                     if let ResponseKind::OffsetFetch(o) = response {
-                        hide_offsets(&access, &r, o);
+                        hide_offsets(&access, &r, version, o);
                     }
                 }),
             )
@@ -520,7 +532,7 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
             } else {
                 resource::GROUP
             };
-            let single = r.key.clone();
+            let single = (version < 4).then(|| r.key.clone());
             Checked::Run(
                 RequestKind::FindCoordinator(r),
                 patch(move |response| {
@@ -535,9 +547,7 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
                                     .with_error_code(code);
                             }
                         }
-                        if f.coordinators.is_empty()
-                            && !access.allows(DESCRIBE, resource_type, &single)
-                        {
+                        if single.is_some_and(|key| !access.allows(DESCRIBE, resource_type, &key)) {
                             *f = FindCoordinatorResponse::default()
                                 .with_node_id((-1).into())
                                 .with_port(-1)
@@ -568,10 +578,33 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
                 ))
             }
         }
-        RequestKind::ElectLeaders(_) if !cluster(ALTER) => {
-            Checked::Refused(ResponseKind::ElectLeaders(
-                ElectLeadersResponse::default().with_error_code(CLUSTER_DENIED),
-            ))
+        RequestKind::ElectLeaders(r) if !cluster(ALTER) => {
+            // Every partition carries the error; v1 and later also at the top.
+            let results = r
+                .topic_partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    elect_leaders_response::ReplicaElectionResult::default()
+                        .with_topic(t.topic)
+                        .with_partition_result(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    elect_leaders_response::PartitionResult::default()
+                                        .with_partition_id(*p)
+                                        .with_error_code(CLUSTER_DENIED)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let response = ElectLeadersResponse::default().with_replica_election_results(results);
+            Checked::Refused(ResponseKind::ElectLeaders(if version >= 1 {
+                response.with_error_code(CLUSTER_DENIED)
+            } else {
+                response
+            }))
         }
         RequestKind::AlterPartitionReassignments(_) if !cluster(ALTER) => {
             Checked::Refused(ResponseKind::AlterPartitionReassignments(
@@ -588,6 +621,26 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
     }
 }
 
+/// A Fetch topic refused whole: each partition answers TOPIC_AUTHORIZATION_FAILED.
+fn refused_fetch(t: fetch_request::FetchTopic) -> fetch_response::FetchableTopicResponse {
+    fetch_response::FetchableTopicResponse::default()
+        .with_topic(t.topic)
+        .with_topic_id(t.topic_id)
+        .with_partitions(
+            t.partitions
+                .iter()
+                .map(|p| {
+                    fetch_response::PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_error_code(TOPIC_DENIED)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                })
+                .collect(),
+        )
+}
+
 /// The error for a config resource the principal may not `operation`, if any.
 fn config_denied(access: &Access, operation: i8, resource_type: i8, name: &str) -> Option<i16> {
     match resource_type {
@@ -599,7 +652,12 @@ fn config_denied(access: &Access, operation: i8, resource_type: i8, name: &str) 
 
 /// OffsetFetch: a group the principal may not describe answers GROUP_AUTHORIZATION_FAILED;
 /// topics it may not describe are refused when named and hidden when all were asked for.
-fn hide_offsets(access: &Access, request: &OffsetFetchRequest, response: &mut OffsetFetchResponse) {
+fn hide_offsets(
+    access: &Access,
+    request: &OffsetFetchRequest,
+    version: i16,
+    response: &mut OffsetFetchResponse,
+) {
     let topic = |name: &str| access.allows(DESCRIBE, resource::TOPIC, name);
     if !request.groups.is_empty() {
         for (g, asked) in response.groups.iter_mut().zip(&request.groups) {
@@ -622,7 +680,31 @@ fn hide_offsets(access: &Access, request: &OffsetFetchRequest, response: &mut Of
         return;
     }
     if !access.allows(DESCRIBE, resource::GROUP, &request.group_id) {
-        *response = OffsetFetchResponse::default().with_error_code(GROUP_DENIED);
+        // Before v2 there is no top-level error: every asked partition carries it.
+        let topics = request
+            .topics
+            .iter()
+            .flatten()
+            .filter(|_| version < 2)
+            .map(|t| {
+                offset_fetch_response::OffsetFetchResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| {
+                                offset_fetch_response::OffsetFetchResponsePartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(GROUP_DENIED)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        *response = OffsetFetchResponse::default()
+            .with_error_code(GROUP_DENIED)
+            .with_topics(topics);
         return;
     }
     if request.topics.is_none() {

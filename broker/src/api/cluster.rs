@@ -5,7 +5,6 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::ResponseError;
 
 use super::{client_facing_controller, str_bytes, Access, Context, RequestInfo};
-use crate::security::acl::{operation, resource, CLUSTER_NAME};
 
 /// Lists the cluster id, the active controller and the registered brokers (Describe on the
 /// cluster).
@@ -16,19 +15,13 @@ pub fn describe_cluster(
 ) -> DescribeClusterResponse {
     let image = ctx.controller.image();
     let access = Access::new(ctx, info, &image);
-    if !access.allows_cluster(operation::DESCRIBE) {
-        return DescribeClusterResponse::default()
-            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
-    }
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&image.cluster_id))
         .with_controller_id(BrokerId(client_facing_controller(ctx, &image)))
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_authorized_operations(access.operations(
-            request.include_cluster_authorized_operations,
-            resource::CLUSTER,
-            CLUSTER_NAME,
-        ));
+        .with_cluster_authorized_operations(
+            access.cluster_operations(request.include_cluster_authorized_operations),
+        );
     if request.endpoint_type != 1 {
         return response
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

@@ -12,7 +12,7 @@ use super::topics::{create_topic, TopicSpec};
 use super::{client_facing_controller, str_bytes, topic_name, Access, Context, RequestInfo};
 use crate::metadata::image::TopicImage;
 use crate::security::acl::operation::{CREATE, DESCRIBE};
-use crate::security::acl::{resource, CLUSTER_NAME};
+use crate::security::acl::resource;
 
 fn describe_topic(name: &str, topic: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
@@ -119,10 +119,8 @@ pub async fn handle(
             t.with_topic_authorized_operations(operations)
         })
         .collect();
-    let cluster_operations = access.operations(
+    let cluster_operations = access.cluster_operations(
         (8..=10).contains(&version) && request.include_cluster_authorized_operations,
-        resource::CLUSTER,
-        CLUSTER_NAME,
     );
     MetadataResponse::default()
         .with_cluster_authorized_operations(cluster_operations)

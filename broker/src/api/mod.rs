@@ -290,6 +290,11 @@ impl Access {
         }
     }
 
+    /// The image the decisions are made against.
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
     /// Whether an authorizer is on (without one everything is allowed).
     pub fn enabled(&self) -> bool {
         self.authorizer.is_some()
@@ -326,6 +331,14 @@ impl Access {
                 resource_type,
             )
         })
+    }
+
+    /// The cluster's `authorized_operations` field: as Kafka, 0 without Describe on the cluster.
+    pub fn cluster_operations(&self, requested: bool) -> i32 {
+        if requested && !self.allows_cluster(acl::operation::DESCRIBE) {
+            return 0;
+        }
+        self.operations(requested, acl::resource::CLUSTER, acl::CLUSTER_NAME)
     }
 
     /// The `authorized_operations` field of a resource.

@@ -100,7 +100,21 @@ pub async fn alter(
     }
     let mut errors: std::collections::BTreeMap<String, (ResponseError, String)> =
         Default::default();
-    let mut pairs = BTreeSet::new();
+    // As Kafka: a user named twice in one request, whatever the mechanisms, is refused.
+    let mut mentions: std::collections::BTreeMap<String, usize> = Default::default();
+    let names = request.deletions.iter().map(|d| &d.name);
+    for name in names.chain(request.upsertions.iter().map(|u| &u.name)) {
+        *mentions.entry(name.to_string()).or_default() += 1;
+    }
+    for (user, _) in mentions.iter().filter(|(_, n)| **n > 1) {
+        errors.insert(
+            user.clone(),
+            (
+                ResponseError::DuplicateResource,
+                "A user credential cannot be altered twice in the same request".into(),
+            ),
+        );
+    }
     let mut changes: Vec<ScramChange> = Vec::new();
     for d in &request.deletions {
         let user = d.name.to_string();
@@ -112,10 +126,6 @@ pub async fn alter(
             Some(_) if user.is_empty() => Err((
                 ResponseError::UnacceptableCredential,
                 "empty user name".into(),
-            )),
-            Some(m) if !pairs.insert((user.clone(), m)) => Err((
-                ResponseError::DuplicateResource,
-                "a user and mechanism appear twice".into(),
             )),
             Some(m) if image.security.scram_credential(&user, m).is_none() => Err((
                 ResponseError::ResourceNotFound,
@@ -157,10 +167,6 @@ pub async fn alter(
             Some(m) if u.salted_password.len() != m.output_len() || u.salt.is_empty() => Err((
                 ResponseError::UnacceptableCredential,
                 "the salted password or salt has the wrong length".into(),
-            )),
-            Some(m) if !pairs.insert((user.clone(), m)) => Err((
-                ResponseError::DuplicateResource,
-                "a user and mechanism appear twice".into(),
             )),
             Some(mechanism) => Ok(ScramChange::Upsert {
                 user: user.clone(),

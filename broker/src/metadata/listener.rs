@@ -1,6 +1,8 @@
 //! Serves the controller listener: one task per connection, requests answered in order.
-//! On SSL the listener requires client certificates (mutual TLS), and with the authorizer on
-//! only principals allowed ClusterAction on the cluster may call it.
+//! On SSL the listener requires client certificates (mutual TLS). With the authorizer on, only
+//! principals allowed ClusterAction on the cluster may call it, as Kafka's ControllerApis
+//! require; on PLAINTEXT that principal is `User:ANONYMOUS`, so such a cluster lists it in
+//! `super.users` (as with Kafka) or, better, puts the controller listener on SSL.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,7 +64,7 @@ pub async fn serve(
     }
 }
 
-/// The TLS handshake (SSL) and the ClusterAction check (authorizer on, SSL).
+/// The TLS handshake (SSL) and the ClusterAction check (authorizer on).
 async fn admit(
     stream: TcpStream,
     peer: SocketAddr,
@@ -70,21 +72,24 @@ async fn admit(
     access: &ControllerAccess,
 ) -> Result<Box<dyn Transport>, String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let Some(tls) = &access.security.tls else {
-        return Ok(Box::new(stream));
+    let (stream, principal): (Box<dyn Transport>, Principal) = match &access.security.tls {
+        None => (Box::new(stream), Principal::anonymous()),
+        Some(tls) => {
+            let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.get().accept(stream))
+                .await
+                .map_err(|_| "TLS handshake timed out".to_string())?
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .ok_or("no client certificate")?;
+            let dn = subject_dn(cert).map_err(|e| e.to_string())?;
+            let name = access.security.mapper.map(&dn).map_err(|e| e.to_string())?;
+            (Box::new(stream), Principal::user(name))
+        }
     };
-    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.get().accept(stream))
-        .await
-        .map_err(|_| "TLS handshake timed out".to_string())?
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let cert = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .ok_or("no client certificate")?;
-    let dn = subject_dn(cert).map_err(|e| e.to_string())?;
-    let principal = Principal::user(access.security.mapper.map(&dn).map_err(|e| e.to_string())?);
     if let Some(authorizer) = &access.authorizer {
         let image = controller.image();
         if !authorizer.authorize(
@@ -100,7 +105,7 @@ async fn admit(
             ));
         }
     }
-    Ok(Box::new(stream))
+    Ok(stream)
 }
 
 async fn serve_connection(

@@ -212,6 +212,21 @@ impl AclFilter {
     }
 }
 
+/// A client address as Java's `InetAddress.getHostAddress()` writes it, which is what Kafka
+/// compares ACL hosts with: IPv4-mapped IPv6 addresses as IPv4, IPv6 uncompressed
+/// (`0:0:0:0:0:0:0:1`).
+pub fn host_text(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => v6
+            .segments()
+            .iter()
+            .map(|s| format!("{s:x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    }
+}
+
 /// Whether an ALLOW of `granted` also allows `wanted` (Kafka's implied operations).
 fn allow_implies(granted: i8, wanted: i8) -> bool {
     granted == operation::ALL
@@ -262,7 +277,7 @@ impl AuthorizerSettings {
             return true;
         }
         let everyone = format!("{}:{WILDCARD}", principal.kind);
-        let host = host.to_string();
+        let host = host_text(host);
         let mut any_acl = false;
         let mut allowed = false;
         for acl in acls.values().filter(|a| a.covers(resource_type, name)) {
@@ -296,12 +311,13 @@ impl AuthorizerSettings {
         operation: i8,
         resource_type: i8,
     ) -> bool {
-        if self.super_users.contains(&principal.to_string()) {
+        // As Kafka: a hard-coded name first, so super users and the no-ACL rule apply.
+        if self.authorize(acls, principal, host, operation, resource_type, "hardcode") {
             return true;
         }
         let who = principal.to_string();
         let everyone = format!("{}:{WILDCARD}", principal.kind);
-        let host = host.to_string();
+        let host = host_text(host);
         let applies = |a: &&AclBinding| {
             a.resource_type == resource_type
                 && (a.principal == who || a.principal == everyone)
@@ -318,13 +334,11 @@ impl AuthorizerSettings {
                             && d.resource_name == allow.resource_name))
             })
         };
-        let allowed = acls.values().filter(applies).any(|a| {
+        acls.values().filter(applies).any(|a| {
             a.permission == permission::ALLOW
                 && (a.operation == operation::ALL || a.operation == operation)
                 && !denied(a)
-        });
-        allowed
-            || (self.allow_if_no_acl && !acls.values().any(|a| a.resource_type == resource_type))
+        })
     }
 }
 
@@ -466,6 +480,17 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_written_as_java_writes_them() {
+        assert_eq!(host_text("10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_eq!(host_text("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_eq!(host_text("::1".parse().unwrap()), "0:0:0:0:0:0:0:1");
+        assert_eq!(
+            host_text("fe80::1:abcd".parse().unwrap()),
+            "fe80:0:0:0:0:0:1:abcd"
+        );
+    }
+
+    #[test]
     fn hosts_must_match() {
         let mut a = acl(
             resource::GROUP,
@@ -488,6 +513,9 @@ mod tests {
             resource::GROUP,
             "g"
         ));
+        // A dual-stack listener sees IPv4 clients as IPv4-mapped IPv6 addresses.
+        let mapped = "::ffff:10.0.0.1".parse().unwrap();
+        assert!(s.authorize(&acls, &bob, mapped, operation::READ, resource::GROUP, "g"));
     }
 
     #[test]

@@ -156,16 +156,18 @@ impl Security {
             .cloned()
             .unwrap_or_default();
         let controller_protocol = config.protocol(&controller_name).unwrap_or_default();
-        if controller_protocol.sasl() {
-            return Err(setting_error(
-                "listener.security.protocol.map",
-                format!("the controller listener {controller_name} must be PLAINTEXT or SSL (mutual TLS)"),
-            ));
+        for name in &config.controller_listener_names {
+            if config.protocol(name).unwrap_or_default().sasl() {
+                return Err(setting_error(
+                    "listener.security.protocol.map",
+                    format!("the controller listener {name} must be PLAINTEXT or SSL (mutual TLS)"),
+                ));
+            }
         }
         let mut listeners = BTreeMap::new();
         for l in &config.listeners {
             let settings = TlsSettings::for_listener(config, &l.name);
-            let settings = if l.name == controller_name {
+            let settings = if config.controller_listener_names.contains(&l.name) {
                 settings.requiring_client_certificates()
             } else {
                 settings

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use regex::Regex;
+use x509_parser::asn1_rs::ToDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Who is on the other end of a connection.
@@ -68,12 +69,15 @@ pub fn subject_dn(der: &[u8]) -> Result<String, PrincipalError> {
             rdn.iter()
                 .map(|attr| {
                     let oid = attr.attr_type().to_id_string();
-                    let name = short_name(&oid).map_or(oid, str::to_string);
-                    let value = attr
-                        .as_str()
-                        .map(escape)
-                        .unwrap_or_else(|_| format!("#{}", hex(attr.attr_value().data)));
-                    format!("{name}={value}")
+                    // As Java: a keyword with its string value, else the OID with `#` and the
+                    // hex of the value's DER encoding.
+                    match (short_name(&oid), attr.as_str()) {
+                        (Some(name), Ok(value)) => format!("{name}={}", escape(value)),
+                        _ => {
+                            let der = attr.attr_value().to_der_vec().unwrap_or_default();
+                            format!("{oid}=#{}", hex(&der))
+                        }
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("+")

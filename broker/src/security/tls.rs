@@ -19,7 +19,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{info, warn};
 
 use super::SecurityError;
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, SecurityProtocol};
 
 fn tls_error(key: &str, reason: impl std::fmt::Display) -> SecurityError {
     SecurityError {
@@ -69,6 +69,13 @@ pub struct TlsSettings {
 impl TlsSettings {
     /// The settings of `listener`, its `listener.name.<l>.` overrides first.
     pub fn for_listener(config: &BrokerConfig, listener: &str) -> Self {
+        let protocol = config.protocol(listener).unwrap_or_default();
+        // KIP-684: on SASL_SSL only the listener's own setting asks for certificates.
+        let client_auth = if protocol == SecurityProtocol::SaslSsl {
+            config.listener_override(listener, "ssl.client.auth")
+        } else {
+            config.listener_value(listener, "ssl.client.auth")
+        };
         let value = |key: &str| config.listener_value(listener, key).map(str::to_string);
         let keystore = match (
             value("ssl.keystore.location"),
@@ -94,7 +101,7 @@ impl TlsSettings {
         TlsSettings {
             keystore,
             truststore,
-            client_auth: match value("ssl.client.auth").as_deref() {
+            client_auth: match client_auth {
                 Some("required") => ClientAuth::Required,
                 Some("requested") => ClientAuth::Requested,
                 _ => ClientAuth::None,
@@ -315,14 +322,22 @@ impl ServerCertVerifier for ServerVerifier {
 pub struct Reloading<T> {
     settings: TlsSettings,
     build: fn(&TlsSettings) -> Result<T, SecurityError>,
-    current: RwLock<(T, Vec<Option<SystemTime>>)>,
+    current: RwLock<(T, Vec<Stamp>)>,
     what: String,
 }
 
-fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+/// What identifies one version of a file: modification time, size and inode (a Secret update
+/// swaps a symlink to a new file).
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn modified(files: &[PathBuf]) -> Vec<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     files
         .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.modified().ok()?, m.len(), m.ino()))
+        })
         .collect()
 }
 
@@ -363,8 +378,7 @@ impl<T: Clone> Reloading<T> {
                 info!(what = %self.what, "reloaded TLS key and trust stores");
             }
             Err(e) => {
-                // Remember the stamps so a broken file is reported once, not every tick.
-                self.current.write().unwrap_or_else(|e| e.into_inner()).1 = stamps;
+                // Tried again next tick: the file may be half written.
                 warn!(what = %self.what, error = %e, "TLS stores changed but do not load; keeping the previous ones");
             }
         }
