@@ -5,7 +5,7 @@ his access when DeleteAcls removes his ACLs."""
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ScramMechanism
+from confluent_kafka.admin import AclOperation, AdminClient, ScramMechanism
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAuthorizationFailedError
@@ -98,6 +98,17 @@ def test_tenant_lists_only_his_topics(bob, admin_conf, topic):
     assert f"bob-{topic}" in listed
     assert all(name.startswith("bob-") for name in listed), listed
     assert topic in topics_listed(admin_conf("SSL"))
+
+
+def test_describe_cluster_answers_everyone_with_their_operations(bob, admin_conf):
+    """As Kafka: DescribeCluster is never refused; without Describe on the cluster the
+    authorized operations are empty, a super user gets them all."""
+    tenant = AdminClient(bob)  # kept until the result: a destroyed client fails its futures
+    described = tenant.describe_cluster(include_authorized_operations=True).result(timeout=30)
+    assert described.nodes and not described.authorized_operations
+    admin = AdminClient(admin_conf("SSL"))
+    described = admin.describe_cluster(include_authorized_operations=True).result(timeout=30)
+    assert AclOperation.CLUSTER_ACTION in described.authorized_operations
 
 
 def test_deleted_acls_remove_access(secure_broker, pki, admin_conf, topic):

@@ -36,11 +36,18 @@ def test_peer_with_a_ca_certificate_is_answered(tls_controller_broker, pki):
     assert "Image" in controller_answer(tls_controller_broker.controller_port, pki.context(pki.broker))
 
 
-def test_plaintext_peer_gets_no_answer(tls_controller_broker, secure_broker):
-    # The same bytes are a request a PLAINTEXT controller listener answers.
-    assert "Image" in controller_answer(secure_broker.controller_port)
+def test_plaintext_peer_gets_no_answer(tls_controller_broker, start_broker):
+    # The same bytes are a request a PLAINTEXT controller listener without an authorizer answers.
+    plain = start_broker({}, listeners=("PLAINTEXT",))
+    assert "Image" in controller_answer(plain.controller_port)
     received = refused(tls_controller_broker.controller_port, None, FETCH_IMAGE_FRAME)
     assert received[:1] in (b"", b"\x15"), received[:64]  # nothing, or a TLS alert record
+
+
+def test_plaintext_controller_refuses_anonymous_peers_under_the_authorizer(secure_broker):
+    """As Kafka's ControllerApis: with the authorizer on, a PLAINTEXT controller listener's
+    peers are User:ANONYMOUS, who is not allowed ClusterAction unless made a super user."""
+    assert refused(secure_broker.controller_port, None, FETCH_IMAGE_FRAME) == b""
 
 
 @pytest.mark.parametrize("who", ["no certificate", "other CA"])
