@@ -24,8 +24,10 @@ class Node:
     """One strom-broker process with its own ports and data directory, on loopback or inside
     a network namespace (`netns`) with its own address."""
 
-    def __init__(self, node_id, roles, data_dir, voters, overrides, netns=None, listener="PLAINTEXT"):
+    def __init__(self, node_id, roles, data_dir, voters, overrides, netns=None, listener="PLAINTEXT",
+                 extra_args=()):
         self.id = node_id
+        self.extra_args = list(extra_args)
         self.listener = listener
         self.roles = roles
         self.data_dir = Path(data_dir)
@@ -73,6 +75,7 @@ class Node:
         args.append(str(BROKER_BIN))
         for k, v in props.items():
             args += ["--override", f"{k}={v}"]
+        args += self.extra_args
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -180,10 +183,11 @@ class Cluster:
     """Combined nodes (broker,controller) or dedicated controllers plus brokers, on loopback
     or each in its own network namespace. Brokers serve one client listener named `listener`;
     the suite's own clients (admin) add `client_config` (TLS or SASL settings) to theirs.
-    `node_overrides(node_id)` adds properties of one node (its own certificate)."""
+    `node_overrides(node_id)` adds properties of one node (its own certificate); `extra_args`
+    go to every node's command line (`--add-scram`)."""
 
     def __init__(self, base, combined=0, controllers=0, brokers=0, overrides=None, network=None,
-                 listener="PLAINTEXT", client_config=None, node_overrides=None):
+                 listener="PLAINTEXT", client_config=None, node_overrides=None, extra_args=()):
         self.nodes = []
         self.network = network
         self.client_config = dict(client_config or {})
@@ -193,7 +197,7 @@ class Cluster:
         for i, roles in enumerate(layout, start=1):
             netns = network.namespace() if network else None
             own = {**overrides, **(node_overrides(i) if node_overrides else {})}
-            self.nodes.append(Node(i, roles, Path(base) / f"node{i}", voters, own, netns, listener))
+            self.nodes.append(Node(i, roles, Path(base) / f"node{i}", voters, own, netns, listener, extra_args))
 
     @property
     def brokers(self):
