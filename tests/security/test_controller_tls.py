@@ -9,8 +9,25 @@ import socket
 import struct
 
 import pytest
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
-from clients import refused, round_trip, ssl_conf
+from clients import (
+    create_acls,
+    described_acls,
+    principal_filter,
+    received_until_closed,
+    refused,
+    round_trip,
+    ssl_conf,
+)
+from kafka_checks import wait_until
 from wire import read_exactly
 
 # A request of the controller protocol (broker/src/metadata/rpc.rs): the image after offset 0.
@@ -55,3 +72,25 @@ def test_tls_peer_without_a_ca_certificate_is_refused(tls_controller_broker, pki
     identity = pki.impostor if who == "other CA" else None
     assert refused(tls_controller_broker.controller_port, pki.context(identity), FETCH_IMAGE_FRAME) == b""
     assert "Image" in controller_answer(tls_controller_broker.controller_port, pki.context(pki.broker))
+
+
+def test_revoking_cluster_action_closes_an_open_controller_connection(tls_controller_broker, pki):
+    """A peer allowed ClusterAction by an ACL (not a super user) is answered; once the ACL is
+    deleted its next request on the same connection closes it, as every request is checked."""
+    admin_conf = ssl_conf(tls_controller_broker.address("SSL"), pki, pki.admin)
+    grant = AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL,
+                       pki.alice.principal, "*", AclOperation.CLUSTER_ACTION, AclPermissionType.ALLOW)
+    create_acls(admin_conf, [grant])
+    context = pki.context(pki.alice)
+    with socket.create_connection(("127.0.0.1", tls_controller_broker.controller_port), timeout=10) as sock:
+        with context.wrap_socket(sock, server_hostname="127.0.0.1") as conn:
+            conn.sendall(FETCH_IMAGE_FRAME)
+            size = struct.unpack(">I", read_exactly(conn, 4))[0]
+            assert "Image" in json.loads(read_exactly(conn, size))
+            admin = AdminClient(admin_conf)
+            deleted = admin.delete_acls([principal_filter(pki.alice.principal)])
+            for future in deleted.values():
+                future.result(timeout=30)
+            wait_until(lambda: not described_acls(admin_conf, pki.alice.principal), 30, "the ACL to be gone")
+            conn.sendall(FETCH_IMAGE_FRAME)
+            assert received_until_closed(conn) == b""

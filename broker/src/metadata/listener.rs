@@ -45,14 +45,16 @@ pub async fn serve(
                     let shutdown = shutdown.clone();
                     let access = access.clone();
                     tokio::spawn(async move {
-                        let stream = match admit(stream, peer, &controller, &access).await {
-                            Ok(stream) => stream,
+                        let admitted = admit(stream, peer, &controller, &access).await;
+                        let (stream, principal) = match admitted {
+                            Ok(admitted) => admitted,
                             Err(reason) => {
                                 warn!(%peer, %reason, "controller listener refused a connection");
                                 return;
                             }
                         };
-                        if let Err(e) = serve_connection(stream, controller, shutdown).await {
+                        let peer_access = PeerAccess { access, principal, peer };
+                        if let Err(e) = serve_connection(stream, controller, peer_access, shutdown).await {
                             debug!(%peer, error = %e, "controller connection closed");
                         }
                     });
@@ -64,13 +66,55 @@ pub async fn serve(
     }
 }
 
+/// One connection's peer: who it is, and what the listener lets it do.
+struct PeerAccess {
+    access: Arc<ControllerAccess>,
+    principal: Principal,
+    peer: SocketAddr,
+}
+
+impl PeerAccess {
+    /// Whether the peer may use the controller listener now (an ACL may have been revoked
+    /// since it connected).
+    fn check(&self, controller: &Controller) -> Result<(), String> {
+        allowed(controller, &self.access, &self.principal, self.peer)
+    }
+}
+
+/// With the authorizer on: whether `principal` is allowed ClusterAction on the cluster.
+fn allowed(
+    controller: &Controller,
+    access: &ControllerAccess,
+    principal: &Principal,
+    peer: SocketAddr,
+) -> Result<(), String> {
+    let Some(authorizer) = &access.authorizer else {
+        return Ok(());
+    };
+    let image = controller.image();
+    if authorizer.authorize(
+        &image.security.acls,
+        principal,
+        peer.ip(),
+        operation::CLUSTER_ACTION,
+        resource::CLUSTER,
+        CLUSTER_NAME,
+    ) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{principal} is not allowed ClusterAction on the cluster"
+        ))
+    }
+}
+
 /// The TLS handshake (SSL) and the ClusterAction check (authorizer on).
 async fn admit(
     stream: TcpStream,
     peer: SocketAddr,
     controller: &Controller,
     access: &ControllerAccess,
-) -> Result<Box<dyn Transport>, String> {
+) -> Result<(Box<dyn Transport>, Principal), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (stream, principal): (Box<dyn Transport>, Principal) = match &access.security.tls {
         None => (Box::new(stream), Principal::anonymous()),
@@ -90,27 +134,14 @@ async fn admit(
             (Box::new(stream), Principal::user(name))
         }
     };
-    if let Some(authorizer) = &access.authorizer {
-        let image = controller.image();
-        if !authorizer.authorize(
-            &image.security.acls,
-            &principal,
-            peer.ip(),
-            operation::CLUSTER_ACTION,
-            resource::CLUSTER,
-            CLUSTER_NAME,
-        ) {
-            return Err(format!(
-                "{principal} is not allowed ClusterAction on the cluster"
-            ));
-        }
-    }
-    Ok(stream)
+    allowed(controller, access, &principal, peer)?;
+    Ok((stream, principal))
 }
 
 async fn serve_connection(
     mut stream: Box<dyn Transport>,
     controller: Arc<Controller>,
+    peer: PeerAccess,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     loop {
@@ -121,6 +152,10 @@ async fn serve_connection(
             },
             _ = shutdown.changed() => return Ok(()),
         };
+        if let Err(reason) = peer.check(&controller) {
+            warn!(peer = %peer.peer, %reason, "controller listener closed a connection");
+            return Ok(());
+        }
         let response = controller.serve(request).await;
         write_frame(&mut stream, &response).await?;
     }
