@@ -3,15 +3,15 @@
 still produces and consumes a few records on a fresh topic. Plus the broker's metrics and the
 raw-socket helpers the cases share."""
 
-import re
 import selectors
 import socket
 import struct
 import time
-import urllib.request
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from broker import metric
 from wire import read_exactly
 
 # (case, baseline MiB, peak MiB, bound MiB) of every check, for the run's summary.
@@ -107,25 +107,6 @@ class Health:
         finally:
             consumer.close()
         assert values == [b"health %d" % i for i in range(records)]
-
-
-def metrics(broker):
-    """{(name, frozenset of label pairs): value} of the broker's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
-        if m:
-            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            samples[(m.group(1), labels)] = float(m.group(3))
-    return samples
-
-
-def metric(broker, name, **labels):
-    """The sum of the samples of `name` whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, l), v in metrics(broker).items() if n == name and want <= l)
 
 
 def malformed(broker):

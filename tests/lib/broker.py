@@ -2,6 +2,7 @@
 compatibility and hostile-client suites start them."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -85,3 +86,22 @@ class Broker:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+def metrics(broker):
+    """{(name, frozenset of label pairs): value} of the broker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if m:
+            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            samples[(m.group(1), labels)] = float(m.group(3))
+    return samples
+
+
+def metric(broker, name, **labels):
+    """The sum of the samples of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, l), v in metrics(broker).items() if n == name and want <= l)

@@ -4,8 +4,8 @@ once `request.read.timeout.ms` has passed, counting it under
 `strom_failed_authentications_total`."""
 
 import socket
-import urllib.request
 
+from broker import metric
 from clients import answers_api_versions, round_trip, ssl_conf
 from kafka_checks import wait_until
 from secure_settings import security_overrides
@@ -17,11 +17,7 @@ READ_TIMEOUT_MS = 2000
 
 
 def failed_authentications(broker, listener):
-    with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("strom_failed_authentications_total") and f'listener="{listener}"' in line:
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric(broker, "strom_failed_authentications_total", listener=listener)
 
 
 def closed_by_peer(sock):
