@@ -2,7 +2,8 @@
 controller listener included (CONTROLLER:SSL, mutual TLS), each node with its own certificate
 (CN=strom-N) and the nodes super users through `ssl.principal.mapping.rules`, replicating over
 the SSL inter-broker listener; then the same cluster replicating over SASL_SSL, the nodes
-logging in to each other with SCRAM-SHA-512 as the seeded user `broker`. In both a
+logging in to each other as `broker` with SCRAM-SHA-512 (a seeded credential) and with PLAIN
+(the listener's JAAS users). In both a
 replication-factor-3 topic takes acks=all records from an authenticated client, gives them all
 back, and every partition keeps three in-sync replicas."""
 
@@ -69,4 +70,21 @@ def test_replication_over_sasl_ssl_with_scram(cluster, pki, topic):
     del client["bootstrap.servers"]
     c = cluster(combined=3, listener="SASL_SSL", client_config=client, overrides=overrides,
                 node_overrides=own_certificate(pki), extra_args=seeds)
+    replicates(c, topic)
+
+
+def test_replication_over_sasl_ssl_with_plain(cluster, pki, topic):
+    users = 'user_broker="broker-secret" user_admin="admin-secret"'
+    overrides = {
+        **tls_overrides(pki, "SASL_SSL"),
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config":
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="broker" password="broker-secret" {users};',
+    }
+    client = sasl_conf("", "PLAIN", "admin", "admin-secret", pki)
+    del client["bootstrap.servers"]
+    c = cluster(combined=3, listener="SASL_SSL", client_config=client, overrides=overrides,
+                node_overrides=own_certificate(pki))
     replicates(c, topic)

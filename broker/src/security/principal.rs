@@ -104,8 +104,9 @@ fn short_name(oid: &str) -> Option<&'static str> {
 
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
     for (i, c) in value.chars().enumerate() {
-        let edge_space = c == ' ' && (i == 0 || i == value.chars().count() - 1);
+        let edge_space = c == ' ' && (i == 0 || i == last);
         if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
             || edge_space
             || (i == 0 && c == '#')
