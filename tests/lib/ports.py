@@ -13,15 +13,24 @@ def _ephemeral_start():
         return 32768
 
 
+# Ports already handed out by this process: a cluster's nodes pick theirs before any of them
+# binds, so two picks must never return the same port.
+_handed_out = set()
+
+
 def free_port():
-    """A loopback port that nothing listens on, outside the ephemeral range."""
+    """A loopback port that nothing listens on, outside the ephemeral range, and never the same
+    twice in one test run."""
     high = min(_ephemeral_start(), 65536)
     for _ in range(200):
         port = random.randrange(10000, high)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     raise RuntimeError("no free port below the ephemeral range")
