@@ -1,6 +1,7 @@
 //! The small HTTP listener (`metrics.listener`): `/metrics`, `/healthz` and `/readyz`.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::Context;
+use crate::config::Role;
 
 async fn healthz() -> &'static str {
     "ok\n"
@@ -18,11 +20,18 @@ async fn healthz() -> &'static str {
 /// Set once the broker serves clients; until then it is starting.
 pub type Serving = Arc<OnceLock<Arc<Context>>>;
 
-async fn readyz(State(serving): State<Serving>) -> (StatusCode, &'static str) {
-    if serving.get().is_some() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+/// Ready once serving, and while the node is in the quorum and, as a broker, unfenced.
+async fn readyz(State(serving): State<Serving>) -> (StatusCode, String) {
+    let Some(ctx) = serving.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into());
+    };
+    let session = Duration::from_millis(ctx.config.long("broker.session.timeout.ms") as u64);
+    match ctx
+        .controller
+        .unready_reason(ctx.config.has_role(Role::Broker), session)
+    {
+        None => (StatusCode::OK, "ready\n".into()),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }
 }
 
@@ -40,7 +49,7 @@ async fn metrics(
     }
 }
 
-/// Serves `/healthz` (alive), `/readyz` (serving clients) and `/metrics` until shutdown.
+/// Serves `/healthz` (alive), `/readyz` (serving clients, in the quorum, unfenced) and `/metrics` until shutdown.
 pub async fn serve(
     listener: TcpListener,
     serving: Serving,

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -85,11 +86,17 @@ class Node:
     def ready(self):
         if self.proc is None or self.proc.poll() is not None:
             raise AssertionError(f"node {self.id} exited: {self.log_path.read_text()[-3000:]}")
+        return self.readyz()[0] == 200
+
+    def readyz(self):
+        """(HTTP status, body) of /readyz; (None, error) when it does not answer."""
         try:
             with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/readyz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError as e:
+            return None, str(e)
 
     def metric(self, name):
         """The first sample of a metric on this node's /metrics."""

@@ -91,6 +91,25 @@ def test_sigstop_leader_past_its_session(cluster, topic):
     run_writer(c, topic, fault)
 
 
+def test_readyz_follows_the_quorum(cluster):
+    """/readyz answers 503 with the reason while a node has lost its quorum, and 200 again once
+    the quorum is back, so Kubernetes stops routing to a node that cannot serve writes."""
+    c = cluster(combined=3)
+    survivor, *others = c.nodes
+    assert all(n.readyz()[0] == 200 for n in c.nodes)
+    for n in others:
+        n.pause()
+    try:
+        wait_until(lambda: survivor.readyz()[0] == 503, 30, "/readyz to answer 503 without a quorum")
+        status, body = survivor.readyz()
+        print(f"\n/readyz without a quorum: {status} {body.strip()}")
+        assert "quorum" in body or "heartbeat" in body, body
+    finally:
+        for n in others:
+            n.resume()
+    wait_until(lambda: all(n.readyz()[0] == 200 for n in c.nodes), 60, "every node Ready again")
+
+
 def test_rolling_restart_under_load(cluster, topic):
     c = cluster(combined=3)
 

@@ -80,6 +80,8 @@ pub struct Controller {
     reported_leader: Mutex<Option<i32>>,
     /// When each broker last heartbeated to this node while it was the active controller.
     heartbeats: Mutex<HashMap<i32, Instant>>,
+    /// When this broker's last heartbeat was answered, and whether it was fenced then.
+    answered_heartbeat: Mutex<Option<(Instant, bool)>>,
     broker_image_path: PathBuf,
     /// TLS for connections to the other voters, when the controller listener is SSL.
     tls: Option<Arc<ClientTls>>,
@@ -123,6 +125,7 @@ impl Controller {
             publisher,
             reported_leader: Mutex::new(None),
             heartbeats: Mutex::new(HashMap::new()),
+            answered_heartbeat: Mutex::new(None),
             broker_image_path,
             tls,
         })
@@ -251,6 +254,42 @@ impl Controller {
         }
     }
 
+    /// Why this node should not take traffic now, if it should not: as a voter, the quorum has
+    /// no leader it knows of, or it leads without a majority's answer within `session_timeout`;
+    /// as a `broker`, it is fenced or no heartbeat was answered within `session_timeout`.
+    pub fn unready_reason(&self, broker: bool, session_timeout: Duration) -> Option<String> {
+        if let Some(raft) = &self.raft {
+            let metrics = raft.metrics().borrow().clone();
+            match metrics.current_leader {
+                None => return Some("the metadata quorum has no leader this node knows of".into()),
+                Some(leader) if leader == self.node_id as u64 => {
+                    let silent = metrics
+                        .millis_since_quorum_ack
+                        .is_none_or(|ms| ms > session_timeout.as_millis() as u64);
+                    if silent && self.voters.len() > 1 {
+                        return Some(format!(
+                            "this node leads the metadata quorum but no majority has answered for {} ms",
+                            session_timeout.as_millis()
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        if broker {
+            return match *lock(&self.answered_heartbeat) {
+                None => Some("no heartbeat answered by the active controller yet".into()),
+                Some((_, true)) => Some("the active controller has fenced this broker".into()),
+                Some((at, false)) if at.elapsed() > session_timeout => Some(format!(
+                    "no heartbeat answered by the active controller for {} ms",
+                    at.elapsed().as_millis()
+                )),
+                Some(_) => None,
+            };
+        }
+        None
+    }
+
     fn is_active_controller(&self) -> bool {
         self.raft.is_some() && self.active_controller() == Some(self.node_id)
     }
@@ -279,7 +318,11 @@ impl Controller {
     /// Sends a heartbeat to the active controller.
     pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatReply, ControllerError> {
         match self.ask_leader(Request::Heartbeat(heartbeat)).await? {
-            Response::Heartbeat(Ok(reply)) => Ok(reply),
+            Response::Heartbeat(Ok(reply)) => {
+                *lock(&self.answered_heartbeat) =
+                    Some((Instant::now(), reply.fenced || !reply.registered));
+                Ok(reply)
+            }
             other => Err(ControllerError::Unavailable(format!(
                 "unexpected answer {other:?}"
             ))),
