@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use strom_operator::cluster::build;
 use strom_operator::cluster::validate::{validate, OperatorDefaults, ValidCluster};
-use strom_operator::crd::{KafkaCluster, KafkaClusterStatus};
+use strom_operator::crd::{KafkaCluster, KafkaClusterStatus, PoolStatus};
 
 fn fixture(name: &str) -> KafkaCluster {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -167,13 +167,13 @@ fn server_properties_wire_roles_listeners_and_voters() {
 #[test]
 fn a_config_change_changes_the_pod_template() {
     let (mut cluster, v, owner) = valid("combined.yaml");
-    let before = build::statefulset(&v, &v.pools[0], 3, &owner);
+    let before = build::statefulset(&v, &v.pools[0], 3, "20Gi", &owner);
     cluster
         .spec
         .config
         .insert("log.retention.ms".into(), "60000".into());
     let changed = validate(&cluster, &defaults()).unwrap();
-    let after = build::statefulset(&changed, &changed.pools[0], 3, &owner);
+    let after = build::statefulset(&changed, &changed.pools[0], 3, "20Gi", &owner);
     let hash = |s: &k8s_openapi::api::apps::v1::StatefulSet| {
         s.spec
             .as_ref()
@@ -194,7 +194,7 @@ fn a_config_change_changes_the_pod_template() {
 #[test]
 fn statefulset_rolls_on_delete_with_stable_ids_and_claims() {
     let (_, v, owner) = valid("combined.yaml");
-    let sts = build::statefulset(&v, &v.pools[0], 3, &owner);
+    let sts = build::statefulset(&v, &v.pools[0], 3, "20Gi", &owner);
     assert_eq!(sts.metadata.name.as_deref(), Some("demo-nodes"));
     assert_eq!(sts.metadata.owner_references.as_ref().unwrap()[0], owner);
     let spec = sts.spec.unwrap();
@@ -270,9 +270,154 @@ fn statefulset_rolls_on_delete_with_stable_ids_and_claims() {
 }
 
 #[test]
+fn pods_pass_the_restricted_pod_security_level() {
+    let (_, v, owner) = valid("combined.yaml");
+    let sts = build::statefulset(&v, &v.pools[0], 3, "20Gi", &owner);
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    let pod_security = pod.security_context.unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(
+        pod_security.seccomp_profile.unwrap().type_,
+        "RuntimeDefault"
+    );
+    let container = pod.containers[0].security_context.clone().unwrap();
+    assert_eq!(container.allow_privilege_escalation, Some(false));
+    assert_eq!(container.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        container.capabilities.unwrap().drop.unwrap(),
+        vec!["ALL".to_owned()]
+    );
+}
+
+#[test]
+fn the_claim_template_keeps_the_size_it_was_created_with() {
+    let (_, v, owner) = valid("combined.yaml");
+    let sts = build::statefulset(&v, &v.pools[0], 3, "5Gi", &owner);
+    let claim = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
+    let requests = claim
+        .spec
+        .clone()
+        .unwrap()
+        .resources
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(requests["storage"].0, "5Gi");
+}
+
+/// The dedicated fixture after a first reconcile recorded its pools.
+fn recorded(cluster: &mut KafkaCluster) {
+    let v = validate(cluster, &defaults()).unwrap();
+    cluster.status = Some(KafkaClusterStatus {
+        quorum_voters: Some(v.voters()),
+        pools: v
+            .pools
+            .iter()
+            .map(|p| PoolStatus {
+                name: p.name.clone(),
+                replicas: p.replicas,
+                node_id_start: Some(p.node_id_start),
+                node_ids: p.node_ids(p.replicas).collect(),
+                controller: p.controller,
+                storage_size: Some(p.storage.size.clone()),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    });
+}
+
+#[test]
+fn node_ids_stay_with_their_pool() {
+    let mut cluster = fixture("dedicated.yaml");
+    cluster.spec.pools[1].node_id_start = None;
+    let mut extra = cluster.spec.pools[1].clone();
+    extra.name = "ssd".into();
+    extra.node_id_start = Some(3000);
+    cluster.spec.pools.push(extra);
+    recorded(&mut cluster);
+    assert!(validate(&cluster, &defaults()).is_ok());
+
+    let mut reordered = cluster.clone();
+    reordered.spec.pools.swap(1, 2);
+    let err = validate(&reordered, &defaults()).unwrap_err().to_string();
+    assert!(
+        err.contains("pool \"brokers\": its node ids start at 1000 since it was created, and the spec now starts them at 2000"),
+        "{err}"
+    );
+    assert!(err.contains("set nodeIdStart: 1000"), "{err}");
+
+    let mut inserted = cluster.clone();
+    let mut new = inserted.spec.pools[2].clone();
+    new.name = "new".into();
+    new.node_id_start = Some(5000);
+    inserted.spec.pools.insert(1, new);
+    let err = validate(&inserted, &defaults()).unwrap_err().to_string();
+    assert!(
+        err.contains("pool \"brokers\": its node ids start at 1000"),
+        "{err}"
+    );
+
+    let mut pinned = reordered.clone();
+    pinned.spec.pools[2].node_id_start = Some(1000);
+    assert!(
+        validate(&pinned, &defaults()).is_ok(),
+        "a reorder that keeps every pool's ids is fine"
+    );
+}
+
+#[test]
+fn claims_never_shrink() {
+    let mut cluster = fixture("combined.yaml");
+    recorded(&mut cluster);
+    cluster.spec.pools[0].storage.size = "40Gi".into();
+    assert!(validate(&cluster, &defaults()).is_ok(), "growing is fine");
+    cluster.spec.pools[0].storage.size = "19Gi".into();
+    let err = validate(&cluster, &defaults()).unwrap_err().to_string();
+    assert!(
+        err.contains("storage size 19Gi is smaller than the claims' 20Gi"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_removed_broker_pool_is_drained_and_a_controller_pool_stays() {
+    let mut cluster = fixture("dedicated.yaml");
+    recorded(&mut cluster);
+    let mut without_brokers = cluster.clone();
+    without_brokers.spec.pools.remove(1);
+    let mut replacement = cluster.spec.pools[1].clone();
+    replacement.name = "large".into();
+    replacement.node_id_start = Some(2000);
+    without_brokers.spec.pools.push(replacement);
+    let v = validate(&without_brokers, &defaults()).unwrap();
+    assert_eq!(v.removed_pools.len(), 1);
+    assert_eq!(v.removed_pools[0].name, "brokers");
+    assert_eq!(v.removed_pools[0].node_id_start, 1000);
+
+    let mut reusing = without_brokers.clone();
+    reusing.spec.pools[1].node_id_start = Some(1001);
+    let err = validate(&reusing, &defaults()).unwrap_err().to_string();
+    assert!(
+        err.contains("would reuse node id 1001 of pool \"brokers\", which is being removed"),
+        "{err}"
+    );
+
+    let mut without_controllers = cluster.clone();
+    without_controllers.spec.pools.remove(0);
+    let err = validate(&without_controllers, &defaults())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pool \"controllers\" votes in the controller quorum and cannot be removed"),
+        "{err}"
+    );
+}
+
+#[test]
 fn ephemeral_pools_use_empty_dirs_and_keep_their_resources() {
     let (_, v, owner) = valid("dedicated.yaml");
-    let sts = build::statefulset(&v, &v.pools[1], 3, &owner);
+    let sts = build::statefulset(&v, &v.pools[1], 3, "10Gi", &owner);
     let spec = sts.spec.unwrap();
     assert!(spec.volume_claim_templates.is_none());
     let pod = spec.template.spec.unwrap();
@@ -305,7 +450,7 @@ fn ephemeral_pools_use_empty_dirs_and_keep_their_resources() {
     assert!(script.contains(
         "INTERNAL://$HOSTNAME.split-nodes.prod.svc.cluster.local:9092,CLIENTS://$HOSTNAME.split-nodes.prod.svc.cluster.local:19092"
     ));
-    let controllers = build::statefulset(&v, &v.pools[0], 3, &owner);
+    let controllers = build::statefulset(&v, &v.pools[0], 3, "20Gi", &owner);
     let script = &controllers.spec.unwrap().template.spec.unwrap().containers[0]
         .command
         .clone()
@@ -321,6 +466,7 @@ fn services_config_map_and_disruption_budget() {
     assert_eq!(headless.publish_not_ready_addresses, Some(true));
     let names: Vec<String> = headless
         .ports
+        .clone()
         .unwrap()
         .iter()
         .map(|p| format!("{}:{}", p.name.clone().unwrap(), p.port))
@@ -339,6 +485,12 @@ fn services_config_map_and_disruption_budget() {
     let selector = bootstrap.selector.unwrap();
     assert_eq!(selector[build::BROKER_LABEL], "true");
     assert_eq!(selector[build::INSTANCE_LABEL], "split");
+    // The operator's pods share the instance label when its release has the cluster's name.
+    assert_eq!(selector["app.kubernetes.io/name"], "strom");
+    assert_eq!(
+        headless.selector.as_ref().unwrap()["app.kubernetes.io/name"],
+        "strom"
+    );
     assert_eq!(bootstrap.ports.unwrap().len(), 2);
 
     let cm = build::config_map(&v, &owner);
@@ -355,5 +507,9 @@ fn services_config_map_and_disruption_budget() {
     assert_eq!(
         pdb["spec"]["selector"]["matchLabels"][build::INSTANCE_LABEL],
         "split"
+    );
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "strom"
     );
 }

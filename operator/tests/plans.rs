@@ -3,18 +3,31 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use strom_client::{ClusterView, PartitionView, TopicView};
-use strom_operator::cluster::plan::{balance_plan, drain_plan, next_roll, PodState, RollStep};
+use strom_operator::cluster::plan::{
+    balance_plan, drain_plan, next_roll, PodState, Quorum, RollStep,
+};
 use strom_operator::crd::KafkaTopic;
 use strom_operator::topic;
 
 fn pod(name: &str, node_id: i32, controller: bool, outdated: bool) -> PodState {
     PodState {
         name: name.into(),
+        pool: if controller { "c" } else { "b" }.into(),
         node_id,
         controller,
         ready: true,
         outdated,
         terminating: false,
+        restart_requested: false,
+    }
+}
+
+/// Three voters, all caught up, with `active` the active controller.
+fn quorum(active: i32) -> Quorum {
+    Quorum {
+        active: Some(active),
+        caught_up: BTreeSet::from([0, 1, 2]),
+        voters: 3,
     }
 }
 
@@ -31,7 +44,9 @@ fn dedicated_pods() -> Vec<PodState> {
 
 fn restart(step: RollStep) -> String {
     match step {
-        RollStep::Restart { pod, .. } => pod,
+        RollStep::Restart {
+            pod, evict: true, ..
+        } => pod,
         other => panic!("expected a restart, got {other:?}"),
     }
 }
@@ -41,30 +56,33 @@ fn roll_goes_controllers_first_active_controller_last_then_brokers() {
     let mut pods = dedicated_pods();
     let mut order = Vec::new();
     for _ in 0..pods.len() {
-        let next = restart(next_roll(&pods, Some(1), Some(0)));
+        let next = restart(next_roll(&pods, &quorum(1), Some(0)));
         order.push(next.clone());
         pods.iter_mut().find(|p| p.name == next).unwrap().outdated = false;
     }
     assert_eq!(order, ["c-0", "c-2", "c-1", "b-0", "b-1"]);
-    assert_eq!(next_roll(&pods, Some(1), Some(0)), RollStep::Done);
+    assert_eq!(next_roll(&pods, &quorum(1), Some(0)), RollStep::Done);
 }
 
 #[test]
 fn roll_waits_for_ready_pods_and_full_replication() {
     let mut pods = dedicated_pods();
     assert!(
-        matches!(next_roll(&pods, Some(1), Some(2)), RollStep::Wait(r) if r.contains("2 partitions are under-replicated"))
+        matches!(next_roll(&pods, &quorum(1), Some(2)), RollStep::Wait(r) if r.contains("2 partitions are under-replicated"))
     );
-    assert!(matches!(next_roll(&pods, Some(1), None), RollStep::Wait(_)));
+    assert!(matches!(
+        next_roll(&pods, &quorum(1), None),
+        RollStep::Wait(_)
+    ));
     pods[3].outdated = false;
     pods[3].ready = false;
     assert!(
-        matches!(next_roll(&pods, Some(1), Some(0)), RollStep::Wait(r) if r.contains("b-0 is not Ready"))
+        matches!(next_roll(&pods, &quorum(1), Some(0)), RollStep::Wait(r) if r.contains("b-0 is not Ready"))
     );
     pods[3].ready = true;
     pods[4].terminating = true;
     assert!(
-        matches!(next_roll(&pods, Some(1), Some(0)), RollStep::Wait(r) if r.contains("b-1 is terminating"))
+        matches!(next_roll(&pods, &quorum(1), Some(0)), RollStep::Wait(r) if r.contains("b-1 is terminating"))
     );
 }
 
@@ -72,8 +90,49 @@ fn roll_waits_for_ready_pods_and_full_replication() {
 fn an_outdated_pod_that_is_not_ready_goes_first() {
     let mut pods = dedicated_pods();
     pods[4].ready = false;
-    // Even with partitions under-replicated: the pod serves nobody.
-    assert_eq!(restart(next_roll(&pods, Some(1), Some(3))), "b-1");
+    // Even with partitions under-replicated: the pod serves nobody, so it is deleted rather
+    // than evicted (the disruption budget already counts it as down).
+    assert!(matches!(
+        next_roll(&pods, &quorum(1), Some(3)),
+        RollStep::Restart { pod, evict: false, .. } if pod == "b-1"
+    ));
+}
+
+#[test]
+fn a_controller_waits_for_a_known_leader_and_a_caught_up_majority() {
+    let pods = dedicated_pods();
+    let unknown = Quorum {
+        active: None,
+        ..quorum(1)
+    };
+    assert!(
+        matches!(next_roll(&pods, &unknown, Some(0)), RollStep::Wait(r) if r.contains("no controller reports an active controller"))
+    );
+    // Controller 2 trails: restarting 0 would leave only the leader caught up.
+    let lagging = Quorum {
+        caught_up: BTreeSet::from([0, 1]),
+        ..quorum(1)
+    };
+    assert!(
+        matches!(next_roll(&pods, &lagging, Some(0)), RollStep::Wait(r) if r.contains("would leave 1 of 3 voters caught up"))
+    );
+    // Brokers roll without asking the quorum.
+    let brokers: Vec<PodState> = pods.into_iter().filter(|p| !p.controller).collect();
+    assert_eq!(restart(next_roll(&brokers, &unknown, Some(0))), "b-0");
+}
+
+#[test]
+fn the_manual_restart_annotation_restarts_one_pod_in_order() {
+    let mut pods = dedicated_pods();
+    for p in &mut pods {
+        p.outdated = false;
+    }
+    assert_eq!(next_roll(&pods, &quorum(1), Some(0)), RollStep::Done);
+    pods[4].restart_requested = true;
+    assert!(matches!(
+        next_roll(&pods, &quorum(1), Some(0)),
+        RollStep::Restart { pod, reason, evict: true } if pod == "b-1" && reason.contains("annotation")
+    ));
 }
 
 fn view(partitions: &[(&str, &[i32])]) -> ClusterView {

@@ -291,6 +291,104 @@ def test_brokers_scale_up_then_down_without_loss(namespace, cluster):
           f"{sum(len(v) for v in seen.values())} read back")
 
 
+def patch_cluster(namespace, patch):
+    kubectl("-n", namespace, "patch", "kafkacluster", CLUSTER, "--type=json", "-p", json.dumps(patch))
+
+
+def test_a_pool_reorder_is_refused_and_changes_nothing(namespace, cluster):
+    generations = {
+        s["metadata"]["name"]: s["metadata"]["generation"]
+        for s in items("statefulsets", namespace, f"app.kubernetes.io/instance={CLUSTER}")
+    }
+    pools = get("kafkacluster", CLUSTER, namespace)["spec"]["pools"]
+    patch_cluster(namespace, [{"op": "replace", "path": "/spec/pools", "value": [pools[1], pools[0]]}])
+    obj = wait_condition("kafkacluster", CLUSTER, namespace, "Degraded", "True", timeout=60, reason="InvalidSpec")
+    message = condition(obj, "Degraded")["message"]
+    assert 'pool "brokers": its node ids start at 1000 since it was created' in message, message
+    assert "set nodeIdStart: 1000" in message, message
+    assert {p["name"]: p["nodeIdStart"] for p in obj["status"]["pools"]} == {"controllers": 0, "brokers": 1000}
+    assert {
+        s["metadata"]["name"]: s["metadata"]["generation"]
+        for s in items("statefulsets", namespace, f"app.kubernetes.io/instance={CLUSTER}")
+    } == generations, "a refused spec changes no StatefulSet"
+    patch_cluster(namespace, [{"op": "replace", "path": "/spec/pools", "value": pools}])
+    wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=120)
+
+
+def test_the_manual_restart_annotation_restarts_that_pod(namespace, cluster):
+    name = f"{CLUSTER}-brokers-1"
+    uid = pods(namespace)[name]["metadata"]["uid"]
+    kubectl("-n", namespace, "annotate", "pod", name, "strom.dev/manual-rolling-update=true")
+
+    def restarted():
+        p = pods(namespace).get(name)
+        return p is not None and p["metadata"]["uid"] != uid and is_ready(p)
+
+    wait_until(restarted, 180, f"pod {name} restarted and Ready")
+    assert "strom.dev/manual-rolling-update" not in pods(namespace)[name]["metadata"].get("annotations", {})
+    wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=120)
+    messages = [e.get("note") or e.get("message") or "" for e in items("events", namespace)]
+    assert any(f"restarting pod {name}: its manual restart annotation" in m for m in messages), messages
+
+
+def claim_size(claim):
+    return claim["spec"]["resources"]["requests"]["storage"]
+
+
+def test_storage_grows_in_place_and_never_shrinks(namespace, cluster):
+    brokers = [f"{CLUSTER}-brokers-{i}" for i in range(3)]
+    uids = {n: pods(namespace)[n]["metadata"]["uid"] for n in brokers}
+    patch_cluster(namespace, [{"op": "replace", "path": "/spec/pools/1/storage/size", "value": "2Gi"}])
+
+    def grown():
+        claims = {c["metadata"]["name"]: claim_size(c) for c in items("pvc", namespace)}
+        sts = get("statefulset", f"{CLUSTER}-brokers", namespace)
+        template = sts and claim_size(sts["spec"]["volumeClaimTemplates"][0])
+        return template == "2Gi" and all(claims.get(f"data-{n}") == "2Gi" for n in brokers)
+
+    wait_until(grown, 180, "every broker claim and the claim template at 2Gi")
+    time.sleep(2)
+    obj = wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=300)
+    assert {n: pods(namespace)[n]["metadata"]["uid"] for n in brokers} == uids, "no broker pod restarted"
+    assert {p["name"]: p.get("storageSize") for p in obj["status"]["pools"]}["brokers"] == "2Gi"
+    assert any(e.get("reason") == "StorageResized" for e in items("events", namespace))
+
+    patch_cluster(namespace, [{"op": "replace", "path": "/spec/pools/1/storage/size", "value": "1Gi"}])
+    obj = wait_condition("kafkacluster", CLUSTER, namespace, "Degraded", "True", timeout=60, reason="InvalidSpec")
+    assert "storage size 1Gi is smaller than the claims' 2Gi" in condition(obj, "Degraded")["message"]
+    patch_cluster(namespace, [{"op": "replace", "path": "/spec/pools/1/storage/size", "value": "2Gi"}])
+    wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=120)
+
+
+def test_a_removed_broker_pool_is_drained_then_deleted(namespace, cluster):
+    extra = {"name": "extra", "roles": ["broker"], "replicas": 1, "nodeIdStart": 2000,
+             "storage": {"size": "1Gi", "deleteClaim": True}}
+    patch_cluster(namespace, [{"op": "add", "path": "/spec/pools/-", "value": extra}])
+    time.sleep(2)
+    wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=300)
+    topic = f"pool-{uuid.uuid4().hex[:6]}"
+    apply(topic_manifest(topic, 8), namespace)
+    wait_condition("kafkatopic", topic, namespace, "Ready", "True", timeout=60)
+    wait_until(lambda: replicas_on(cluster, 2000) > 0, 120, "replicas on broker 2000")
+    held = replicas_on(cluster, 2000)
+    writer = Writer(cluster, topic, 8, rate=200).start()
+    wait_until(lambda: writer.acknowledged() > 100, 60, "first acknowledgements")
+
+    pools = get("kafkacluster", CLUSTER, namespace)["spec"]["pools"]
+    patch_cluster(namespace, [{"op": "replace", "path": "/spec/pools", "value": pools[:2]}])
+    wait_until(lambda: get("statefulset", f"{CLUSTER}-extra", namespace) is None, 300,
+               "the removed pool's StatefulSet deleted")
+    time.sleep(2)
+    obj = wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=300)
+    assert [p["name"] for p in obj["status"]["pools"]] == ["controllers", "brokers"]
+    assert replicas_on(cluster, 2000) == 0
+    writer.stop()
+    assert not writer.errors, writer.errors[:5]
+    assert_no_loss(writer, cluster)
+    assert any(e.get("reason") == "PoolRemoved" for e in items("events", namespace))
+    print(f"pool removal: broker 2000 held {held} replicas; {writer.acknowledged()} acknowledged")
+
+
 def scrape(url):
     with urllib.request.urlopen(url, timeout=10) as r:
         return r.read().decode()

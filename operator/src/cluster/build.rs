@@ -19,6 +19,8 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const POOL_LABEL: &str = "strom.dev/pool";
 /// Label on pods that have the broker role; the bootstrap Service selects it.
 pub const BROKER_LABEL: &str = "strom.dev/broker";
+/// Pod annotation that asks the operator to restart the pod (value `true`), in the roll's order.
+pub const RESTART_ANNOTATION: &str = "strom.dev/manual-rolling-update";
 /// Pod annotation holding the hash of the pool's `server.properties`.
 pub const CONFIG_HASH_ANNOTATION: &str = "strom.dev/config-hash";
 /// Where the log directory is mounted in the broker container.
@@ -38,6 +40,15 @@ pub fn cluster_labels(cluster: &ValidCluster) -> BTreeMap<String, String> {
             "app.kubernetes.io/managed-by".into(),
             "strom-operator".into(),
         ),
+    ])
+}
+
+/// Selects the cluster's pods only: the operator's own pods carry the same instance label when
+/// its Helm release and the cluster share a name, but another `app.kubernetes.io/name`.
+fn node_selector(cluster: &ValidCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "strom".into()),
+        (INSTANCE_LABEL.into(), cluster.name.clone()),
     ])
 }
 
@@ -150,7 +161,7 @@ pub fn headless_service(cluster: &ValidCluster, owner: &OwnerReference) -> Servi
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": true,
-            "selector": {INSTANCE_LABEL: cluster.name},
+            "selector": node_selector(cluster),
             "ports": ports,
         },
     }))
@@ -158,13 +169,15 @@ pub fn headless_service(cluster: &ValidCluster, owner: &OwnerReference) -> Servi
 
 /// The ClusterIP Service clients bootstrap from: Ready brokers only.
 pub fn bootstrap_service(cluster: &ValidCluster, owner: &OwnerReference) -> Service {
+    let mut selector = node_selector(cluster);
+    selector.insert(BROKER_LABEL.into(), "true".into());
     typed(json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(cluster, cluster.bootstrap_service(), owner),
         "spec": {
             "type": "ClusterIP",
-            "selector": {INSTANCE_LABEL: cluster.name, BROKER_LABEL: "true"},
+            "selector": selector,
             "ports": client_ports(cluster),
         },
     }))
@@ -183,7 +196,7 @@ pub fn pod_disruption_budget(
         "metadata": metadata(cluster, cluster.name.clone(), owner),
         "spec": {
             "maxUnavailable": 1,
-            "selector": {"matchLabels": {INSTANCE_LABEL: cluster.name}},
+            "selector": {"matchLabels": node_selector(cluster)},
         },
     })
 }
@@ -215,12 +228,15 @@ fn start_script(cluster: &ValidCluster, pool: &Pool) -> String {
     script
 }
 
-/// The StatefulSet of one pool at `replicas` pods. Its update strategy is OnDelete: the operator
-/// rolls pods itself, one at a time, checking the cluster between them.
+/// The StatefulSet of one pool at `replicas` pods, its claims of `claim_size` (the template
+/// cannot change once created; claims grow on their own). Its update strategy is OnDelete: the
+/// operator rolls pods itself, one at a time, checking the cluster between them. Pods pass the
+/// Kubernetes `restricted` Pod Security level.
 pub fn statefulset(
     cluster: &ValidCluster,
     pool: &Pool,
     replicas: i32,
+    claim_size: &str,
     owner: &OwnerReference,
 ) -> StatefulSet {
     let mut pod_labels = cluster_labels(cluster);
@@ -272,6 +288,11 @@ pub fn statefulset(
             {"name": "data", "mountPath": DATA_DIR},
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
         ],
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
     });
     if let Some(policy) = &cluster.image_pull_policy {
         container["imagePullPolicy"] = json!(policy);
@@ -299,7 +320,13 @@ pub fn statefulset(
             "spec": {
                 // The broker's controlled shutdown waits at most one session timeout.
                 "terminationGracePeriodSeconds": 60,
-                "securityContext": {"runAsNonRoot": true, "fsGroup": 65532},
+                "securityContext": {
+                    "runAsNonRoot": true,
+                    "runAsUser": 65532,
+                    "runAsGroup": 65532,
+                    "fsGroup": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "containers": [container],
                 "volumes": [],
             },
@@ -312,7 +339,7 @@ pub fn statefulset(
                 "metadata": {"name": "data", "labels": cluster_labels(cluster)},
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": pool.storage.size}},
+                    "resources": {"requests": {"storage": claim_size}},
                 },
             });
             if let Some(class) = &pool.storage.class {

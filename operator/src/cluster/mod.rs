@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
-use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{
+    DeleteParams, DynamicObject, EvictParams, ListParams, Patch, PatchParams, PropagationPolicy,
+};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -21,7 +23,7 @@ use crate::conditions::{conditions, Report};
 use crate::context::{apply, apply_status, object_key, Context, Error, FIELD_MANAGER};
 use crate::crd::{KafkaCluster, KafkaClusterStatus, PoolStatus, StorageType};
 use build::INSTANCE_LABEL;
-use plan::{PodState, RollStep};
+use plan::{PodState, Quorum, RollStep};
 use validate::{Pool, ValidCluster};
 
 /// Requeue interval while something is in progress.
@@ -94,6 +96,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     }
     let mut brokers = connect(ctx, &valid, &existing).await;
     let mut outcome = Outcome::default();
+    let removing = remove_pools(ctx, cluster, &valid, brokers.as_mut(), &mut outcome).await?;
     let replicas = scale(
         ctx,
         cluster,
@@ -137,22 +140,31 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     let mut applied = BTreeMap::new();
     for pool in &valid.pools {
         let name = valid.statefulset_name(pool);
-        let sts = build::statefulset(&valid, pool, replicas[&pool.name], &owner);
+        let current = existing.get(&pool.name);
+        if current.is_some_and(|s| s.metadata.deletion_timestamp.is_some()) {
+            outcome
+                .progress
+                .push(format!("StatefulSet {name} is being replaced"));
+            continue;
+        }
+        let claim_size = match current.and_then(claim_template_size) {
+            Some(size) => {
+                let running = current.and_then(|s| s.spec.as_ref()?.replicas).unwrap_or(0);
+                if grow_claims(ctx, cluster, &valid, pool, &size, running, &mut outcome).await? {
+                    continue;
+                }
+                size
+            }
+            None => pool.storage.size.clone(),
+        };
+        let sts = build::statefulset(&valid, pool, replicas[&pool.name], &claim_size, &owner);
         applied.insert(pool.name.clone(), apply(&statefulsets, &name, &sts).await?);
     }
     claims(ctx, &valid, cluster, &replicas).await?;
 
     let pods = pod_states(ctx, &valid, &applied).await?;
-    let active_controller = active_controller(&valid, &pods).await;
-    roll(
-        ctx,
-        cluster,
-        &pods,
-        active_controller,
-        brokers.as_ref(),
-        &mut outcome,
-    )
-    .await?;
+    let quorum = quorum(&valid, &pods).await;
+    roll(ctx, cluster, &pods, &quorum, brokers.as_ref(), &mut outcome).await?;
     if outcome.progress.is_empty() {
         rebalance(ctx, cluster, &valid, &pods, brokers.as_mut(), &mut outcome).await?;
     }
@@ -162,9 +174,10 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         &valid,
         &applied,
         &pods,
-        active_controller,
+        quorum.active,
         brokers.as_ref().map(|b| &b.view),
         &outcome,
+        removing,
     );
     apply_status(&ctx.client, cluster, &status).await?;
     Ok(Action::requeue(
@@ -246,7 +259,7 @@ async fn scale(
                 ctx,
                 cluster,
                 valid,
-                pool,
+                (&pool.name, pool.replicas),
                 &leaving,
                 brokers.as_deref_mut(),
                 outcome,
@@ -263,12 +276,13 @@ async fn scale(
     Ok(replicas)
 }
 
-/// Whether the `leaving` brokers hold nothing; if not, starts moving their replicas away.
+/// Whether the `leaving` brokers hold nothing; if not, starts moving their replicas away so that
+/// `pool` can shrink to its target size.
 async fn drained(
     ctx: &Context,
     cluster: &KafkaCluster,
     valid: &ValidCluster,
-    pool: &Pool,
+    (pool, target): (&str, i32),
     leaving: &BTreeSet<i32>,
     brokers: Option<&mut Brokers>,
     outcome: &mut Outcome,
@@ -281,8 +295,7 @@ async fn drained(
     }) = brokers
     else {
         outcome.progress.push(format!(
-            "pool {} waits to reach the brokers before draining {ids}",
-            pool.name
+            "pool {pool} waits to reach the brokers before draining {ids}"
         ));
         return Ok(false);
     };
@@ -293,8 +306,7 @@ async fn drained(
     }
     if ongoing > 0 {
         outcome.progress.push(format!(
-            "pool {}: {ongoing} partition moves in progress before brokers {ids} leave",
-            pool.name
+            "pool {pool}: {ongoing} partition moves in progress before brokers {ids} leave"
         ));
         return Ok(false);
     }
@@ -303,10 +315,8 @@ async fn drained(
         Ok(moves) => {
             admin.reassign(&moves).await?;
             let message = format!(
-                "moving {} partitions off brokers {ids} before pool {} shrinks to {}",
-                moves.len(),
-                pool.name,
-                pool.replicas
+                "moving {} partitions off brokers {ids} before pool {pool} shrinks to {target}",
+                moves.len()
             );
             tracing::info!(cluster = %valid.name, "{message}");
             ctx.event(
@@ -321,13 +331,175 @@ async fn drained(
             Ok(false)
         }
         Err(e) => {
-            outcome.problems.push(format!(
-                "pool {} cannot shrink to {}: {e}",
-                pool.name, pool.replicas
-            ));
+            outcome
+                .problems
+                .push(format!("pool {pool} cannot shrink to {target}: {e}"));
             Ok(false)
         }
     }
+}
+
+/// Drains the brokers of pools the spec no longer has, then deletes their StatefulSets. Returns
+/// their status while they exist.
+async fn remove_pools(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    valid: &ValidCluster,
+    mut brokers: Option<&mut Brokers>,
+    outcome: &mut Outcome,
+) -> Result<Vec<PoolStatus>, Error> {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+    let mut removing = Vec::new();
+    for pool in &valid.removed_pools {
+        let name = format!("{}-{}", valid.name, pool.name);
+        let Some(sts) = statefulsets.get_opt(&name).await? else {
+            continue;
+        };
+        let running = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let node_ids: Vec<i32> = (0..running).map(|i| pool.node_id_start + i).collect();
+        removing.push(PoolStatus {
+            name: pool.name.clone(),
+            replicas: running,
+            ready_replicas: sts
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
+            node_id_start: Some(pool.node_id_start),
+            node_ids: node_ids.clone(),
+            removing: true,
+            ..PoolStatus::default()
+        });
+        if sts.metadata.deletion_timestamp.is_some() {
+            outcome
+                .progress
+                .push(format!("pool {} is being deleted", pool.name));
+            continue;
+        }
+        let leaving: BTreeSet<i32> = node_ids.into_iter().collect();
+        if !drained(
+            ctx,
+            cluster,
+            valid,
+            (&pool.name, 0),
+            &leaving,
+            brokers.as_deref_mut(),
+            outcome,
+        )
+        .await?
+        {
+            continue;
+        }
+        statefulsets.delete(&name, &DeleteParams::default()).await?;
+        let message = format!(
+            "deleting pool {}: it left the spec and its brokers {leaving:?} hold no partitions",
+            pool.name
+        );
+        tracing::info!(cluster = %valid.name, "{message}");
+        ctx.event(
+            &cluster.object_ref(&()),
+            None,
+            false,
+            "PoolRemoved",
+            message.clone(),
+        )
+        .await;
+        outcome.progress.push(message);
+    }
+    Ok(removing)
+}
+
+/// The claim size in a StatefulSet's volume claim template.
+fn claim_template_size(sts: &StatefulSet) -> Option<String> {
+    let template = sts
+        .spec
+        .as_ref()?
+        .volume_claim_templates
+        .as_ref()?
+        .first()?;
+    let requests = template
+        .spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?;
+    Some(requests.get("storage")?.0.clone())
+}
+
+/// Grows a pool's claims from `template_size` to the spec's size. A StatefulSet's claim template
+/// cannot change, so once every claim has grown the StatefulSet is deleted with its pods left
+/// running (orphaned) and the next reconcile creates it with the new template, adopting them.
+/// Returns whether the StatefulSet is being replaced.
+async fn grow_claims(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    valid: &ValidCluster,
+    pool: &Pool,
+    template_size: &str,
+    running: i32,
+    outcome: &mut Outcome,
+) -> Result<bool, Error> {
+    let want = match (
+        validate::quantity_bytes(&pool.storage.size),
+        validate::quantity_bytes(template_size),
+    ) {
+        (Some(want), Some(have)) if want > have => want,
+        _ => return Ok(false),
+    };
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+    let sts_name = valid.statefulset_name(pool);
+    for ordinal in 0..running {
+        let name = format!("data-{sts_name}-{ordinal}");
+        let Some(pvc) = pvcs.get_opt(&name).await? else {
+            continue;
+        };
+        let requested = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage"))
+            .and_then(|q| validate::quantity_bytes(&q.0));
+        if requested.is_some_and(|r| r >= want) {
+            continue;
+        }
+        let patch = json!({"spec": {"resources": {"requests": {"storage": pool.storage.size}}}});
+        match pvcs
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            // Refused by admission: the StorageClass does not allow expansion, for example.
+            Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {
+                outcome.problems.push(format!(
+                    "pool {}: claim {name} cannot grow to {}: {}",
+                    pool.name, pool.storage.size, e.message
+                ));
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+    let orphan = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    statefulsets.delete(&sts_name, &orphan).await?;
+    let message = format!(
+        "pool {}: claims grown from {template_size} to {}; StatefulSet {sts_name} is recreated with the new claim template, its pods keep running",
+        pool.name, pool.storage.size
+    );
+    tracing::info!(cluster = %valid.name, "{message}");
+    ctx.event(
+        &cluster.object_ref(&()),
+        None,
+        false,
+        "StorageResized",
+        message.clone(),
+    )
+    .await;
+    outcome.progress.push(message);
+    Ok(true)
 }
 
 /// Gives the pods' claims an owner reference to the cluster when `deleteClaim` is set, so they
@@ -414,31 +586,55 @@ async fn pod_states(
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         states.push(PodState {
             name,
+            pool: pool.name.clone(),
             node_id: pool.node_id_start + ordinal,
             controller: pool.controller,
             ready,
             outdated: update_revision.is_some() && revision != update_revision.as_ref(),
             terminating: pod.metadata.deletion_timestamp.is_some(),
+            restart_requested: pod
+                .annotations()
+                .get(build::RESTART_ANNOTATION)
+                .is_some_and(|v| v == "true"),
         });
     }
     states.sort_by_key(|p| p.node_id);
     Ok(states)
 }
 
-/// Asks the Ready controller pods, in turn, for the active controller.
-async fn active_controller(valid: &ValidCluster, pods: &[PodState]) -> Option<i32> {
+/// Asks every Ready controller pod for the active controller and its applied metadata.
+async fn quorum(valid: &ValidCluster, pods: &[PodState]) -> Quorum {
+    let mut probes = BTreeMap::new();
     for pod in pods.iter().filter(|p| p.controller && p.ready) {
-        let pool = valid.pools.iter().find(|p| {
-            pod.node_id >= p.node_id_start && pod.name.starts_with(&valid.statefulset_name(p))
-        })?;
+        let Some(pool) = valid.pools.iter().find(|p| p.name == pod.pool) else {
+            continue;
+        };
         let host = valid.pod_host(pool, pod.node_id - pool.node_id_start);
-        if let Some(leader) =
-            probe::active_controller(&host, valid.metrics_port, Duration::from_secs(3)).await
+        if let Some(probe) =
+            probe::controller(&host, valid.metrics_port, Duration::from_secs(3)).await
         {
-            return Some(leader);
+            probes.insert(pod.node_id, probe);
         }
     }
-    None
+    let active = probes.values().find_map(|p| p.leader);
+    let caught_up = match active.and_then(|a| probes.get(&a)) {
+        Some(leader) => probes
+            .iter()
+            .filter(|(_, p)| p.applied_index >= leader.applied_index - plan::MAX_CONTROLLER_LAG)
+            .map(|(id, _)| *id)
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    Quorum {
+        active,
+        caught_up,
+        voters: valid
+            .pools
+            .iter()
+            .filter(|p| p.controller)
+            .map(|p| p.replicas.max(0) as usize)
+            .sum(),
+    }
 }
 
 /// Takes the next step of a rolling restart, if one is due.
@@ -446,20 +642,34 @@ async fn roll(
     ctx: &Context,
     cluster: &KafkaCluster,
     pods: &[PodState],
-    active_controller: Option<i32>,
+    quorum: &Quorum,
     brokers: Option<&Brokers>,
     outcome: &mut Outcome,
 ) -> Result<(), Error> {
     let under_replicated = brokers.map(|b| b.view.under_replicated());
-    match plan::next_roll(pods, active_controller, under_replicated) {
+    match plan::next_roll(pods, quorum, under_replicated) {
         RollStep::Done => {}
         RollStep::Wait(reason) => outcome
             .progress
             .push(format!("rolling restart waits: {reason}")),
-        RollStep::Restart { pod, reason } => {
+        RollStep::Restart { pod, reason, evict } => {
             let pods_api: Api<Pod> =
                 Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-            pods_api.delete(&pod, &DeleteParams::default()).await?;
+            if evict {
+                match pods_api.evict(&pod, &EvictParams::default()).await {
+                    Ok(_) => {}
+                    // The PodDisruptionBudget allows no disruption now (a node drain took it).
+                    Err(kube::Error::Api(e)) if e.code == 429 => {
+                        outcome.progress.push(format!(
+                            "rolling restart waits: the PodDisruptionBudget refuses to evict pod {pod} now"
+                        ));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                pods_api.delete(&pod, &DeleteParams::default()).await?;
+            }
             let message = format!("restarting pod {pod}: {reason}");
             tracing::info!(cluster = %cluster.name_any(), "{message}");
             let related = ObjectReference {
@@ -534,6 +744,7 @@ async fn rebalance(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn status(
     cluster: &KafkaCluster,
     valid: &ValidCluster,
@@ -542,23 +753,22 @@ fn status(
     active_controller: Option<i32>,
     view: Option<&ClusterView>,
     outcome: &Outcome,
+    removing: Vec<PoolStatus>,
 ) -> KafkaClusterStatus {
     let mut pools = Vec::new();
     let mut ready_brokers = 0;
-    let mut all_ready = true;
+    let mut all_ready = removing.is_empty();
     for pool in &valid.pools {
-        let prefix = format!("{}-", valid.statefulset_name(pool));
-        let of_pool: Vec<&PodState> = pods
-            .iter()
-            .filter(|p| p.name.starts_with(&prefix))
-            .collect();
-        let replicas = applied
-            .get(&pool.name)
+        let of_pool: Vec<&PodState> = pods.iter().filter(|p| p.pool == pool.name).collect();
+        let sts = applied.get(&pool.name);
+        let replicas = sts
             .and_then(|s| s.spec.as_ref())
             .and_then(|s| s.replicas)
             .unwrap_or(0);
         let ready = of_pool.iter().filter(|p| p.ready).count() as i32;
-        all_ready &= replicas == pool.replicas && ready == pool.replicas;
+        all_ready &= sts.is_some_and(statefulset_settled)
+            && replicas == pool.replicas
+            && ready == pool.replicas;
         if pool.broker {
             ready_brokers += ready;
         }
@@ -567,8 +777,14 @@ fn status(
             replicas,
             ready_replicas: ready,
             outdated_replicas: of_pool.iter().filter(|p| p.outdated).count() as i32,
+            node_id_start: Some(pool.node_id_start),
+            node_ids: pool.node_ids(replicas).collect(),
+            controller: pool.controller,
+            storage_size: sts.and_then(claim_template_size),
+            removing: false,
         });
     }
+    pools.extend(removing);
     let under_replicated = view.map(|v| v.under_replicated());
     let mut reports = Vec::new();
     let ready = all_ready && outcome.progress.is_empty() && under_replicated == Some(0);
@@ -632,4 +848,10 @@ fn status(
         controller_leader: active_controller,
         bootstrap: Some(valid.bootstrap_address()),
     }
+}
+
+/// Whether the StatefulSet controller has seen the StatefulSet's latest spec.
+fn statefulset_settled(sts: &StatefulSet) -> bool {
+    let observed = sts.status.as_ref().and_then(|s| s.observed_generation);
+    observed.is_some() && observed >= sts.metadata.generation
 }

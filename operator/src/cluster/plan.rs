@@ -10,6 +10,8 @@ use strom_client::{ClusterView, Reassignment};
 pub struct PodState {
     /// Pod name.
     pub name: String,
+    /// Its pool.
+    pub pool: String,
     /// Its node id.
     pub node_id: i32,
     /// It votes in the quorum.
@@ -20,7 +22,29 @@ pub struct PodState {
     pub outdated: bool,
     /// It is being deleted.
     pub terminating: bool,
+    /// It carries the manual restart annotation.
+    pub restart_requested: bool,
 }
+
+impl PodState {
+    fn due(&self) -> bool {
+        self.outdated || self.restart_requested
+    }
+}
+
+/// What the controllers report, for rolling them without losing the quorum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quorum {
+    /// The active controller, when a controller reports one.
+    pub active: Option<i32>,
+    /// Voters whose applied metadata is within `MAX_CONTROLLER_LAG` records of the active one.
+    pub caught_up: BTreeSet<i32>,
+    /// Voters in the quorum.
+    pub voters: usize,
+}
+
+/// Metadata records a voter may trail the active controller by and still count as caught up.
+pub const MAX_CONTROLLER_LAG: i64 = 10;
 
 /// The next step of a rolling restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,35 +53,37 @@ pub enum RollStep {
     Done,
     /// Not safe to restart anything yet, for the given reason.
     Wait(String),
-    /// Delete this pod so that its StatefulSet recreates it on the new revision.
+    /// Remove this pod so that its StatefulSet recreates it on the new revision.
     Restart {
         /// Pod name.
         pod: String,
         /// Why it goes now.
         reason: String,
+        /// Through the Eviction API, so the PodDisruptionBudget has its say; a pod that is not
+        /// Ready serves nobody and is deleted directly.
+        evict: bool,
     },
 }
 
 /// Picks the next pod to restart: one at a time, controllers before brokers, the active
 /// controller last among the controllers, and only when every other pod is Ready and no
 /// partition is under-replicated (`under_replicated` is `None` when the brokers cannot be
-/// asked). An outdated pod that is not Ready serves nobody and goes first.
-pub fn next_roll(
-    pods: &[PodState],
-    active_controller: Option<i32>,
-    under_replicated: Option<usize>,
-) -> RollStep {
+/// asked). A controller goes only while the active controller is known and a majority of
+/// voters other than it is caught up. An outdated pod that is not Ready serves nobody and goes
+/// first. Pods with the manual restart annotation count as outdated.
+pub fn next_roll(pods: &[PodState], quorum: &Quorum, under_replicated: Option<usize>) -> RollStep {
     if let Some(p) = pods.iter().find(|p| p.terminating) {
         return RollStep::Wait(format!("pod {} is terminating", p.name));
     }
-    let mut outdated: Vec<&PodState> = pods.iter().filter(|p| p.outdated).collect();
-    if outdated.is_empty() {
+    let mut due: Vec<&PodState> = pods.iter().filter(|p| p.due()).collect();
+    if due.is_empty() {
         return RollStep::Done;
     }
-    if let Some(p) = outdated.iter().find(|p| !p.ready) {
+    if let Some(p) = due.iter().find(|p| !p.ready) {
         return RollStep::Restart {
             pod: p.name.clone(),
-            reason: "it is outdated and not Ready".into(),
+            reason: "it is due for a restart and not Ready".into(),
+            evict: false,
         };
     }
     if let Some(p) = pods.iter().find(|p| !p.ready) {
@@ -70,16 +96,38 @@ pub fn next_roll(
         }
         Some(_) => {}
     }
-    let order = |p: &PodState| match (p.controller, Some(p.node_id) == active_controller) {
+    let order = |p: &PodState| match (p.controller, Some(p.node_id) == quorum.active) {
         (true, false) => 0,
         (true, true) => 1,
         (false, _) => 2,
     };
-    outdated.sort_by_key(|p| (order(p), p.node_id));
-    let p = outdated[0];
+    due.sort_by_key(|p| (order(p), p.node_id));
+    let p = due[0];
+    if p.controller {
+        if quorum.active.is_none() {
+            return RollStep::Wait("no controller reports an active controller".into());
+        }
+        let others = quorum
+            .caught_up
+            .iter()
+            .filter(|id| **id != p.node_id)
+            .count();
+        if quorum.voters > 1 && others <= quorum.voters / 2 {
+            return RollStep::Wait(format!(
+                "restarting controller {} would leave {others} of {} voters caught up, not a majority",
+                p.node_id, quorum.voters
+            ));
+        }
+    }
+    let reason = if p.outdated {
+        format!("{} pods are outdated", due.len())
+    } else {
+        "its manual restart annotation asks for it".to_owned()
+    };
     RollStep::Restart {
         pod: p.name.clone(),
-        reason: format!("{} pods are outdated", outdated.len()),
+        reason,
+        evict: true,
     }
 }
 

@@ -1,6 +1,6 @@
-//! Asks a controller node which node is the active controller, from its `/metrics`
-//! (`strom_kraft_current_leader`): only the quorum knows, and controller-only nodes have no
-//! Kafka listener to ask.
+//! Asks a controller node which node is the active controller and how far it has applied the
+//! metadata log, from its `/metrics` (`strom_kraft_current_leader`, `strom_kraft_applied_index`):
+//! only the quorum knows, and controller-only nodes have no Kafka listener to ask.
 
 use std::time::Duration;
 
@@ -19,9 +19,17 @@ pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
     })
 }
 
-/// The active controller's node id as `host:port` reports it, or `None` when the node does
-/// not answer or knows no leader.
-pub async fn active_controller(host: &str, port: i32, timeout: Duration) -> Option<i32> {
+/// What a controller node reports about the quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerProbe {
+    /// The active controller's node id, when the node knows one.
+    pub leader: Option<i32>,
+    /// The last metadata record the node applied.
+    pub applied_index: i64,
+}
+
+/// What `host:port` reports about the quorum, or `None` when it does not answer.
+pub async fn controller(host: &str, port: i32, timeout: Duration) -> Option<ControllerProbe> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let uri = format!("http://{host}:{port}/metrics").parse().ok()?;
     let body = tokio::time::timeout(timeout, async {
@@ -31,11 +39,12 @@ pub async fn active_controller(host: &str, port: i32, timeout: Duration) -> Opti
     .await
     .ok()??
     .to_bytes();
-    let leader = gauge(
-        std::str::from_utf8(&body).ok()?,
-        "strom_kraft_current_leader",
-    )?;
-    (leader >= 0.0).then_some(leader as i32)
+    let text = std::str::from_utf8(&body).ok()?;
+    let leader = gauge(text, "strom_kraft_current_leader")?;
+    Some(ControllerProbe {
+        leader: (leader >= 0.0).then_some(leader as i32),
+        applied_index: gauge(text, "strom_kraft_applied_index")? as i64,
+    })
 }
 
 #[cfg(test)]

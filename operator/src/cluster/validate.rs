@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::ResourceExt;
 
-use crate::crd::{KafkaCluster, ListenerSpec, Role, StorageSpec, StorageType};
+use crate::crd::{KafkaCluster, ListenerSpec, PoolStatus, Role, StorageSpec, StorageType};
 
 /// Broker properties the operator writes itself; a spec that sets them is rejected.
 pub const OPERATOR_OWNED_KEYS: &[&str] = &[
@@ -105,6 +105,17 @@ pub struct ValidCluster {
     pub config: BTreeMap<String, String>,
     /// The cluster's DNS domain.
     pub cluster_domain: String,
+    /// Pools the status records that the spec no longer has.
+    pub removed_pools: Vec<RemovedPool>,
+}
+
+/// A broker pool that left the spec: drained, then deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedPool {
+    /// Pool name.
+    pub name: String,
+    /// Node id of its pod 0.
+    pub node_id_start: i32,
 }
 
 impl ValidCluster {
@@ -189,22 +200,104 @@ fn is_listener_name(s: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// Accepts Kubernetes quantities such as `10Gi`, `500M` or `1e9`.
-fn is_quantity(s: &str) -> bool {
+/// Bytes of a Kubernetes quantity such as `10Gi`, `500M` or `1500`; `None` when it is not one.
+pub fn quantity_bytes(s: &str) -> Option<f64> {
     let number_end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, suffix) = s.split_at(number_end);
-    !number.is_empty()
-        && number.parse::<f64>().is_ok()
-        && matches!(
-            suffix,
-            "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "k" | "M" | "G" | "T" | "P" | "E"
-        )
+    let number: f64 = number.parse().ok()?;
+    let unit = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => return None,
+    };
+    Some(number * unit)
 }
 
 fn valid_port(p: i32) -> bool {
     (1..=65535).contains(&p)
+}
+
+/// Checks the spec's pools against the pools the status recorded: node ids stay with their
+/// pool, claims never shrink, a controller pool stays, and a new pool takes no id of a pool
+/// being removed. Returns the recorded broker pools the spec no longer has.
+fn check_against_recorded(
+    pools: &[Pool],
+    recorded: &[PoolStatus],
+    problems: &mut Vec<String>,
+) -> Vec<RemovedPool> {
+    for pool in pools {
+        let Some(was) = recorded.iter().find(|r| r.name == pool.name) else {
+            continue;
+        };
+        if let Some(start) = was.node_id_start {
+            if start != pool.node_id_start {
+                problems.push(format!(
+                    "pool {:?}: its node ids start at {start} since it was created, and the spec now starts them at {} (a reordered or inserted pool, or a changed nodeIdStart); set nodeIdStart: {start}, since a node id names the data on its disk",
+                    pool.name, pool.node_id_start
+                ));
+            }
+        }
+        let shrinks = match (&was.storage_size, pool.storage.kind) {
+            (Some(size), StorageType::PersistentClaim) => {
+                match (quantity_bytes(size), quantity_bytes(&pool.storage.size)) {
+                    (Some(was_bytes), Some(now)) => now < was_bytes,
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        if shrinks {
+            problems.push(format!(
+                "pool {:?}: storage size {} is smaller than the claims' {}; a PersistentVolumeClaim cannot shrink",
+                pool.name,
+                pool.storage.size,
+                was.storage_size.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    let mut removed = Vec::new();
+    for was in recorded {
+        if pools.iter().any(|p| p.name == was.name) {
+            continue;
+        }
+        let Some(start) = was.node_id_start else {
+            continue;
+        };
+        if was.controller {
+            problems.push(format!(
+                "pool {:?} votes in the controller quorum and cannot be removed",
+                was.name
+            ));
+            continue;
+        }
+        for pool in pools {
+            let ids: Vec<i32> = pool.node_ids(pool.replicas).collect();
+            if let Some(id) = was.node_ids.iter().find(|id| ids.contains(id)) {
+                problems.push(format!(
+                    "pool {:?} would reuse node id {id} of pool {:?}, which is being removed",
+                    pool.name, was.name
+                ));
+            }
+        }
+        removed.push(RemovedPool {
+            name: was.name.clone(),
+            node_id_start: start,
+        });
+    }
+    removed
 }
 
 /// Checks `cluster` and fills in defaults. The voters recorded in its status must not change.
@@ -269,7 +362,9 @@ pub fn validate(
         if node_id_start < 0 {
             problems.push(format!("{at}: nodeIdStart must be 0 or more"));
         }
-        if p.storage.kind == StorageType::PersistentClaim && !is_quantity(&p.storage.size) {
+        if p.storage.kind == StorageType::PersistentClaim
+            && quantity_bytes(&p.storage.size).is_none()
+        {
             problems.push(format!(
                 "{at}: storage size {:?} is not a quantity such as 10Gi",
                 p.storage.size
@@ -285,6 +380,12 @@ pub fn validate(
             resources: p.resources.clone(),
         });
     }
+    let recorded: &[PoolStatus] = cluster
+        .status
+        .as_ref()
+        .map(|s| s.pools.as_slice())
+        .unwrap_or_default();
+    let removed_pools = check_against_recorded(&pools, recorded, &mut problems);
     for (i, a) in pools.iter().enumerate() {
         for b in &pools[i + 1..] {
             let a_end = a.node_id_start + a.replicas.max(0);
@@ -371,6 +472,7 @@ pub fn validate(
         scrape_annotations: spec.metrics.scrape_annotations,
         config: spec.config.clone(),
         cluster_domain: defaults.cluster_domain.clone(),
+        removed_pools,
     };
     // Strom's quorum membership is static (no KIP-853), so the voters fixed at creation stay.
     if let Some(recorded) = cluster

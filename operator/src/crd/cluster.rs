@@ -216,4 +216,20 @@ pub struct PoolStatus {
     /// Pods still on an older revision.
     #[serde(default)]
     pub outdated_replicas: i32,
+    /// Node id of the pool's pod 0, fixed when the pool was created: a spec that would give
+    /// the pool other ids (a reordered or inserted pool, a changed `nodeIdStart`) is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id_start: Option<i32>,
+    /// Node ids of the pool's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_ids: Vec<i32>,
+    /// Whether the pool votes in the controller quorum.
+    #[serde(default)]
+    pub controller: bool,
+    /// Size of the pool's claims as its StatefulSet creates them; claims never shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_size: Option<String>,
+    /// The pool is no longer in the spec: its brokers are drained, then its StatefulSet goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removing: bool,
 }
