@@ -1,5 +1,7 @@
-# The Strom image: strom-broker (the default command) and strom-operator on Debian slim, running
-# as a non-root user.
+# Two small images, each one binary and the C libraries it links (glibc, libgcc_s) on an empty
+# base: no shell, no package manager, a non-root user.
+#   docker build -t strom .                                      # strom-broker (the default)
+#   docker build --target operator -t strom-operator .           # strom-operator
 #
 # BUILD=source (the default, for any machine with Docker) compiles in the official Rust builder
 # image. BUILD=prebuilt copies target/image/, the host's release builds without their debug
@@ -12,19 +14,40 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p strom-broker -p strom-operator \
     && mkdir /out \
-    && objcopy --strip-debug target/release/strom-broker /out/strom-broker \
-    && objcopy --strip-debug target/release/strom-operator /out/strom-operator
+    && objcopy --strip-all target/release/strom-broker /out/strom-broker \
+    && objcopy --strip-all target/release/strom-operator /out/strom-operator
 
 FROM docker.io/library/debian:bookworm-slim AS build-prebuilt
 COPY target/image/strom-broker target/image/strom-operator /out/
 
 FROM build-${BUILD} AS build
 
-FROM docker.io/library/debian:bookworm-slim
-COPY --from=build /out/strom-broker /out/strom-operator /usr/local/bin/
-RUN mkdir -p /var/lib/strom/data && chown -R 65532:65532 /var/lib/strom
+# One root file system per binary: the binary, the libraries ldd names, a passwd entry for the
+# non-root user and the data directory it owns.
+FROM docker.io/library/debian:bookworm-slim AS rootfs
+COPY --from=build /out/ /out/
+RUN set -eu; \
+    for bin in strom-broker strom-operator; do \
+      root="/rootfs/$bin"; \
+      mkdir -p "$root/usr/local/bin" "$root/etc" "$root/var/lib/strom/data" "$root/tmp"; \
+      cp "/out/$bin" "$root/usr/local/bin/"; \
+      for lib in $(ldd "/out/$bin" | grep -o '/[^ ]*'); do cp --parents -L "$lib" "$root/"; done; \
+      echo 'nonroot:x:65532:65532:nonroot:/var/lib/strom:/nonexistent' > "$root/etc/passwd"; \
+      echo 'nonroot:x:65532:' > "$root/etc/group"; \
+      chown -R 65532:65532 "$root/var/lib/strom"; \
+      chmod 1777 "$root/tmp"; \
+    done
+
+FROM scratch AS operator
+COPY --from=rootfs /rootfs/strom-operator/ /
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/strom-operator"]
+
+FROM scratch AS broker
+COPY --from=rootfs /rootfs/strom-broker/ /
 USER 65532:65532
 WORKDIR /var/lib/strom
 ENV STROM_LOG_DIRS=/var/lib/strom/data
-EXPOSE 9092 9093 9644 8080
+EXPOSE 9092 9093 9644
 ENTRYPOINT ["/usr/local/bin/strom-broker"]

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Builds the Strom image without a Docker engine: buildah with --pull=never on a Debian base
+# Builds the two Strom images without a Docker engine: buildah with --pull=never on a Debian base
 # image made locally with debootstrap (cached), using the release binaries built on the host
-# (stripped of their debug info).
-# With Docker, `docker build .` builds the same Dockerfile from source instead.
+# (stripped of their debug info). `build-image.sh [BROKER_IMAGE [OPERATOR_IMAGE]]`; each image
+# must stay within MAX_IMAGE_BYTES.
+# With Docker, `docker build .` (and `--target operator`) builds the same Dockerfile from source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/apt.sh
 . scripts/lib/debian.sh
 IMAGE="${1:-localhost/strom:dev}"
+OPERATOR_IMAGE="${2:-localhost/strom-operator:dev}"
+MAX_IMAGE_BYTES=$((25 * 1000 * 1000))
 BASE=docker.io/library/debian:bookworm-slim
 apt_install_step image
 
@@ -25,5 +28,16 @@ mkdir -p target/image
 for bin in strom-broker strom-operator; do
   objcopy --strip-debug "target/release/$bin" "target/image/$bin"
 done
-buildah bud -q --pull=never --isolation chroot --build-arg BUILD=prebuilt -t "$IMAGE" . >/dev/null
-echo "built $IMAGE ($(buildah images --format '{{.Size}}' "$IMAGE"))" >&2
+build() { # image target
+  buildah bud -q --pull=never --isolation chroot --build-arg BUILD=prebuilt --target "$2" -t "$1" . >/dev/null
+  local bytes
+  # The layers' uncompressed tar sizes.
+  bytes=$(buildah inspect --type image "$1" | jq -r .Manifest | jq '[.layers[].size] | add')
+  echo "built $1: $((bytes / 1000)) kB" >&2
+  if [ "$bytes" -gt "$MAX_IMAGE_BYTES" ]; then
+    echo "build-image: $1 is $bytes bytes, above the $MAX_IMAGE_BYTES byte budget" >&2
+    exit 1
+  fi
+}
+build "$IMAGE" broker
+build "$OPERATOR_IMAGE" operator

@@ -54,8 +54,9 @@ trap 'e2e/local-cluster/down >/dev/null 2>&1 || true' EXIT
 cluster_env=$(e2e/local-cluster/up)
 # KUBECONFIG, and the cluster's own kubectl first on PATH for the suites below.
 eval "$(tail -1 <<<"$cluster_env")"
-scripts/build-image.sh localhost/strom:dev
-e2e/local-cluster/load-image localhost/strom:dev
+scripts/build-image.sh localhost/strom:dev localhost/strom-operator:dev
+# The Debian base (made by build-image.sh) runs the smoke test's probe pod.
+e2e/local-cluster/load-image localhost/strom:dev localhost/strom-operator:dev docker.io/library/debian:bookworm-slim
 e2e/local-cluster/smoke-test localhost/strom:dev
 
 step "operator suite (strom-operator against the local API server, real Kafka clients)"

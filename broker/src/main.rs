@@ -1,4 +1,4 @@
-//! `strom-broker [server.properties] [--override key=value]...`
+//! `strom-broker [server.properties] [--override key=value]... [--node-id-from-hostname BASE]`
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -33,10 +33,47 @@ struct Args {
     /// cluster: `SCRAM-SHA-512=[name=admin,password=secret]`.
     #[arg(long = "add-scram", value_name = "MECHANISM=[name=...,password=...]")]
     add_scram: Vec<ScramSeed>,
+    /// Set `node.id` to BASE plus the ordinal that ends this host's name (`demo-brokers-2`
+    /// gives BASE + 2): a StatefulSet pod finds its id without a shell.
+    #[arg(long, value_name = "BASE")]
+    node_id_from_hostname: Option<i32>,
+}
+
+/// The StatefulSet ordinal that ends a host name (`demo-brokers-2` → 2).
+fn ordinal(hostname: &str) -> Option<i32> {
+    let (_, digits) = hostname.trim().rsplit_once('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `node.id` for `--node-id-from-hostname BASE`.
+fn node_id_from_hostname(base: i32) -> Result<i32, String> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .map_err(|e| format!("--node-id-from-hostname: cannot read the host name: {e}"))?;
+    let ordinal = ordinal(&hostname).ok_or_else(|| {
+        format!(
+            "--node-id-from-hostname: host name {:?} does not end in -<ordinal>",
+            hostname.trim()
+        )
+    })?;
+    base.checked_add(ordinal)
+        .ok_or_else(|| format!("--node-id-from-hostname: {base} + {ordinal} overflows"))
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(base) = args.node_id_from_hostname {
+        match node_id_from_hostname(base) {
+            Ok(id) => args.overrides.push(format!("node.id={id}")),
+            Err(e) => {
+                eprintln!("strom-broker: configuration error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=error"));
     match args.log_format {
@@ -88,5 +125,20 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordinal;
+
+    #[test]
+    fn the_ordinal_ends_the_host_name() {
+        assert_eq!(ordinal("demo-brokers-2"), Some(2));
+        assert_eq!(ordinal("demo-brokers-13\n"), Some(13));
+        assert_eq!(ordinal("laptop"), None);
+        assert_eq!(ordinal("demo-brokers-"), None);
+        assert_eq!(ordinal("demo-brokers-x1"), None);
+        assert_eq!(ordinal("demo-brokers-99999999999"), None);
     }
 }

@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "tests" / "lib"))
 from kafka_checks import wait_until  # noqa: E402
 from kube import apply, get, kubectl  # noqa: E402
 IMAGE = os.environ.get("STROM_IMAGE", "localhost/strom:dev")
+OPERATOR_IMAGE = os.environ.get("STROM_OPERATOR_IMAGE", "localhost/strom-operator:dev")
 CLIENT_IMAGE = os.environ.get("STROM_CLIENT_IMAGE", "localhost/strom-kcat:dev")
 OPERATOR_NS = "strom-system"
 CLUSTER = "e2e"
@@ -77,12 +78,16 @@ def set_brokers(namespace, n):
 @pytest.fixture(scope="module")
 def release():
     """The chart installed with the Helm v4 SDK; uninstalled (and checked gone) afterwards."""
-    repository, tag = IMAGE.rsplit(":", 1)
+    repository, tag = OPERATOR_IMAGE.rsplit(":", 1)
     config = helm.Config(namespace=OPERATOR_NS)
     config.install(
         str(ROOT / "charts" / "strom"),
         "strom",
-        {"image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}, "logFormat": "text"},
+        {
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+            "brokerImage": IMAGE,
+            "logFormat": "text",
+        },
         namespace=OPERATOR_NS,
         create_namespace=True,
         wait="watcher",

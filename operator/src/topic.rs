@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Api, Resource, ResourceExt};
@@ -12,7 +13,7 @@ use strom_client::{Admin, AdminError, ResponseError, TopicView};
 
 use crate::conditions::{conditions, Report};
 use crate::context::{apply_status, object_key, Context, Error};
-use crate::crd::{KafkaCluster, KafkaTopic, KafkaTopicStatus};
+use crate::crd::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus};
 
 /// Finalizer that deletes the Kafka topic before the resource goes.
 pub const FINALIZER: &str = "strom.dev/delete-topic";
@@ -84,6 +85,18 @@ pub fn validate(
             return Err(InvalidTopic(format!(
                 "partitions cannot decrease: the topic has {current} and Kafka cannot remove partitions; set partitions to {current} or more"
             )));
+        }
+        let ours = status.topic_id.as_deref() == Some(existing.id.as_str());
+        if !ours && !spec.adopt {
+            return Err(InvalidTopic(match &status.topic_id {
+                None => format!(
+                    "topic {name:?} already exists in Kafka and this KafkaTopic did not create it; set adopt: true to manage it"
+                ),
+                Some(id) => format!(
+                    "topic {name:?} in Kafka has id {}, not {id}, the one this KafkaTopic manages (it was deleted and created again outside this resource); set adopt: true to manage the new one",
+                    existing.id
+                ),
+            }));
         }
         let factor = existing
             .partitions
@@ -201,54 +214,24 @@ async fn apply_topic(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error>
         }
     };
     let reference = topic.object_ref(&());
-    match existing {
-        None => {
-            let id = admin
-                .create_topic(
-                    &valid.name,
-                    valid.partitions,
-                    valid.replication_factor,
-                    &valid.config,
-                )
-                .await?;
-            ctx.event(
-                &reference,
-                None,
-                false,
-                "Created",
-                format!(
-                    "created topic {} with {} partitions",
-                    valid.name, valid.partitions
-                ),
+    match write_topic(&mut admin, ctx, &reference, &valid, existing).await {
+        Ok(id) => status.topic_id = Some(id),
+        // The brokers refused the change (a replication factor above the broker count, an
+        // unknown config key): the user has to change the spec.
+        Err(e @ AdminError::Broker { .. }) => {
+            let message = format!("Kafka refused topic {}: {e}", valid.name);
+            ctx.event(&reference, None, true, "KafkaError", message.clone())
+                .await;
+            return report(
+                ctx,
+                topic,
+                status,
+                Report::new("Ready", false, "KafkaError", message),
+                Duration::from_secs(60),
             )
             .await;
-            status.topic_id = Some(id);
         }
-        Some(existing) => {
-            let current = existing.partitions.len() as i32;
-            if valid.partitions > current {
-                admin
-                    .create_partitions(&valid.name, valid.partitions)
-                    .await?;
-                ctx.event(
-                    &reference,
-                    None,
-                    false,
-                    "PartitionsAdded",
-                    format!(
-                        "grew topic {} from {current} to {} partitions",
-                        valid.name, valid.partitions
-                    ),
-                )
-                .await;
-            }
-            if !valid.config.is_empty() || !valid.removed_config.is_empty() {
-                admin
-                    .alter_topic_configs(&valid.name, &valid.config, &valid.removed_config)
-                    .await?;
-            }
-            status.topic_id = Some(existing.id.clone());
-        }
+        Err(e) => return Err(e.into()),
     }
     status.topic_name = Some(valid.name.clone());
     status.partitions = Some(valid.partitions);
@@ -264,22 +247,85 @@ async fn apply_topic(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error>
     .await
 }
 
+/// Creates the topic, or grows and configures it; returns its id.
+async fn write_topic(
+    admin: &mut Admin,
+    ctx: &Context,
+    reference: &ObjectReference,
+    valid: &ValidTopic,
+    existing: Option<&TopicView>,
+) -> Result<String, AdminError> {
+    match existing {
+        None => {
+            let id = admin
+                .create_topic(
+                    &valid.name,
+                    valid.partitions,
+                    valid.replication_factor,
+                    &valid.config,
+                )
+                .await?;
+            ctx.event(
+                reference,
+                None,
+                false,
+                "Created",
+                format!(
+                    "created topic {} with {} partitions",
+                    valid.name, valid.partitions
+                ),
+            )
+            .await;
+            Ok(id)
+        }
+        Some(existing) => {
+            let current = existing.partitions.len() as i32;
+            if valid.partitions > current {
+                admin
+                    .create_partitions(&valid.name, valid.partitions)
+                    .await?;
+                ctx.event(
+                    reference,
+                    None,
+                    false,
+                    "PartitionsAdded",
+                    format!(
+                        "grew topic {} from {current} to {} partitions",
+                        valid.name, valid.partitions
+                    ),
+                )
+                .await;
+            }
+            if !valid.config.is_empty() || !valid.removed_config.is_empty() {
+                admin
+                    .alter_topic_configs(&valid.name, &valid.config, &valid.removed_config)
+                    .await?;
+            }
+            Ok(existing.id.clone())
+        }
+    }
+}
+
+/// Deletes the Kafka topic this resource manages, unless its deletion policy keeps it. A topic
+/// it never created or adopted, or one created again since, stays.
 async fn delete_topic(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error> {
+    let status = topic.status.clone().unwrap_or_default();
+    let (Some(name), Some(id)) = (status.topic_name, status.topic_id) else {
+        return Ok(Action::await_change());
+    };
+    if topic.spec.deletion_policy == DeletionPolicy::Keep {
+        tracing::info!(topic = %name, "deletionPolicy keep: the topic stays in Kafka");
+        return Ok(Action::await_change());
+    }
     let Some(mut admin) = cluster_admin(topic, ctx).await? else {
         // The cluster, and the topic with it, is gone.
         return Ok(Action::await_change());
     };
-    let name = topic
-        .status
-        .as_ref()
-        .and_then(|s| s.topic_name.clone())
-        .unwrap_or_else(|| {
-            topic
-                .spec
-                .topic_name
-                .clone()
-                .unwrap_or_else(|| topic.name_any())
-        });
+    let view = admin.cluster().await?;
+    if view.topics.get(&name).is_none_or(|t| t.id != id) {
+        tracing::info!(topic = %name, "the topic this resource managed is gone; nothing to delete");
+        return Ok(Action::await_change());
+    }
     match admin.delete_topic(&name).await {
         Ok(()) => {}
         Err(AdminError::Broker {

@@ -210,16 +210,32 @@ fn statefulset_rolls_on_delete_with_stable_ids_and_claims() {
     assert_eq!(labels[build::POOL_LABEL], "nodes");
     let pod = spec.template.spec.unwrap();
     let container = &pod.containers[0];
-    let script = &container.command.as_ref().unwrap()[2];
-    assert!(
-        script.contains("--override node.id=$((0 + ${HOSTNAME##*-}))"),
-        "{script}"
+    assert_eq!(
+        container.command.as_deref(),
+        Some(&["/usr/local/bin/strom-broker".to_owned()][..]),
+        "no shell in the image"
     );
-    assert!(
-        script.contains(
-            "--override advertised.listeners=PLAINTEXT://$HOSTNAME.demo-nodes.kafka.svc.cluster.local:9092"
-        ),
-        "{script}"
+    assert_eq!(
+        container.args.as_deref().unwrap(),
+        [
+            "/etc/strom/server.properties",
+            "--node-id-from-hostname",
+            "0",
+            "--override",
+            "advertised.listeners=PLAINTEXT://$(POD_NAME).demo-nodes.kafka.svc.cluster.local:9092"
+        ]
+    );
+    let env = &container.env.as_ref().unwrap()[0];
+    assert_eq!(env.name, "POD_NAME");
+    assert_eq!(
+        env.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.name"
     );
     let ports: BTreeMap<String, i32> = container
         .ports
@@ -442,20 +458,21 @@ fn ephemeral_pools_use_empty_dirs_and_keep_their_resources() {
         !annotations.contains_key("prometheus.io/scrape"),
         "scrapeAnnotations: false"
     );
-    let script = &pod.containers[0].command.as_ref().unwrap()[2];
-    assert!(
-        script.contains("node.id=$((1000 + ${HOSTNAME##*-}))"),
-        "{script}"
+    let args = pod.containers[0].args.clone().unwrap();
+    assert_eq!(args[1..3], ["--node-id-from-hostname", "1000"]);
+    assert_eq!(
+        args[4],
+        "advertised.listeners=INTERNAL://$(POD_NAME).split-nodes.prod.svc.cluster.local:9092,CLIENTS://$(POD_NAME).split-nodes.prod.svc.cluster.local:19092"
     );
-    assert!(script.contains(
-        "INTERNAL://$HOSTNAME.split-nodes.prod.svc.cluster.local:9092,CLIENTS://$HOSTNAME.split-nodes.prod.svc.cluster.local:19092"
-    ));
-    let controllers = build::statefulset(&v, &v.pools[0], 3, "20Gi", &owner);
-    let script = &controllers.spec.unwrap().template.spec.unwrap().containers[0]
-        .command
+    let controllers = build::statefulset(&v, &v.pools[0], 3, "1Gi", &owner);
+    let args = controllers.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
         .clone()
-        .unwrap()[2];
-    assert!(!script.contains("advertised.listeners"), "{script}");
+        .unwrap();
+    assert!(
+        !args.iter().any(|a| a.contains("advertised.listeners")),
+        "{args:?}"
+    );
 }
 
 #[test]

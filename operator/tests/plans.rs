@@ -290,3 +290,21 @@ fn topic_partitions_never_shrink_and_the_name_and_factor_are_fixed() {
     bad.spec.topic_name = Some("no spaces allowed".into());
     assert!(topic::validate(&bad, None).is_err());
 }
+
+#[test]
+fn a_topic_this_resource_did_not_create_is_adopted_only_when_asked() {
+    let mut t = topic_fixture();
+    t.status.as_mut().unwrap().topic_id = None;
+    let err = topic::validate(&t, Some(&existing(6, 3))).unwrap_err().0;
+    assert!(
+        err.contains(
+            "already exists in Kafka and this KafkaTopic did not create it; set adopt: true"
+        ),
+        "{err}"
+    );
+    t.status.as_mut().unwrap().topic_id = Some("older".into());
+    let err = topic::validate(&t, Some(&existing(6, 3))).unwrap_err().0;
+    assert!(err.contains("has id id, not older"), "{err}");
+    t.spec.adopt = true;
+    assert!(topic::validate(&t, Some(&existing(6, 3))).is_ok());
+}

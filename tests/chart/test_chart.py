@@ -56,7 +56,8 @@ def test_defaults_render_the_operator_with_cluster_wide_rbac_and_dashboards():
     ]
     deployment = kinds["Deployment"][0]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "localhost/strom:dev"
+    assert container["image"] == "localhost/strom-operator:dev"
+    assert "--default-image=localhost/strom:dev" in container["args"]
     assert container["command"] == ["/usr/local/bin/strom-operator"]
     assert "--log-format=json" in container["args"]
     assert not any(a.startswith("--namespace") for a in container["args"])

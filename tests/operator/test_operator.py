@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from conftest import ROOT, cluster_manifest, condition, operator_metrics, wait_condition
 from kube import apply, get, items, kubectl
@@ -156,6 +156,36 @@ def test_topic_is_created_grown_guarded_and_deleted(namespace, cluster):
 
     kubectl("-n", namespace, "delete", "kafkatopic", name, "--timeout=60s")
     wait_until(lambda: topic_partitions(cluster, name) is None, 30, f"topic {name} deleted in Kafka")
+
+
+def test_kafka_errors_ownership_and_the_keep_policy(namespace, cluster):
+    too_wide = f"wide-{uuid.uuid4().hex[:6]}"
+    manifest = topic_manifest(too_wide, 1)
+    manifest["spec"]["replicationFactor"] = 7
+    apply(manifest, namespace)
+    obj = wait_condition("kafkatopic", too_wide, namespace, "Ready", "False", timeout=60, reason="KafkaError")
+    assert "InvalidReplicationFactor" in condition(obj, "Ready")["message"], condition(obj, "Ready")["message"]
+    kubectl("-n", namespace, "delete", "kafkatopic", too_wide, "--timeout=60s")
+
+    # A topic made outside the operator is not taken over, nor deleted with the resource.
+    outside = f"outside-{uuid.uuid4().hex[:6]}"
+    client = admin(cluster)
+    client.create_topics([NewTopic(outside, 2, 3)])[outside].result(timeout=30)
+    apply(topic_manifest(outside, 2), namespace)
+    obj = wait_condition("kafkatopic", outside, namespace, "Ready", "False", timeout=60, reason="InvalidSpec")
+    assert "did not create it; set adopt: true" in condition(obj, "Ready")["message"]
+    kubectl("-n", namespace, "delete", "kafkatopic", outside, "--timeout=60s")
+    assert topic_partitions(cluster, outside) is not None, "a topic the resource never managed stays"
+
+    # Adopted, then kept in Kafka when the resource goes.
+    adopted = topic_manifest(outside, 3)
+    adopted["spec"].update({"adopt": True, "deletionPolicy": "keep"})
+    apply(adopted, namespace)
+    wait_condition("kafkatopic", outside, namespace, "Ready", "True", timeout=60)
+    assert sorted(topic_partitions(cluster, outside)) == [0, 1, 2]
+    kubectl("-n", namespace, "delete", "kafkatopic", outside, "--timeout=60s")
+    time.sleep(3)
+    assert sorted(topic_partitions(cluster, outside)) == [0, 1, 2], "deletionPolicy: keep leaves the topic"
 
 
 def pods(namespace):
@@ -315,7 +345,7 @@ def test_a_pool_reorder_is_refused_and_changes_nothing(namespace, cluster):
     wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=120)
 
 
-def test_the_manual_restart_annotation_restarts_that_pod(namespace, cluster):
+def test_the_manual_restart_annotation_restarts_that_pod(namespace, cluster, operator):
     name = f"{CLUSTER}-brokers-1"
     uid = pods(namespace)[name]["metadata"]["uid"]
     kubectl("-n", namespace, "annotate", "pod", name, "strom.dev/manual-rolling-update=true")
@@ -327,8 +357,8 @@ def test_the_manual_restart_annotation_restarts_that_pod(namespace, cluster):
     wait_until(restarted, 180, f"pod {name} restarted and Ready")
     assert "strom.dev/manual-rolling-update" not in pods(namespace)[name]["metadata"].get("annotations", {})
     wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=120)
-    messages = [e.get("note") or e.get("message") or "" for e in items("events", namespace)]
-    assert any(f"restarting pod {name}: its manual restart annotation" in m for m in messages), messages
+    # Events of one pod and reason form a series that keeps its first message, so the log tells why.
+    assert f"restarting pod {name}: its manual restart annotation asks for it" in operator.read_text()
 
 
 def claim_size(claim):

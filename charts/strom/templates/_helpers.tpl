@@ -33,3 +33,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "strom.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{- define "strom.brokerImage" -}}
+{{- default (printf "%s:%s" .Values.image.brokerRepository (default .Chart.AppVersion .Values.image.tag)) .Values.brokerImage -}}
+{{- end -}}

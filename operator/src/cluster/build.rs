@@ -201,13 +201,15 @@ pub fn pod_disruption_budget(
     })
 }
 
-/// The container's start command: node id from the pod ordinal, listeners advertised under the
-/// pod's stable DNS name.
-fn start_script(cluster: &ValidCluster, pool: &Pool) -> String {
-    let mut script = format!(
-        "exec strom-broker {CONFIG_DIR}/server.properties --override node.id=$(({} + ${{HOSTNAME##*-}}))",
-        pool.node_id_start
-    );
+/// The container's arguments: node id from the pod ordinal, listeners advertised under the
+/// pod's stable DNS name (`$(POD_NAME)`, expanded by the kubelet). No shell is involved, so
+/// the image needs none.
+fn broker_args(cluster: &ValidCluster, pool: &Pool) -> Vec<String> {
+    let mut args = vec![
+        format!("{CONFIG_DIR}/server.properties"),
+        "--node-id-from-hostname".to_owned(),
+        pool.node_id_start.to_string(),
+    ];
     if pool.broker {
         let domain = format!(
             "{}.{}.svc.{}",
@@ -218,14 +220,12 @@ fn start_script(cluster: &ValidCluster, pool: &Pool) -> String {
         let advertised: Vec<String> = cluster
             .listeners
             .iter()
-            .map(|l| format!("{}://$HOSTNAME.{domain}:{}", l.name, l.port))
+            .map(|l| format!("{}://$(POD_NAME).{domain}:{}", l.name, l.port))
             .collect();
-        script.push_str(&format!(
-            " --override advertised.listeners={}",
-            advertised.join(",")
-        ));
+        args.push("--override".to_owned());
+        args.push(format!("advertised.listeners={}", advertised.join(",")));
     }
-    script
+    args
 }
 
 /// The StatefulSet of one pool at `replicas` pods, its claims of `claim_size` (the template
@@ -271,7 +271,9 @@ pub fn statefulset(
     let mut container = json!({
         "name": "strom",
         "image": cluster.image,
-        "command": ["/bin/sh", "-c", start_script(cluster, pool)],
+        "command": ["/usr/local/bin/strom-broker"],
+        "args": broker_args(cluster, pool),
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": ports,
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "metrics"},

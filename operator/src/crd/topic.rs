@@ -39,6 +39,25 @@ pub struct KafkaTopicSpec {
     /// broker default.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// What deleting this resource does to the Kafka topic: `delete` (default) deletes it,
+    /// `keep` leaves it in Kafka.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Manage a topic that already exists in Kafka and that this resource did not create.
+    /// Without it such a topic is refused, so that two resources never fight over one topic.
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+/// What deleting a KafkaTopic does to its topic in Kafka.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletionPolicy {
+    /// Delete the topic and its data.
+    #[default]
+    Delete,
+    /// Leave the topic in Kafka.
+    Keep,
 }
 
 /// Names a KafkaCluster in the same namespace.
@@ -61,7 +80,7 @@ pub struct KafkaTopicStatus {
     /// The topic name in Kafka, fixed at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_name: Option<String>,
-    /// The topic id Kafka assigned.
+    /// The id of the topic this resource created or adopted: the one it manages, and deletes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<String>,
     /// Partitions the topic has.
