@@ -44,6 +44,8 @@ pub struct BrokerMetrics {
     under_min_isr: IntGauge,
     offline: IntGauge,
     log_size: IntGaugeVec,
+    log_dir_capacity: IntGaugeVec,
+    log_dir_free: IntGaugeVec,
     log_start: IntGaugeVec,
     log_end: IntGaugeVec,
     committed_offset: IntGaugeVec,
@@ -210,6 +212,18 @@ impl BrokerMetrics {
                 "Bytes in a partition's segments",
                 partition_labels,
             ),
+            log_dir_capacity: gauge_vec(
+                r,
+                "strom_log_dir_capacity_bytes",
+                "Size of the file system holding a log directory",
+                &["dir"],
+            ),
+            log_dir_free: gauge_vec(
+                r,
+                "strom_log_dir_free_bytes",
+                "Bytes available to the broker on the file system holding a log directory",
+                &["dir"],
+            ),
             log_start: gauge_vec(
                 r,
                 "strom_log_start_offset",
@@ -334,6 +348,19 @@ impl BrokerMetrics {
 
         for gauge in [&self.log_size, &self.log_start, &self.log_end] {
             gauge.reset();
+        }
+        for dir in &ctx.config.log_dirs {
+            // A directory that cannot be measured keeps its last values.
+            if let Ok(fs) = rustix::fs::statvfs(dir) {
+                let label = [dir.to_string_lossy()];
+                let block = fs.f_frsize as i64;
+                self.log_dir_capacity
+                    .with_label_values(&label)
+                    .set(fs.f_blocks as i64 * block);
+                self.log_dir_free
+                    .with_label_values(&label)
+                    .set(fs.f_bavail as i64 * block);
+            }
         }
         let mut high_watermarks = std::collections::HashMap::new();
         for ((topic, partition), log) in ctx.logs.all() {

@@ -6,5 +6,6 @@ pub mod cluster;
 pub mod conditions;
 pub mod context;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod topic;

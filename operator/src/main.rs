@@ -2,16 +2,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
+use strom_operator::cluster::build::INSTANCE_LABEL;
 use strom_operator::cluster::validate::OperatorDefaults;
 use strom_operator::context::Context;
 use strom_operator::crd::{KafkaCluster, KafkaTopic};
+use strom_operator::leader::{self, LeaseSettings};
 use strom_operator::metrics::{self, Metrics};
 use strom_operator::{cluster, topic};
 use tracing_subscriber::EnvFilter;
@@ -58,6 +63,54 @@ struct Args {
         default_value = "text"
     )]
     log_format: LogFormat,
+    /// Namespace of the leader-election Lease; without it this replica runs alone and leads.
+    #[arg(long, env = "STROM_OPERATOR_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "STROM_OPERATOR_LEADER_ELECTION_LEASE",
+        default_value = "strom-operator"
+    )]
+    leader_election_lease: String,
+    /// This replica's identity in the Lease; the host (pod) name when absent.
+    #[arg(long, env = "STROM_OPERATOR_LEADER_ELECTION_IDENTITY")]
+    leader_election_identity: Option<String>,
+    /// Seconds a leader that stopped renewing keeps the Lease.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
+    leader_election_lease_seconds: u64,
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The Lease and settings of leader election, when it is on.
+fn lease(args: &Args, client: &Client) -> Option<(Api<Lease>, LeaseSettings)> {
+    let namespace = args.leader_election_namespace.as_ref()?;
+    let identity = args.leader_election_identity.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| format!("strom-operator-{}", std::process::id()))
+    });
+    Some((
+        Api::namespaced(client.clone(), namespace),
+        LeaseSettings {
+            name: args.leader_election_lease.clone(),
+            identity,
+            duration: Duration::from_secs(args.leader_election_lease_seconds),
+        },
+    ))
 }
 
 fn init_logging(format: LogFormat) {
@@ -98,6 +151,21 @@ async fn main() -> anyhow::Result<()> {
     let http = tokio::spawn(metrics::serve(listener, metrics.clone()));
 
     let client = Client::try_default().await?;
+    // A standby replica is ready too: it serves its metrics and waits for the Lease.
+    metrics.set_ready();
+    let lease = lease(&args, &client);
+    if let Some((api, settings)) = &lease {
+        tracing::info!(lease = %settings.name, identity = %settings.identity, "waiting to lead");
+        tokio::select! {
+            acquired = leader::acquire(api, settings) => acquired?,
+            _ = shutdown_signal() => {
+                http.abort();
+                return Ok(());
+            }
+        }
+        tracing::info!(lease = %settings.name, identity = %settings.identity, "leading");
+    }
+    metrics.set_leader(true);
     let defaults = OperatorDefaults {
         image: args.default_image.clone(),
         cluster_domain: args.cluster_domain.clone(),
@@ -116,6 +184,16 @@ async fn main() -> anyhow::Result<()> {
     .owns(
         api::<Service>(&client, &args.namespace),
         watcher::Config::default(),
+    )
+    // Pods belong to StatefulSets, not to the cluster: map them back by label, so that a
+    // manual restart annotation or a readiness change is seen at once.
+    .watches(
+        api::<Pod>(&client, &args.namespace),
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=strom-operator"),
+        |pod| {
+            let cluster = pod.labels().get(INSTANCE_LABEL)?;
+            Some(ObjectRef::<KafkaCluster>::new(cluster).within(&pod.namespace()?))
+        },
     );
     let cluster_store = clusters.store();
     let clusters = clusters
@@ -143,8 +221,20 @@ async fn main() -> anyhow::Result<()> {
             metrics.set_managed("KafkaTopic", topic_store.state().len());
             futures::future::ready(())
         });
-    metrics.set_ready();
-    tokio::join!(clusters, topics);
+    let controllers = async {
+        tokio::join!(clusters, topics);
+    };
+    match &lease {
+        Some((api, settings)) => tokio::select! {
+            _ = controllers => leader::release(api, settings).await,
+            lost = leader::hold(api, settings) => {
+                // Exiting stops every reconcile at once; the restarted pod waits as a standby.
+                tracing::error!(reason = %lost, "lost the leader Lease; exiting");
+                std::process::exit(1);
+            }
+        },
+        None => controllers.await,
+    }
     http.abort();
     tracing::info!("strom-operator stopped");
     Ok(())

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tokio::net::TcpListener;
 
@@ -25,6 +26,7 @@ pub struct Metrics {
     errors: IntCounterVec,
     duration: HistogramVec,
     managed: IntGaugeVec,
+    leader: IntGauge,
     ready: AtomicBool,
 }
 
@@ -64,7 +66,12 @@ impl Metrics {
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(duration.clone()))?;
+        let leader = IntGauge::new(
+            "strom_operator_leader",
+            "1 while this replica holds the leader Lease (or runs without leader election).",
+        )?;
         registry.register(Box::new(managed.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -83,6 +90,7 @@ impl Metrics {
             errors,
             duration,
             managed,
+            leader,
             ready: AtomicBool::new(false),
         })
     }
@@ -109,7 +117,12 @@ impl Metrics {
             .set(count.try_into().unwrap_or(i64::MAX));
     }
 
-    /// Marks the operator ready once its controllers run.
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Marks the operator ready: it runs its controllers or waits as a standby.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
     }

@@ -5,6 +5,7 @@ the CRDs' own schemas."""
 
 import copy
 import json
+import subprocess
 from pathlib import Path
 
 import helm_python as helm
@@ -51,6 +52,8 @@ def test_defaults_render_the_operator_with_cluster_wide_rbac_and_dashboards():
         "ClusterRoleBinding",
         "ConfigMap",
         "Deployment",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
@@ -59,6 +62,10 @@ def test_defaults_render_the_operator_with_cluster_wide_rbac_and_dashboards():
     assert container["image"] == "localhost/strom-operator:dev"
     assert "--default-image=localhost/strom:dev" in container["args"]
     assert container["command"] == ["/usr/local/bin/strom-operator"]
+    assert deployment["spec"]["replicas"] == 2
+    assert "--leader-election-namespace=strom-system" in container["args"]
+    lease_rules = kinds["Role"][0]["rules"]
+    assert lease_rules == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
     assert "--log-format=json" in container["args"]
     assert not any(a.startswith("--namespace") for a in container["args"])
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -96,6 +103,28 @@ def test_monitors_are_optional():
     assert "ConfigMap" not in by_kind(render({"dashboards": {"enabled": False}}))
 
 
+def test_the_prometheus_rule_carries_the_tested_alerts():
+    assert "PrometheusRule" not in by_kind(render())
+    rule = by_kind(render({"metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "kp"}}}}))[
+        "PrometheusRule"
+    ][0]
+    assert rule["metadata"]["labels"]["release"] == "kp"
+    rules_file = yaml.safe_load((CHART / "alerts" / "strom.rules.yaml").read_text())
+    assert rule["spec"] == rules_file
+    alerts = {r["alert"] for g in rules_file["groups"] for r in g["rules"]}
+    assert alerts == {
+        "StromOfflinePartitions",
+        "StromUnderReplicatedPartitions",
+        "StromNoActiveController",
+        "StromLogVolumeNearlyFull",
+        "StromConsumerLagGrowing",
+    }
+    for check in (["check", "rules", str(CHART / "alerts" / "strom.rules.yaml")],
+                  ["test", "rules", str(Path(__file__).parent / "alerts_test.yaml")]):
+        done = subprocess.run(["promtool", *check], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.mark.parametrize(
     "values, key",
     [
@@ -103,7 +132,7 @@ def test_monitors_are_optional():
         ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"metrics": {"port": 70000}}, "port"),
         ({"watchNamespace": "Not_A_Namespace"}, "watchNamespace"),
-        ({"replicas": 3}, "replicas"),
+        ({"replicas": 0}, "replicas"),
     ],
 )
 def test_wrong_values_fail_with_a_message_naming_the_key(values, key):

@@ -80,42 +80,77 @@ def cluster_manifest(name, brokers=3, config=None):
     }
 
 
+LEASE = "strom-operator-suite"
+LEASE_SECONDS = 6
+
+
+class Operator:
+    """A strom-operator process with leader election on (a short Lease in `default`) and its
+    own metrics port and log."""
+
+    def __init__(self, log, identity, port):
+        self.log = log
+        self.identity = identity
+        self.port = port
+        self.proc = None
+
+    def start(self):
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [
+                    str(OPERATOR_BIN), "--metrics-listener", f"127.0.0.1:{self.port}", "--default-image", IMAGE,
+                    "--leader-election-namespace", "default", "--leader-election-lease", LEASE,
+                    "--leader-election-identity", self.identity,
+                    "--leader-election-lease-seconds", str(LEASE_SECONDS),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(self.ready, 30, f"operator {self.identity}'s /readyz")
+        return self
+
+    def ready(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def leading(self):
+        return "strom_operator_leader 1" in self.metrics().splitlines()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
 @pytest.fixture(scope="session")
 def operator(tmp_path_factory):
     """Applies the CRDs and runs strom-operator against the cluster until the session ends."""
     kubectl("apply", "-f", str(ROOT / "crds"))
     for crd in ("kafkaclusters.strom.dev", "kafkatopics.strom.dev"):
         kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    # A Lease left by an earlier run would make the first start wait for its expiry.
+    kubectl("-n", "default", "delete", "lease", LEASE, "--ignore-not-found")
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [str(OPERATOR_BIN), "--metrics-listener", "127.0.0.1:18080", "--default-image", IMAGE],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    wait_until(lambda: _ready(), 30, "the operator's /readyz")
-    yield log
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    op = Operator(log, "suite", 18080).start()
+    wait_until(op.leading, 30, "the operator to lead")
+    yield op
+    op.stop()
     print(f"operator log: {log}\n" + "".join(open(log).readlines()[-30:]))
 
 
-def _ready():
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:18080/readyz", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def operator_metrics():
-    """The operator's /metrics text."""
-    with urllib.request.urlopen("http://127.0.0.1:18080/metrics", timeout=5) as r:
-        return r.read().decode()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -14,9 +15,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from conftest import ROOT, cluster_manifest, condition, operator_metrics, wait_condition
+from conftest import ROOT, cluster_manifest, condition, wait_condition
 from kube import apply, get, items, kubectl
 from kafka_checks import Writer, assert_no_loss, wait_until
+from ports import free_port
 
 CLUSTER = "demo"
 
@@ -79,7 +81,7 @@ def test_an_invalid_spec_is_a_condition_and_changes_nothing(namespace):
     kubectl("-n", namespace, "delete", "kafkacluster", "broken")
 
 
-def test_cluster_objects_and_status(namespace, cluster):
+def test_cluster_objects_and_status(namespace, cluster, operator):
     obj = get("kafkacluster", CLUSTER, namespace)
     status = obj["status"]
     voters = f"0@{CLUSTER}-controllers-0.{CLUSTER}-nodes.{namespace}.svc.cluster.local:9093"
@@ -124,7 +126,7 @@ def test_cluster_objects_and_status(namespace, cluster):
     offsets = md.topics["__consumer_offsets"]
     assert all(len(p.replicas) == 3 for p in offsets.partitions.values()), "offsets are replicated 3 times"
 
-    metrics = operator_metrics()
+    metrics = operator.metrics()
     assert 'strom_operator_reconciliations_total{controller="kafkacluster"}' in metrics
     assert 'strom_operator_managed_resources{kind="KafkaCluster"}' in metrics
 
@@ -358,7 +360,7 @@ def test_the_manual_restart_annotation_restarts_that_pod(namespace, cluster, ope
     assert "strom.dev/manual-rolling-update" not in pods(namespace)[name]["metadata"].get("annotations", {})
     wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=120)
     # Events of one pod and reason form a series that keeps its first message, so the log tells why.
-    assert f"restarting pod {name}: its manual restart annotation asks for it" in operator.read_text()
+    assert f"restarting pod {name}: its manual restart annotation asks for it" in operator.log.read_text()
 
 
 def claim_size(claim):
@@ -408,6 +410,7 @@ def test_a_removed_broker_pool_is_drained_then_deleted(namespace, cluster):
     patch_cluster(namespace, [{"op": "replace", "path": "/spec/pools", "value": pools[:2]}])
     wait_until(lambda: get("statefulset", f"{CLUSTER}-extra", namespace) is None, 300,
                "the removed pool's StatefulSet deleted")
+    wait_until(lambda: f"{CLUSTER}-extra-0" not in pods(namespace), 120, "the removed pool's pod gone")
     time.sleep(2)
     obj = wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=300)
     assert [p["name"] for p in obj["status"]["pools"]] == ["controllers", "brokers"]
@@ -436,7 +439,7 @@ def dashboard_metrics():
     return used
 
 
-def test_every_dashboard_metric_exists_in_a_live_scrape_and_promtool_accepts_it(namespace, cluster):
+def test_every_dashboard_metric_exists_in_a_live_scrape_and_promtool_accepts_it(namespace, cluster, operator):
     # Traffic, a consumer group's commits and a fetch error, so that every series exists.
     topic = f"dash-{uuid.uuid4().hex[:6]}"
     apply(topic_manifest(topic, 3), namespace)
@@ -464,7 +467,7 @@ def test_every_dashboard_metric_exists_in_a_live_scrape_and_promtool_accepts_it(
     for name in pods(namespace):
         host = f"{name}.{CLUSTER}-nodes.{namespace}.svc.cluster.local"
         texts[name] = scrape(f"http://{host}:9644/metrics")
-    texts["operator"] = operator_metrics()
+    texts["operator"] = operator.metrics()
     for source, text in texts.items():
         check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
         assert check.returncode == 0, f"promtool on {source}: {check.stdout.decode()}{check.stderr.decode()}"
@@ -477,3 +480,105 @@ def test_every_dashboard_metric_exists_in_a_live_scrape_and_promtool_accepts_it(
         if m not in names and f"{m}_bucket" not in names
     }
     assert not missing, f"dashboard queries use metrics no live scrape has: {missing}"
+
+
+def prometheus_query(port, expr):
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as r:
+        body = json.loads(r.read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def panel_queries():
+    """(dashboard, panel title, expr) of every panel target, with the dashboard variables
+    filled in as Grafana would for one cluster."""
+    for path in sorted((ROOT / "charts" / "strom" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                yield path.name, panel["title"], target["expr"]
+
+
+def test_a_real_prometheus_scrapes_the_cluster_and_every_panel_and_alert_rule_works(
+    namespace, cluster, operator, tmp_path
+):
+    port = free_port()
+    labels = {"namespace": namespace, "cluster": CLUSTER}
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ROOT / "charts" / "strom" / "alerts" / "strom.rules.yaml")],
+        "scrape_configs": [
+            {
+                "job_name": "strom",
+                "static_configs": [
+                    {"targets": [f"{name}.{CLUSTER}-nodes.{namespace}.svc.cluster.local:9644"],
+                     "labels": {**labels, "pod": name}}
+                    for name in pods(namespace)
+                ],
+            },
+            {"job_name": "operator",
+             "static_configs": [{"targets": [f"127.0.0.1:{operator.port}"], "labels": labels}]},
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+    topic = f"prom-{uuid.uuid4().hex[:6]}"
+    apply(topic_manifest(topic, 3), namespace)
+    wait_condition("kafkatopic", topic, namespace, "Ready", "True", timeout=60)
+    writer = Writer(cluster, topic, 3, rate=200).start()
+    stop = threading.Event()
+
+    def consume():
+        consumer = Consumer({"bootstrap.servers": cluster, "group.id": "prometheus", "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        while not stop.is_set():
+            consumer.consume(500, timeout=0.5)
+        consumer.close()
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    log = open(tmp_path / "prometheus.log", "w")
+    server = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        def answering():
+            assert server.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
+            try:
+                return prometheus_query(port, "up")
+            except OSError:
+                return None
+
+        wait_until(answering, 60, "Prometheus answering")
+        wait_until(lambda: len(prometheus_query(port, "up == 1")) == len(pods(namespace)) + 1, 60,
+                   "every target scraped")
+        queries = [
+            (board, title, expr.replace("$namespace", namespace).replace("$cluster", CLUSTER)
+             .replace("$__rate_interval", "15s"))
+            for board, title, expr in panel_queries()
+        ]
+        empty = queries
+        deadline = time.monotonic() + 90
+        while empty and time.monotonic() < deadline:
+            time.sleep(2)
+            empty = [q for q in empty if not prometheus_query(port, q[2])]
+        assert not empty, "panels without data: " + "; ".join(f"{b} / {t}: {e}" for b, t, e in empty)
+        print(f"prometheus: {len(queries)} panel queries over {len(pods(namespace))} pods and the operator, all with data")
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=10) as r:
+            groups = json.loads(r.read())["data"]["groups"]
+        rules = [rule for g in groups for rule in g["rules"]]
+        assert len(rules) == 5 and all(rule["health"] == "ok" for rule in rules), rules
+        assert not [rule["name"] for rule in rules if rule["state"] == "firing"], "a healthy cluster fires no alert"
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+        writer.stop()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
