@@ -530,3 +530,70 @@ fn services_config_map_and_disruption_budget() {
         "strom"
     );
 }
+
+#[test]
+fn a_pool_template_places_and_annotates_its_pods() {
+    let mut cluster = fixture("dedicated.yaml");
+    cluster.spec.pools[1].template = serde_yaml::from_str(
+        r#"
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector: {matchLabels: {strom.dev/pool: brokers}}
+tolerations: [{key: dedicated, operator: Equal, value: kafka, effect: NoSchedule}]
+topologySpreadConstraints:
+  - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule}
+nodeSelector: {disktype: ssd}
+priorityClassName: kafka-critical
+annotations: {team: payments}
+env: [{name: STROM_LOG_RETENTION_MS, value: "3600000"}]
+"#,
+    )
+    .unwrap();
+    let v = validate(&cluster, &defaults()).unwrap();
+    let owner = cluster.controller_owner_ref(&()).unwrap();
+    let sts = build::statefulset(&v, &v.pools[1], 3, "10Gi", &owner);
+    let template = sts.spec.unwrap().template;
+    let pod = template.spec.unwrap();
+    let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+    assert_eq!(
+        anti.required_during_scheduling_ignored_during_execution
+            .unwrap()[0]
+            .topology_key,
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        pod.tolerations.unwrap()[0].key.as_deref(),
+        Some("dedicated")
+    );
+    assert_eq!(
+        pod.topology_spread_constraints.unwrap()[0].topology_key,
+        "topology.kubernetes.io/zone"
+    );
+    assert_eq!(pod.node_selector.unwrap()["disktype"], "ssd");
+    assert_eq!(pod.priority_class_name.as_deref(), Some("kafka-critical"));
+    let env: Vec<String> = pod.containers[0]
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(env, ["POD_NAME", "STROM_LOG_RETENTION_MS"]);
+    let annotations = template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations["team"], "payments");
+    assert!(annotations.contains_key(build::CONFIG_HASH_ANNOTATION));
+
+    cluster.spec.pools[1]
+        .template
+        .annotations
+        .insert(build::CONFIG_HASH_ANNOTATION.into(), "x".into());
+    cluster.spec.pools[1].template.env[0].name = "POD_NAME".into();
+    let err = validate(&cluster, &defaults()).unwrap_err().to_string();
+    assert!(
+        err.contains("annotation \"strom.dev/config-hash\" is the operator's"),
+        "{err}"
+    );
+    assert!(err.contains("POD_NAME is set by the operator"), "{err}");
+}

@@ -57,8 +57,8 @@ def wait_condition(kind, name, namespace, cond, status, timeout, reason=None):
         raise
 
 
-def cluster_manifest(name, brokers=3, config=None):
-    """One controller and `brokers` brokers on persistent claims from the default class."""
+def cluster_manifest(name, brokers=3, config=None, controllers=3):
+    """`controllers` controllers and `brokers` brokers on persistent claims from the default class."""
     return {
         "apiVersion": "strom.dev/v1alpha1",
         "kind": "KafkaCluster",
@@ -67,7 +67,7 @@ def cluster_manifest(name, brokers=3, config=None):
             "image": IMAGE,
             "imagePullPolicy": "IfNotPresent",
             "pools": [
-                {"name": "controllers", "roles": ["controller"], "replicas": 1, "storage": {"size": "1Gi"}},
+                {"name": "controllers", "roles": ["controller"], "replicas": controllers, "storage": {"size": "1Gi"}},
                 {
                     "name": "brokers",
                     "roles": ["broker"],

@@ -4,6 +4,7 @@ KafkaTopic over the Kafka protocol, a rolling restart on a spec change, and scal
 
 import json
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -84,12 +85,15 @@ def test_an_invalid_spec_is_a_condition_and_changes_nothing(namespace):
 def test_cluster_objects_and_status(namespace, cluster, operator):
     obj = get("kafkacluster", CLUSTER, namespace)
     status = obj["status"]
-    voters = f"0@{CLUSTER}-controllers-0.{CLUSTER}-nodes.{namespace}.svc.cluster.local:9093"
+    voters = ",".join(
+        f"{i}@{CLUSTER}-controllers-{i}.{CLUSTER}-nodes.{namespace}.svc.cluster.local:9093" for i in range(3)
+    )
     assert status["quorumVoters"] == voters
     assert status["readyBrokers"] == 3 and status["desiredBrokers"] == 3
-    assert status["controllerLeader"] == 0
+    assert status["controllerLeader"] in (0, 1, 2)
     assert status["bootstrap"] == cluster
-    assert {p["name"]: p["readyReplicas"] for p in status["pools"]} == {"controllers": 1, "brokers": 3}
+    assert {p["name"]: p["readyReplicas"] for p in status["pools"]} == {"controllers": 3, "brokers": 3}
+    assert {p["name"]: p["nodeIds"] for p in status["pools"]} == {"controllers": [0, 1, 2], "brokers": [1000, 1001, 1002]}
     for c in ("Ready", "Progressing", "Degraded"):
         assert condition(obj, c)["observedGeneration"] == obj["metadata"]["generation"]
 
@@ -118,7 +122,7 @@ def test_cluster_objects_and_status(namespace, cluster, operator):
     claims = items("pvc", namespace, f"app.kubernetes.io/instance={CLUSTER}")
     assert sorted(c["metadata"]["name"] for c in claims) == [
         f"data-{CLUSTER}-brokers-{i}" for i in range(3)
-    ] + [f"data-{CLUSTER}-controllers-0"]
+    ] + [f"data-{CLUSTER}-controllers-{i}" for i in range(3)]
     assert all(c["status"]["phase"] == "Bound" for c in claims)
 
     md = admin(cluster).list_topics(timeout=10)
@@ -240,11 +244,15 @@ class PodWatch:
         self._thread.join(timeout=10)
 
 
-def test_a_config_change_rolls_one_pod_at_a_time_without_loss(namespace, cluster):
+def test_a_config_change_rolls_one_pod_at_a_time_without_loss(namespace, cluster, operator):
+    """Controllers first with the active one last, then brokers; the operator is killed
+    mid-roll and, started again, resumes where the roll stood."""
     topic = f"roll-{uuid.uuid4().hex[:6]}"
     apply(topic_manifest(topic, 3), namespace)
     wait_condition("kafkatopic", topic, namespace, "Ready", "True", timeout=60)
-    names = [f"{CLUSTER}-controllers-0"] + [f"{CLUSTER}-brokers-{i}" for i in range(3)]
+    active = get("kafkacluster", CLUSTER, namespace)["status"]["controllerLeader"]
+    controllers = [i for i in range(3) if i != active] + [active]
+    names = [f"{CLUSTER}-controllers-{i}" for i in controllers] + [f"{CLUSTER}-brokers-{i}" for i in range(3)]
     writer = Writer(cluster, topic, 3, rate=200).start()
     wait_until(lambda: writer.acknowledged() > 100, 60, "first acknowledgements")
     with PodWatch(namespace, names) as watch:
@@ -252,11 +260,15 @@ def test_a_config_change_rolls_one_pod_at_a_time_without_loss(namespace, cluster
             "-n", namespace, "patch", "kafkacluster", CLUSTER, "--type=merge",
             "-p", json.dumps({"spec": {"config": {"log.retention.ms": "86400000"}}}),
         )
+        wait_until(lambda: len(watch.recreated) >= 2, 300, "the roll under way")
+        operator.stop(signal.SIGKILL)
+        time.sleep(3)
+        operator.start()
         # The condition settles only after every pod runs the new revision.
         time.sleep(2)
         wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=600)
     writer.stop()
-    assert watch.recreated == names, f"controllers first, then brokers in order: {watch.recreated}"
+    assert watch.recreated == names, f"controllers (active last), then brokers in order: {watch.recreated}"
     assert watch.max_down <= 1, f"{watch.max_down} pods were down at once"
     assert not writer.errors, writer.errors[:5]
     seen = assert_no_loss(writer, cluster)
@@ -268,7 +280,7 @@ def test_a_config_change_rolls_one_pod_at_a_time_without_loss(namespace, cluster
     assert restarts >= 4, f"{restarts} RollingRestart events"
 
 
-def test_brokers_scale_up_then_down_without_loss(namespace, cluster):
+def test_brokers_scale_up_then_down_without_loss(namespace, cluster, operator):
     topic = f"scale-{uuid.uuid4().hex[:6]}"
     apply(topic_manifest(topic, 6), namespace)
     wait_condition("kafkatopic", topic, namespace, "Ready", "True", timeout=60)
@@ -303,7 +315,14 @@ def test_brokers_scale_up_then_down_without_loss(namespace, cluster):
 
     watcher = threading.Thread(target=watch_shrink, daemon=True)
     watcher.start()
+    drains = operator.log.read_text().count("before pool brokers shrinks to 3")
     set_brokers(3)
+    # Killed mid-drain, the operator started again finishes the drain before the shrink.
+    wait_until(lambda: operator.log.read_text().count("before pool brokers shrinks to 3") > drains, 120,
+               "the drain under way")
+    operator.stop(signal.SIGKILL)
+    time.sleep(3)
+    operator.start()
     time.sleep(2)
     wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=300)
     wait_until(lambda: leaving not in pods(namespace), 120, f"pod {leaving} gone")
@@ -503,6 +522,7 @@ def test_a_real_prometheus_scrapes_the_cluster_and_every_panel_and_alert_rule_wo
     namespace, cluster, operator, tmp_path
 ):
     port = free_port()
+    # The labels the chart's PodMonitor and ServiceMonitor give these targets.
     labels = {"namespace": namespace, "cluster": CLUSTER}
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -512,12 +532,12 @@ def test_a_real_prometheus_scrapes_the_cluster_and_every_panel_and_alert_rule_wo
                 "job_name": "strom",
                 "static_configs": [
                     {"targets": [f"{name}.{CLUSTER}-nodes.{namespace}.svc.cluster.local:9644"],
-                     "labels": {**labels, "pod": name}}
+                     "labels": {**labels, "pod": name, "container": "strom"}}
                     for name in pods(namespace)
                 ],
             },
             {"job_name": "operator",
-             "static_configs": [{"targets": [f"127.0.0.1:{operator.port}"], "labels": labels}]},
+             "static_configs": [{"targets": [f"127.0.0.1:{operator.port}"], "labels": {**labels, "container": "operator"}}]},
         ],
     }
     (tmp_path / "prometheus.yml").write_text(json.dumps(config))

@@ -244,7 +244,8 @@ pub fn statefulset(
     if pool.broker {
         pod_labels.insert(BROKER_LABEL.into(), "true".into());
     }
-    let mut annotations = BTreeMap::from([(
+    let mut annotations = pool.template.annotations.clone();
+    annotations.extend([(
         CONFIG_HASH_ANNOTATION.to_owned(),
         config_hash(cluster, pool),
     )]);
@@ -273,7 +274,9 @@ pub fn statefulset(
         "image": cluster.image,
         "command": ["/usr/local/bin/strom-broker"],
         "args": broker_args(cluster, pool),
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "env": std::iter::once(json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}))
+            .chain(pool.template.env.iter().map(|e| json!(e)))
+            .collect::<Vec<_>>(),
         "ports": ports,
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "metrics"},
@@ -351,6 +354,23 @@ pub fn statefulset(
         }
     }
     spec["template"]["spec"]["volumes"] = json!(volumes);
+    let scheduling = &pool.template;
+    let pod_spec = &mut spec["template"]["spec"];
+    if let Some(affinity) = &scheduling.affinity {
+        pod_spec["affinity"] = json!(affinity);
+    }
+    if !scheduling.tolerations.is_empty() {
+        pod_spec["tolerations"] = json!(scheduling.tolerations);
+    }
+    if !scheduling.topology_spread_constraints.is_empty() {
+        pod_spec["topologySpreadConstraints"] = json!(scheduling.topology_spread_constraints);
+    }
+    if !scheduling.node_selector.is_empty() {
+        pod_spec["nodeSelector"] = json!(scheduling.node_selector);
+    }
+    if let Some(class) = &scheduling.priority_class_name {
+        pod_spec["priorityClassName"] = json!(class);
+    }
     typed(json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::ResourceExt;
 
-use crate::crd::{KafkaCluster, ListenerSpec, PoolStatus, Role, StorageSpec, StorageType};
+use crate::crd::{
+    KafkaCluster, ListenerSpec, PodTemplate, PoolStatus, Role, StorageSpec, StorageType,
+};
 
 /// Broker properties the operator writes itself; a spec that sets them is rejected.
 pub const OPERATOR_OWNED_KEYS: &[&str] = &[
@@ -62,6 +64,8 @@ pub struct Pool {
     pub storage: StorageSpec,
     /// Container resources.
     pub resources: Option<ResourceRequirements>,
+    /// Scheduling and metadata of the pods.
+    pub template: PodTemplate,
 }
 
 impl Pool {
@@ -358,6 +362,20 @@ pub fn validate(
                 "{at}: controllers need persistent storage (type persistent-claim); an ephemeral controller loses the cluster metadata when it restarts"
             ));
         }
+        for key in p.template.annotations.keys() {
+            if key.starts_with("strom.dev/") {
+                problems.push(format!(
+                    "{at}: annotation {key:?} is the operator's and cannot be set in the template"
+                ));
+            }
+        }
+        for env in &p.template.env {
+            if env.name == "POD_NAME" {
+                problems.push(format!(
+                    "{at}: environment variable POD_NAME is set by the operator"
+                ));
+            }
+        }
         let node_id_start = p.node_id_start.unwrap_or(1000 * index as i32);
         if node_id_start < 0 {
             problems.push(format!("{at}: nodeIdStart must be 0 or more"));
@@ -378,6 +396,7 @@ pub fn validate(
             node_id_start,
             storage: p.storage.clone(),
             resources: p.resources.clone(),
+            template: p.template.clone(),
         });
     }
     let recorded: &[PoolStatus] = cluster

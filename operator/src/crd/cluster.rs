@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -36,13 +38,16 @@ pub struct KafkaClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
     /// Groups of identical nodes; each pool is one StatefulSet.
+    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub pools: Vec<PoolSpec>,
     /// Client listeners, each advertised under the pod's stable DNS name. The first one also
     /// carries replication between brokers. Defaults to `PLAINTEXT` on 9092.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub listeners: Vec<ListenerSpec>,
-    /// Port of the controller (KRaft) listener.
+    /// Port of the controller (KRaft) listener; fixed once created (it is in every voter's address).
     #[serde(default = "default_controller_port")]
+    #[schemars(range(min = 1, max = 65535), extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "controllerPort cannot change once the cluster exists"}]))]
     pub controller_port: i32,
     /// Broker properties (`server.properties` keys). Keys the operator owns are rejected.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -73,14 +78,20 @@ pub enum Role {
 #[serde(rename_all = "camelCase")]
 pub struct PoolSpec {
     /// Pool name, part of the StatefulSet and pod names.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// `broker`, `controller`, or both.
     pub roles: Vec<Role>,
     /// Number of nodes.
+    #[schemars(range(min = 0))]
     pub replicas: i32,
     /// Node id of the pool's first pod; pod N gets `nodeIdStart + N`. Defaults to 1000 times
     /// the pool's position in `pools`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0), extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "nodeIdStart cannot change: a node id names the data on its disk"}]))]
     pub node_id_start: Option<i32>,
     /// Where the log directory lives.
     #[serde(default)]
@@ -88,6 +99,36 @@ pub struct PoolSpec {
     /// CPU and memory requests and limits of the broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Scheduling and metadata of the pool's pods.
+    #[serde(default)]
+    pub template: PodTemplate,
+}
+
+/// What a pool adds to its pods: where they run, and annotations and environment.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    /// Node, pod affinity and anti-affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// How the pods spread over zones or nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Labels a node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// PriorityClass of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Extra pod annotations; the operator's own (`strom.dev/...`) cannot be set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Extra environment variables of the broker container (`STROM_*` sets broker properties).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
 }
 
 /// Kind of volume for the log directory.
@@ -110,6 +151,7 @@ pub struct StorageSpec {
     pub kind: StorageType,
     /// Requested size, as a Kubernetes quantity.
     #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
     pub size: String,
     /// StorageClass of the claims; the cluster default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,8 +181,10 @@ impl Default for StorageSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ListenerSpec {
     /// Kafka listener name (upper case, such as `PLAINTEXT` or `INTERNAL`).
+    #[schemars(regex(pattern = r"^[A-Z][A-Z0-9_]*$"))]
     pub name: String,
     /// Container port.
+    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
 }
 
@@ -150,6 +194,7 @@ pub struct ListenerSpec {
 pub struct MetricsSpec {
     /// Port of `/metrics`, `/healthz` and `/readyz`.
     #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// Annotate pods for Prometheus scraping (`prometheus.io/scrape`).
     #[serde(default = "default_true")]
