@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
 from kafka_checks import wait_until  # noqa: E402
-from kube import apply, get, kubectl  # noqa: E402
+from kube import apply, get, items, kubectl  # noqa: E402
 IMAGE = os.environ.get("STROM_IMAGE", "localhost/strom:dev")
 OPERATOR_IMAGE = os.environ.get("STROM_OPERATOR_IMAGE", "localhost/strom-operator:dev")
 CLIENT_IMAGE = os.environ.get("STROM_CLIENT_IMAGE", "localhost/strom-kcat:dev")
@@ -99,6 +99,12 @@ def release():
     kubectl("delete", "namespace", OPERATOR_NS, "--timeout=120s", check=False)
 
 
+def lease_holder():
+    """The operator replica that holds the chart's leader-election Lease."""
+    lease = get("lease", "strom", OPERATOR_NS)
+    return (lease or {}).get("spec", {}).get("holderIdentity")
+
+
 @pytest.fixture(scope="module")
 def namespace(release):
     name = f"e2e-{uuid.uuid4().hex[:6]}"
@@ -112,7 +118,10 @@ def test_install_apply_produce_fail_scale(release, namespace):
     status = release.status("strom")
     assert status["status"] == "deployed", status
     deployment = get("deployment", "strom", OPERATOR_NS)
-    assert deployment["status"].get("readyReplicas") == 1, "the operator runs from the chart"
+    assert deployment["status"].get("readyReplicas") == 2, "two operator replicas run from the chart"
+    operator_pods = [p["metadata"]["name"] for p in items("pods", OPERATOR_NS, "app.kubernetes.io/name=strom-operator")]
+    leader = wait_until(lambda: lease_holder(), 60, "an operator replica to take the Lease", interval=2)
+    assert leader in operator_pods, (leader, operator_pods)
 
     cluster = yaml.safe_load((ROOT / "examples" / "dedicated.yaml").read_text())
     cluster["metadata"]["name"] = CLUSTER
@@ -149,6 +158,9 @@ def test_install_apply_produce_fail_scale(release, namespace):
     ready("kafkacluster", CLUSTER, namespace)
     assert sorted(consume_all(namespace)) == list(range(RECORDS)), "nothing acknowledged was lost"
 
+    # The leading operator replica goes; the standby takes the Lease and does the scaling.
+    kubectl("-n", OPERATOR_NS, "delete", "pod", leader, "--wait=false")
+    wait_until(lambda: lease_holder() not in (None, leader), 120, "the standby operator to lead", interval=2)
     set_brokers(namespace, 4)
     time.sleep(3)
     ready("kafkacluster", CLUSTER, namespace)

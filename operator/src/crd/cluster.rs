@@ -47,7 +47,7 @@ pub struct KafkaClusterSpec {
     pub listeners: Vec<ListenerSpec>,
     /// Port of the controller (KRaft) listener; fixed once created (it is in every voter's address).
     #[serde(default = "default_controller_port")]
-    #[schemars(range(min = 1, max = 65535), extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "controllerPort cannot change once the cluster exists"}]))]
+    #[schemars(range(min = 1, max = 65535))]
     pub controller_port: i32,
     /// Broker properties (`server.properties` keys). Keys the operator owns are rejected.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -91,7 +91,7 @@ pub struct PoolSpec {
     /// Node id of the pool's first pod; pod N gets `nodeIdStart + N`. Defaults to 1000 times
     /// the pool's position in `pools`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0), extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "nodeIdStart cannot change: a node id names the data on its disk"}]))]
+    #[schemars(range(min = 0))]
     pub node_id_start: Option<i32>,
     /// Where the log directory lives.
     #[serde(default)]

@@ -32,7 +32,7 @@ pub struct KafkaTopicSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_name: Option<String>,
     /// Number of partitions; it can grow, never shrink.
-    #[schemars(range(min = 1), extend("x-kubernetes-validations" = [{"rule": "self >= oldSelf", "message": "partitions cannot decrease: Kafka cannot remove partitions"}]))]
+    #[schemars(range(min = 1))]
     pub partitions: i32,
     /// Replicas per partition; fixed once the topic exists.
     #[schemars(range(min = 1))]
