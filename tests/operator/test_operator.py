@@ -82,6 +82,18 @@ def test_an_invalid_spec_is_a_condition_and_changes_nothing(namespace):
     kubectl("-n", namespace, "delete", "kafkacluster", "broken")
 
 
+def test_a_kubernetes_error_is_a_condition_and_an_event(namespace):
+    refused = cluster_manifest("refused", brokers=1, controllers=1)
+    refused["spec"]["pools"][1]["template"] = {"annotations": {"not a valid key!": "x"}}
+    apply(refused, namespace)
+    obj = wait_condition("kafkacluster", "refused", namespace, "Degraded", "True", timeout=90, reason="ReconcileFailed")
+    message = condition(obj, "Degraded")["message"]
+    assert "reconcile failed and is retried" in message and "not a valid key!" in message, message
+    events = items("events", namespace)
+    assert any(e.get("reason") == "ReconcileFailed" for e in events), "a ReconcileFailed event is recorded"
+    kubectl("-n", namespace, "delete", "kafkacluster", "refused")
+
+
 def test_cluster_objects_and_status(namespace, cluster, operator):
     obj = get("kafkacluster", CLUSTER, namespace)
     status = obj["status"]

@@ -41,9 +41,41 @@ struct Outcome {
 /// Reconciles one KafkaCluster.
 pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile("kafkacluster");
-    let action = reconcile_cluster(&cluster, &ctx).await?;
-    ctx.succeeded(&object_key(cluster.as_ref()));
-    Ok(action)
+    match reconcile_cluster(&cluster, &ctx).await {
+        Ok(action) => {
+            ctx.succeeded(&object_key(cluster.as_ref()));
+            Ok(action)
+        }
+        Err(error) => {
+            report_failure(&cluster, &ctx, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// Puts a failed reconcile on the resource, so that `kubectl describe` shows what the
+/// operator could not do: a warning Event and `Degraded=True` (other conditions unchanged).
+async fn report_failure(cluster: &KafkaCluster, ctx: &Context, error: &Error) {
+    let message = format!("reconcile failed and is retried: {error}");
+    ctx.event(
+        &cluster.object_ref(&()),
+        None,
+        true,
+        "ReconcileFailed",
+        message.clone(),
+    )
+    .await;
+    let mut status = cluster.status.clone().unwrap_or_default();
+    let degraded = conditions(
+        vec![Report::new("Degraded", true, "ReconcileFailed", message)],
+        cluster.metadata.generation,
+        &status.conditions,
+    );
+    status.conditions.retain(|c| c.type_ != "Degraded");
+    status.conditions.extend(degraded);
+    if let Err(e) = apply_status(&ctx.client, cluster, &status).await {
+        tracing::debug!(error = %e, "cannot record the failure in the status");
+    }
 }
 
 /// Counts the error and retries with backoff.
