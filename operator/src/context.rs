@@ -16,6 +16,23 @@ use serde::Serialize;
 use crate::cluster::validate::OperatorDefaults;
 use crate::metrics::Metrics;
 
+/// The longest note an Event may carry.
+const EVENT_NOTE_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked with an ellipsis.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
+}
+
 /// The one field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "strom-operator";
 
@@ -34,6 +51,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error in plain words: for a refused API call, the API server's message alone.
+    pub fn plain(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => {
+                format!("Kubernetes API: {}", status.message)
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// A short label for the error metric.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -103,7 +130,7 @@ impl Context {
     }
 
     /// Publishes an Event on `object`, about `related` when given; a failure to publish is
-    /// logged, never fatal.
+    /// logged, never fatal. The note is cut to the 1024 bytes an Event holds.
     pub async fn event(
         &self,
         object: &ObjectReference,
@@ -119,7 +146,7 @@ impl Context {
                 EventType::Normal
             },
             reason: reason.into(),
-            note: Some(note),
+            note: Some(truncated(note, EVENT_NOTE_BYTES)),
             action: "Reconcile".into(),
             secondary: related,
         };
@@ -195,4 +222,18 @@ where
         object.meta().namespace.as_deref().unwrap_or_default(),
         object.meta().name.as_deref().unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncated;
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("short".into(), 1024), "short");
+        let long = "é".repeat(600);
+        let cut = truncated(long, 1024);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+    }
 }

@@ -56,7 +56,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
 /// Puts a failed reconcile on the resource, so that `kubectl describe` shows what the
 /// operator could not do: a warning Event and `Degraded=True` (other conditions unchanged).
 async fn report_failure(cluster: &KafkaCluster, ctx: &Context, error: &Error) {
-    let message = format!("reconcile failed and is retried: {error}");
+    let message = format!("reconcile failed and is retried: {}", error.plain());
     ctx.event(
         &cluster.object_ref(&()),
         None,
