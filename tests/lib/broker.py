@@ -3,13 +3,13 @@ compatibility and hostile-client suites start them."""
 
 import os
 import re
-import signal
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 from ports import free_port
+from process import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_BIN = Path(os.environ.get("BROKER_BIN", ROOT / "target" / "release" / "strom-broker"))
@@ -71,13 +71,7 @@ class Broker:
 
     def stop(self):
         """Graceful stop (SIGTERM)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self.proc = None
 
     def kill(self):

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "lib"))
 from kafka_checks import FAST, wait_until  # noqa: E402
 from kube import get, kubectl  # noqa: E402
+from process import stop  # noqa: E402
 
 OPERATOR_BIN = Path(os.environ.get("OPERATOR_BIN", ROOT / "target" / "debug" / "strom-operator"))
 IMAGE = os.environ.get("STROM_IMAGE", "localhost/strom:dev")
@@ -124,14 +125,7 @@ class Operator:
         return "strom_operator_leader 1" in self.metrics().splitlines()
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc is None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, sig)
         self.proc = None
 
 

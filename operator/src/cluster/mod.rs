@@ -350,16 +350,7 @@ async fn drained(
                 "moving {} partitions off brokers {ids} before pool {pool} shrinks to {target}",
                 moves.len()
             );
-            tracing::info!(cluster = %valid.name, "{message}");
-            ctx.event(
-                &cluster.object_ref(&()),
-                None,
-                false,
-                "Drain",
-                message.clone(),
-            )
-            .await;
-            outcome.progress.push(message);
+            announce(ctx, cluster, outcome, "Drain", message, None).await;
             Ok(false)
         }
         Err(e) => {
@@ -427,16 +418,7 @@ async fn remove_pools(
             "deleting pool {}: it left the spec and its brokers {leaving:?} hold no partitions",
             pool.name
         );
-        tracing::info!(cluster = %valid.name, "{message}");
-        ctx.event(
-            &cluster.object_ref(&()),
-            None,
-            false,
-            "PoolRemoved",
-            message.clone(),
-        )
-        .await;
-        outcome.progress.push(message);
+        announce(ctx, cluster, outcome, "PoolRemoved", message, None).await;
     }
     Ok(removing)
 }
@@ -521,16 +503,7 @@ async fn grow_claims(
         "pool {}: claims grown from {template_size} to {}; StatefulSet {sts_name} is recreated with the new claim template, its pods keep running",
         pool.name, pool.storage.size
     );
-    tracing::info!(cluster = %valid.name, "{message}");
-    ctx.event(
-        &cluster.object_ref(&()),
-        None,
-        false,
-        "StorageResized",
-        message.clone(),
-    )
-    .await;
-    outcome.progress.push(message);
+    announce(ctx, cluster, outcome, "StorageResized", message, None).await;
     Ok(true)
 }
 
@@ -702,8 +675,6 @@ async fn roll(
             } else {
                 pods_api.delete(&pod, &DeleteParams::default()).await?;
             }
-            let message = format!("restarting pod {pod}: {reason}");
-            tracing::info!(cluster = %cluster.name_any(), "{message}");
             let related = ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
@@ -711,15 +682,16 @@ async fn roll(
                 namespace: cluster.namespace(),
                 ..Default::default()
             };
-            ctx.event(
-                &cluster.object_ref(&()),
-                Some(related),
-                false,
+            let message = format!("restarting pod {pod}: {reason}");
+            announce(
+                ctx,
+                cluster,
+                outcome,
                 "RollingRestart",
-                message.clone(),
+                message,
+                Some(related),
             )
             .await;
-            outcome.progress.push(message);
         }
     }
     Ok(())
@@ -763,16 +735,7 @@ async fn rebalance(
         "rebalancing {} partitions across brokers {brokers:?}",
         moves.len()
     );
-    tracing::info!(cluster = %valid.name, "{message}");
-    ctx.event(
-        &cluster.object_ref(&()),
-        None,
-        false,
-        "Rebalance",
-        message.clone(),
-    )
-    .await;
-    outcome.progress.push(message);
+    announce(ctx, cluster, outcome, "Rebalance", message, None).await;
     Ok(())
 }
 
@@ -886,4 +849,26 @@ fn status(
 fn statefulset_settled(sts: &StatefulSet) -> bool {
     let observed = sts.status.as_ref().and_then(|s| s.observed_generation);
     observed.is_some() && observed >= sts.metadata.generation
+}
+
+/// Logs a step the operator took, publishes it as an Event on the cluster (about `related`
+/// when given) and counts it as progress.
+async fn announce(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    outcome: &mut Outcome,
+    reason: &str,
+    message: String,
+    related: Option<ObjectReference>,
+) {
+    tracing::info!(cluster = %cluster.name_any(), "{message}");
+    ctx.event(
+        &cluster.object_ref(&()),
+        related,
+        false,
+        reason,
+        message.clone(),
+    )
+    .await;
+    outcome.progress.push(message);
 }
