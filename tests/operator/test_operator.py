@@ -91,6 +91,13 @@ def test_a_kubernetes_error_is_a_condition_and_an_event(namespace):
     assert "reconcile failed and is retried" in message and "not a valid key!" in message, message
     events = items("events", namespace)
     assert any(e.get("reason") == "ReconcileFailed" for e in events), "a ReconcileFailed event is recorded"
+    # A topic of that cluster cannot reach any broker: that is on the KafkaTopic too.
+    topic = topic_manifest("unreachable", 1)
+    topic["spec"]["clusterRef"]["name"] = "refused"
+    apply(topic, namespace)
+    obj = wait_condition("kafkatopic", "unreachable", namespace, "Ready", "False", timeout=90, reason="ReconcileFailed")
+    assert "cannot reach" in condition(obj, "Ready")["message"], condition(obj, "Ready")["message"]
+    kubectl("-n", namespace, "delete", "kafkatopic", "unreachable", "--timeout=60s")
     kubectl("-n", namespace, "delete", "kafkacluster", "refused")
 
 
