@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use strom_client::{ClusterView, PartitionView, TopicView};
 use strom_operator::cluster::plan::{
-    balance_plan, drain_plan, next_roll, PodState, Quorum, RollStep,
+    balance_plan, cluster_ready, drain_plan, next_roll, PodState, PoolReadiness, Quorum, RollStep,
 };
 use strom_operator::crd::KafkaTopic;
 use strom_operator::topic;
@@ -307,4 +307,54 @@ fn a_topic_this_resource_did_not_create_is_adopted_only_when_asked() {
     assert!(err.contains("has id id, not older"), "{err}");
     t.spec.adopt = true;
     assert!(topic::validate(&t, Some(&existing(6, 3))).is_ok());
+}
+
+fn pool_readiness(name: &str, desired: i32, replicas: i32, ready: i32) -> PoolReadiness {
+    PoolReadiness {
+        name: name.into(),
+        desired,
+        replicas,
+        ready,
+        settled: true,
+    }
+}
+
+#[test]
+fn ready_needs_every_pool_settled_full_and_ready_and_full_replication() {
+    let pools = vec![
+        pool_readiness("controllers", 3, 3, 3),
+        pool_readiness("brokers", 3, 3, 3),
+    ];
+    assert_eq!(cluster_ready(&pools, &[], &[], Some(0)), Ok(()));
+    let why = |pools: &[PoolReadiness], removing: &[String], progress: &[String], ur| {
+        cluster_ready(pools, removing, progress, ur).unwrap_err()
+    };
+    assert_eq!(
+        why(&pools, &[], &["rolling restart waits".into()], Some(0)),
+        "rolling restart waits"
+    );
+    assert_eq!(
+        why(&pools, &["old".into()], &[], Some(0)),
+        "pool old is being removed"
+    );
+    let mut unsettled = pools.clone();
+    unsettled[1].settled = false;
+    assert!(
+        why(&unsettled, &[], &[], Some(0)).contains("pool brokers has not taken its latest spec")
+    );
+    let growing = vec![pools[0].clone(), pool_readiness("brokers", 4, 3, 3)];
+    assert_eq!(
+        why(&growing, &[], &[], Some(0)),
+        "pool brokers runs 3 of 4 pods"
+    );
+    let starting = vec![pools[0].clone(), pool_readiness("brokers", 3, 3, 2)];
+    assert_eq!(
+        why(&starting, &[], &[], Some(0)),
+        "pool brokers has 2 of 3 pods Ready"
+    );
+    assert_eq!(
+        why(&pools, &[], &[], Some(4)),
+        "4 partitions are under-replicated"
+    );
+    assert!(why(&pools, &[], &[], None).contains("cannot be reached"));
 }

@@ -23,7 +23,7 @@ use crate::conditions::{conditions, Report};
 use crate::context::{apply, apply_status, object_key, Context, Error, FIELD_MANAGER};
 use crate::crd::{KafkaCluster, KafkaClusterStatus, PoolStatus, StorageType};
 use build::INSTANCE_LABEL;
-use plan::{PodState, Quorum, RollStep};
+use plan::{PodState, PoolReadiness, Quorum, RollStep};
 use validate::{Pool, ValidCluster};
 
 /// Requeue interval while something is in progress.
@@ -752,7 +752,7 @@ fn status(
 ) -> KafkaClusterStatus {
     let mut pools = Vec::new();
     let mut ready_brokers = 0;
-    let mut all_ready = removing.is_empty();
+    let mut readiness = Vec::new();
     for pool in &valid.pools {
         let of_pool: Vec<&PodState> = pods.iter().filter(|p| p.pool == pool.name).collect();
         let sts = applied.get(&pool.name);
@@ -761,9 +761,13 @@ fn status(
             .and_then(|s| s.replicas)
             .unwrap_or(0);
         let ready = of_pool.iter().filter(|p| p.ready).count() as i32;
-        all_ready &= sts.is_some_and(statefulset_settled)
-            && replicas == pool.replicas
-            && ready == pool.replicas;
+        readiness.push(PoolReadiness {
+            name: pool.name.clone(),
+            desired: pool.replicas,
+            replicas,
+            ready,
+            settled: sts.is_some_and(statefulset_settled),
+        });
         if pool.broker {
             ready_brokers += ready;
         }
@@ -779,30 +783,23 @@ fn status(
             removing: false,
         });
     }
+    let removing_names: Vec<String> = removing.iter().map(|p| p.name.clone()).collect();
     pools.extend(removing);
-    let under_replicated = view.map(|v| v.under_replicated());
-    let mut reports = Vec::new();
-    let ready = all_ready && outcome.progress.is_empty() && under_replicated == Some(0);
-    let why_not = if !outcome.progress.is_empty() {
-        outcome.progress.join("; ")
-    } else if !all_ready {
-        "waiting for pods to be Ready".to_owned()
-    } else {
-        match under_replicated {
-            None => "the brokers cannot be reached over the bootstrap Service".to_owned(),
-            Some(n) => format!("{n} partitions are under-replicated"),
-        }
-    };
-    reports.push(if ready {
-        Report::new(
+    let ready = plan::cluster_ready(
+        &readiness,
+        &removing_names,
+        &outcome.progress,
+        view.map(|v| v.under_replicated()),
+    );
+    let mut reports = vec![match ready {
+        Ok(()) => Report::new(
             "Ready",
             true,
             "Ready",
             "every pod is Ready and every partition fully replicated",
-        )
-    } else {
-        Report::new("Ready", false, "NotReady", why_not)
-    });
+        ),
+        Err(why_not) => Report::new("Ready", false, "NotReady", why_not),
+    }];
     reports.push(if outcome.progress.is_empty() {
         Report::new("Progressing", false, "Idle", "nothing in progress")
     } else {

@@ -131,6 +131,64 @@ pub fn next_roll(pods: &[PodState], quorum: &Quorum, under_replicated: Option<us
     }
 }
 
+/// What the Ready condition needs to know about one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolReadiness {
+    /// Pool name.
+    pub name: String,
+    /// Pods the spec asks for.
+    pub desired: i32,
+    /// Pods its StatefulSet runs.
+    pub replicas: i32,
+    /// Pods that are Ready.
+    pub ready: i32,
+    /// The StatefulSet controller has seen the StatefulSet's latest spec.
+    pub settled: bool,
+}
+
+/// Whether the cluster is Ready: nothing in progress, no pool being removed, every pool at its
+/// size with every pod Ready and its StatefulSet's latest spec seen, and every partition fully
+/// replicated (`under_replicated` is `None` when the brokers cannot be asked). `Err` says why
+/// not.
+pub fn cluster_ready(
+    pools: &[PoolReadiness],
+    removing: &[String],
+    progress: &[String],
+    under_replicated: Option<usize>,
+) -> Result<(), String> {
+    if !progress.is_empty() {
+        return Err(progress.join("; "));
+    }
+    if let Some(pool) = removing.first() {
+        return Err(format!("pool {pool} is being removed"));
+    }
+    for p in pools {
+        if !p.settled {
+            return Err(format!(
+                "the StatefulSet of pool {} has not taken its latest spec yet",
+                p.name
+            ));
+        }
+        if p.replicas != p.desired {
+            return Err(format!(
+                "pool {} runs {} of {} pods",
+                p.name, p.replicas, p.desired
+            ));
+        }
+        if p.ready != p.desired {
+            return Err(format!(
+                "pool {} has {} of {} pods Ready",
+                p.name, p.ready, p.desired
+            ));
+        }
+    }
+    match under_replicated {
+        None => Err("the brokers cannot be reached over the bootstrap Service".into()),
+        Some(0) => Ok(()),
+        Some(n) => Err(format!("{n} partitions are under-replicated")),
+    }
+}
+
 /// A partition move that cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{topic}-{partition} has {replicas} replicas but only {brokers} brokers would stay")]
