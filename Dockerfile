@@ -22,8 +22,9 @@ COPY target/image/strom-broker target/image/strom-operator /out/
 
 FROM build-${BUILD} AS build
 
-# One root file system per binary: the binary, the libraries ldd names, a passwd entry for the
-# non-root user and the data directory it owns.
+# One root file system per binary: the binary, the libraries ldd names (a missing one fails
+# the build), /etc/hosts before DNS as glibc needs to be told without an nsswitch.conf, a
+# passwd entry for the non-root user and the data directory it owns.
 FROM docker.io/library/debian:bookworm-slim AS rootfs
 COPY --from=build /out/ /out/
 RUN set -eu; \
@@ -31,7 +32,9 @@ RUN set -eu; \
       root="/rootfs/$bin"; \
       mkdir -p "$root/usr/local/bin" "$root/etc" "$root/var/lib/strom/data" "$root/tmp"; \
       cp "/out/$bin" "$root/usr/local/bin/"; \
+      if ldd "/out/$bin" | grep -q 'not found'; then ldd "/out/$bin" >&2; exit 1; fi; \
       for lib in $(ldd "/out/$bin" | grep -o '/[^ ]*'); do cp --parents -L "$lib" "$root/"; done; \
+      echo 'hosts: files dns' > "$root/etc/nsswitch.conf"; \
       echo 'nonroot:x:65532:65532:nonroot:/var/lib/strom:/nonexistent' > "$root/etc/passwd"; \
       echo 'nonroot:x:65532:' > "$root/etc/group"; \
       chown -R 65532:65532 "$root/var/lib/strom"; \

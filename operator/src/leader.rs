@@ -125,17 +125,19 @@ pub async fn acquire(api: &Api<Lease>, settings: &LeaseSettings) -> Result<(), k
     }
 }
 
-/// Renews the Lease until it is lost: taken by another replica, or not renewed within the
-/// renew deadline. Returns why.
+/// Renews the Lease, from the moment it was acquired, until it is lost: taken by another
+/// replica, or not renewed within the renew deadline. Returns why. Each renewal is bounded in
+/// time, so a hanging API server cannot hold this replica past the deadline.
 pub async fn hold(api: &Api<Lease>, settings: &LeaseSettings) -> String {
     let mut renewed = Instant::now();
     loop {
         tokio::time::sleep(settings.renew_every()).await;
-        match renew(api, settings).await {
-            Ok(Renewal::Renewed) => renewed = Instant::now(),
-            Ok(Renewal::Lost) => return "another replica holds the lease".into(),
-            Ok(Renewal::Conflict) => {}
-            Err(e) => tracing::warn!(error = %e, "could not renew the lease"),
+        match tokio::time::timeout(settings.renew_every(), renew(api, settings)).await {
+            Ok(Ok(Renewal::Renewed)) => renewed = Instant::now(),
+            Ok(Ok(Renewal::Lost)) => return "another replica holds the lease".into(),
+            Ok(Ok(Renewal::Conflict)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the lease"),
+            Err(_) => tracing::warn!("renewing the lease timed out"),
         }
         if renewed.elapsed() >= settings.renew_deadline() {
             return format!(

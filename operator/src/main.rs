@@ -165,6 +165,15 @@ async fn main() -> anyhow::Result<()> {
         }
         tracing::info!(lease = %settings.name, identity = %settings.identity, "leading");
     }
+    // Renewing starts the moment the Lease is taken, before anything else can delay it.
+    let holding = lease.clone().map(|(api, settings)| {
+        tokio::spawn(async move {
+            let lost = leader::hold(&api, &settings).await;
+            // Exiting stops every reconcile at once; the restarted pod waits as a standby.
+            tracing::error!(reason = %lost, "lost the leader Lease; exiting");
+            std::process::exit(1);
+        })
+    });
     metrics.set_leader(true);
     let defaults = OperatorDefaults {
         image: args.default_image.clone(),
@@ -224,16 +233,10 @@ async fn main() -> anyhow::Result<()> {
     let controllers = async {
         tokio::join!(clusters, topics);
     };
-    match &lease {
-        Some((api, settings)) => tokio::select! {
-            _ = controllers => leader::release(api, settings).await,
-            lost = leader::hold(api, settings) => {
-                // Exiting stops every reconcile at once; the restarted pod waits as a standby.
-                tracing::error!(reason = %lost, "lost the leader Lease; exiting");
-                std::process::exit(1);
-            }
-        },
-        None => controllers.await,
+    controllers.await;
+    if let (Some(holding), Some((api, settings))) = (holding, &lease) {
+        holding.abort();
+        leader::release(api, settings).await;
     }
     http.abort();
     tracing::info!("strom-operator stopped");

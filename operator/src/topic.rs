@@ -240,8 +240,9 @@ async fn apply_topic(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error>
     match write_topic(&mut admin, ctx, &reference, &valid, existing).await {
         Ok(id) => status.topic_id = Some(id),
         // The brokers refused the change (a replication factor above the broker count, an
-        // unknown config key): the user has to change the spec.
-        Err(e @ AdminError::Broker { .. }) => {
+        // unknown config key): the user has to change the spec. A retriable answer (no
+        // controller yet, a timeout) is retried with backoff instead.
+        Err(e @ AdminError::Broker { error, .. }) if !error.is_retriable() => {
             let message = format!("Kafka refused topic {}: {e}", valid.name);
             ctx.event(&reference, None, true, "KafkaError", message.clone())
                 .await;

@@ -597,3 +597,48 @@ env: [{name: STROM_LOG_RETENTION_MS, value: "3600000"}]
     );
     assert!(err.contains("POD_NAME is set by the operator"), "{err}");
 }
+
+#[test]
+fn a_status_without_node_ids_keeps_the_pools_in_place_until_recorded() {
+    let mut cluster = fixture("dedicated.yaml");
+    let v = validate(&cluster, &defaults()).unwrap();
+    cluster.status = Some(KafkaClusterStatus {
+        quorum_voters: Some(v.voters()),
+        pools: v
+            .pools
+            .iter()
+            .map(|p| PoolStatus {
+                name: p.name.clone(),
+                replicas: p.replicas,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    });
+    let mut appended = cluster.clone();
+    let mut extra = appended.spec.pools[1].clone();
+    extra.name = "extra".into();
+    extra.node_id_start = Some(5000);
+    appended.spec.pools.push(extra);
+    assert!(
+        validate(&appended, &defaults()).is_ok(),
+        "a pool added at the end is fine"
+    );
+    let mut removed = cluster.clone();
+    removed.spec.pools.truncate(1);
+    let err = validate(&removed, &defaults()).unwrap_err().to_string();
+    assert!(err.contains("recorded before their node ids were"), "{err}");
+}
+
+#[test]
+fn ids_of_pods_waiting_for_their_drain_stay_taken() {
+    let mut cluster = fixture("dedicated.yaml");
+    recorded(&mut cluster);
+    cluster.spec.pools[1].replicas = 1;
+    let mut extra = cluster.spec.pools[1].clone();
+    extra.name = "extra".into();
+    extra.node_id_start = Some(1001);
+    cluster.spec.pools.push(extra);
+    let err = validate(&cluster, &defaults()).unwrap_err().to_string();
+    assert!(err.contains("overlapping node ids"), "{err}");
+}

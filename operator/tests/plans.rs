@@ -96,6 +96,11 @@ fn an_outdated_pod_that_is_not_ready_goes_first() {
         next_roll(&pods, &quorum(1), Some(3)),
         RollStep::Restart { pod, evict: false, .. } if pod == "b-1"
     ));
+    // With a second pod down (every node goes unready when the quorum is lost) nothing goes.
+    pods[0].ready = false;
+    assert!(
+        matches!(next_roll(&pods, &quorum(1), Some(3)), RollStep::Wait(r) if r.contains("is not Ready"))
+    );
 }
 
 #[test]
@@ -116,6 +121,14 @@ fn a_controller_waits_for_a_known_leader_and_a_caught_up_majority() {
     assert!(
         matches!(next_roll(&pods, &lagging, Some(0)), RollStep::Wait(r) if r.contains("would leave 1 of 3 voters caught up"))
     );
+    // One or two voters cannot keep a quorum through a restart: nothing to wait for.
+    let two = Quorum {
+        caught_up: BTreeSet::from([1]),
+        voters: 2,
+        ..quorum(1)
+    };
+    let pair: Vec<PodState> = pods.iter().filter(|p| p.node_id <= 1).cloned().collect();
+    assert_eq!(restart(next_roll(&pair, &two, Some(0))), "c-0");
     // Brokers roll without asking the quorum.
     let brokers: Vec<PodState> = pods.into_iter().filter(|p| !p.controller).collect();
     assert_eq!(restart(next_roll(&brokers, &unknown, Some(0))), "b-0");

@@ -182,7 +182,11 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         let claim_size = match current.and_then(claim_template_size) {
             Some(size) => {
                 let running = current.and_then(|s| s.spec.as_ref()?.replicas).unwrap_or(0);
-                if grow_claims(ctx, cluster, &valid, pool, &size, running, &mut outcome).await? {
+                // The StatefulSet is replaced only at a settled size, so that no pending
+                // shrink is applied to pods that were never drained.
+                if running == pool.replicas
+                    && grow_claims(ctx, cluster, &valid, pool, &size, running, &mut outcome).await?
+                {
                     continue;
                 }
                 size
@@ -276,11 +280,12 @@ async fn scale(
 ) -> Result<BTreeMap<String, i32>, Error> {
     let mut replicas = BTreeMap::new();
     for pool in &valid.pools {
-        let current = existing
-            .get(&pool.name)
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.replicas)
-            .unwrap_or(0);
+        let current = match existing.get(&pool.name) {
+            Some(sts) => sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            // Absent while it is replaced (claims grown), or never created: its pods, if any,
+            // still run, and a shrink must drain them all the same.
+            None => running_pods(ctx, valid, pool).await?,
+        };
         let target = if pool.replicas >= current || !pool.broker {
             pool.replicas
         } else {
@@ -306,6 +311,24 @@ async fn scale(
         replicas.insert(pool.name.clone(), target);
     }
     Ok(replicas)
+}
+
+/// One more than the highest ordinal of the pool's pods: the size its StatefulSet had.
+async fn running_pods(ctx: &Context, valid: &ValidCluster, pool: &Pool) -> Result<i32, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+    let selector = format!(
+        "{INSTANCE_LABEL}={},{}={}",
+        valid.name,
+        build::POOL_LABEL,
+        pool.name
+    );
+    let listed = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(listed
+        .iter()
+        .filter_map(|p| p.name_any().rsplit('-').next()?.parse::<i32>().ok())
+        .map(|ordinal| ordinal + 1)
+        .max()
+        .unwrap_or(0))
 }
 
 /// Whether the `leaving` brokers hold nothing; if not, starts moving their replicas away so that

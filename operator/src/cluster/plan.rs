@@ -68,9 +68,10 @@ pub enum RollStep {
 /// Picks the next pod to restart: one at a time, controllers before brokers, the active
 /// controller last among the controllers, and only when every other pod is Ready and no
 /// partition is under-replicated (`under_replicated` is `None` when the brokers cannot be
-/// asked). A controller goes only while the active controller is known and a majority of
-/// voters other than it is caught up. An outdated pod that is not Ready serves nobody and goes
-/// first. Pods with the manual restart annotation count as outdated.
+/// asked). A controller goes only while the active controller is known and (with three voters
+/// or more) a majority of voters other than it is caught up. An outdated pod that is the only
+/// one not Ready serves nobody and goes first. Pods with the manual restart annotation count as
+/// outdated.
 pub fn next_roll(pods: &[PodState], quorum: &Quorum, under_replicated: Option<usize>) -> RollStep {
     if let Some(p) = pods.iter().find(|p| p.terminating) {
         return RollStep::Wait(format!("pod {} is terminating", p.name));
@@ -79,7 +80,10 @@ pub fn next_roll(pods: &[PodState], quorum: &Quorum, under_replicated: Option<us
     if due.is_empty() {
         return RollStep::Done;
     }
-    if let Some(p) = due.iter().find(|p| !p.ready) {
+    let not_ready = pods.iter().filter(|p| !p.ready).count();
+    // The one pod that is down and due serves nobody; with several down (a lost quorum makes
+    // every node unready) restarting them would turn an outage into a full restart.
+    if let Some(p) = due.iter().find(|p| !p.ready && not_ready == 1) {
         return RollStep::Restart {
             pod: p.name.clone(),
             reason: "it is due for a restart and not Ready".into(),
@@ -112,7 +116,9 @@ pub fn next_roll(pods: &[PodState], quorum: &Quorum, under_replicated: Option<us
             .iter()
             .filter(|id| **id != p.node_id)
             .count();
-        if quorum.voters > 1 && others <= quorum.voters / 2 {
+        // One or two voters lose the quorum during any controller restart; there is nothing
+        // to wait for.
+        if quorum.voters > 2 && others <= quorum.voters / 2 {
             return RollStep::Wait(format!(
                 "restarting controller {} would leave {others} of {} voters caught up, not a majority",
                 p.node_id, quorum.voters

@@ -242,6 +242,18 @@ fn check_against_recorded(
     recorded: &[PoolStatus],
     problems: &mut Vec<String>,
 ) -> Vec<RemovedPool> {
+    // A status from an operator that did not record node ids yet: until one reconcile has
+    // recorded them, pools keep their order and none is removed, so that no id moves.
+    if recorded.iter().any(|r| r.node_id_start.is_none()) {
+        let kept = recorded.iter().zip(pools).all(|(r, p)| r.name == p.name);
+        if !kept || pools.len() < recorded.len() {
+            let order: Vec<&str> = recorded.iter().map(|r| r.name.as_str()).collect();
+            problems.push(format!(
+                "the pools were recorded before their node ids were; keep them in the order {order:?}, adding new pools after them, until one reconcile has recorded the ids"
+            ));
+        }
+        return Vec::new();
+    }
     for pool in pools {
         let Some(was) = recorded.iter().find(|r| r.name == pool.name) else {
             continue;
@@ -405,10 +417,19 @@ pub fn validate(
         .map(|s| s.pools.as_slice())
         .unwrap_or_default();
     let removed_pools = check_against_recorded(&pools, recorded, &mut problems);
+    // A pool that still runs more pods than the spec asks (a shrink waiting for its drain)
+    // holds their ids until they are gone.
+    let held = |p: &Pool| {
+        let running = recorded
+            .iter()
+            .find(|r| r.name == p.name)
+            .map_or(0, |r| r.replicas);
+        p.replicas.max(running).max(0)
+    };
     for (i, a) in pools.iter().enumerate() {
         for b in &pools[i + 1..] {
-            let a_end = a.node_id_start + a.replicas.max(0);
-            let b_end = b.node_id_start + b.replicas.max(0);
+            let a_end = a.node_id_start + held(a);
+            let b_end = b.node_id_start + held(b);
             if a.node_id_start < b_end && b.node_id_start < a_end {
                 problems.push(format!(
                     "pools {:?} and {:?} have overlapping node ids ({}..{} and {}..{}); set nodeIdStart",
