@@ -130,8 +130,7 @@ pub async fn reconcile(topic: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Acti
     let namespace = topic.namespace().unwrap_or_else(|| "default".into());
     let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = object_key(topic.as_ref());
-    let name = topic.name_any();
-    let action = finalizer(&api, FINALIZER, topic, |event| async {
+    let action = finalizer(&api, FINALIZER, topic.clone(), |event| async {
         match event {
             Finalizer::Apply(topic) => apply_topic(&topic, &ctx).await,
             Finalizer::Cleanup(topic) => delete_topic(&topic, &ctx).await,
@@ -149,7 +148,7 @@ pub async fn reconcile(topic: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Acti
             Ok(action)
         }
         Err(error) => {
-            report_failure(&api, &name, &ctx, &error).await;
+            report_failure(&topic, &ctx, &error).await;
             Err(error)
         }
     }
@@ -157,14 +156,11 @@ pub async fn reconcile(topic: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Acti
 
 /// Puts a failed reconcile (the cluster unreachable, an API call refused) on the resource as
 /// `Ready=False` with reason `ReconcileFailed`, so that it is not only in the operator's log.
-async fn report_failure(api: &Api<KafkaTopic>, name: &str, ctx: &Context, error: &Error) {
-    let Ok(Some(topic)) = api.get_opt(name).await else {
-        return;
-    };
+async fn report_failure(topic: &KafkaTopic, ctx: &Context, error: &Error) {
     let message = format!("reconcile failed and is retried: {}", error.plain());
     let status = topic.status.clone().unwrap_or_default();
     let ready = Report::new("Ready", false, "ReconcileFailed", message);
-    if let Err(e) = report(ctx, &topic, status, ready, Duration::ZERO).await {
+    if let Err(e) = report(ctx, topic, status, ready, Duration::ZERO).await {
         tracing::debug!(error = %e, "cannot record the failure in the status");
     }
 }

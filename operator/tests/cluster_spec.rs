@@ -601,20 +601,15 @@ env: [{name: STROM_LOG_RETENTION_MS, value: "3600000"}]
 #[test]
 fn a_status_without_node_ids_keeps_the_pools_in_place_until_recorded() {
     let mut cluster = fixture("dedicated.yaml");
-    let v = validate(&cluster, &defaults()).unwrap();
-    cluster.status = Some(KafkaClusterStatus {
-        quorum_voters: Some(v.voters()),
-        pools: v
-            .pools
-            .iter()
-            .map(|p| PoolStatus {
-                name: p.name.clone(),
-                replicas: p.replicas,
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    });
+    recorded(&mut cluster);
+    // What the operator before node-id pinning recorded: names and replicas only.
+    for pool in &mut cluster.status.as_mut().unwrap().pools {
+        *pool = PoolStatus {
+            name: pool.name.clone(),
+            replicas: pool.replicas,
+            ..Default::default()
+        };
+    }
     let mut appended = cluster.clone();
     let mut extra = appended.spec.pools[1].clone();
     extra.name = "extra".into();

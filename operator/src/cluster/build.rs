@@ -245,10 +245,10 @@ pub fn statefulset(
         pod_labels.insert(BROKER_LABEL.into(), "true".into());
     }
     let mut annotations = pool.template.annotations.clone();
-    annotations.extend([(
+    annotations.insert(
         CONFIG_HASH_ANNOTATION.to_owned(),
         config_hash(cluster, pool),
-    )]);
+    );
     if cluster.scrape_annotations {
         annotations.insert("prometheus.io/scrape".into(), "true".into());
         annotations.insert(

@@ -313,6 +313,11 @@ async fn scale(
     Ok(replicas)
 }
 
+/// The StatefulSet ordinal that ends a pod's name.
+fn pod_ordinal(name: &str) -> Option<i32> {
+    name.rsplit('-').next()?.parse().ok()
+}
+
 /// One more than the highest ordinal of the pool's pods: the size its StatefulSet had.
 async fn running_pods(ctx: &Context, valid: &ValidCluster, pool: &Pool) -> Result<i32, Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &valid.namespace);
@@ -325,7 +330,7 @@ async fn running_pods(ctx: &Context, valid: &ValidCluster, pool: &Pool) -> Resul
     let listed = pods.list(&ListParams::default().labels(&selector)).await?;
     Ok(listed
         .iter()
-        .filter_map(|p| p.name_any().rsplit('-').next()?.parse::<i32>().ok())
+        .filter_map(|p| pod_ordinal(&p.name_any()))
         .map(|ordinal| ordinal + 1)
         .max()
         .unwrap_or(0))
@@ -599,7 +604,7 @@ async fn pod_states(
         else {
             continue;
         };
-        let Some(ordinal) = name.rsplit('-').next().and_then(|o| o.parse::<i32>().ok()) else {
+        let Some(ordinal) = pod_ordinal(&name) else {
             continue;
         };
         let update_revision = applied
