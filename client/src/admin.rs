@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::BrokerConnection;
+use crate::{BrokerConnection, TlsClient};
 
 /// The resource type of a topic in config requests.
 const TOPIC_RESOURCE: i8 = 2;
@@ -143,7 +143,7 @@ pub struct Admin {
     timeout: Duration,
 }
 
-fn check(
+pub(crate) fn check(
     what: impl FnOnce() -> String,
     code: i16,
     message: Option<&StrBytes>,
@@ -163,11 +163,21 @@ fn name(topic: &str) -> TopicName {
 }
 
 impl Admin {
-    /// Connects to the first bootstrap address (`host:port`) that answers.
-    pub async fn connect(bootstrap: &[String], timeout: Duration) -> Result<Admin, AdminError> {
+    /// Connects to the first bootstrap address (`host:port`) that answers, over TLS when
+    /// `tls` is given.
+    pub async fn connect(
+        bootstrap: &[String],
+        timeout: Duration,
+        tls: Option<&TlsClient>,
+    ) -> Result<Admin, AdminError> {
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no bootstrap address");
         for address in bootstrap {
-            match BrokerConnection::connect(address, "strom-admin".into(), timeout).await {
+            let client_id = "strom-admin".to_owned();
+            let connected = match tls {
+                Some(tls) => tls.connect(address, client_id, timeout).await,
+                None => BrokerConnection::connect(address, client_id, timeout).await,
+            };
+            match connected {
                 Ok(connection) => {
                     return Ok(Admin {
                         connection,
@@ -183,7 +193,7 @@ impl Admin {
         })
     }
 
-    async fn send<R: kafka_protocol::protocol::Request>(
+    pub(crate) async fn send<R: kafka_protocol::protocol::Request>(
         &mut self,
         api: &'static str,
         request: &R,

@@ -48,6 +48,15 @@ pub enum Error {
     /// The finalizer helper failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A certificate could not be issued or read.
+    #[error("{0}")]
+    Certificate(#[from] crate::cluster::pki::PkiError),
+    /// TLS settings for the operator's own connection were refused.
+    #[error("TLS: {0}")]
+    Tls(#[from] strom_client::TlsError),
+    /// Something the reconcile needs does not exist (yet).
+    #[error("missing {0}")]
+    Missing(String),
 }
 
 impl Error {
@@ -67,6 +76,8 @@ impl Error {
             Error::Kube(_) => "kubernetes",
             Error::Admin(_) => "kafka",
             Error::Finalizer(_) => "finalizer",
+            Error::Certificate(_) | Error::Tls(_) => "certificate",
+            Error::Missing(_) => "missing",
         }
     }
 }

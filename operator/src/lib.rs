@@ -1,6 +1,7 @@
 //! strom-operator: runs Strom on Kubernetes. The KafkaCluster controller turns a cluster spec
 //! into StatefulSets, Services, a ConfigMap and a PodDisruptionBudget, then rolls and scales
-//! them safely; the KafkaTopic controller manages topics over the Kafka protocol.
+//! them safely, with certificates when secured; the KafkaTopic and KafkaUser controllers manage
+//! topics, credentials and ACLs over the Kafka protocol.
 
 pub mod cluster;
 pub mod conditions;
@@ -9,3 +10,4 @@ pub mod crd;
 pub mod leader;
 pub mod metrics;
 pub mod topic;
+pub mod user;

@@ -15,10 +15,10 @@ use kube::{Api, Client, ResourceExt};
 use strom_operator::cluster::build::INSTANCE_LABEL;
 use strom_operator::cluster::validate::OperatorDefaults;
 use strom_operator::context::Context;
-use strom_operator::crd::{KafkaCluster, KafkaTopic};
+use strom_operator::crd::{KafkaCluster, KafkaTopic, KafkaUser};
 use strom_operator::leader::{self, LeaseSettings};
 use strom_operator::metrics::{self, Metrics};
-use strom_operator::{cluster, topic};
+use strom_operator::{cluster, topic, user};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -230,8 +230,23 @@ async fn main() -> anyhow::Result<()> {
             metrics.set_managed("KafkaTopic", topic_store.state().len());
             futures::future::ready(())
         });
+    let users = Controller::new(
+        api::<KafkaUser>(&client, &args.namespace),
+        watcher::Config::default(),
+    );
+    let user_store = users.store();
+    let users = users
+        .shutdown_on_signal()
+        .run(user::reconcile, user::error_policy, ctx.clone())
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "user controller event");
+            }
+            metrics.set_managed("KafkaUser", user_store.state().len());
+            futures::future::ready(())
+        });
     let controllers = async {
-        tokio::join!(clusters, topics);
+        tokio::join!(clusters, topics, users);
     };
     controllers.await;
     if let (Some(holding), Some((api, settings))) = (holding, &lease) {

@@ -11,6 +11,7 @@ use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Api, Resource, ResourceExt};
 use strom_client::{Admin, AdminError, ResponseError, TopicView};
 
+use crate::cluster::certs;
 use crate::conditions::{conditions, Report};
 use crate::context::{apply_status, object_key, Context, Error};
 use crate::crd::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus};
@@ -179,13 +180,7 @@ async fn cluster_admin(topic: &KafkaTopic, ctx: &Context) -> Result<Option<Admin
     let Some(cluster) = clusters.get_opt(&topic.spec.cluster_ref.name).await? else {
         return Ok(None);
     };
-    let bootstrap = cluster.status.and_then(|s| s.bootstrap).unwrap_or_else(|| {
-        format!(
-            "{}-bootstrap.{namespace}.svc.{}:9092",
-            topic.spec.cluster_ref.name, ctx.defaults.cluster_domain
-        )
-    });
-    Ok(Some(Admin::connect(&[bootstrap], ctx.admin_timeout).await?))
+    Ok(Some(certs::admin(ctx, &cluster).await?))
 }
 
 async fn apply_topic(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error> {

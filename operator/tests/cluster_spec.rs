@@ -637,3 +637,81 @@ fn ids_of_pods_waiting_for_their_drain_stay_taken() {
     let err = validate(&cluster, &defaults()).unwrap_err().to_string();
     assert!(err.contains("overlapping node ids"), "{err}");
 }
+
+#[test]
+fn a_secured_cluster_runs_its_nodes_over_mutual_tls() {
+    let (_, v, owner) = valid("secured.yaml");
+    assert!(v.internal_tls);
+    assert_eq!(
+        v.admin_address(),
+        "safe-bootstrap.prod.svc.cluster.local:9091"
+    );
+    let props = build::server_properties(&v, &v.pools[0]);
+    let lines: Vec<&str> = props.lines().collect();
+    for expected in [
+        "listeners=MTLS://0.0.0.0:9092,SCRAM://0.0.0.0:9094,LEGACY://0.0.0.0:9095,REPLICATION://0.0.0.0:9091,CONTROLLER://0.0.0.0:9093",
+        "listener.security.protocol.map=MTLS:SSL,SCRAM:SASL_SSL,LEGACY:SASL_PLAINTEXT,REPLICATION:SSL,CONTROLLER:SSL",
+        "inter.broker.listener.name=REPLICATION",
+        "ssl.truststore.location=/etc/strom/tls/cluster-ca.crt",
+        "listener.name.mtls.ssl.truststore.location=/etc/strom/tls/clients-ca.crt",
+        "listener.name.mtls.ssl.client.auth=required",
+        "listener.name.scram.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.scram.ssl.keystore.location=/etc/strom/listener-certs/scram/keystore.pem",
+        "listener.name.legacy.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.replication.ssl.client.auth=required",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:CN=safe-node,O=strom.dev;User:CN=strom-operator,O=strom.dev;User:admin",
+    ] {
+        assert!(lines.contains(&expected), "missing {expected:?} in:\n{props}");
+    }
+    let sts = serde_json::to_value(build::statefulset(&v, &v.pools[0], 3, "10Gi", &owner)).unwrap();
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.contains(&"ssl.keystore.location=/etc/strom/tls/$(POD_NAME).pem"),
+        "{args:?}"
+    );
+    assert!(
+        args.iter().any(|a| a.starts_with("advertised.listeners=")
+            && a.ends_with(",REPLICATION://$(POD_NAME).safe-nodes.prod.svc.cluster.local:9091")),
+        "{args:?}"
+    );
+    let volumes = &sts["spec"]["template"]["spec"]["volumes"];
+    let secrets: Vec<&str> = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["secret"]["secretName"].as_str())
+        .collect();
+    assert_eq!(secrets, ["safe-node-certs", "public-cert"]);
+    let names = v.pod_dns_names("safe-nodes", 1);
+    assert!(names.contains(&"safe-nodes-1.safe-nodes.prod.svc.cluster.local".to_owned()));
+    assert!(names.contains(&"safe-bootstrap.prod.svc.cluster.local".to_owned()));
+}
+
+#[test]
+fn security_is_fixed_once_the_cluster_exists() {
+    let (mut cluster, _, _) = valid("secured.yaml");
+    cluster.status = Some(KafkaClusterStatus {
+        internal_tls: Some(false),
+        ..Default::default()
+    });
+    let refused = validate(&cluster, &defaults()).unwrap_err().to_string();
+    assert!(refused.contains("created without mutual TLS"), "{refused}");
+
+    let (mut plain, _, _) = valid("combined.yaml");
+    plain.spec.listeners = vec![strom_operator::crd::ListenerSpec {
+        name: "PLAIN".into(),
+        port: 9092,
+        tls: false,
+        authentication: strom_operator::crd::ListenerAuthentication::Tls,
+        certificate: None,
+    }];
+    let refused = validate(&plain, &defaults()).unwrap_err().to_string();
+    assert!(refused.contains("needs tls: true"), "{refused}");
+}

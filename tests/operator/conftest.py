@@ -133,7 +133,7 @@ class Operator:
 def operator(tmp_path_factory):
     """Applies the CRDs and runs strom-operator against the cluster until the session ends."""
     kubectl("apply", "-f", str(ROOT / "crds"))
-    for crd in ("kafkaclusters.strom.dev", "kafkatopics.strom.dev"):
+    for crd in ("kafkaclusters.strom.dev", "kafkatopics.strom.dev", "kafkausers.strom.dev"):
         kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     # A Lease left by an earlier run would make the first start wait for its expiry.
     kubectl("-n", "default", "delete", "lease", LEASE, "--ignore-not-found")
@@ -153,6 +153,6 @@ def namespace(operator):
     name = f"op-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", name)
     yield name
-    # KafkaTopics carry a finalizer the running operator removes; delete them first.
-    kubectl("-n", name, "delete", "kafkatopics", "--all", "--timeout=60s", check=False)
+    # KafkaTopics and KafkaUsers carry a finalizer the running operator removes; delete them first.
+    kubectl("-n", name, "delete", "kafkatopics,kafkausers", "--all", "--timeout=60s", check=False)
     kubectl("delete", "namespace", name, "--timeout=180s", check=False, timeout=200)

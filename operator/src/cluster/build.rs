@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::validate::{Pool, ValidCluster, CONTROLLER_LISTENER};
-use crate::crd::StorageType;
+use super::validate::{
+    Pool, ValidCluster, CONTROLLER_LISTENER, REPLICATION_LISTENER, REPLICATION_PORT,
+};
+use crate::crd::{ListenerAuthentication, ListenerSpec, StorageType};
 
 /// Label with the cluster's name on everything the operator creates.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
@@ -26,6 +28,18 @@ pub const CONFIG_HASH_ANNOTATION: &str = "strom.dev/config-hash";
 /// Where the log directory is mounted in the broker container.
 pub const DATA_DIR: &str = "/var/lib/strom/data";
 const CONFIG_DIR: &str = "/etc/strom";
+/// Where the node certificates Secret is mounted: `<pod>.pem` key stores and the CA bundles.
+pub const TLS_DIR: &str = "/etc/strom/tls";
+/// Key of the cluster CA bundle in the node certificates Secret.
+pub const CLUSTER_CA_KEY: &str = "cluster-ca.crt";
+/// Key of the clients CA bundle in the node certificates Secret.
+pub const CLIENTS_CA_KEY: &str = "clients-ca.crt";
+/// Where a listener's own certificate is mounted, under a directory named for the listener.
+const LISTENER_CERT_DIR: &str = "/etc/strom/listener-certs";
+/// Kafka's ACL authorizer.
+const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+/// The operator's identity in a secured cluster.
+pub const OPERATOR_COMMON_NAME: &str = "strom-operator";
 
 fn typed<T: DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).expect("built objects match their Kubernetes types")
@@ -68,15 +82,87 @@ fn metadata(cluster: &ValidCluster, name: String, owner: &OwnerReference) -> Val
     })
 }
 
+/// Kafka's security protocol for a client listener.
+fn protocol(listener: &ListenerSpec) -> &'static str {
+    match (listener.tls, listener.authentication) {
+        (true, ListenerAuthentication::ScramSha512) => "SASL_SSL",
+        (false, ListenerAuthentication::ScramSha512) => "SASL_PLAINTEXT",
+        (true, _) => "SSL",
+        (false, _) => "PLAINTEXT",
+    }
+}
+
+/// The `listener.name.<l>.` prefix of a listener's own settings.
+fn listener_key(listener: &str, key: &str) -> String {
+    format!("listener.name.{}.{key}", listener.to_lowercase())
+}
+
+/// The security lines of a secured cluster: key and trust stores, per-listener client
+/// authentication, and the authorizer.
+fn security_properties(cluster: &ValidCluster) -> Vec<String> {
+    let mut lines = vec![format!(
+        "ssl.truststore.location={TLS_DIR}/{CLUSTER_CA_KEY}"
+    )];
+    for l in &cluster.listeners {
+        if l.certificate.is_some() {
+            lines.push(format!(
+                "{}={LISTENER_CERT_DIR}/{}/keystore.pem",
+                listener_key(&l.name, "ssl.keystore.location"),
+                l.name.to_lowercase()
+            ));
+        }
+        match l.authentication {
+            ListenerAuthentication::Tls => {
+                lines.push(format!(
+                    "{}={TLS_DIR}/{CLIENTS_CA_KEY}",
+                    listener_key(&l.name, "ssl.truststore.location")
+                ));
+                lines.push(format!(
+                    "{}=required",
+                    listener_key(&l.name, "ssl.client.auth")
+                ));
+            }
+            ListenerAuthentication::ScramSha512 => lines.push(format!(
+                "{}=SCRAM-SHA-512",
+                listener_key(&l.name, "sasl.enabled.mechanisms")
+            )),
+            ListenerAuthentication::None => {}
+        }
+    }
+    lines.push(format!(
+        "{}=required",
+        listener_key(REPLICATION_LISTENER, "ssl.client.auth")
+    ));
+    if let Some(extra) = &cluster.authorization {
+        let mut super_users = vec![
+            cluster.node_subject().principal(),
+            format!(
+                "User:CN={OPERATOR_COMMON_NAME},O={}",
+                super::pki::ORGANIZATION
+            ),
+        ];
+        super_users.extend(extra.iter().cloned());
+        lines.push(format!("authorizer.class.name={STANDARD_AUTHORIZER}"));
+        lines.push(format!("super.users={}", super_users.join(";")));
+    }
+    lines
+}
+
 /// The `server.properties` of a pool's nodes. Per-pod values (`node.id`,
-/// `advertised.listeners`) are added on the command line at start.
+/// `advertised.listeners`, the key store) are added on the command line at start.
 pub fn server_properties(cluster: &ValidCluster, pool: &Pool) -> String {
     let mut listeners = Vec::new();
     let mut protocols = Vec::new();
     if pool.broker {
         for l in &cluster.listeners {
             listeners.push(format!("{}://0.0.0.0:{}", l.name, l.port));
-            protocols.push(format!("{}:PLAINTEXT", l.name));
+            protocols.push(format!("{}:{}", l.name, protocol(l)));
+        }
+        if cluster.internal_tls {
+            listeners.push(format!(
+                "{REPLICATION_LISTENER}://0.0.0.0:{REPLICATION_PORT}"
+            ));
+            protocols.push(format!("{REPLICATION_LISTENER}:SSL"));
         }
     }
     if pool.controller {
@@ -85,7 +171,12 @@ pub fn server_properties(cluster: &ValidCluster, pool: &Pool) -> String {
             cluster.controller_port
         ));
     }
-    protocols.push(format!("{CONTROLLER_LISTENER}:PLAINTEXT"));
+    let controller_protocol = if cluster.internal_tls {
+        "SSL"
+    } else {
+        "PLAINTEXT"
+    };
+    protocols.push(format!("{CONTROLLER_LISTENER}:{controller_protocol}"));
     let mut lines = vec![
         format!("# Written by strom-operator for pool {}.", pool.name),
         format!("process.roles={}", pool.process_roles()),
@@ -93,10 +184,16 @@ pub fn server_properties(cluster: &ValidCluster, pool: &Pool) -> String {
         format!("controller.listener.names={CONTROLLER_LISTENER}"),
         format!("listeners={}", listeners.join(",")),
         format!("listener.security.protocol.map={}", protocols.join(",")),
-        format!("inter.broker.listener.name={}", cluster.listeners[0].name),
+        format!(
+            "inter.broker.listener.name={}",
+            cluster.inter_broker_listener()
+        ),
         format!("log.dirs={DATA_DIR}"),
         format!("metrics.listener=0.0.0.0:{}", cluster.metrics_port),
     ];
+    if cluster.internal_tls {
+        lines.extend(security_properties(cluster));
+    }
     lines.extend(cluster.config.iter().map(|(k, v)| format!("{k}={v}")));
     lines.push(String::new());
     lines.join("\n")
@@ -133,7 +230,9 @@ fn client_ports(cluster: &ValidCluster) -> Vec<Value> {
     cluster
         .listeners
         .iter()
-        .map(|l| json!({"name": port_name(&l.name), "port": l.port, "targetPort": l.port, "protocol": "TCP"}))
+        .map(|l| (l.name.as_str(), l.port))
+        .chain(cluster.internal_tls.then_some((REPLICATION_LISTENER, REPLICATION_PORT)))
+        .map(|(name, port)| json!({"name": port_name(name), "port": port, "targetPort": port, "protocol": "TCP"}))
         .collect()
 }
 
@@ -220,10 +319,20 @@ fn broker_args(cluster: &ValidCluster, pool: &Pool) -> Vec<String> {
         let advertised: Vec<String> = cluster
             .listeners
             .iter()
-            .map(|l| format!("{}://$(POD_NAME).{domain}:{}", l.name, l.port))
+            .map(|l| (l.name.as_str(), l.port))
+            .chain(
+                cluster
+                    .internal_tls
+                    .then_some((REPLICATION_LISTENER, REPLICATION_PORT)),
+            )
+            .map(|(name, port)| format!("{name}://$(POD_NAME).{domain}:{port}"))
             .collect();
         args.push("--override".to_owned());
         args.push(format!("advertised.listeners={}", advertised.join(",")));
+    }
+    if cluster.internal_tls {
+        args.push("--override".to_owned());
+        args.push(format!("ssl.keystore.location={TLS_DIR}/$(POD_NAME).pem"));
     }
     args
 }
@@ -259,9 +368,18 @@ pub fn statefulset(
     }
     let mut ports: Vec<Value> = Vec::new();
     if pool.broker {
-        ports.extend(cluster.listeners.iter().map(
-            |l| json!({"name": port_name(&l.name), "containerPort": l.port, "protocol": "TCP"}),
-        ));
+        ports.extend(
+            cluster
+                .listeners
+                .iter()
+                .map(|l| (l.name.as_str(), l.port))
+                .chain(
+                    cluster
+                        .internal_tls
+                        .then_some((REPLICATION_LISTENER, REPLICATION_PORT)),
+                )
+                .map(|(name, port)| json!({"name": port_name(name), "containerPort": port, "protocol": "TCP"})),
+        );
     }
     if pool.controller {
         ports.push(json!({"name": "controller", "containerPort": cluster.controller_port, "protocol": "TCP"}));
@@ -269,6 +387,41 @@ pub fn statefulset(
     ports
         .push(json!({"name": "metrics", "containerPort": cluster.metrics_port, "protocol": "TCP"}));
 
+    let mut mounts = vec![
+        json!({"name": "data", "mountPath": DATA_DIR}),
+        json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}),
+    ];
+    let mut volumes = vec![json!({
+        "name": "config",
+        "configMap": {
+            "name": format!("{}-config", cluster.name),
+            "items": [{"key": properties_key(pool), "path": "server.properties"}],
+        },
+    })];
+    if cluster.internal_tls {
+        mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
+        volumes.push(json!({
+            "name": "tls",
+            "secret": {"secretName": cluster.node_certs_secret(), "defaultMode": 0o440},
+        }));
+        for l in cluster.listeners.iter().filter(|_| pool.broker) {
+            let Some(cert) = &l.certificate else { continue };
+            let volume = format!("cert-{}", port_name(&l.name));
+            mounts.push(json!({
+                "name": volume,
+                "mountPath": format!("{LISTENER_CERT_DIR}/{}", l.name.to_lowercase()),
+                "readOnly": true,
+            }));
+            volumes.push(json!({
+                "name": volume,
+                "secret": {
+                    "secretName": cert.secret_name,
+                    "defaultMode": 0o440,
+                    "items": [{"key": cert.key, "path": "keystore.pem"}],
+                },
+            }));
+        }
+    }
     let mut container = json!({
         "name": "strom",
         "image": cluster.image,
@@ -289,10 +442,7 @@ pub fn statefulset(
             "periodSeconds": 10,
             "failureThreshold": 6,
         },
-        "volumeMounts": [
-            {"name": "data", "mountPath": DATA_DIR},
-            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
-        ],
+        "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": false,
             "readOnlyRootFilesystem": true,
@@ -305,13 +455,6 @@ pub fn statefulset(
     if let Some(resources) = &pool.resources {
         container["resources"] = json!(resources);
     }
-    let mut volumes = vec![json!({
-        "name": "config",
-        "configMap": {
-            "name": format!("{}-config", cluster.name),
-            "items": [{"key": properties_key(pool), "path": "server.properties"}],
-        },
-    })];
     let mut spec = json!({
         "serviceName": cluster.headless_service(),
         "replicas": replicas,

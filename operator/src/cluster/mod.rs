@@ -1,6 +1,8 @@
 //! The KafkaCluster controller: read → validate → build → apply → roll and scale → status.
 
 pub mod build;
+pub mod certs;
+pub mod pki;
 pub mod plan;
 mod probe;
 pub mod validate;
@@ -86,6 +88,10 @@ pub fn error_policy(cluster: Arc<KafkaCluster>, error: &Error, ctx: Arc<Context>
 }
 
 async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Action, Error> {
+    // Kubernetes deletes what the cluster owns; recreating any of it (a CA) would be wasted.
+    if cluster.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
     let reference = cluster.object_ref(&());
     let valid = match validate::validate(cluster, &ctx.defaults) {
@@ -126,7 +132,15 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
             existing.insert(pool.name.clone(), sts);
         }
     }
-    let mut brokers = connect(ctx, &valid, &existing).await;
+    let cas = match valid.internal_tls {
+        true => Some(certs::cluster_cas(ctx, cluster, &valid, &owner).await?),
+        false => None,
+    };
+    let tls = cas
+        .as_ref()
+        .map(|c| certs::operator_tls(&c.cluster))
+        .transpose()?;
+    let mut brokers = connect(ctx, &valid, &existing, tls.as_ref()).await;
     let mut outcome = Outcome::default();
     let removing = remove_pools(ctx, cluster, &valid, brokers.as_mut(), &mut outcome).await?;
     let replicas = scale(
@@ -139,6 +153,10 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     )
     .await?;
 
+    if let Some(cas) = &cas {
+        let pods = certified_pods(&valid, &existing, &replicas, cluster);
+        certs::node_certificates(ctx, cluster, &valid, &owner, cas, &pods).await?;
+    }
     // Apply in dependency order: Services, ConfigMap, PDB, StatefulSets.
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     apply(
@@ -232,11 +250,55 @@ struct Brokers {
     ongoing_moves: usize,
 }
 
-/// Connects to the bootstrap Service once some broker pod runs, and reads the cluster.
+/// Every pod that may run during this reconcile, as `(statefulset, ordinal)`: each pool's pods
+/// up to the largest of its spec, its StatefulSet's size and the size it goes to, and the pods
+/// of pools being removed.
+fn certified_pods(
+    valid: &ValidCluster,
+    existing: &BTreeMap<String, StatefulSet>,
+    replicas: &BTreeMap<String, i32>,
+    cluster: &KafkaCluster,
+) -> BTreeSet<(String, i32)> {
+    let recorded = cluster
+        .status
+        .as_ref()
+        .map(|s| s.pools.as_slice())
+        .unwrap_or_default();
+    let mut pods = BTreeSet::new();
+    for pool in &valid.pools {
+        let running = existing
+            .get(&pool.name)
+            .and_then(|s| s.spec.as_ref()?.replicas)
+            .unwrap_or(0);
+        let was = recorded
+            .iter()
+            .find(|r| r.name == pool.name)
+            .map_or(0, |r| r.replicas);
+        let count = pool
+            .replicas
+            .max(running)
+            .max(was)
+            .max(replicas.get(&pool.name).copied().unwrap_or(0));
+        let sts = valid.statefulset_name(pool);
+        pods.extend((0..count).map(|i| (sts.clone(), i)));
+    }
+    for removed in &valid.removed_pools {
+        let count = recorded
+            .iter()
+            .find(|r| r.name == removed.name)
+            .map_or(0, |r| r.replicas);
+        let sts = valid.pool_statefulset(&removed.name);
+        pods.extend((0..count).map(|i| (sts.clone(), i)));
+    }
+    pods
+}
+
+/// Connects to the brokers once some broker pod runs, and reads the cluster.
 async fn connect(
     ctx: &Context,
     valid: &ValidCluster,
     existing: &BTreeMap<String, StatefulSet>,
+    tls: Option<&strom_client::TlsClient>,
 ) -> Option<Brokers> {
     let any_ready_broker = valid.pools.iter().filter(|p| p.broker).any(|p| {
         existing
@@ -250,7 +312,7 @@ async fn connect(
         return None;
     }
     let read = async {
-        let mut admin = Admin::connect(&[valid.bootstrap_address()], ctx.admin_timeout).await?;
+        let mut admin = Admin::connect(&[valid.admin_address()], ctx.admin_timeout, tls).await?;
         let view = admin.cluster().await?;
         let ongoing_moves = admin.ongoing_reassignments().await?;
         Ok::<_, strom_client::AdminError>(Brokers {
@@ -402,7 +464,7 @@ async fn remove_pools(
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &valid.namespace);
     let mut removing = Vec::new();
     for pool in &valid.removed_pools {
-        let name = format!("{}-{}", valid.name, pool.name);
+        let name = valid.pool_statefulset(&pool.name);
         let Some(sts) = statefulsets.get_opt(&name).await? else {
             continue;
         };
@@ -867,6 +929,8 @@ fn status(
         quorum_voters: Some(valid.voters()),
         controller_leader: active_controller,
         bootstrap: Some(valid.bootstrap_address()),
+        internal_tls: Some(valid.internal_tls),
+        cluster_ca_secret: valid.internal_tls.then(|| valid.ca_cert_secret("cluster")),
     }
 }
 

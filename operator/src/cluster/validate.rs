@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::ResourceExt;
 
+use super::pki::Subject;
 use crate::crd::{
-    KafkaCluster, ListenerSpec, PodTemplate, PoolStatus, Role, StorageSpec, StorageType,
+    KafkaCluster, ListenerAuthentication, ListenerSpec, PodTemplate, PoolStatus, Role, StorageSpec,
+    StorageType,
 };
 
 /// Broker properties the operator writes itself; a spec that sets them is rejected.
@@ -25,10 +27,19 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     "log.dirs",
     "log.dir",
     "metrics.listener",
+    "ssl.keystore.location",
+    "ssl.truststore.location",
+    "authorizer.class.name",
+    "super.users",
 ];
 
 /// Name of the controller listener in every node's config.
 pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
+/// Name of the mutual-TLS listener that carries replication and the operator's admin calls
+/// in a secured cluster.
+pub const REPLICATION_LISTENER: &str = "REPLICATION";
+/// Port of the replication listener.
+pub const REPLICATION_PORT: i32 = 9091;
 
 /// Settings that come from the operator, not from the resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +122,10 @@ pub struct ValidCluster {
     pub cluster_domain: String,
     /// Pools the status records that the spec no longer has.
     pub removed_pools: Vec<RemovedPool>,
+    /// The controller and replication listeners use mutual TLS under the cluster CA.
+    pub internal_tls: bool,
+    /// Super users beside the nodes and the operator, when ACLs are on.
+    pub authorization: Option<Vec<String>>,
 }
 
 /// A broker pool that left the spec: drained, then deleted.
@@ -133,9 +148,29 @@ impl ValidCluster {
         format!("{}-bootstrap", self.name)
     }
 
+    /// Secret with every node's key store and the CA bundles the nodes trust.
+    pub fn node_certs_secret(&self) -> String {
+        format!("{}-node-certs", self.name)
+    }
+
+    /// Secret with a CA's certificate and key (`cluster` or `clients`); the operator's alone.
+    pub fn ca_secret(&self, ca: &str) -> String {
+        ca_secret_name(&self.name, ca)
+    }
+
+    /// Secret with a CA's certificate only, for clients to trust.
+    pub fn ca_cert_secret(&self, ca: &str) -> String {
+        ca_cert_secret_name(&self.name, ca)
+    }
+
     /// StatefulSet (and pod name prefix) of a pool.
     pub fn statefulset_name(&self, pool: &Pool) -> String {
-        format!("{}-{}", self.name, pool.name)
+        self.pool_statefulset(&pool.name)
+    }
+
+    /// StatefulSet of the pool named `pool`, in the spec or not.
+    pub fn pool_statefulset(&self, pool: &str) -> String {
+        format!("{}-{pool}", self.name)
     }
 
     /// Stable DNS name of a pool's pod `ordinal`.
@@ -170,13 +205,59 @@ impl ValidCluster {
 
     /// `host:port` of the bootstrap Service's first listener.
     pub fn bootstrap_address(&self) -> String {
+        format!("{}:{}", self.bootstrap_host(), self.listeners[0].port)
+    }
+
+    fn bootstrap_host(&self) -> String {
         format!(
-            "{}.{}.svc.{}:{}",
+            "{}.{}.svc.{}",
             self.bootstrap_service(),
             self.namespace,
-            self.cluster_domain,
-            self.listeners[0].port
+            self.cluster_domain
         )
+    }
+
+    /// Where the operator's admin calls go: the replication listener in a secured cluster,
+    /// else the first client listener.
+    pub fn admin_address(&self) -> String {
+        if self.internal_tls {
+            format!("{}:{REPLICATION_PORT}", self.bootstrap_host())
+        } else {
+            self.bootstrap_address()
+        }
+    }
+
+    /// The listener that carries replication between brokers.
+    pub fn inter_broker_listener(&self) -> &str {
+        if self.internal_tls {
+            REPLICATION_LISTENER
+        } else {
+            &self.listeners[0].name
+        }
+    }
+
+    /// The subject of every node's certificate.
+    pub fn node_subject(&self) -> Subject {
+        Subject {
+            common_name: format!("{}-node", self.name),
+            internal: true,
+        }
+    }
+
+    /// The DNS names a pod's certificate carries: its own, and the bootstrap Service's.
+    pub fn pod_dns_names(&self, pool_statefulset: &str, ordinal: i32) -> Vec<String> {
+        let pod = format!("{pool_statefulset}-{ordinal}.{}", self.headless_service());
+        let bootstrap = self.bootstrap_service();
+        let ns = &self.namespace;
+        let domain = &self.cluster_domain;
+        vec![
+            format!("{pod}.{ns}.svc.{domain}"),
+            format!("{pod}.{ns}.svc"),
+            format!("{bootstrap}.{ns}.svc.{domain}"),
+            format!("{bootstrap}.{ns}.svc"),
+            format!("{bootstrap}.{ns}"),
+            bootstrap,
+        ]
     }
 
     /// Broker node ids the spec asks for.
@@ -187,6 +268,16 @@ impl ValidCluster {
             .flat_map(|p| p.node_ids(p.replicas))
             .collect()
     }
+}
+
+/// Secret with the certificate and key of cluster `cluster`'s CA `ca` (`cluster` or `clients`).
+pub fn ca_secret_name(cluster: &str, ca: &str) -> String {
+    format!("{cluster}-{ca}-ca")
+}
+
+/// Secret with the certificate (bundle) alone of cluster `cluster`'s CA `ca`.
+pub fn ca_cert_secret_name(cluster: &str, ca: &str) -> String {
+    format!("{cluster}-{ca}-ca-cert")
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -452,6 +543,9 @@ pub fn validate(
         vec![ListenerSpec {
             name: "PLAINTEXT".into(),
             port: 9092,
+            tls: false,
+            authentication: ListenerAuthentication::None,
+            certificate: None,
         }]
     } else {
         spec.listeners.clone()
@@ -472,15 +566,68 @@ pub fn validate(
                 l.name
             ));
         }
-        if l.name == CONTROLLER_LISTENER {
+        if l.name == CONTROLLER_LISTENER || l.name == REPLICATION_LISTENER {
             problems.push(format!(
-                "listener {CONTROLLER_LISTENER:?} is reserved for the controller quorum"
+                "listener {:?} is reserved for the operator's own listeners",
+                l.name
+            ));
+        }
+        if l.authentication == ListenerAuthentication::Tls && !l.tls {
+            problems.push(format!(
+                "listener {}: authentication tls (client certificates) needs tls: true",
+                l.name
+            ));
+        }
+        if l.certificate.is_some() && !l.tls {
+            problems.push(format!(
+                "listener {}: a certificate is set but tls is false",
+                l.name
             ));
         }
         if !listener_names.insert(l.name.clone()) {
             problems.push(format!("listener {:?} appears twice", l.name));
         }
         claim_port(l.port, format!("listener {}", l.name), &mut problems);
+    }
+    let internal_tls = spec.authorization.is_some()
+        || listeners
+            .iter()
+            .any(|l| l.tls || l.authentication != ListenerAuthentication::None);
+    if internal_tls {
+        claim_port(
+            REPLICATION_PORT,
+            "the replication listener".into(),
+            &mut problems,
+        );
+    }
+    // The controllers' listener changes protocol with it, and a quorum half on TLS and half
+    // on plaintext cannot elect a leader while the pods roll.
+    let recorded_tls = cluster.status.as_ref().and_then(|s| {
+        s.internal_tls
+            .or_else(|| s.quorum_voters.as_ref().map(|_| false))
+    });
+    if let Some(recorded) = recorded_tls {
+        if recorded != internal_tls {
+            problems.push(format!(
+                "the cluster was created {} mutual TLS between its nodes, and that is fixed: {}",
+                if recorded { "with" } else { "without" },
+                if recorded {
+                    "keep a TLS or authenticated listener, or authorization"
+                } else {
+                    "TLS listeners, authentication and authorization need a cluster created with one of them"
+                }
+            ));
+        }
+    }
+    for user in spec.authorization.iter().flat_map(|a| &a.super_users) {
+        if !user
+            .split_once(':')
+            .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty())
+        {
+            problems.push(format!(
+                "super user {user:?} is not a principal such as User:admin"
+            ));
+        }
     }
     claim_port(spec.controller_port, "controllerPort".into(), &mut problems);
     claim_port(spec.metrics.port, "metrics.port".into(), &mut problems);
@@ -513,6 +660,8 @@ pub fn validate(
         config: spec.config.clone(),
         cluster_domain: defaults.cluster_domain.clone(),
         removed_pools,
+        internal_tls,
+        authorization: spec.authorization.as_ref().map(|a| a.super_users.clone()),
     };
     // Strom's quorum membership is static (no KIP-853), so the voters fixed at creation stay.
     if let Some(recorded) = cluster

@@ -55,6 +55,29 @@ pub struct KafkaClusterSpec {
     /// The metrics and health listener of every node.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// ACLs: when set, every request is checked against the ACLs (Kafka's StandardAuthorizer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationSpec>,
+}
+
+/// How requests are authorized.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationSpec {
+    /// `simple`: ACLs as Kafka's StandardAuthorizer applies them.
+    #[serde(rename = "type")]
+    pub kind: AuthorizationType,
+    /// Principals allowed everything (such as `User:admin`), beside the nodes and the operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub super_users: Vec<String>,
+}
+
+/// The authorizer.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorizationType {
+    /// ACLs stored in the metadata log.
+    Simple,
 }
 
 fn default_controller_port() -> i32 {
@@ -186,6 +209,47 @@ pub struct ListenerSpec {
     /// Container port.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// Encrypt with TLS, under a certificate from the cluster CA (or `certificate`).
+    #[serde(default)]
+    pub tls: bool,
+    /// How clients prove who they are.
+    #[serde(default)]
+    pub authentication: ListenerAuthentication,
+    /// A certificate of your own for this TLS listener (for example from cert-manager) instead
+    /// of the cluster CA's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<ListenerCertificate>,
+}
+
+/// Client authentication on a listener.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListenerAuthentication {
+    /// Anyone may connect (as `User:ANONYMOUS`, or the TLS client's subject if it sends one).
+    #[default]
+    None,
+    /// A client certificate signed by the clients CA (mutual TLS); needs `tls: true`.
+    Tls,
+    /// SCRAM-SHA-512 with the credentials of a KafkaUser.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+}
+
+/// A Secret key holding a PEM key store: the certificate chain and the private key in one
+/// text (cert-manager writes one with `additionalOutputFormats: [{type: CombinedPEM}]`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerCertificate {
+    /// Secret in the cluster's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Key of the PEM key store in the Secret.
+    #[serde(default = "default_key_store_key")]
+    pub key: String,
+}
+
+fn default_key_store_key() -> String {
+    "tls-combined.pem".into()
 }
 
 /// The metrics and health listener.
@@ -246,6 +310,13 @@ pub struct KafkaClusterStatus {
     /// `host:port` of the bootstrap Service's first listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<String>,
+    /// Whether the controller and replication listeners use mutual TLS under the cluster CA;
+    /// fixed when the cluster is created (a secured listener or authorization turns it on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_tls: Option<bool>,
+    /// Secret with `ca.crt`, the cluster CA that clients of TLS listeners trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ca_secret: Option<String>,
 }
 
 /// Replicas of one pool.

@@ -2,15 +2,17 @@
 
 mod cluster;
 mod topic;
+mod user;
 
 pub use cluster::*;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 pub use topic::*;
+pub use user::*;
 
 /// Every CustomResourceDefinition as YAML, with the file name it has under `crds/`.
 pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     use kube::CustomResourceExt;
-    [KafkaCluster::crd(), KafkaTopic::crd()]
+    [KafkaCluster::crd(), KafkaTopic::crd(), KafkaUser::crd()]
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();

@@ -1,0 +1,281 @@
+//! The certificate Secrets of a secured cluster: the cluster CA (nodes, the operator) and the
+//! clients CA (KafkaUsers), each in a private Secret with its key and a public one with its
+//! certificate, and every node's key store. Nodes read renewed files without a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::ByteString;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use strom_client::{Admin, TlsClient};
+
+use super::build::{cluster_labels, CLIENTS_CA_KEY, CLUSTER_CA_KEY, OPERATOR_COMMON_NAME};
+use super::pki::{Authority, Subject};
+use super::validate::{ca_cert_secret_name, ca_secret_name, ValidCluster, REPLICATION_PORT};
+use crate::context::{apply, Context, Error};
+use crate::crd::KafkaCluster;
+
+/// Key of a CA's certificate (or bundle) in its Secrets.
+const CA_CERT: &str = "ca.crt";
+/// Key of a CA's private key.
+const CA_KEY: &str = "ca.key";
+
+/// The current time in Unix seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A CA in use: the authority that issues, and the bundle peers trust (the authority, plus
+/// the one it replaced until that one expires).
+pub struct TrustedCa {
+    /// Issues certificates.
+    pub authority: Authority,
+    /// PEM certificates to trust.
+    pub bundle: String,
+}
+
+/// Both CAs of a secured cluster.
+pub struct ClusterCas {
+    /// Signs the nodes' and the operator's certificates.
+    pub cluster: TrustedCa,
+    /// Signs the KafkaUsers' certificates.
+    pub clients: TrustedCa,
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+fn secret(
+    cluster: &ValidCluster,
+    name: &str,
+    owner: &OwnerReference,
+    data: BTreeMap<String, String>,
+) -> Secret {
+    let data: BTreeMap<String, ByteString> = data
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v.into_bytes())))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": cluster.namespace,
+            "labels": cluster_labels(cluster),
+            "ownerReferences": [owner],
+        },
+        "type": "Opaque",
+        "data": data,
+    }))
+    .expect("a Secret")
+}
+
+/// Loads the CA named `ca` (`cluster` or `clients`), creating it when absent and replacing it
+/// when close to its end; the replaced certificate stays in the bundle.
+async fn trusted_ca(
+    ctx: &Context,
+    kafka: &KafkaCluster,
+    cluster: &ValidCluster,
+    owner: &OwnerReference,
+    ca: &str,
+) -> Result<TrustedCa, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let now = now();
+    let (authority, bundle) = match stored_ca(&secrets, &cluster.name, ca).await? {
+        Some(stored) if !stored.authority.expiring(now)? => (stored.authority, stored.bundle),
+        previous => {
+            let previous = previous.map(|p| p.authority);
+            let authority = Authority::generate(&format!("{}-{ca}-ca", cluster.name), now)?;
+            let mut bundle = authority.cert_pem.clone();
+            let message = match previous {
+                Some(old) => {
+                    bundle.push_str(&old.cert_pem);
+                    format!("the {ca} CA nears its expiry and was replaced; its certificates are issued again")
+                }
+                None => format!("created the {ca} CA"),
+            };
+            tracing::info!(cluster = %cluster.name, "{message}");
+            ctx.event(
+                &kube::Resource::object_ref(kafka, &()),
+                None,
+                false,
+                "CertificateAuthority",
+                message,
+            )
+            .await;
+            (authority, bundle)
+        }
+    };
+    let private = secret(
+        cluster,
+        &cluster.ca_secret(ca),
+        owner,
+        BTreeMap::from([
+            (CA_CERT.to_owned(), authority.cert_pem.clone()),
+            (CA_KEY.to_owned(), authority.key_pem.clone()),
+        ]),
+    );
+    apply(&secrets, &cluster.ca_secret(ca), &private).await?;
+    let public = secret(
+        cluster,
+        &cluster.ca_cert_secret(ca),
+        owner,
+        BTreeMap::from([(CA_CERT.to_owned(), bundle.clone())]),
+    );
+    apply(&secrets, &cluster.ca_cert_secret(ca), &public).await?;
+    Ok(TrustedCa { authority, bundle })
+}
+
+/// The CA named `ca` of cluster `name` as its Secrets hold it, when they do.
+async fn stored_ca(
+    secrets: &Api<Secret>,
+    name: &str,
+    ca: &str,
+) -> Result<Option<TrustedCa>, Error> {
+    let Some(private) = secrets.get_opt(&ca_secret_name(name, ca)).await? else {
+        return Ok(None);
+    };
+    let (Some(cert_pem), Some(key_pem)) = (text(&private, CA_CERT), text(&private, CA_KEY)) else {
+        return Ok(None);
+    };
+    let public = secrets.get_opt(&ca_cert_secret_name(name, ca)).await?;
+    // The bundle starts with the current authority; anything else is stale.
+    let bundle = public
+        .as_ref()
+        .and_then(|s| text(s, CA_CERT))
+        .filter(|b| b.starts_with(&cert_pem))
+        .unwrap_or_else(|| cert_pem.clone());
+    Ok(Some(TrustedCa {
+        authority: Authority { cert_pem, key_pem },
+        bundle,
+    }))
+}
+
+/// The cluster's two CAs, created or renewed as needed.
+pub async fn cluster_cas(
+    ctx: &Context,
+    kafka: &KafkaCluster,
+    cluster: &ValidCluster,
+    owner: &OwnerReference,
+) -> Result<ClusterCas, Error> {
+    Ok(ClusterCas {
+        cluster: trusted_ca(ctx, kafka, cluster, owner, "cluster").await?,
+        clients: trusted_ca(ctx, kafka, cluster, owner, "clients").await?,
+    })
+}
+
+/// The operator's TLS identity towards a cluster: a certificate from its cluster CA.
+pub fn operator_tls(ca: &TrustedCa) -> Result<TlsClient, Error> {
+    let subject = Subject {
+        common_name: OPERATOR_COMMON_NAME.to_owned(),
+        internal: true,
+    };
+    let issued = ca.authority.issue(&subject, &[], now())?;
+    Ok(TlsClient::from_pem(
+        &ca.bundle,
+        Some((&issued.cert_pem, &issued.key_pem)),
+    )?)
+}
+
+/// Writes the key store of every pod in `pods` (`(statefulset, ordinal)`), reusing each
+/// stored one that is still good, and the CA bundles the nodes trust.
+pub async fn node_certificates(
+    ctx: &Context,
+    kafka: &KafkaCluster,
+    cluster: &ValidCluster,
+    owner: &OwnerReference,
+    cas: &ClusterCas,
+    pods: &BTreeSet<(String, i32)>,
+) -> Result<(), Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let name = cluster.node_certs_secret();
+    let stored = secrets.get_opt(&name).await?;
+    let subject = cluster.node_subject();
+    let now = now();
+    let mut data = BTreeMap::from([
+        (CLUSTER_CA_KEY.to_owned(), cas.cluster.bundle.clone()),
+        (CLIENTS_CA_KEY.to_owned(), cas.clients.bundle.clone()),
+    ]);
+    let mut reissued = Vec::new();
+    for (statefulset, ordinal) in pods {
+        let pod = format!("{statefulset}-{ordinal}");
+        let key = format!("{pod}.pem");
+        let names = cluster.pod_dns_names(statefulset, *ordinal);
+        let old = stored.as_ref().and_then(|s| text(s, &key));
+        let why = old.as_ref().map(|pem| {
+            super::pki::reissue_reason(pem, &cas.cluster.authority, &subject, &names, now)
+        });
+        let store = match (old, why) {
+            (Some(pem), Some(None)) => pem,
+            (_, why) => {
+                if let Some(Some(reason)) = why {
+                    reissued.push(format!("{pod} ({reason})"));
+                }
+                cas.cluster
+                    .authority
+                    .issue(&subject, &names, now)?
+                    .key_store()
+            }
+        };
+        data.insert(key, store);
+    }
+    if !reissued.is_empty() {
+        let message = format!(
+            "issued node certificates again: {}; nodes load them without a restart",
+            reissued.join(", ")
+        );
+        tracing::info!(cluster = %cluster.name, "{message}");
+        ctx.event(
+            &kube::Resource::object_ref(kafka, &()),
+            None,
+            false,
+            "CertificateRenewed",
+            message,
+        )
+        .await;
+    }
+    apply(&secrets, &name, &secret(cluster, &name, owner, data)).await?;
+    Ok(())
+}
+
+/// The clients CA of `cluster`, when the cluster is secured and the CA exists.
+pub async fn clients_ca(ctx: &Context, cluster: &KafkaCluster) -> Result<Option<TrustedCa>, Error> {
+    let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    stored_ca(&secrets, &cluster.name_any(), "clients").await
+}
+
+/// An admin connection to `cluster` as the operator: over mutual TLS on the replication
+/// listener when the cluster is secured, else on its bootstrap listener.
+pub async fn admin(ctx: &Context, cluster: &KafkaCluster) -> Result<Admin, Error> {
+    let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
+    let name = cluster.name_any();
+    let status = cluster.status.clone().unwrap_or_default();
+    let host = format!(
+        "{name}-bootstrap.{namespace}.svc.{}",
+        ctx.defaults.cluster_domain
+    );
+    if status.internal_tls != Some(true) {
+        let bootstrap = status.bootstrap.unwrap_or_else(|| format!("{host}:9092"));
+        return Ok(Admin::connect(&[bootstrap], ctx.admin_timeout, None).await?);
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let ca = stored_ca(&secrets, &name, "cluster")
+        .await?
+        .ok_or_else(|| {
+            Error::Missing(format!(
+                "Secret {} with the cluster CA",
+                ca_secret_name(&name, "cluster")
+            ))
+        })?;
+    let tls = operator_tls(&ca)?;
+    let address = format!("{host}:{REPLICATION_PORT}");
+    Ok(Admin::connect(&[address], ctx.admin_timeout, Some(&tls)).await?)
+}

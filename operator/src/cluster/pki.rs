@@ -1,0 +1,307 @@
+//! The certificates of a secured cluster (pure): a certificate authority per trust domain,
+//! certificates it issues, and when one must be issued again.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use time::OffsetDateTime;
+use x509_parser::extensions::GeneralName;
+use x509_parser::pem::Pem;
+
+/// Seconds in a day.
+const DAY: i64 = 86_400;
+/// Lifetime of a certificate authority.
+pub const CA_VALIDITY_DAYS: i64 = 5 * 365;
+/// A certificate authority is replaced when it has less than this left.
+pub const CA_RENEWAL_DAYS: i64 = 180;
+/// Lifetime of a node's or user's certificate.
+pub const CERT_VALIDITY_DAYS: i64 = 365;
+/// A certificate is issued again when it has less than this left.
+pub const CERT_RENEWAL_DAYS: i64 = 30;
+/// Organization of the operator's own identities (nodes, the operator), so that no user
+/// certificate (a common name alone) can carry the same principal.
+pub const ORGANIZATION: &str = "strom.dev";
+
+/// What issuing a certificate can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// rcgen refused the parameters or a stored key.
+    #[error("certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A stored certificate is not PEM X.509.
+    #[error("stored certificate: {0}")]
+    Parse(String),
+}
+
+/// A certificate authority: its certificate and private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    /// The authority's own certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+impl Issued {
+    /// Certificate then key in one PEM text, as a PEM key store file holds them.
+    pub fn key_store(&self) -> String {
+        format!("{}{}", self.cert_pem, self.key_pem)
+    }
+}
+
+/// Who a certificate names: `CN=<common_name>`, with `O=strom.dev` for the operator's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// Common name.
+    pub common_name: String,
+    /// Adds `O=strom.dev`.
+    pub internal: bool,
+}
+
+impl Subject {
+    /// The principal Kafka derives from this subject with the default mapping rules.
+    pub fn principal(&self) -> String {
+        if self.internal {
+            format!("User:CN={},O={ORGANIZATION}", self.common_name)
+        } else {
+            format!("User:CN={}", self.common_name)
+        }
+    }
+
+    fn distinguished_name(&self) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        // Encoded most general first; RFC 2253 writes it back as `CN=...,O=...`.
+        if self.internal {
+            dn.push(DnType::OrganizationName, ORGANIZATION);
+        }
+        dn.push(DnType::CommonName, self.common_name.as_str());
+        dn
+    }
+}
+
+fn at(unix: i64) -> Result<OffsetDateTime, PkiError> {
+    OffsetDateTime::from_unix_timestamp(unix).map_err(|e| PkiError::Parse(e.to_string()))
+}
+
+impl Authority {
+    /// A new self-signed authority named `common_name`, valid from `now` (Unix seconds).
+    pub fn generate(common_name: &str, now: i64) -> Result<Authority, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = Subject {
+            common_name: common_name.to_owned(),
+            internal: true,
+        }
+        .distinguished_name();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = at(now - DAY)?;
+        params.not_after = at(now + CA_VALIDITY_DAYS * DAY)?;
+        let cert = params.self_signed(&key)?;
+        Ok(Authority {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A certificate for `subject` with `dns_names`, for servers and clients alike.
+    pub fn issue(
+        &self,
+        subject: &Subject,
+        dns_names: &[String],
+        now: i64,
+    ) -> Result<Issued, PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, KeyPair::from_pem(&self.key_pem)?)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(dns_names.to_vec())?;
+        params.distinguished_name = subject.distinguished_name();
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = at(now - DAY)?;
+        params.not_after = at(now + CERT_VALIDITY_DAYS * DAY)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Whether the authority itself is close enough to its end to be replaced.
+    pub fn expiring(&self, now: i64) -> Result<bool, PkiError> {
+        let der = first_certificate(&self.cert_pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PkiError::Parse(e.to_string()))?;
+        Ok(cert.validity().not_after.timestamp() - now < CA_RENEWAL_DAYS * DAY)
+    }
+}
+
+fn first_certificate(pem_text: &str) -> Result<Vec<u8>, PkiError> {
+    for pem in Pem::iter_from_buffer(pem_text.as_bytes()) {
+        let pem = pem.map_err(|e| PkiError::Parse(e.to_string()))?;
+        if pem.label == "CERTIFICATE" {
+            return Ok(pem.contents);
+        }
+    }
+    Err(PkiError::Parse("no CERTIFICATE block".into()))
+}
+
+/// Why a stored certificate must be issued again, or `None` when it can stay: it is signed
+/// by `authority`, names `subject` and exactly `dns_names`, and has more than the renewal
+/// window left.
+pub fn reissue_reason(
+    stored_pem: &str,
+    authority: &Authority,
+    subject: &Subject,
+    dns_names: &[String],
+    now: i64,
+) -> Option<String> {
+    let der = match first_certificate(stored_pem) {
+        Ok(der) => der,
+        Err(e) => return Some(e.to_string()),
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return Some("the stored certificate does not parse".into());
+    };
+    let Ok(ca_der) = first_certificate(&authority.cert_pem) else {
+        return Some("the authority's certificate does not parse".into());
+    };
+    let Ok((_, ca)) = x509_parser::parse_x509_certificate(&ca_der) else {
+        return Some("the authority's certificate does not parse".into());
+    };
+    if cert.verify_signature(Some(ca.public_key())).is_err() {
+        return Some("it is not signed by the current authority".into());
+    }
+    let left = cert.validity().not_after.timestamp() - now;
+    if left < CERT_RENEWAL_DAYS * DAY {
+        return Some(format!("it expires in {} days", left.max(0) / DAY));
+    }
+    let expected_subject = match subject.internal {
+        true => format!("CN={}, O={ORGANIZATION}", subject.common_name),
+        false => format!("CN={}", subject.common_name),
+    };
+    // x509-parser writes the subject most general first, joined by ", ".
+    let mut written: Vec<String> = cert
+        .subject()
+        .iter_rdn()
+        .flat_map(|rdn| rdn.iter())
+        .filter_map(|attr| {
+            let value = attr.as_str().ok()?;
+            let name = match attr.attr_type().to_id_string().as_str() {
+                "2.5.4.3" => "CN",
+                "2.5.4.10" => "O",
+                _ => return None,
+            };
+            Some(format!("{name}={value}"))
+        })
+        .collect();
+    written.reverse();
+    if written.join(", ") != expected_subject {
+        return Some("its subject changed".into());
+    }
+    let mut names: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(name) => Some((*name).to_owned()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    names.sort();
+    let mut wanted = dns_names.to_vec();
+    wanted.sort();
+    if names != wanted {
+        return Some("its DNS names changed".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn node() -> Subject {
+        Subject {
+            common_name: "demo-broker".into(),
+            internal: true,
+        }
+    }
+
+    #[test]
+    fn an_issued_certificate_stays_until_its_renewal_window() {
+        let ca = Authority::generate("demo-cluster-ca", NOW).unwrap();
+        let names = vec!["demo-a-0.demo-nodes.ns.svc".to_owned()];
+        let issued = ca.issue(&node(), &names, NOW).unwrap();
+        assert_eq!(
+            reissue_reason(&issued.key_store(), &ca, &node(), &names, NOW),
+            None
+        );
+        let later = NOW + (CERT_VALIDITY_DAYS - CERT_RENEWAL_DAYS + 1) * DAY;
+        let reason = reissue_reason(&issued.cert_pem, &ca, &node(), &names, later).unwrap();
+        assert!(reason.contains("expires in 29 days"), "{reason}");
+    }
+
+    #[test]
+    fn another_authority_other_names_or_subject_reissue() {
+        let ca = Authority::generate("demo-cluster-ca", NOW).unwrap();
+        let other = Authority::generate("demo-cluster-ca", NOW).unwrap();
+        let names = vec!["a.example".to_owned(), "b.example".to_owned()];
+        let issued = ca.issue(&node(), &names, NOW).unwrap();
+        let reason = reissue_reason(&issued.cert_pem, &other, &node(), &names, NOW).unwrap();
+        assert!(reason.contains("not signed"), "{reason}");
+        let fewer = vec!["a.example".to_owned()];
+        assert_eq!(
+            reissue_reason(&issued.cert_pem, &ca, &node(), &fewer, NOW).as_deref(),
+            Some("its DNS names changed")
+        );
+        let user = Subject {
+            common_name: "demo-broker".into(),
+            internal: false,
+        };
+        assert_eq!(
+            reissue_reason(&issued.cert_pem, &ca, &user, &names, NOW).as_deref(),
+            Some("its subject changed")
+        );
+        assert!(reissue_reason("garbage", &ca, &node(), &names, NOW).is_some());
+    }
+
+    #[test]
+    fn an_authority_is_replaced_near_its_end() {
+        let ca = Authority::generate("demo-clients-ca", NOW).unwrap();
+        assert!(!ca.expiring(NOW).unwrap());
+        let late = NOW + (CA_VALIDITY_DAYS - CA_RENEWAL_DAYS + 1) * DAY;
+        assert!(ca.expiring(late).unwrap());
+    }
+
+    #[test]
+    fn principals_follow_the_default_mapping() {
+        assert_eq!(node().principal(), "User:CN=demo-broker,O=strom.dev");
+        let user = Subject {
+            common_name: "alice".into(),
+            internal: false,
+        };
+        assert_eq!(user.principal(), "User:CN=alice");
+    }
+}
