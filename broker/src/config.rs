@@ -1,7 +1,8 @@
 //! Broker configuration with Kafka's property names.
 //!
 //! Sources, later wins: built-in defaults, a `server.properties` file, `STROM_*` environment
-//! variables (`STROM_LOG_DIRS` sets `log.dirs`), then `--override key=value`.
+//! variables (`STROM_LOG_DIRS` sets `log.dirs`), then `--override key=value`. Values may name
+//! parts of themselves through Kafka's config providers (`${env:VAR}`, `${file:path:key}`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -371,13 +372,14 @@ impl BrokerConfig {
                 raw.insert(key, (value, path.display().to_string()));
             }
         }
-        for (name, value) in env {
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        for (name, value) in &env {
             if let Some(rest) = name.strip_prefix("STROM_") {
                 let key = rest.to_ascii_lowercase().replace('_', ".");
-                if property(&key).is_none() && is_service_link(&name) {
+                if property(&key).is_none() && is_service_link(name) {
                     continue;
                 }
-                raw.insert(key, (value, format!("environment variable {name}")));
+                raw.insert(key, (value.clone(), format!("environment variable {name}")));
             }
         }
         for entry in overrides {
@@ -390,6 +392,7 @@ impl BrokerConfig {
                 (value.trim().to_string(), "--override".into()),
             );
         }
+        crate::config_provider::resolve(&mut raw, &env)?;
         Self::from_map(raw)
     }
 

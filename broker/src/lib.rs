@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod config_provider;
 pub mod fuzzing;
 pub mod group;
 pub mod http;

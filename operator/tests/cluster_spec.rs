@@ -510,7 +510,7 @@ fn services_config_map_and_disruption_budget() {
     );
     assert_eq!(bootstrap.ports.unwrap().len(), 2);
 
-    let cm = build::config_map(&v, &owner);
+    let cm = build::config_map(&v, &owner, &BTreeMap::new());
     assert_eq!(cm.metadata.name.as_deref(), Some("split-config"));
     let data = cm.data.unwrap();
     assert_eq!(
@@ -711,7 +711,90 @@ fn security_is_fixed_once_the_cluster_exists() {
         tls: false,
         authentication: strom_operator::crd::ListenerAuthentication::Tls,
         certificate: None,
+        kind: strom_operator::crd::ListenerType::Internal,
     }];
     let refused = validate(&plain, &defaults()).unwrap_err().to_string();
     assert!(refused.contains("needs tls: true"), "{refused}");
+}
+
+#[test]
+fn external_listeners_get_a_service_per_broker_and_advertise_its_address() {
+    let (mut cluster, _, owner) = valid("dedicated.yaml");
+    cluster
+        .spec
+        .listeners
+        .push(serde_yaml::from_str("{name: OUTSIDE, port: 9095, type: nodeport}").unwrap());
+    cluster
+        .spec
+        .listeners
+        .push(serde_yaml::from_str("{name: CLOUD, port: 9096, type: loadbalancer}").unwrap());
+    let v = validate(&cluster, &defaults()).unwrap();
+    let brokers = &v.pools[1];
+    let props = build::server_properties(&v, brokers);
+    assert!(props.contains("\nconfig.providers=file,env\n"), "{props}");
+    assert!(!build::server_properties(&v, &v.pools[0]).contains("config.providers"));
+
+    let sts = serde_json::to_value(build::statefulset(&v, brokers, 3, "1Gi", &owner)).unwrap();
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let advertised = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str()?.strip_prefix("advertised.listeners="))
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        advertised.contains(
+            ",OUTSIDE://${env:HOST_IP}:${file:/etc/strom/external.properties:$(POD_NAME).OUTSIDE.port}"
+        ),
+        "{advertised}"
+    );
+    assert!(
+        advertised.ends_with(
+            ",CLOUD://${file:/etc/strom/external.properties:$(POD_NAME).CLOUD.host}:9096"
+        ),
+        "{advertised}"
+    );
+    assert_eq!(advertised.matches("OUTSIDE://").count(), 1, "{advertised}");
+    let env: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(env, ["POD_NAME", "HOST_IP"]);
+
+    let listener = &v.listeners[2];
+    let service = build::external_service(&v, &owner, listener, Some("split-brokers-1"));
+    assert_eq!(
+        service.metadata.name.as_deref(),
+        Some("split-brokers-1-outside")
+    );
+    let spec = service.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    assert_eq!(
+        spec.selector.unwrap()["statefulset.kubernetes.io/pod-name"],
+        "split-brokers-1"
+    );
+    let cloud = build::external_service(&v, &owner, &v.listeners[3], None);
+    assert_eq!(
+        cloud.metadata.name.as_deref(),
+        Some("split-cloud-bootstrap")
+    );
+    assert_eq!(cloud.spec.unwrap().type_.as_deref(), Some("LoadBalancer"));
+
+    let addresses = BTreeMap::from([(
+        "split-brokers-0.OUTSIDE.port".to_owned(),
+        "31000".to_owned(),
+    )]);
+    let data = build::config_map(&v, &owner, &addresses).data.unwrap();
+    assert_eq!(
+        data["external.properties"],
+        "split-brokers-0.OUTSIDE.port=31000\n"
+    );
+
+    cluster.spec.listeners[2].name = "A_VERY_LONG_LISTENER_NAME_THAT_GOES_ON_AND_ON_AND_ON".into();
+    let refused = validate(&cluster, &defaults()).unwrap_err().to_string();
+    assert!(refused.contains("longer than 63 characters"), "{refused}");
 }

@@ -24,6 +24,7 @@ from kafka_checks import wait_until
 CLUSTER = "safe"
 MTLS_PORT = 9092
 SCRAM_PORT = 9094
+EXTERNAL_PORT = 9095
 
 
 def secret_data(namespace, name):
@@ -67,6 +68,13 @@ def secured(namespace, tmp_path_factory):
                 "listeners": [
                     {"name": "MTLS", "port": MTLS_PORT, "tls": True, "authentication": "tls"},
                     {"name": "SCRAM", "port": SCRAM_PORT, "tls": True, "authentication": "scram-sha-512"},
+                    {
+                        "name": "EXTERNAL",
+                        "port": EXTERNAL_PORT,
+                        "tls": True,
+                        "authentication": "scram-sha-512",
+                        "type": "nodeport",
+                    },
                 ],
                 "authorization": {"type": "simple", "superUsers": ["User:CN=admin"]},
                 "config": CLUSTER_CONFIG,
@@ -273,6 +281,54 @@ def test_users_get_credentials_and_acls_and_lose_them_when_deleted(secured):
     wait_until(lambda: acls_of(admin_config, "User:alice") == [], 30, "alice's ACLs to go")
     wait_until(lambda: cannot_log_in(alice_config), 30, "alice's credential to go")
     wait_until(lambda: get("secret", "alice", namespace) is None, 60, "alice's Secret to go")
+
+
+def test_a_nodeport_listener_advertises_each_broker_node_address(secured):
+    namespace = secured["namespace"]
+    apply(
+        user_manifest(
+            "carol",
+            "scram-sha-512",
+            [
+                {"resource": {"type": "topic", "name": "*"}, "operations": ["All"]},
+                {"resource": {"type": "group", "name": "carol-", "patternType": "prefixed"}, "operations": ["Read"]},
+            ],
+        ),
+        namespace,
+    )
+    wait_condition("kafkauser", "carol", namespace, "Ready", "True", timeout=120)
+
+    def external():
+        listeners = get("kafkacluster", CLUSTER, namespace)["status"].get("listeners", [])
+        found = [l for l in listeners if l["name"] == "EXTERNAL" and len(l.get("brokers", {})) == 3]
+        return found[0] if found and found[0].get("bootstrap") else None
+
+    status = wait_until(external, 60, "the EXTERNAL listener's addresses in the status")
+    services = items("service", namespace, f"strom.dev/listener=external")
+    assert sorted(s["metadata"]["name"] for s in services) == [
+        f"{CLUSTER}-external-bootstrap", *(f"{CLUSTER}-nodes-{i}-external" for i in range(3))
+    ]
+    assert all(s["spec"]["type"] == "NodePort" for s in services)
+    # Each broker's certificate gains its node's address (issued again once the pod was
+    # scheduled) and the broker loads it without a restart.
+    host, port = status["brokers"][f"{CLUSTER}-nodes-0"].rsplit(":", 1)
+    wait_until(
+        lambda: tls_handshake(host, int(port), secured["ca"]) is None, 180, f"a verified TLS handshake with {host}:{port}"
+    )
+    for address in status["brokers"].values():
+        h, p = address.rsplit(":", 1)
+        wait_until(lambda: tls_handshake(h, int(p), secured["ca"]) is None, 180, f"a verified handshake with {address}")
+    restarts = [c["restartCount"] for pod in items("pod", namespace, f"app.kubernetes.io/instance={CLUSTER}")
+                for c in pod["status"]["containerStatuses"]]
+    assert restarts == [0, 0, 0], restarts
+
+    config = {**scram_config(secured, "carol", secret_data(namespace, "carol")["password"]),
+              "bootstrap.servers": status["bootstrap"]}
+    assert produce(config, "outside", 20) == []
+    metadata = AdminClient(config).list_topics(timeout=10)
+    advertised = sorted(f"{b.host}:{b.port}" for b in metadata.brokers.values())
+    assert advertised == sorted(status["brokers"].values())
+    assert len(consume(config, "outside", "carol-readers", 20)) == 20
 
 
 def test_turning_security_off_is_refused(secured):

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::validate::{
-    Pool, ValidCluster, CONTROLLER_LISTENER, REPLICATION_LISTENER, REPLICATION_PORT,
+    dns_suffix, Pool, ValidCluster, CONTROLLER_LISTENER, REPLICATION_LISTENER, REPLICATION_PORT,
 };
-use crate::crd::{ListenerAuthentication, ListenerSpec, StorageType};
+use crate::crd::{ListenerAuthentication, ListenerSpec, ListenerType, StorageType};
 
 /// Label with the cluster's name on everything the operator creates.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
@@ -36,6 +36,12 @@ pub const CLUSTER_CA_KEY: &str = "cluster-ca.crt";
 pub const CLIENTS_CA_KEY: &str = "clients-ca.crt";
 /// Where a listener's own certificate is mounted, under a directory named for the listener.
 const LISTENER_CERT_DIR: &str = "/etc/strom/listener-certs";
+/// ConfigMap key, and file under the config directory, with each broker's external addresses.
+pub const EXTERNAL_KEY: &str = "external.properties";
+/// Label on the Services of an external listener, with the listener's name.
+pub const LISTENER_LABEL: &str = "strom.dev/listener";
+/// Label on a broker's own Service of an external listener, with the pod's name.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// Kafka's ACL authorizer.
 const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 /// The operator's identity in a secured cluster.
@@ -194,6 +200,19 @@ pub fn server_properties(cluster: &ValidCluster, pool: &Pool) -> String {
     if cluster.internal_tls {
         lines.extend(security_properties(cluster));
     }
+    if pool.broker && cluster.external_listeners().next().is_some() {
+        // Each broker's external address differs, the pod template is shared: the address
+        // comes from the node (`HOST_IP`) and from the operator's file, by pod name.
+        lines.push("config.providers=file,env".to_owned());
+        lines.push(
+            "config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider"
+                .to_owned(),
+        );
+        lines.push(
+            "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider"
+                .to_owned(),
+        );
+    }
     lines.extend(cluster.config.iter().map(|(k, v)| format!("{k}={v}")));
     lines.push(String::new());
     lines.join("\n")
@@ -209,13 +228,22 @@ pub fn config_hash(cluster: &ValidCluster, pool: &Pool) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One ConfigMap with a `<pool>.properties` entry per pool.
-pub fn config_map(cluster: &ValidCluster, owner: &OwnerReference) -> ConfigMap {
-    let data: BTreeMap<String, String> = cluster
+/// One ConfigMap with a `<pool>.properties` entry per pool, and the brokers' external
+/// addresses (`external`, as `external.properties` lines) when a listener is external.
+pub fn config_map(
+    cluster: &ValidCluster,
+    owner: &OwnerReference,
+    external: &BTreeMap<String, String>,
+) -> ConfigMap {
+    let mut data: BTreeMap<String, String> = cluster
         .pools
         .iter()
         .map(|p| (properties_key(p), server_properties(cluster, p)))
         .collect();
+    if cluster.external_listeners().next().is_some() {
+        let lines: String = external.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        data.insert(EXTERNAL_KEY.to_owned(), lines);
+    }
     typed(json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -238,13 +266,51 @@ fn client_ports(cluster: &ValidCluster) -> Vec<Value> {
 
 /// Service port names are DNS labels: lower case, at most 15 characters.
 fn port_name(listener: &str) -> String {
-    let name: String = listener
-        .to_ascii_lowercase()
-        .replace('_', "-")
-        .chars()
-        .take(15)
-        .collect();
+    let name: String = dns_suffix(listener).chars().take(15).collect();
     name.trim_matches('-').to_owned()
+}
+
+/// The keys of a broker's external address in `external.properties`.
+pub fn external_keys(pod: &str, listener: &str) -> (String, String) {
+    (
+        format!("{pod}.{listener}.host"),
+        format!("{pod}.{listener}.port"),
+    )
+}
+
+/// A Service of an external listener: one broker's (`pod`), or the listener's bootstrap.
+pub fn external_service(
+    cluster: &ValidCluster,
+    owner: &OwnerReference,
+    listener: &ListenerSpec,
+    pod: Option<&str>,
+) -> Service {
+    let (name, selector) = match pod {
+        Some(pod) => (
+            cluster.external_service(pod, &listener.name),
+            BTreeMap::from([(POD_NAME_LABEL.to_owned(), pod.to_owned())]),
+        ),
+        None => {
+            let mut selector = node_selector(cluster);
+            selector.insert(BROKER_LABEL.into(), "true".into());
+            (cluster.external_bootstrap_service(&listener.name), selector)
+        }
+    };
+    let mut meta = metadata(cluster, name, owner);
+    meta["labels"][LISTENER_LABEL] = json!(dns_suffix(&listener.name));
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": match listener.kind {
+                ListenerType::Loadbalancer => "LoadBalancer",
+                _ => "NodePort",
+            },
+            "selector": selector,
+            "ports": [{"name": port_name(&listener.name), "port": listener.port, "targetPort": listener.port, "protocol": "TCP"}],
+        },
+    }))
 }
 
 /// The headless Service behind every pod's stable DNS name. It publishes pods before they are
@@ -319,6 +385,7 @@ fn broker_args(cluster: &ValidCluster, pool: &Pool) -> Vec<String> {
         let advertised: Vec<String> = cluster
             .listeners
             .iter()
+            .filter(|l| l.kind == ListenerType::Internal)
             .map(|l| (l.name.as_str(), l.port))
             .chain(
                 cluster
@@ -326,6 +393,16 @@ fn broker_args(cluster: &ValidCluster, pool: &Pool) -> Vec<String> {
                     .then_some((REPLICATION_LISTENER, REPLICATION_PORT)),
             )
             .map(|(name, port)| format!("{name}://$(POD_NAME).{domain}:{port}"))
+            .chain(cluster.external_listeners().map(|l| {
+                let file = format!("{CONFIG_DIR}/{EXTERNAL_KEY}");
+                let (host_key, port_key) = external_keys("$(POD_NAME)", &l.name);
+                match l.kind {
+                    ListenerType::Nodeport => {
+                        format!("{}://${{env:HOST_IP}}:${{file:{file}:{port_key}}}", l.name)
+                    }
+                    _ => format!("{}://${{file:{file}:{host_key}}}:{}", l.name, l.port),
+                }
+            }))
             .collect();
         args.push("--override".to_owned());
         args.push(format!("advertised.listeners={}", advertised.join(",")));
@@ -391,12 +468,21 @@ pub fn statefulset(
         json!({"name": "data", "mountPath": DATA_DIR}),
         json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}),
     ];
+    let external = pool.broker && cluster.external_listeners().next().is_some();
+    let mut items = vec![json!({"key": properties_key(pool), "path": "server.properties"})];
+    let mut env = vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+    ];
+    if external {
+        items.push(json!({"key": EXTERNAL_KEY, "path": EXTERNAL_KEY}));
+        env.push(
+            json!({"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}),
+        );
+    }
+    env.extend(pool.template.env.iter().map(|e| json!(e)));
     let mut volumes = vec![json!({
         "name": "config",
-        "configMap": {
-            "name": format!("{}-config", cluster.name),
-            "items": [{"key": properties_key(pool), "path": "server.properties"}],
-        },
+        "configMap": {"name": format!("{}-config", cluster.name), "items": items},
     })];
     if cluster.internal_tls {
         mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
@@ -427,9 +513,7 @@ pub fn statefulset(
         "image": cluster.image,
         "command": ["/usr/local/bin/strom-broker"],
         "args": broker_args(cluster, pool),
-        "env": std::iter::once(json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}))
-            .chain(pool.template.env.iter().map(|e| json!(e)))
-            .collect::<Vec<_>>(),
+        "env": env,
         "ports": ports,
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "metrics"},

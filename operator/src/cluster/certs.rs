@@ -185,7 +185,8 @@ pub fn operator_tls(ca: &TrustedCa) -> Result<TlsClient, Error> {
 }
 
 /// Writes the key store of every pod in `pods` (`(statefulset, ordinal)`), reusing each
-/// stored one that is still good, and the CA bundles the nodes trust.
+/// stored one that is still good, and the CA bundles the nodes trust. A pod's certificate
+/// names its DNS names and its `external` addresses.
 pub async fn node_certificates(
     ctx: &Context,
     kafka: &KafkaCluster,
@@ -193,6 +194,7 @@ pub async fn node_certificates(
     owner: &OwnerReference,
     cas: &ClusterCas,
     pods: &BTreeSet<(String, i32)>,
+    external: &BTreeMap<String, Vec<String>>,
 ) -> Result<(), Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
     let name = cluster.node_certs_secret();
@@ -207,7 +209,8 @@ pub async fn node_certificates(
     for (statefulset, ordinal) in pods {
         let pod = format!("{statefulset}-{ordinal}");
         let key = format!("{pod}.pem");
-        let names = cluster.pod_dns_names(statefulset, *ordinal);
+        let mut names = cluster.pod_dns_names(statefulset, *ordinal);
+        names.extend(external.get(&pod).into_iter().flatten().cloned());
         let old = stored.as_ref().and_then(|s| text(s, &key));
         let why = old.as_ref().map(|pem| {
             super::pki::reissue_reason(pem, &cas.cluster.authority, &subject, &names, now)

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod certs;
+mod external;
 pub mod pki;
 pub mod plan;
 mod probe;
@@ -153,9 +154,27 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     )
     .await?;
 
+    let pods = certified_pods(&valid, &existing, &replicas, cluster);
+    let broker_statefulsets: BTreeSet<String> = valid
+        .pools
+        .iter()
+        .filter(|p| p.broker)
+        .map(|p| valid.statefulset_name(p))
+        .chain(
+            valid
+                .removed_pools
+                .iter()
+                .map(|p| valid.pool_statefulset(&p.name)),
+        )
+        .collect();
+    let broker_pods: BTreeSet<String> = pods
+        .iter()
+        .filter(|(sts, _)| broker_statefulsets.contains(sts))
+        .map(|(sts, ordinal)| format!("{sts}-{ordinal}"))
+        .collect();
+    let external = external::services(ctx, &valid, &owner, &broker_pods).await?;
     if let Some(cas) = &cas {
-        let pods = certified_pods(&valid, &existing, &replicas, cluster);
-        certs::node_certificates(ctx, cluster, &valid, &owner, cas, &pods).await?;
+        certs::node_certificates(ctx, cluster, &valid, &owner, cas, &pods, &external.names).await?;
     }
     // Apply in dependency order: Services, ConfigMap, PDB, StatefulSets.
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -172,7 +191,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     )
     .await?;
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    let config_map = build::config_map(&valid, &owner);
+    let config_map = build::config_map(&valid, &owner, &external.properties);
     apply(
         &config_maps,
         config_map.metadata.name.as_deref().unwrap_or_default(),
@@ -191,6 +210,13 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     for pool in &valid.pools {
         let name = valid.statefulset_name(pool);
         let current = existing.get(&pool.name);
+        if pool.broker && !external.waiting.is_empty() {
+            outcome.progress.push(format!(
+                "StatefulSet {name} waits for the external addresses of {}",
+                external.waiting.join(", ")
+            ));
+            continue;
+        }
         if current.is_some_and(|s| s.metadata.deletion_timestamp.is_some()) {
             outcome
                 .progress
@@ -223,7 +249,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         rebalance(ctx, cluster, &valid, &pods, brokers.as_mut(), &mut outcome).await?;
     }
 
-    let status = status(
+    let mut status = status(
         cluster,
         &valid,
         &applied,
@@ -233,6 +259,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         &outcome,
         removing,
     );
+    status.listeners = external.status;
     apply_status(&ctx.client, cluster, &status).await?;
     Ok(Action::requeue(
         if outcome.progress.is_empty() && outcome.problems.is_empty() {
@@ -931,6 +958,7 @@ fn status(
         bootstrap: Some(valid.bootstrap_address()),
         internal_tls: Some(valid.internal_tls),
         cluster_ca_secret: valid.internal_tls.then(|| valid.ca_cert_secret("cluster")),
+        listeners: Vec::new(),
     }
 }
 

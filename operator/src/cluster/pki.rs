@@ -222,6 +222,7 @@ pub fn reissue_reason(
             .iter()
             .filter_map(|n| match n {
                 GeneralName::DNSName(name) => Some((*name).to_owned()),
+                GeneralName::IPAddress(bytes) => ip_text(bytes),
                 _ => None,
             })
             .collect(),
@@ -231,9 +232,19 @@ pub fn reissue_reason(
     let mut wanted = dns_names.to_vec();
     wanted.sort();
     if names != wanted {
-        return Some("its DNS names changed".into());
+        return Some("its names changed".into());
     }
     None
+}
+
+/// An IP address SAN as text, as rcgen takes it.
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    let ip = match bytes.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(ip.to_string())
 }
 
 #[cfg(test)]
@@ -267,14 +278,14 @@ mod tests {
     fn another_authority_other_names_or_subject_reissue() {
         let ca = Authority::generate("demo-cluster-ca", NOW).unwrap();
         let other = Authority::generate("demo-cluster-ca", NOW).unwrap();
-        let names = vec!["a.example".to_owned(), "b.example".to_owned()];
+        let names = vec!["a.example".to_owned(), "10.0.0.7".to_owned()];
         let issued = ca.issue(&node(), &names, NOW).unwrap();
         let reason = reissue_reason(&issued.cert_pem, &other, &node(), &names, NOW).unwrap();
         assert!(reason.contains("not signed"), "{reason}");
         let fewer = vec!["a.example".to_owned()];
         assert_eq!(
             reissue_reason(&issued.cert_pem, &ca, &node(), &fewer, NOW).as_deref(),
-            Some("its DNS names changed")
+            Some("its names changed")
         );
         let user = Subject {
             common_name: "demo-broker".into(),

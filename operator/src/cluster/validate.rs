@@ -8,8 +8,8 @@ use kube::ResourceExt;
 
 use super::pki::Subject;
 use crate::crd::{
-    KafkaCluster, ListenerAuthentication, ListenerSpec, PodTemplate, PoolStatus, Role, StorageSpec,
-    StorageType,
+    KafkaCluster, ListenerAuthentication, ListenerSpec, ListenerType, PodTemplate, PoolStatus,
+    Role, StorageSpec, StorageType,
 };
 
 /// Broker properties the operator writes itself; a spec that sets them is rejected.
@@ -227,6 +227,23 @@ impl ValidCluster {
         }
     }
 
+    /// Listeners reached from outside Kubernetes.
+    pub fn external_listeners(&self) -> impl Iterator<Item = &ListenerSpec> {
+        self.listeners
+            .iter()
+            .filter(|l| l.kind != ListenerType::Internal)
+    }
+
+    /// The Service of one broker pod on an external listener.
+    pub fn external_service(&self, pod: &str, listener: &str) -> String {
+        format!("{pod}-{}", dns_suffix(listener))
+    }
+
+    /// The bootstrap Service of an external listener.
+    pub fn external_bootstrap_service(&self, listener: &str) -> String {
+        format!("{}-{}-bootstrap", self.name, dns_suffix(listener))
+    }
+
     /// The listener that carries replication between brokers.
     pub fn inter_broker_listener(&self) -> &str {
         if self.internal_tls {
@@ -268,6 +285,11 @@ impl ValidCluster {
             .flat_map(|p| p.node_ids(p.replicas))
             .collect()
     }
+}
+
+/// A listener name as part of a DNS label: lower case, `-` for `_`.
+pub fn dns_suffix(listener: &str) -> String {
+    listener.to_ascii_lowercase().replace('_', "-")
 }
 
 /// Secret with the certificate and key of cluster `cluster`'s CA `ca` (`cluster` or `clients`).
@@ -473,9 +495,10 @@ pub fn validate(
             }
         }
         for env in &p.template.env {
-            if env.name == "POD_NAME" {
+            if env.name == "POD_NAME" || env.name == "HOST_IP" {
                 problems.push(format!(
-                    "{at}: environment variable POD_NAME is set by the operator"
+                    "{at}: environment variable {} is set by the operator",
+                    env.name
                 ));
             }
         }
@@ -546,6 +569,7 @@ pub fn validate(
             tls: false,
             authentication: ListenerAuthentication::None,
             certificate: None,
+            kind: ListenerType::Internal,
         }]
     } else {
         spec.listeners.clone()
@@ -577,6 +601,22 @@ pub fn validate(
                 "listener {}: authentication tls (client certificates) needs tls: true",
                 l.name
             ));
+        }
+        if l.kind != ListenerType::Internal {
+            for p in spec
+                .pools
+                .iter()
+                .filter(|p| p.roles.contains(&Role::Broker))
+            {
+                // A broker's Service is `<statefulset>-<ordinal>-<listener>`, a DNS label.
+                let longest = format!("{name}-{}-999-{}", p.name, dns_suffix(&l.name));
+                if longest.len() > 63 {
+                    problems.push(format!(
+                        "listener {}: the Service names of pool {:?} ({longest:?}) would be longer than 63 characters; shorten the cluster, pool or listener name",
+                        l.name, p.name
+                    ));
+                }
+            }
         }
         if l.certificate.is_some() && !l.tls {
             problems.push(format!(

@@ -219,6 +219,37 @@ pub struct ListenerSpec {
     /// of the cluster CA's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<ListenerCertificate>,
+    /// Where clients connect from: `internal` (pod DNS names inside Kubernetes), `nodeport` or
+    /// `loadbalancer` (one Service per broker, each broker advertising its own address).
+    #[serde(default, rename = "type")]
+    pub kind: ListenerType,
+}
+
+/// How a listener is reached.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerType {
+    /// Inside Kubernetes, through the headless and bootstrap Services.
+    #[default]
+    Internal,
+    /// A NodePort Service per broker; each broker advertises its node's address.
+    Nodeport,
+    /// A LoadBalancer Service per broker; each broker advertises its load balancer's address.
+    Loadbalancer,
+}
+
+/// Where clients reach one external listener.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// Listener name.
+    pub name: String,
+    /// `host:port` of the listener's bootstrap Service, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+    /// `host:port` each broker advertises, by pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub brokers: BTreeMap<String, String>,
 }
 
 /// Client authentication on a listener.
@@ -317,6 +348,9 @@ pub struct KafkaClusterStatus {
     /// Secret with `ca.crt`, the cluster CA that clients of TLS listeners trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_ca_secret: Option<String>,
+    /// Addresses of the external (nodeport, loadbalancer) listeners.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
 }
 
 /// Replicas of one pool.
