@@ -31,6 +31,8 @@ pub const FINALIZER: &str = "strom.dev/delete-user";
 const SCRAM_SHA_512: i8 = 2;
 /// PBKDF2 iterations of a SCRAM credential (Kafka's minimum, and its tools' default).
 const SCRAM_ITERATIONS: u32 = 4096;
+/// Annotation on a SCRAM user's Secret with the SHA-256 of the password last written to Kafka.
+const PASSWORD_HASH_ANNOTATION: &str = "strom.dev/password-sha256";
 /// Length of a generated password.
 const PASSWORD_LENGTH: usize = 32;
 /// Kafka's name of the cluster resource in ACLs.
@@ -227,11 +229,37 @@ fn secret_text(secret: &Secret, key: &str) -> Option<String> {
     String::from_utf8(secret.data.as_ref()?.get(key)?.0.clone()).ok()
 }
 
+/// The user's Secret when it exists: `Err` when it exists and another owner's (a Secret of the
+/// cluster, or of anything else), which the user must not overwrite nor read.
+async fn user_secret(
+    ctx: &Context,
+    user: &KafkaUser,
+) -> Result<Result<Option<Secret>, String>, Error> {
+    let namespace = user.namespace().unwrap_or_else(|| "default".into());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(secret) = secrets.get_opt(&user.name_any()).await? else {
+        return Ok(Ok(None));
+    };
+    let ours = secret
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == user.metadata.uid.as_ref());
+    Ok(if ours {
+        Ok(Some(secret))
+    } else {
+        Err(format!(
+            "Secret {:?} exists and does not belong to this KafkaUser; rename the user or remove the Secret",
+            user.name_any()
+        ))
+    })
+}
+
 /// Writes the user's Secret, owned by the user so that it goes with it.
 async fn write_secret(
     ctx: &Context,
     user: &KafkaUser,
     data: BTreeMap<&str, String>,
+    annotations: BTreeMap<&str, String>,
 ) -> Result<(), Error> {
     let namespace = user.namespace().unwrap_or_else(|| "default".into());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -249,6 +277,7 @@ async fn write_secret(
                 "app.kubernetes.io/managed-by": "strom-operator",
                 "strom.dev/cluster": user.spec.cluster_ref.name,
             },
+            "annotations": annotations,
             "ownerReferences": [user.controller_owner_ref(&()).expect("a stored KafkaUser has a uid")],
         },
         "type": "Opaque",
@@ -260,37 +289,29 @@ async fn write_secret(
 }
 
 /// The SCRAM password: the Secret's, or a new one; its credential is written to Kafka when it
-/// is missing there or the password changed.
+/// is missing there or the password changed. The password's hash is kept on the Secret, where
+/// only those who may read the password see it.
 async fn scram_credentials(
     ctx: &Context,
     user: &KafkaUser,
+    existing: Option<&Secret>,
     admin: &mut Admin,
-    status: &mut KafkaUserStatus,
 ) -> Result<(), Error> {
-    let namespace = user.namespace().unwrap_or_else(|| "default".into());
     let name = user.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let password = secrets
-        .get_opt(&name)
-        .await?
-        .and_then(|s| secret_text(&s, "password"))
+    let password = existing
+        .and_then(|s| secret_text(s, "password"))
         .filter(|p| !p.is_empty())
         .unwrap_or_else(generate_password);
+    let written = existing.and_then(|s| s.annotations().get(PASSWORD_HASH_ANNOTATION).cloned());
+    let hash = hex_sha256(&password);
     let jaas = format!(
         "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{name}\" password=\"{password}\";"
     );
-    write_secret(
-        ctx,
-        user,
-        BTreeMap::from([("password", password.clone()), ("sasl.jaas.config", jaas)]),
-    )
-    .await?;
-    let hash = hex_sha256(&password);
     let known = admin
         .scram_mechanisms(&name)
         .await?
         .contains(&SCRAM_SHA_512);
-    if !known || status.password_hash.as_deref() != Some(hash.as_str()) {
+    if !known || written.as_deref() != Some(hash.as_str()) {
         let salt = random_bytes(32);
         let salted = salted_password(&password, &salt, SCRAM_ITERATIONS);
         admin
@@ -305,8 +326,13 @@ async fn scram_credentials(
         )
         .await;
     }
-    status.password_hash = Some(hash);
-    Ok(())
+    write_secret(
+        ctx,
+        user,
+        BTreeMap::from([("password", password), ("sasl.jaas.config", jaas)]),
+        BTreeMap::from([(PASSWORD_HASH_ANNOTATION, hash)]),
+    )
+    .await
 }
 
 /// The user's certificate from the clients CA, issued again when it nears its end or the CA
@@ -314,10 +340,9 @@ async fn scram_credentials(
 async fn tls_credentials(
     ctx: &Context,
     user: &KafkaUser,
+    existing: Option<&Secret>,
     cluster: &KafkaCluster,
 ) -> Result<Result<(), String>, Error> {
-    let namespace = user.namespace().unwrap_or_else(|| "default".into());
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let Some(ca) = certs::clients_ca(ctx, cluster).await? else {
         return Ok(Err(format!(
             "KafkaCluster {:?} has no clients CA: tls users need a cluster with a TLS listener",
@@ -326,8 +351,7 @@ async fn tls_credentials(
     };
     let subject = user_subject(user);
     let now = certs::now();
-    let stored = secrets.get_opt(&user.name_any()).await?;
-    let current = stored.as_ref().and_then(|s| {
+    let current = existing.and_then(|s| {
         let cert = secret_text(s, "user.crt")?;
         let key = secret_text(s, "user.key")?;
         pki::reissue_reason(&cert, &ca.authority, &subject, &[], now)
@@ -353,6 +377,7 @@ async fn tls_credentials(
         ctx,
         user,
         BTreeMap::from([("user.crt", cert), ("user.key", key), ("ca.crt", ca.bundle)]),
+        BTreeMap::new(),
     )
     .await?;
     Ok(Ok(()))
@@ -384,8 +409,23 @@ async fn apply_user(user: &KafkaUser, ctx: &Context) -> Result<Action, Error> {
             return report(ctx, user, status, ready, Duration::from_secs(300)).await;
         }
     };
+    let existing = match user_secret(ctx, user).await? {
+        Ok(existing) => existing,
+        Err(problem) => {
+            ctx.event(
+                &user.object_ref(&()),
+                None,
+                true,
+                "SecretConflict",
+                problem.clone(),
+            )
+            .await;
+            let ready = Report::new("Ready", false, "SecretConflict", problem);
+            return report(ctx, user, status, ready, Duration::from_secs(60)).await;
+        }
+    };
     if user.spec.authentication.kind == UserAuthenticationType::Tls {
-        if let Err(problem) = tls_credentials(ctx, user, &cluster).await? {
+        if let Err(problem) = tls_credentials(ctx, user, existing.as_ref(), &cluster).await? {
             let ready = Report::new("Ready", false, "NoClientsCa", problem);
             return report(ctx, user, status, ready, Duration::from_secs(60)).await;
         }
@@ -397,15 +437,20 @@ async fn apply_user(user: &KafkaUser, ctx: &Context) -> Result<Action, Error> {
             forget(&mut admin, &old, &user.name_any()).await?;
         }
         if user.spec.authentication.kind == UserAuthenticationType::ScramSha512 {
-            scram_credentials(ctx, user, &mut admin, &mut status).await?;
-        } else {
-            status.password_hash = None;
+            scram_credentials(ctx, user, existing.as_ref(), &mut admin).await?;
         }
-        if user.spec.authorization.is_some() {
-            let current = admin.acls_of(&principal).await?;
-            let (delete, create) = acl_changes(&current, &acls);
-            admin.delete_acls(&delete).await?;
-            admin.create_acls(&create).await?;
+        // No authorization section means no ACLs; a cluster without an authorizer has none.
+        match admin.acls_of(&principal).await {
+            Ok(current) => {
+                let (delete, create) = acl_changes(&current, &acls);
+                admin.delete_acls(&delete).await?;
+                admin.create_acls(&create).await?;
+            }
+            Err(AdminError::Broker {
+                error: ResponseError::SecurityDisabled,
+                ..
+            }) if acls.is_empty() => {}
+            Err(e) => return Err(e.into()),
         }
         Ok::<_, Error>(())
     };

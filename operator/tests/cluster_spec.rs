@@ -794,6 +794,13 @@ fn external_listeners_get_a_service_per_broker_and_advertise_its_address() {
         "split-brokers-0.OUTSIDE.port=31000\n"
     );
 
+    let mut first_outside = cluster.clone();
+    first_outside.spec.listeners.swap(0, 2);
+    let refused = validate(&first_outside, &defaults())
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("must be internal"), "{refused}");
+
     cluster.spec.listeners[2].name = "A_VERY_LONG_LISTENER_NAME_THAT_GOES_ON_AND_ON_AND_ON".into();
     let refused = validate(&cluster, &defaults()).unwrap_err().to_string();
     assert!(refused.contains("longer than 63 characters"), "{refused}");

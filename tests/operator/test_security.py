@@ -331,6 +331,18 @@ def test_a_nodeport_listener_advertises_each_broker_node_address(secured):
     assert len(consume(config, "outside", "carol-readers", 20)) == 20
 
 
+def test_a_user_never_takes_over_a_secret_it_does_not_own(secured):
+    namespace = secured["namespace"]
+    kubectl("-n", namespace, "create", "secret", "generic", "dave", "--from-literal=password=not-yours")
+    apply(user_manifest("dave", "scram-sha-512", []), namespace)
+    refused = wait_condition("kafkauser", "dave", namespace, "Ready", "False", timeout=60, reason="SecretConflict")
+    assert "does not belong" in condition(refused, "Ready")["message"]
+    secret = get("secret", "dave", namespace)
+    assert base64.b64decode(secret["data"]["password"]).decode() == "not-yours"
+    assert "sasl.jaas.config" not in secret["data"]
+    assert not secret["metadata"].get("ownerReferences")
+
+
 def test_turning_security_off_is_refused(secured):
     namespace = secured["namespace"]
     kubectl(

@@ -40,7 +40,7 @@ const LISTENER_CERT_DIR: &str = "/etc/strom/listener-certs";
 pub const EXTERNAL_KEY: &str = "external.properties";
 /// Label on the Services of an external listener, with the listener's name.
 pub const LISTENER_LABEL: &str = "strom.dev/listener";
-/// Label on a broker's own Service of an external listener, with the pod's name.
+/// The pod label (set by the StatefulSet controller) a broker's own Service selects.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// Kafka's ACL authorizer.
 const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";

@@ -13,8 +13,10 @@ use serde_json::json;
 use strom_client::{Admin, TlsClient};
 
 use super::build::{cluster_labels, CLIENTS_CA_KEY, CLUSTER_CA_KEY, OPERATOR_COMMON_NAME};
-use super::pki::{Authority, Subject};
-use super::validate::{ca_cert_secret_name, ca_secret_name, ValidCluster, REPLICATION_PORT};
+use super::pki::{self, Authority, CaState, CaStep, Subject, CA_HANDOVER_DAYS};
+use super::validate::{
+    bootstrap_host, ca_cert_secret_name, ca_secret_name, ValidCluster, REPLICATION_PORT,
+};
 use crate::context::{apply, Context, Error};
 use crate::crd::KafkaCluster;
 
@@ -22,6 +24,9 @@ use crate::crd::KafkaCluster;
 const CA_CERT: &str = "ca.crt";
 /// Key of a CA's private key.
 const CA_KEY: &str = "ca.key";
+/// Keys of the successor of a CA that nears its end, during the handover.
+const NEXT_CERT: &str = "next.crt";
+const NEXT_KEY: &str = "next.key";
 
 /// The current time in Unix seconds.
 pub fn now() -> i64 {
@@ -30,8 +35,8 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// A CA in use: the authority that issues, and the bundle peers trust (the authority, plus
-/// the one it replaced until that one expires).
+/// A CA in use: the authority that issues, and the bundle peers trust (the authority, its
+/// successor during a handover, and the one it replaced until that one expires).
 pub struct TrustedCa {
     /// Issues certificates.
     pub authority: Authority,
@@ -77,8 +82,8 @@ fn secret(
     .expect("a Secret")
 }
 
-/// Loads the CA named `ca` (`cluster` or `clients`), creating it when absent and replacing it
-/// when close to its end; the replaced certificate stays in the bundle.
+/// Loads the CA named `ca` (`cluster` or `clients`) and moves it on: created when absent, a
+/// successor published when it nears its end, which signs after the handover.
 async fn trusted_ca(
     ctx: &Context,
     kafka: &KafkaCluster,
@@ -87,73 +92,67 @@ async fn trusted_ca(
     ca: &str,
 ) -> Result<TrustedCa, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
-    let now = now();
-    let (authority, bundle) = match stored_ca(&secrets, &cluster.name, ca).await? {
-        Some(stored) if !stored.authority.expiring(now)? => (stored.authority, stored.bundle),
-        previous => {
-            let previous = previous.map(|p| p.authority);
-            let authority = Authority::generate(&format!("{}-{ca}-ca", cluster.name), now)?;
-            let mut bundle = authority.cert_pem.clone();
-            let message = match previous {
-                Some(old) => {
-                    bundle.push_str(&old.cert_pem);
-                    format!("the {ca} CA nears its expiry and was replaced; its certificates are issued again")
-                }
-                None => format!("created the {ca} CA"),
-            };
-            tracing::info!(cluster = %cluster.name, "{message}");
-            ctx.event(
-                &kube::Resource::object_ref(kafka, &()),
-                None,
-                false,
-                "CertificateAuthority",
-                message,
-            )
-            .await;
-            (authority, bundle)
-        }
+    let stored = stored_ca(&secrets, &cluster.name, ca).await?;
+    let common_name = format!("{}-{ca}-ca", cluster.name);
+    let (state, step) = pki::advance(stored, &common_name, now())?;
+    let message = match step {
+        CaStep::Kept => None,
+        CaStep::Created => Some(format!("created the {ca} CA")),
+        CaStep::NextPublished => Some(format!(
+            "the {ca} CA nears its expiry: its successor is in {} from now on and signs in {CA_HANDOVER_DAYS} days; clients should trust it",
+            cluster.ca_cert_secret(ca)
+        )),
+        CaStep::Switched => Some(format!(
+            "the successor of the {ca} CA signs from now on; certificates are issued again"
+        )),
     };
-    let private = secret(
-        cluster,
-        &cluster.ca_secret(ca),
-        owner,
-        BTreeMap::from([
-            (CA_CERT.to_owned(), authority.cert_pem.clone()),
-            (CA_KEY.to_owned(), authority.key_pem.clone()),
-        ]),
-    );
-    apply(&secrets, &cluster.ca_secret(ca), &private).await?;
-    let public = secret(
-        cluster,
-        &cluster.ca_cert_secret(ca),
-        owner,
-        BTreeMap::from([(CA_CERT.to_owned(), bundle.clone())]),
-    );
-    apply(&secrets, &cluster.ca_cert_secret(ca), &public).await?;
-    Ok(TrustedCa { authority, bundle })
+    if let Some(message) = message {
+        tracing::info!(cluster = %cluster.name, "{message}");
+        let reference = kube::Resource::object_ref(kafka, &());
+        ctx.event(&reference, None, false, "CertificateAuthority", message)
+            .await;
+    }
+    let mut private = BTreeMap::from([
+        (CA_CERT.to_owned(), state.current.cert_pem.clone()),
+        (CA_KEY.to_owned(), state.current.key_pem.clone()),
+    ]);
+    if let Some(next) = &state.next {
+        private.insert(NEXT_CERT.to_owned(), next.cert_pem.clone());
+        private.insert(NEXT_KEY.to_owned(), next.key_pem.clone());
+    }
+    let name = cluster.ca_secret(ca);
+    apply(&secrets, &name, &secret(cluster, &name, owner, private)).await?;
+    let name = cluster.ca_cert_secret(ca);
+    let public = BTreeMap::from([(CA_CERT.to_owned(), state.bundle.clone())]);
+    apply(&secrets, &name, &secret(cluster, &name, owner, public)).await?;
+    Ok(TrustedCa {
+        authority: state.current,
+        bundle: state.bundle,
+    })
 }
 
 /// The CA named `ca` of cluster `name` as its Secrets hold it, when they do.
-async fn stored_ca(
-    secrets: &Api<Secret>,
-    name: &str,
-    ca: &str,
-) -> Result<Option<TrustedCa>, Error> {
+async fn stored_ca(secrets: &Api<Secret>, name: &str, ca: &str) -> Result<Option<CaState>, Error> {
     let Some(private) = secrets.get_opt(&ca_secret_name(name, ca)).await? else {
         return Ok(None);
     };
-    let (Some(cert_pem), Some(key_pem)) = (text(&private, CA_CERT), text(&private, CA_KEY)) else {
+    let authority = |cert: &str, key: &str| {
+        Some(Authority {
+            cert_pem: text(&private, cert)?,
+            key_pem: text(&private, key)?,
+        })
+    };
+    let Some(current) = authority(CA_CERT, CA_KEY) else {
         return Ok(None);
     };
     let public = secrets.get_opt(&ca_cert_secret_name(name, ca)).await?;
-    // The bundle starts with the current authority; anything else is stale.
     let bundle = public
         .as_ref()
         .and_then(|s| text(s, CA_CERT))
-        .filter(|b| b.starts_with(&cert_pem))
-        .unwrap_or_else(|| cert_pem.clone());
-    Ok(Some(TrustedCa {
-        authority: Authority { cert_pem, key_pem },
+        .unwrap_or_else(|| current.cert_pem.clone());
+    Ok(Some(CaState {
+        next: authority(NEXT_CERT, NEXT_KEY),
+        current,
         bundle,
     }))
 }
@@ -186,7 +185,7 @@ pub fn operator_tls(ca: &TrustedCa) -> Result<TlsClient, Error> {
 
 /// Writes the key store of every pod in `pods` (`(statefulset, ordinal)`), reusing each
 /// stored one that is still good, and the CA bundles the nodes trust. A pod's certificate
-/// names its DNS names and its `external` addresses.
+/// names its DNS names and every `external` address.
 pub async fn node_certificates(
     ctx: &Context,
     kafka: &KafkaCluster,
@@ -194,7 +193,7 @@ pub async fn node_certificates(
     owner: &OwnerReference,
     cas: &ClusterCas,
     pods: &BTreeSet<(String, i32)>,
-    external: &BTreeMap<String, Vec<String>>,
+    external: &BTreeSet<String>,
 ) -> Result<(), Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
     let name = cluster.node_certs_secret();
@@ -210,11 +209,11 @@ pub async fn node_certificates(
         let pod = format!("{statefulset}-{ordinal}");
         let key = format!("{pod}.pem");
         let mut names = cluster.pod_dns_names(statefulset, *ordinal);
-        names.extend(external.get(&pod).into_iter().flatten().cloned());
+        names.extend(external.iter().cloned());
         let old = stored.as_ref().and_then(|s| text(s, &key));
-        let why = old.as_ref().map(|pem| {
-            super::pki::reissue_reason(pem, &cas.cluster.authority, &subject, &names, now)
-        });
+        let why = old
+            .as_ref()
+            .map(|pem| pki::reissue_reason(pem, &cas.cluster.authority, &subject, &names, now));
         let store = match (old, why) {
             (Some(pem), Some(None)) => pem,
             (_, why) => {
@@ -252,7 +251,12 @@ pub async fn node_certificates(
 pub async fn clients_ca(ctx: &Context, cluster: &KafkaCluster) -> Result<Option<TrustedCa>, Error> {
     let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    stored_ca(&secrets, &cluster.name_any(), "clients").await
+    Ok(stored_ca(&secrets, &cluster.name_any(), "clients")
+        .await?
+        .map(|state| TrustedCa {
+            authority: state.current,
+            bundle: state.bundle,
+        }))
 }
 
 /// An admin connection to `cluster` as the operator: over mutual TLS on the replication
@@ -261,16 +265,13 @@ pub async fn admin(ctx: &Context, cluster: &KafkaCluster) -> Result<Admin, Error
     let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
     let name = cluster.name_any();
     let status = cluster.status.clone().unwrap_or_default();
-    let host = format!(
-        "{name}-bootstrap.{namespace}.svc.{}",
-        ctx.defaults.cluster_domain
-    );
+    let host = bootstrap_host(&name, &namespace, &ctx.defaults.cluster_domain);
     if status.internal_tls != Some(true) {
         let bootstrap = status.bootstrap.unwrap_or_else(|| format!("{host}:9092"));
         return Ok(Admin::connect(&[bootstrap], ctx.admin_timeout, None).await?);
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let ca = stored_ca(&secrets, &name, "cluster")
+    let state = stored_ca(&secrets, &name, "cluster")
         .await?
         .ok_or_else(|| {
             Error::Missing(format!(
@@ -278,7 +279,10 @@ pub async fn admin(ctx: &Context, cluster: &KafkaCluster) -> Result<Admin, Error
                 ca_secret_name(&name, "cluster")
             ))
         })?;
-    let tls = operator_tls(&ca)?;
+    let tls = operator_tls(&TrustedCa {
+        authority: state.current,
+        bundle: state.bundle,
+    })?;
     let address = format!("{host}:{REPLICATION_PORT}");
     Ok(Admin::connect(&[address], ctx.admin_timeout, Some(&tls)).await?)
 }

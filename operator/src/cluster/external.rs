@@ -22,8 +22,9 @@ pub struct External {
     pub waiting: Vec<String>,
     /// Addresses for the status.
     pub status: Vec<ListenerStatus>,
-    /// Host names and IPs a pod's certificate must also carry, by pod.
-    pub names: BTreeMap<String, Vec<String>>,
+    /// Host names and IPs every broker's certificate must also carry: a client bootstrapping
+    /// through any node's port may reach any broker.
+    pub names: BTreeSet<String>,
 }
 
 fn node_port(service: &Service) -> Option<i32> {
@@ -52,9 +53,35 @@ pub async fn services(
     pods: &BTreeSet<String>,
 ) -> Result<External, Error> {
     let mut external = External::default();
-    if valid.external_listeners().next().is_none() {
-        return Ok(external);
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+    let selector = format!("{INSTANCE_LABEL}={}", valid.name);
+    let wanted = if valid.external_listeners().next().is_some() {
+        listener_services(ctx, valid, owner, pods, &mut external).await?
+    } else {
+        BTreeSet::new()
+    };
+    // Services of brokers that left, or of listeners that are gone or internal now.
+    let listed = api
+        .list(&ListParams::default().labels(&format!("{selector},{LISTENER_LABEL}")))
+        .await?;
+    for service in listed {
+        let name = service.name_any();
+        if !wanted.contains(&name) {
+            api.delete(&name, &DeleteParams::default()).await?;
+            tracing::info!(cluster = %valid.name, service = %name, "deleted an external Service no longer needed");
+        }
     }
+    Ok(external)
+}
+
+/// Applies the Services of every external listener; returns their names.
+async fn listener_services(
+    ctx: &Context,
+    valid: &ValidCluster,
+    owner: &OwnerReference,
+    pods: &BTreeSet<String>,
+    external: &mut External,
+) -> Result<BTreeSet<String>, Error> {
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &valid.namespace);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &valid.namespace);
     let selector = format!("{INSTANCE_LABEL}={}", valid.name);
@@ -83,11 +110,7 @@ pub async fn services(
             match listener.kind {
                 ListenerType::Loadbalancer => match ingress(&service) {
                     Some(host) => {
-                        external
-                            .names
-                            .entry(pod.clone())
-                            .or_default()
-                            .push(host.clone());
+                        external.names.insert(host.clone());
                         status
                             .brokers
                             .insert(pod.clone(), format!("{host}:{}", listener.port));
@@ -102,11 +125,7 @@ pub async fn services(
                     };
                     external.properties.insert(port_key, port.to_string());
                     if let Some(ip) = host_ips.get(pod) {
-                        external
-                            .names
-                            .entry(pod.clone())
-                            .or_default()
-                            .push(ip.clone());
+                        external.names.insert(ip.clone());
                         status.brokers.insert(pod.clone(), format!("{ip}:{port}"));
                     }
                 }
@@ -122,15 +141,5 @@ pub async fn services(
         };
         external.status.push(status);
     }
-    let listed = api
-        .list(&ListParams::default().labels(&format!("{selector},{LISTENER_LABEL}")))
-        .await?;
-    for service in listed {
-        let name = service.name_any();
-        if !wanted.contains(&name) {
-            api.delete(&name, &DeleteParams::default()).await?;
-            tracing::info!(cluster = %valid.name, service = %name, "deleted the Service of a broker that is gone");
-        }
-    }
-    Ok(external)
+    Ok(wanted)
 }

@@ -19,6 +19,10 @@ pub const CA_RENEWAL_DAYS: i64 = 180;
 pub const CERT_VALIDITY_DAYS: i64 = 365;
 /// A certificate is issued again when it has less than this left.
 pub const CERT_RENEWAL_DAYS: i64 = 30;
+/// How long a new certificate authority is trusted before it signs: every pod's Secret volume
+/// and every client has the week to take it up, so no certificate it signs meets a peer that
+/// does not trust it yet.
+pub const CA_HANDOVER_DAYS: i64 = 7;
 /// Organization of the operator's own identities (nodes, the operator), so that no user
 /// certificate (a common name alone) can carry the same principal.
 pub const ORGANIZATION: &str = "strom.dev";
@@ -150,6 +154,101 @@ impl Authority {
             .map_err(|e| PkiError::Parse(e.to_string()))?;
         Ok(cert.validity().not_after.timestamp() - now < CA_RENEWAL_DAYS * DAY)
     }
+}
+
+/// A certificate authority as stored: the one that signs, the one that will sign after the
+/// handover, and the certificates peers trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaState {
+    /// Signs certificates now.
+    pub current: Authority,
+    /// Trusted already, signs once the handover is over.
+    pub next: Option<Authority>,
+    /// PEM certificates to trust: the current and next authorities and earlier ones that have
+    /// not expired.
+    pub bundle: String,
+}
+
+/// What [`advance`] did to a certificate authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaStep {
+    /// Nothing.
+    Kept,
+    /// A first authority.
+    Created,
+    /// A successor, trusted from now on, that signs after the handover.
+    NextPublished,
+    /// The successor signs from now on; certificates it did not sign are issued again.
+    Switched,
+}
+
+/// The next state of a certificate authority named `common_name`: created when absent; a
+/// successor published in the bundle when it nears its end, and signing
+/// [`CA_HANDOVER_DAYS`] later. Expired certificates leave the bundle.
+pub fn advance(
+    stored: Option<CaState>,
+    common_name: &str,
+    now: i64,
+) -> Result<(CaState, CaStep), PkiError> {
+    let Some(mut state) = stored else {
+        let current = Authority::generate(common_name, now)?;
+        let bundle = current.cert_pem.clone();
+        let state = CaState {
+            current,
+            next: None,
+            bundle,
+        };
+        return Ok((state, CaStep::Created));
+    };
+    let mut step = CaStep::Kept;
+    match state.next.take() {
+        Some(next) if now >= next.issued_at()? + CA_HANDOVER_DAYS * DAY => {
+            state.current = next;
+            step = CaStep::Switched;
+        }
+        Some(next) => state.next = Some(next),
+        None if state.current.expiring(now)? => {
+            state.next = Some(Authority::generate(common_name, now)?);
+            step = CaStep::NextPublished;
+        }
+        None => {}
+    }
+    let mut bundle = vec![state.current.cert_pem.clone()];
+    bundle.extend(state.next.iter().map(|n| n.cert_pem.clone()));
+    for cert in certificates(&state.bundle) {
+        if !bundle.contains(&cert) && not_after(&cert).is_ok_and(|end| end > now) {
+            bundle.push(cert);
+        }
+    }
+    state.bundle = bundle.concat();
+    Ok((state, step))
+}
+
+impl Authority {
+    /// When the authority was made: its validity starts a day earlier, against clock skew.
+    fn issued_at(&self) -> Result<i64, PkiError> {
+        let der = first_certificate(&self.cert_pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PkiError::Parse(e.to_string()))?;
+        Ok(cert.validity().not_before.timestamp() + DAY)
+    }
+}
+
+/// The certificates of a PEM bundle, each as its own PEM text.
+fn certificates(bundle: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    bundle
+        .split_inclusive(END)
+        .filter(|part| part.ends_with(END))
+        .map(|part| format!("{}\n", part.trim_start()))
+        .collect()
+}
+
+fn not_after(pem: &str) -> Result<i64, PkiError> {
+    let der = first_certificate(pem)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Parse(e.to_string()))?;
+    Ok(cert.validity().not_after.timestamp())
 }
 
 fn first_certificate(pem_text: &str) -> Result<Vec<u8>, PkiError> {
@@ -304,6 +403,49 @@ mod tests {
         assert!(!ca.expiring(NOW).unwrap());
         let late = NOW + (CA_VALIDITY_DAYS - CA_RENEWAL_DAYS + 1) * DAY;
         assert!(ca.expiring(late).unwrap());
+    }
+
+    #[test]
+    fn a_successor_is_trusted_for_the_handover_before_it_signs() {
+        let (first, step) = advance(None, "demo-cluster-ca", NOW).unwrap();
+        assert_eq!(step, CaStep::Created);
+        assert_eq!(
+            advance(Some(first.clone()), "demo-cluster-ca", NOW)
+                .unwrap()
+                .1,
+            CaStep::Kept
+        );
+
+        let renewal = NOW + (CA_VALIDITY_DAYS - CA_RENEWAL_DAYS + 1) * DAY;
+        let (published, step) = advance(Some(first.clone()), "demo-cluster-ca", renewal).unwrap();
+        assert_eq!(step, CaStep::NextPublished);
+        assert_eq!(
+            published.current, first.current,
+            "the old authority still signs"
+        );
+        let next = published.next.clone().unwrap();
+        assert_eq!(certificates(&published.bundle).len(), 2);
+        assert!(published.bundle.contains(&next.cert_pem));
+
+        let early = renewal + (CA_HANDOVER_DAYS - 1) * DAY;
+        let (waiting, step) = advance(Some(published.clone()), "demo-cluster-ca", early).unwrap();
+        assert_eq!(step, CaStep::Kept);
+        assert_eq!(waiting, published);
+
+        let later = renewal + CA_HANDOVER_DAYS * DAY;
+        let (switched, step) = advance(Some(published), "demo-cluster-ca", later).unwrap();
+        assert_eq!(step, CaStep::Switched);
+        assert_eq!(switched.current, next);
+        assert_eq!(switched.next, None);
+        assert!(switched.bundle.starts_with(&next.cert_pem));
+        assert!(
+            switched.bundle.contains(&first.current.cert_pem),
+            "the old one until it expires"
+        );
+
+        let expired = NOW + (CA_VALIDITY_DAYS + 1) * DAY;
+        let (pruned, _) = advance(Some(switched), "demo-cluster-ca", expired).unwrap();
+        assert!(!pruned.bundle.contains(&first.current.cert_pem));
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl ValidCluster {
 
     /// Name of the client bootstrap Service.
     pub fn bootstrap_service(&self) -> String {
-        format!("{}-bootstrap", self.name)
+        bootstrap_service(&self.name)
     }
 
     /// Secret with every node's key store and the CA bundles the nodes trust.
@@ -209,12 +209,7 @@ impl ValidCluster {
     }
 
     fn bootstrap_host(&self) -> String {
-        format!(
-            "{}.{}.svc.{}",
-            self.bootstrap_service(),
-            self.namespace,
-            self.cluster_domain
-        )
+        bootstrap_host(&self.name, &self.namespace, &self.cluster_domain)
     }
 
     /// Where the operator's admin calls go: the replication listener in a secured cluster,
@@ -285,6 +280,16 @@ impl ValidCluster {
             .flat_map(|p| p.node_ids(p.replicas))
             .collect()
     }
+}
+
+/// Name of cluster `cluster`'s client bootstrap Service.
+pub fn bootstrap_service(cluster: &str) -> String {
+    format!("{cluster}-bootstrap")
+}
+
+/// DNS name of cluster `cluster`'s bootstrap Service.
+pub fn bootstrap_host(cluster: &str, namespace: &str, domain: &str) -> String {
+    format!("{}.{namespace}.svc.{domain}", bootstrap_service(cluster))
 }
 
 /// A listener name as part of a DNS label: lower case, `-` for `_`.
@@ -629,6 +634,15 @@ pub fn validate(
         }
         claim_port(l.port, format!("listener {}", l.name), &mut problems);
     }
+    if listeners
+        .first()
+        .is_some_and(|l| l.kind != ListenerType::Internal)
+    {
+        problems.push(format!(
+            "listener {}: the first listener carries replication between brokers and must be internal; put an internal listener first",
+            listeners[0].name
+        ));
+    }
     let internal_tls = spec.authorization.is_some()
         || listeners
             .iter()
@@ -673,7 +687,14 @@ pub fn validate(
     claim_port(spec.metrics.port, "metrics.port".into(), &mut problems);
 
     for key in spec.config.keys() {
-        if OPERATOR_OWNED_KEYS.contains(&key.as_str()) {
+        let reserved_prefix = [
+            "config.providers",
+            "listener.name.replication.",
+            "listener.name.controller.",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
+        if OPERATOR_OWNED_KEYS.contains(&key.as_str()) || reserved_prefix {
             problems.push(format!(
                 "config key {key:?} is set by the operator and cannot be overridden"
             ));

@@ -256,7 +256,7 @@ pub struct ListenerStatus {
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ListenerAuthentication {
-    /// Anyone may connect (as `User:ANONYMOUS`, or the TLS client's subject if it sends one).
+    /// Anyone may connect, as `User:ANONYMOUS`.
     #[default]
     None,
     /// A client certificate signed by the clients CA (mutual TLS); needs `tls: true`.

@@ -175,8 +175,4 @@ pub struct KafkaUserStatus {
     /// The Secret with the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-    /// SHA-256 of the password whose SCRAM credential was last written, to write it again
-    /// when the Secret's password changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_hash: Option<String>,
 }
