@@ -221,6 +221,38 @@ where
     Ok(())
 }
 
+/// Runs `reconcile` behind the finalizer `name` (kube's helper adds it before the first apply
+/// and removes it after cleanup), with the finalizer's errors turned into the reconcile's own.
+pub async fn finalized<K, F, Fut>(
+    api: &Api<K>,
+    name: &str,
+    object: Arc<K>,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + Serialize + std::fmt::Debug,
+    K::DynamicType: Default,
+    F: FnOnce(kube::runtime::finalizer::Event<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, Error>>,
+{
+    use kube::runtime::finalizer::{finalizer, Error as FinalizerError};
+    finalizer(api, name, object, reconcile)
+        .await
+        .map_err(|e| match e {
+            FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
+}
+
+/// Lower-case hex of SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Key of an object in the failure counts.
 pub fn object_key<K>(object: &K) -> String
 where

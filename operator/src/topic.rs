@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::{Api, Resource, ResourceExt};
 use strom_client::{Admin, AdminError, ResponseError, TopicView};
 
 use crate::cluster::certs;
 use crate::conditions::{conditions, Report};
-use crate::context::{apply_status, object_key, Context, Error};
+use crate::context::{apply_status, finalized, object_key, Context, Error};
 use crate::crd::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus};
 
 /// Finalizer that deletes the Kafka topic before the resource goes.
@@ -131,18 +131,13 @@ pub async fn reconcile(topic: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Acti
     let namespace = topic.namespace().unwrap_or_else(|| "default".into());
     let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = object_key(topic.as_ref());
-    let action = finalizer(&api, FINALIZER, topic.clone(), |event| async {
+    let action = finalized(&api, FINALIZER, topic.clone(), |event| async {
         match event {
             Finalizer::Apply(topic) => apply_topic(&topic, &ctx).await,
             Finalizer::Cleanup(topic) => delete_topic(&topic, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
+    .await;
     match action {
         Ok(action) => {
             ctx.succeeded(&key);

@@ -9,17 +9,16 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::{Api, Resource, ResourceExt};
 use ring::rand::SecureRandom;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use strom_client::{Acl, Admin, AdminError, ResponseError};
 
 use crate::cluster::certs;
 use crate::cluster::pki::{self, Subject};
 use crate::conditions::{conditions, Report};
-use crate::context::{apply, apply_status, object_key, Context, Error};
+use crate::context::{apply, apply_status, finalized, object_key, sha256_hex, Context, Error};
 use crate::crd::{
     AclOperation, AclPatternType, AclPermission, AclResourceType, KafkaCluster, KafkaUser,
     KafkaUserStatus, UserAuthenticationType,
@@ -170,31 +169,19 @@ fn generate_password() -> String {
     password
 }
 
-fn hex_sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Reconciles one KafkaUser.
 pub async fn reconcile(user: Arc<KafkaUser>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile("kafkauser");
     let namespace = user.namespace().unwrap_or_else(|| "default".into());
     let api: Api<KafkaUser> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = object_key(user.as_ref());
-    let action = finalizer(&api, FINALIZER, user.clone(), |event| async {
+    let action = finalized(&api, FINALIZER, user.clone(), |event| async {
         match event {
             Finalizer::Apply(user) => apply_user(&user, &ctx).await,
             Finalizer::Cleanup(user) => delete_user(&user, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
+    .await;
     match action {
         Ok(action) => {
             ctx.succeeded(&key);
@@ -303,7 +290,7 @@ async fn scram_credentials(
         .filter(|p| !p.is_empty())
         .unwrap_or_else(generate_password);
     let written = existing.and_then(|s| s.annotations().get(PASSWORD_HASH_ANNOTATION).cloned());
-    let hash = hex_sha256(&password);
+    let hash = sha256_hex(password.as_bytes());
     let jaas = format!(
         "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{name}\" password=\"{password}\";"
     );

@@ -8,11 +8,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::validate::{
     dns_suffix, Pool, ValidCluster, CONTROLLER_LISTENER, REPLICATION_LISTENER, REPLICATION_PORT,
 };
+use crate::context::sha256_hex;
 use crate::crd::{ListenerAuthentication, ListenerSpec, ListenerType, StorageType};
 
 /// Label with the cluster's name on everything the operator creates.
@@ -224,8 +224,7 @@ fn properties_key(pool: &Pool) -> String {
 
 /// Hex SHA-256 of a pool's properties; a change rolls the pool's pods.
 pub fn config_hash(cluster: &ValidCluster, pool: &Pool) -> String {
-    let digest = Sha256::digest(server_properties(cluster, pool).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(server_properties(cluster, pool).as_bytes())
 }
 
 /// One ConfigMap with a `<pool>.properties` entry per pool, and the brokers' external
