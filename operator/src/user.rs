@@ -384,31 +384,29 @@ async fn apply_user(user: &KafkaUser, ctx: &Context) -> Result<Action, Error> {
     let acls = match desired_acls(user, &principal) {
         Ok(acls) => acls,
         Err(problem) => {
-            ctx.event(
-                &user.object_ref(&()),
-                None,
-                true,
+            return refuse(
+                ctx,
+                user,
+                status,
                 "InvalidSpec",
-                problem.clone(),
+                problem,
+                Duration::from_secs(300),
             )
             .await;
-            let ready = Report::new("Ready", false, "InvalidSpec", problem);
-            return report(ctx, user, status, ready, Duration::from_secs(300)).await;
         }
     };
     let existing = match user_secret(ctx, user).await? {
         Ok(existing) => existing,
         Err(problem) => {
-            ctx.event(
-                &user.object_ref(&()),
-                None,
-                true,
+            return refuse(
+                ctx,
+                user,
+                status,
                 "SecretConflict",
-                problem.clone(),
+                problem,
+                Duration::from_secs(60),
             )
             .await;
-            let ready = Report::new("Ready", false, "SecretConflict", problem);
-            return report(ctx, user, status, ready, Duration::from_secs(60)).await;
         }
     };
     if user.spec.authentication.kind == UserAuthenticationType::Tls {
@@ -445,16 +443,15 @@ async fn apply_user(user: &KafkaUser, ctx: &Context) -> Result<Action, Error> {
         Ok(()) => {}
         Err(Error::Admin(e @ AdminError::Broker { error, .. })) if !error.is_retriable() => {
             let message = format!("Kafka refused user {}: {e}", user.name_any());
-            ctx.event(
-                &user.object_ref(&()),
-                None,
-                true,
+            return refuse(
+                ctx,
+                user,
+                status,
                 "KafkaError",
-                message.clone(),
+                message,
+                Duration::from_secs(60),
             )
             .await;
-            let ready = Report::new("Ready", false, "KafkaError", message);
-            return report(ctx, user, status, ready, Duration::from_secs(60)).await;
         }
         Err(e) => return Err(e),
     }
@@ -492,6 +489,21 @@ async fn delete_user(user: &KafkaUser, ctx: &Context) -> Result<Action, Error> {
     forget(&mut admin, &principal, &user.name_any()).await?;
     tracing::info!(user = %user.name_any(), "removed the user's credentials and ACLs");
     Ok(Action::await_change())
+}
+
+/// Reports what keeps the user from being applied: a warning Event and `Ready=False`.
+async fn refuse(
+    ctx: &Context,
+    user: &KafkaUser,
+    status: KafkaUserStatus,
+    reason: &str,
+    message: String,
+    requeue: Duration,
+) -> Result<Action, Error> {
+    ctx.event(&user.object_ref(&()), None, true, reason, message.clone())
+        .await;
+    let ready = Report::new("Ready", false, reason, message);
+    report(ctx, user, status, ready, requeue).await
 }
 
 async fn report(

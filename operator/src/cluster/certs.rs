@@ -92,9 +92,20 @@ async fn trusted_ca(
     ca: &str,
 ) -> Result<TrustedCa, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
-    let stored = stored_ca(&secrets, &cluster.name, ca).await?;
+    let (stored, published) = match stored_ca(&secrets, &cluster.name, ca).await? {
+        Some((state, published)) => (Some(state), published),
+        None => (None, false),
+    };
     let common_name = format!("{}-{ca}-ca", cluster.name);
-    let (state, step) = pki::advance(stored, &common_name, now())?;
+    let (state, step) = pki::advance(stored.clone(), &common_name, now())?;
+    let trusted = TrustedCa {
+        authority: state.current.clone(),
+        bundle: state.bundle.clone(),
+    };
+    // Most reconciles change nothing: the Secrets are written only when the CA moved on.
+    if published && stored.as_ref() == Some(&state) {
+        return Ok(trusted);
+    }
     let message = match step {
         CaStep::Kept => None,
         CaStep::Created => Some(format!("created the {ca} CA")),
@@ -123,16 +134,18 @@ async fn trusted_ca(
     let name = cluster.ca_secret(ca);
     apply(&secrets, &name, &secret(cluster, &name, owner, private)).await?;
     let name = cluster.ca_cert_secret(ca);
-    let public = BTreeMap::from([(CA_CERT.to_owned(), state.bundle.clone())]);
+    let public = BTreeMap::from([(CA_CERT.to_owned(), state.bundle)]);
     apply(&secrets, &name, &secret(cluster, &name, owner, public)).await?;
-    Ok(TrustedCa {
-        authority: state.current,
-        bundle: state.bundle,
-    })
+    Ok(trusted)
 }
 
-/// The CA named `ca` of cluster `name` as its Secrets hold it, when they do.
-async fn stored_ca(secrets: &Api<Secret>, name: &str, ca: &str) -> Result<Option<CaState>, Error> {
+/// The CA named `ca` of cluster `name` as its Secrets hold it, when they do, and whether its
+/// public Secret exists (its bundle is the authority alone when it does not).
+async fn stored_ca(
+    secrets: &Api<Secret>,
+    name: &str,
+    ca: &str,
+) -> Result<Option<(CaState, bool)>, Error> {
     let Some(private) = secrets.get_opt(&ca_secret_name(name, ca)).await? else {
         return Ok(None);
     };
@@ -145,16 +158,18 @@ async fn stored_ca(secrets: &Api<Secret>, name: &str, ca: &str) -> Result<Option
     let Some(current) = authority(CA_CERT, CA_KEY) else {
         return Ok(None);
     };
-    let public = secrets.get_opt(&ca_cert_secret_name(name, ca)).await?;
-    let bundle = public
-        .as_ref()
-        .and_then(|s| text(s, CA_CERT))
-        .unwrap_or_else(|| current.cert_pem.clone());
-    Ok(Some(CaState {
+    let public = secrets
+        .get_opt(&ca_cert_secret_name(name, ca))
+        .await?
+        .and_then(|s| text(&s, CA_CERT));
+    let published = public.is_some();
+    let bundle = public.unwrap_or_else(|| current.cert_pem.clone());
+    let state = CaState {
         next: authority(NEXT_CERT, NEXT_KEY),
         current,
         bundle,
-    }))
+    };
+    Ok(Some((state, published)))
 }
 
 /// The cluster's two CAs, created or renewed as needed.
@@ -243,7 +258,18 @@ pub async fn node_certificates(
         )
         .await;
     }
-    apply(&secrets, &name, &secret(cluster, &name, owner, data)).await?;
+    let unchanged = stored
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .is_some_and(|old| {
+            old.len() == data.len()
+                && data
+                    .iter()
+                    .all(|(k, v)| old.get(k).is_some_and(|o| o.0 == v.as_bytes()))
+        });
+    if !unchanged {
+        apply(&secrets, &name, &secret(cluster, &name, owner, data)).await?;
+    }
     Ok(())
 }
 
@@ -253,7 +279,7 @@ pub async fn clients_ca(ctx: &Context, cluster: &KafkaCluster) -> Result<Option<
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     Ok(stored_ca(&secrets, &cluster.name_any(), "clients")
         .await?
-        .map(|state| TrustedCa {
+        .map(|(state, _)| TrustedCa {
             authority: state.current,
             bundle: state.bundle,
         }))
@@ -271,7 +297,7 @@ pub async fn admin(ctx: &Context, cluster: &KafkaCluster) -> Result<Admin, Error
         return Ok(Admin::connect(&[bootstrap], ctx.admin_timeout, None).await?);
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let state = stored_ca(&secrets, &name, "cluster")
+    let (state, _) = stored_ca(&secrets, &name, "cluster")
         .await?
         .ok_or_else(|| {
             Error::Missing(format!(
