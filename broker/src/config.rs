@@ -101,6 +101,7 @@ pub static PROPERTIES: &[PropertyDef] = &[
         "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093",
     ),
     unset("advertised.listeners", List),
+    unset("broker.rack", Text),
     def("controller.listener.names", List, "CONTROLLER"),
     unset("inter.broker.listener.name", Text),
     def("security.inter.broker.protocol", Text, "PLAINTEXT"),

@@ -342,7 +342,7 @@ impl Server {
             endpoints,
             host: advertised.host,
             port: advertised.port,
-            rack: None,
+            rack: config.get("broker.rack").map(str::to_owned),
             incarnation: uuid::Uuid::new_v4(),
             fenced: true,
             registered_at: 0,
@@ -564,7 +564,7 @@ async fn ensure_offsets_topic(
     if image.topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
-    let brokers = image.live_brokers();
+    let brokers = image.placement_order();
     let wanted = config.int("offsets.topic.replication.factor") as usize;
     // A single combined node (its own only voter) cannot wait for three brokers; any other
     // layout, a single dedicated controller included, waits for them.

@@ -190,6 +190,22 @@ def test_create_partitions_then_delete_topic(broker, topic):
         a.create_partitions([NewPartitions(topic, 3)])[topic].result(timeout=10)
     assert err.value.args[0].code() == KafkaError.INVALID_PARTITIONS
 
+    # Requests racing to the same total add its partitions once: the rest answer
+    # INVALID_PARTITIONS, as for a count the topic already has.
+    for total in (8, 11, 14):
+        clients = [admin(broker) for _ in range(6)]
+        futures = [c.create_partitions([NewPartitions(topic, total)])[topic] for c in clients]
+        codes = []
+        for f in futures:
+            try:
+                f.result(timeout=10)
+                codes.append(KafkaError.NO_ERROR)
+            except KafkaException as e:
+                codes.append(e.args[0].code())
+        assert set(codes) <= {KafkaError.NO_ERROR, KafkaError.INVALID_PARTITIONS}, codes
+        assert codes.count(KafkaError.NO_ERROR) >= 1, codes
+        assert len(a.list_topics(topic, timeout=10).topics[topic].partitions) == total
+
     a.delete_topics([topic])[topic].result(timeout=10)
     assert topic not in a.list_topics(timeout=10).topics
     # The partition directories are moved aside, deleted after log.segment.delete.delay.ms.

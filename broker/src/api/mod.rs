@@ -454,6 +454,7 @@ pub fn controller_error(e: ControllerError) -> ApiError {
                 ResponseError::NoReassignmentInProgress,
             ),
             ("is not registered", ResponseError::InvalidReplicaAssignment),
+            ("INVALID_PARTITIONS", ResponseError::InvalidPartitions),
             (
                 "INVALID_REPLICA_ASSIGNMENT",
                 ResponseError::InvalidReplicaAssignment,

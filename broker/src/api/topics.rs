@@ -110,7 +110,12 @@ pub async fn create_topic(
             return Err(too_many_per_request());
         }
         let start = image.topics.len() % brokers.len();
-        place_replicas(&brokers, start, partitions as usize, rf as usize)
+        place_replicas(
+            &image.placement_order(),
+            start,
+            partitions as usize,
+            rf as usize,
+        )
     } else {
         check_assignments(&spec.assignments, &brokers)?;
         spec.assignments
@@ -435,7 +440,7 @@ pub async fn create_partitions(
                 }
                 _ => {
                     let rf = t.partitions[0].replicas.len().min(brokers.len());
-                    place_replicas(&brokers, current as usize, added, rf)
+                    place_replicas(&image.placement_order(), current as usize, added, rf)
                 }
             };
             check_partition_limits(ctx, &image, &assignments)?;
@@ -446,6 +451,7 @@ pub async fn create_partitions(
                 .propose(MetadataRecord::CreatePartitions {
                     name: name.clone(),
                     assignments,
+                    from: Some(current as usize),
                 })
                 .await
                 .map_err(controller_error)?;

@@ -1,6 +1,6 @@
 //! The metadata image (what every broker serves Metadata from) and the records that change it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -205,6 +205,10 @@ pub enum MetadataRecord {
     CreatePartitions {
         name: String,
         assignments: Vec<Vec<i32>>,
+        /// The partition count the new partitions follow; the record is refused when the topic
+        /// has another count by then (a concurrent request added partitions first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<usize>,
     },
     /// Reserves a block of producer ids; the block starts at the previous `next_producer_id`.
     AllocateProducerIds { count: i64 },
@@ -555,7 +559,23 @@ impl MetadataImage {
                     return Err(format!("Topic '{name}' does not exist."));
                 }
             }
-            MetadataRecord::CreatePartitions { name, assignments } => {
+            MetadataRecord::CreatePartitions {
+                name,
+                assignments,
+                from,
+            } => {
+                let current = self
+                    .topics
+                    .get(name)
+                    .ok_or_else(|| format!("Topic '{name}' does not exist."))?
+                    .partitions
+                    .len();
+                if from.is_some_and(|from| from != current) {
+                    return Err(format!(
+                        "INVALID_PARTITIONS: topic '{name}' has {current} partitions now; \
+                         another request added partitions first"
+                    ));
+                }
                 let partitions = self.new_partitions(assignments);
                 let topic = self
                     .topics
@@ -593,6 +613,38 @@ impl MetadataImage {
             .filter(|b| !b.fenced)
             .map(|b| b.id)
             .collect()
+    }
+
+    /// Live brokers with their racks, in the order new replicas are placed on them: sorted by
+    /// id, and alternating between racks (as Kafka's rack-aware assignment does) when brokers
+    /// have racks.
+    pub fn placement_order(&self) -> Vec<PlacementBroker> {
+        let mut by_rack: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+        for b in self.brokers.values().filter(|b| !b.fenced) {
+            by_rack.entry(b.rack.as_deref()).or_default().push(b.id);
+        }
+        let mut queues: Vec<(Option<&str>, std::vec::IntoIter<i32>)> = by_rack
+            .into_iter()
+            .map(|(rack, mut ids)| {
+                ids.sort_unstable();
+                (rack, ids.into_iter())
+            })
+            .collect();
+        let mut order = Vec::new();
+        loop {
+            let before = order.len();
+            for (rack, ids) in &mut queues {
+                if let Some(id) = ids.next() {
+                    order.push(PlacementBroker {
+                        id,
+                        rack: rack.map(str::to_owned),
+                    });
+                }
+            }
+            if order.len() == before {
+                return order;
+            }
+        }
     }
 
     fn partitions_mut(&mut self) -> impl Iterator<Item = &mut PartitionImage> {
@@ -660,19 +712,49 @@ impl MetadataImage {
     }
 }
 
+/// A live broker as replica placement sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementBroker {
+    /// `node.id`.
+    pub id: i32,
+    /// `broker.rack`, if set.
+    pub rack: Option<String>,
+}
+
 /// Spreads `count` new partitions over `brokers` round-robin, starting after `first_index`
-/// so that leaders (the first replica) rotate across brokers.
+/// so that leaders (the first replica) rotate across brokers. A partition takes a broker of a
+/// rack it has no replica in while such a rack is left, so its replicas span as many racks as
+/// they can.
 pub fn place_replicas(
-    brokers: &[i32],
+    brokers: &[PlacementBroker],
     first_index: usize,
     count: usize,
     replication_factor: usize,
 ) -> Vec<Vec<i32>> {
+    let racks: BTreeSet<&str> = brokers.iter().filter_map(|b| b.rack.as_deref()).collect();
     (0..count)
         .map(|p| {
-            (0..replication_factor)
-                .map(|r| brokers[(first_index + p + r) % brokers.len()])
-                .collect()
+            let mut chosen: Vec<i32> = Vec::with_capacity(replication_factor);
+            let mut used: BTreeSet<&str> = BTreeSet::new();
+            for spread_racks in [true, false] {
+                for i in 0..brokers.len() {
+                    if chosen.len() == replication_factor {
+                        break;
+                    }
+                    let b = &brokers[(first_index + p + i) % brokers.len()];
+                    if chosen.contains(&b.id) {
+                        continue;
+                    }
+                    if let Some(rack) = b.rack.as_deref() {
+                        if spread_racks && used.contains(rack) && used.len() < racks.len() {
+                            continue;
+                        }
+                        used.insert(rack);
+                    }
+                    chosen.push(b.id);
+                }
+            }
+            chosen
         })
         .collect()
 }
@@ -698,6 +780,7 @@ mod tests {
             MetadataRecord::CreatePartitions {
                 name: "t".into(),
                 assignments: vec![vec![-1]],
+                from: None,
             },
             MetadataRecord::AllocateProducerIds { count: 0 },
             MetadataRecord::AllocateProducerIds { count: i64::MAX },
@@ -756,12 +839,16 @@ mod tests {
         };
         image.apply(&create).unwrap();
         assert!(image.apply(&create).unwrap_err().contains("already exists"));
-        image
-            .apply(&MetadataRecord::CreatePartitions {
-                name: "t".into(),
-                assignments: vec![vec![1]],
-            })
-            .unwrap();
+        let grow_from_two = MetadataRecord::CreatePartitions {
+            name: "t".into(),
+            assignments: vec![vec![1]],
+            from: Some(2),
+        };
+        image.apply(&grow_from_two).unwrap();
+        // The same request again (a retry, or a second request that raced the first) would
+        // add a partition nobody asked for.
+        let refused = image.apply(&grow_from_two).unwrap_err();
+        assert!(refused.starts_with("INVALID_PARTITIONS"), "{refused}");
         image
             .apply(&MetadataRecord::AlterTopicConfigs {
                 name: "t".into(),
@@ -1028,8 +1115,52 @@ mod tests {
 
     #[test]
     fn placement_rotates_leaders() {
-        let p = place_replicas(&[1, 2, 3], 0, 4, 2);
+        let p = place_replicas(&racked(&[(1, None), (2, None), (3, None)]), 0, 4, 2);
         assert_eq!(p, vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]);
-        assert_eq!(place_replicas(&[7], 5, 2, 1), vec![vec![7], vec![7]]);
+        assert_eq!(
+            place_replicas(&racked(&[(7, None)]), 5, 2, 1),
+            vec![vec![7], vec![7]]
+        );
+    }
+
+    fn racked(brokers: &[(i32, Option<&str>)]) -> Vec<PlacementBroker> {
+        brokers
+            .iter()
+            .map(|(id, rack)| PlacementBroker {
+                id: *id,
+                rack: rack.map(str::to_owned),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn placement_alternates_racks_and_spreads_each_partition_over_them() {
+        let mut image = MetadataImage::default();
+        for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "c"), (5, "a")] {
+            register_live(&mut image, id);
+            image.brokers.get_mut(&id).expect("registered").rack = Some(rack.into());
+        }
+        let order = image.placement_order();
+        let ids: Vec<i32> = order.iter().map(|b| b.id).collect();
+        assert_eq!(ids, [1, 3, 4, 2, 5]);
+        for rf in 1..=3 {
+            for (p, replicas) in place_replicas(&order, 0, 10, rf).iter().enumerate() {
+                let racks: BTreeSet<&str> = replicas
+                    .iter()
+                    .map(|id| image.brokers[id].rack.as_deref().expect("racked"))
+                    .collect();
+                assert_eq!(racks.len(), rf, "partition {p}: {replicas:?}");
+            }
+        }
+        // Five replicas over three racks: every broker once, every rack used.
+        for replicas in place_replicas(&order, 3, 5, 5) {
+            let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+            assert_eq!(distinct.len(), 5, "{replicas:?}");
+        }
+        let leaders: BTreeSet<i32> = place_replicas(&order, 0, 5, 3)
+            .iter()
+            .map(|r| r[0])
+            .collect();
+        assert_eq!(leaders.len(), 5, "leaders rotate over every broker");
     }
 }
