@@ -2,8 +2,8 @@
 # Installs what the test suite needs on a fresh machine: the `test` packages of
 # scripts/apt-packages (kcat, promtool, ip), the Python clients, the Helm SDK and
 # kubernetes-validate in a venv, and kafkajs, TypeScript and @grafana/schema with the machine's
-# npm (Node.js comes with the machine image: scripts/other-tools). Idempotent; caches under
-# ~/.cache/strom.
+# npm (Node.js comes with the machine image: scripts/other-tools), and a current kube-apiserver
+# (scripts/build-kube-apiserver) for the CRD suite. Idempotent; caches under ~/.cache/strom.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/apt.sh
@@ -25,3 +25,6 @@ fi
 for dir in tests/compat/kafkajs tests/dashboards; do
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 done
+
+# The CRD suite's API server: a current kube-apiserver built from the Go module proxy (cached).
+scripts/build-kube-apiserver >/dev/null

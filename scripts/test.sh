@@ -31,6 +31,9 @@ cargo test --workspace --locked
 step "Helm chart (Helm v4 SDK lint and render, kubernetes-validate) and examples"
 "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/chart
 
+step "CRD rules (CEL) and the KafkaNodePool scale subresource on a current kube-apiserver"
+"$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/crds
+
 step "Grafana dashboards against @grafana/schema (tsc)"
 node tests/dashboards/check.mjs
 

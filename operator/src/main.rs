@@ -15,7 +15,7 @@ use kube::{Api, Client, ResourceExt};
 use strom_operator::cluster::build::INSTANCE_LABEL;
 use strom_operator::cluster::validate::OperatorDefaults;
 use strom_operator::context::Context;
-use strom_operator::crd::{KafkaCluster, KafkaTopic, KafkaUser};
+use strom_operator::crd::{KafkaCluster, KafkaNodePool, KafkaTopic, KafkaUser, CLUSTER_LABEL};
 use strom_operator::leader::{self, LeaseSettings};
 use strom_operator::metrics::{self, Metrics};
 use strom_operator::{cluster, topic, user};
@@ -193,6 +193,14 @@ async fn main() -> anyhow::Result<()> {
     .owns(
         api::<Service>(&client, &args.namespace),
         watcher::Config::default(),
+    )
+    .watches(
+        api::<KafkaNodePool>(&client, &args.namespace),
+        watcher::Config::default(),
+        |pool| {
+            let cluster = pool.labels().get(CLUSTER_LABEL)?;
+            Some(ObjectRef::<KafkaCluster>::new(cluster).within(&pool.namespace()?))
+        },
     )
     // Pods belong to StatefulSets, not to the cluster: map them back by label, so that a
     // manual restart annotation or a readiness change is seen at once.

@@ -106,7 +106,7 @@ fn the_quorum_cannot_change_once_created() {
         ..Default::default()
     });
     assert!(validate(&cluster, &defaults()).is_ok(), "same voters pass");
-    cluster.spec.pools[0].replicas = 5;
+    cluster.spec.pools[0].nodes.replicas = 5;
     let err = validate(&cluster, &defaults()).unwrap_err().to_string();
     assert!(err.contains("controller quorum is fixed"), "{err}");
 }
@@ -119,7 +119,7 @@ fn scaling_a_broker_pool_keeps_the_voters() {
         quorum_voters: Some(before.voters()),
         ..Default::default()
     });
-    cluster.spec.pools[1].replicas = 4;
+    cluster.spec.pools[1].nodes.replicas = 4;
     let after = validate(&cluster, &defaults()).expect("broker pools may scale");
     assert_eq!(after.broker_ids().len(), 4);
     let brokers = &after.pools[1];
@@ -346,10 +346,10 @@ fn recorded(cluster: &mut KafkaCluster) {
 #[test]
 fn node_ids_stay_with_their_pool() {
     let mut cluster = fixture("dedicated.yaml");
-    cluster.spec.pools[1].node_id_start = None;
+    cluster.spec.pools[1].nodes.node_id_start = None;
     let mut extra = cluster.spec.pools[1].clone();
     extra.name = "ssd".into();
-    extra.node_id_start = Some(3000);
+    extra.nodes.node_id_start = Some(3000);
     cluster.spec.pools.push(extra);
     recorded(&mut cluster);
     assert!(validate(&cluster, &defaults()).is_ok());
@@ -366,7 +366,7 @@ fn node_ids_stay_with_their_pool() {
     let mut inserted = cluster.clone();
     let mut new = inserted.spec.pools[2].clone();
     new.name = "new".into();
-    new.node_id_start = Some(5000);
+    new.nodes.node_id_start = Some(5000);
     inserted.spec.pools.insert(1, new);
     let err = validate(&inserted, &defaults()).unwrap_err().to_string();
     assert!(
@@ -375,7 +375,7 @@ fn node_ids_stay_with_their_pool() {
     );
 
     let mut pinned = reordered.clone();
-    pinned.spec.pools[2].node_id_start = Some(1000);
+    pinned.spec.pools[2].nodes.node_id_start = Some(1000);
     assert!(
         validate(&pinned, &defaults()).is_ok(),
         "a reorder that keeps every pool's ids is fine"
@@ -386,9 +386,9 @@ fn node_ids_stay_with_their_pool() {
 fn claims_never_shrink() {
     let mut cluster = fixture("combined.yaml");
     recorded(&mut cluster);
-    cluster.spec.pools[0].storage.size = "40Gi".into();
+    cluster.spec.pools[0].nodes.storage.size = "40Gi".into();
     assert!(validate(&cluster, &defaults()).is_ok(), "growing is fine");
-    cluster.spec.pools[0].storage.size = "19Gi".into();
+    cluster.spec.pools[0].nodes.storage.size = "19Gi".into();
     let err = validate(&cluster, &defaults()).unwrap_err().to_string();
     assert!(
         err.contains("storage size 19Gi is smaller than the claims' 20Gi"),
@@ -404,7 +404,7 @@ fn a_removed_broker_pool_is_drained_and_a_controller_pool_stays() {
     without_brokers.spec.pools.remove(1);
     let mut replacement = cluster.spec.pools[1].clone();
     replacement.name = "large".into();
-    replacement.node_id_start = Some(2000);
+    replacement.nodes.node_id_start = Some(2000);
     without_brokers.spec.pools.push(replacement);
     let v = validate(&without_brokers, &defaults()).unwrap();
     assert_eq!(v.removed_pools.len(), 1);
@@ -412,7 +412,7 @@ fn a_removed_broker_pool_is_drained_and_a_controller_pool_stays() {
     assert_eq!(v.removed_pools[0].node_id_start, 1000);
 
     let mut reusing = without_brokers.clone();
-    reusing.spec.pools[1].node_id_start = Some(1001);
+    reusing.spec.pools[1].nodes.node_id_start = Some(1001);
     let err = validate(&reusing, &defaults()).unwrap_err().to_string();
     assert!(
         err.contains("would reuse node id 1001 of pool \"brokers\", which is being removed"),
@@ -510,7 +510,7 @@ fn services_config_map_and_disruption_budget() {
     );
     assert_eq!(bootstrap.ports.unwrap().len(), 2);
 
-    let cm = build::config_map(&v, &owner, &BTreeMap::new());
+    let cm = build::config_map(&v, &owner, &BTreeMap::new(), &BTreeMap::new());
     assert_eq!(cm.metadata.name.as_deref(), Some("split-config"));
     let data = cm.data.unwrap();
     assert_eq!(
@@ -534,7 +534,7 @@ fn services_config_map_and_disruption_budget() {
 #[test]
 fn a_pool_template_places_and_annotates_its_pods() {
     let mut cluster = fixture("dedicated.yaml");
-    cluster.spec.pools[1].template = serde_yaml::from_str(
+    cluster.spec.pools[1].nodes.template = serde_yaml::from_str(
         r#"
 affinity:
   podAntiAffinity:
@@ -586,10 +586,11 @@ env: [{name: STROM_LOG_RETENTION_MS, value: "3600000"}]
     assert!(annotations.contains_key(build::CONFIG_HASH_ANNOTATION));
 
     cluster.spec.pools[1]
+        .nodes
         .template
         .annotations
         .insert(build::CONFIG_HASH_ANNOTATION.into(), "x".into());
-    cluster.spec.pools[1].template.env[0].name = "POD_NAME".into();
+    cluster.spec.pools[1].nodes.template.env[0].name = "POD_NAME".into();
     let err = validate(&cluster, &defaults()).unwrap_err().to_string();
     assert!(
         err.contains("annotation \"strom.dev/config-hash\" is the operator's"),
@@ -613,7 +614,7 @@ fn a_status_without_node_ids_keeps_the_pools_in_place_until_recorded() {
     let mut appended = cluster.clone();
     let mut extra = appended.spec.pools[1].clone();
     extra.name = "extra".into();
-    extra.node_id_start = Some(5000);
+    extra.nodes.node_id_start = Some(5000);
     appended.spec.pools.push(extra);
     assert!(
         validate(&appended, &defaults()).is_ok(),
@@ -629,10 +630,10 @@ fn a_status_without_node_ids_keeps_the_pools_in_place_until_recorded() {
 fn ids_of_pods_waiting_for_their_drain_stay_taken() {
     let mut cluster = fixture("dedicated.yaml");
     recorded(&mut cluster);
-    cluster.spec.pools[1].replicas = 1;
+    cluster.spec.pools[1].nodes.replicas = 1;
     let mut extra = cluster.spec.pools[1].clone();
     extra.name = "extra".into();
-    extra.node_id_start = Some(1001);
+    extra.nodes.node_id_start = Some(1001);
     cluster.spec.pools.push(extra);
     let err = validate(&cluster, &defaults()).unwrap_err().to_string();
     assert!(err.contains("overlapping node ids"), "{err}");
@@ -788,7 +789,9 @@ fn external_listeners_get_a_service_per_broker_and_advertise_its_address() {
         "split-brokers-0.OUTSIDE.port".to_owned(),
         "31000".to_owned(),
     )]);
-    let data = build::config_map(&v, &owner, &addresses).data.unwrap();
+    let data = build::config_map(&v, &owner, &addresses, &BTreeMap::new())
+        .data
+        .unwrap();
     assert_eq!(
         data["external.properties"],
         "split-brokers-0.OUTSIDE.port=31000\n"
@@ -804,4 +807,76 @@ fn external_listeners_get_a_service_per_broker_and_advertise_its_address() {
     cluster.spec.listeners[2].name = "A_VERY_LONG_LISTENER_NAME_THAT_GOES_ON_AND_ON_AND_ON".into();
     let refused = validate(&cluster, &defaults()).unwrap_err().to_string();
     assert!(refused.contains("longer than 63 characters"), "{refused}");
+}
+
+#[test]
+fn a_rack_aware_cluster_gives_each_broker_its_nodes_rack() {
+    let (mut cluster, _, owner) = valid("dedicated.yaml");
+    cluster.spec.rack =
+        Some(serde_yaml::from_str("{topologyKey: topology.kubernetes.io/zone}").unwrap());
+    let v = validate(&cluster, &defaults()).unwrap();
+    let (controllers, brokers) = (&v.pools[0], &v.pools[1]);
+    assert!(build::server_properties(&v, brokers).contains("\nconfig.providers=file,env\n"));
+    assert!(!build::server_properties(&v, controllers).contains("config.providers"));
+
+    let container = |pool| {
+        let sts = serde_json::to_value(build::statefulset(&v, pool, 3, "1Gi", &owner)).unwrap();
+        sts["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+    let broker = container(brokers);
+    let args: Vec<&str> = broker["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.contains(&"broker.rack=${file:/etc/strom/racks.properties:$(NODE_NAME)}"),
+        "{args:?}"
+    );
+    let node_name = broker["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "NODE_NAME")
+        .expect("NODE_NAME is set");
+    assert_eq!(
+        node_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
+    );
+    let controller = container(controllers);
+    assert!(!controller["args"].to_string().contains("broker.rack"));
+
+    let racks = BTreeMap::from([
+        ("node-a".to_owned(), "zone-1".to_owned()),
+        ("node-b".to_owned(), "zone-2".to_owned()),
+    ]);
+    let data = build::config_map(&v, &owner, &BTreeMap::new(), &racks)
+        .data
+        .unwrap();
+    assert_eq!(data["racks.properties"], "node-a=zone-1\nnode-b=zone-2\n");
+
+    cluster
+        .spec
+        .config
+        .insert("broker.rack".into(), "zone-1".into());
+    let refused = validate(&cluster, &defaults()).unwrap_err().to_string();
+    assert!(
+        refused.contains("\"broker.rack\" is set by the operator"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn an_own_ca_is_for_a_secured_cluster_only() {
+    let (mut plain, _, _) = valid("dedicated.yaml");
+    plain.spec.clients_ca = Some(serde_yaml::from_str("{secretName: my-ca}").unwrap());
+    let refused = validate(&plain, &defaults()).unwrap_err().to_string();
+    assert!(
+        refused.contains("clientsCa is for a secured cluster"),
+        "{refused}"
+    );
+    let (mut secured, _, _) = valid("secured.yaml");
+    secured.spec.cluster_ca = Some(serde_yaml::from_str("{secretName: my-ca}").unwrap());
+    assert!(validate(&secured, &defaults()).is_ok());
 }

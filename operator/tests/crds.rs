@@ -4,7 +4,7 @@
 fn checked_in_crds_match_the_types() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let files = strom_operator::crd::crd_files().expect("CRDs serialize");
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4);
     for dir in ["crds", "charts/strom/crds"] {
         for (file, generated) in &files {
             let path = root.join(dir).join(file);

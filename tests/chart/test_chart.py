@@ -86,8 +86,12 @@ def test_defaults_render_the_operator_with_cluster_wide_rbac_and_dashboards():
 
 
 def test_one_watched_namespace_gets_a_role_there():
-    kinds = by_kind(render({"watchNamespace": "kafka"}))
+    kinds = by_kind(render({"watchNamespace": "kafka", "rbac": {"readNodes": False}}))
     assert "ClusterRole" not in kinds
+    reading_nodes = by_kind(render({"watchNamespace": "kafka"}))
+    assert [r["rules"] for r in reading_nodes["ClusterRole"]] == [
+        [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}]
+    ], "the only cluster-wide permission is reading nodes, for racks"
     assert kinds["Role"][0]["metadata"]["namespace"] == "kafka"
     assert kinds["RoleBinding"][0]["subjects"][0]["namespace"] == "strom-system"
     args = kinds["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -155,7 +159,7 @@ def all_renders():
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_rendered_manifests_and_crds_validate_strictly(version):
     crds = [yaml.safe_load(p.read_text()) for p in (CHART / "crds").glob("*.yaml")]
-    assert len(crds) == 3
+    assert len(crds) == 4
     checked = 0
     for obj in all_renders() + crds:
         if obj["apiVersion"].startswith("monitoring.coreos.com/"):
@@ -202,7 +206,7 @@ def test_examples_validate_against_the_crd_schemas():
     schemas = crd_schemas()
     examples = sorted((ROOT / "examples").glob("*.yaml"))
     assert [p.name for p in examples] == [
-        "cluster.yaml", "dedicated.yaml", "secured.yaml", "single-node.yaml", "topic.yaml"
+        "cluster.yaml", "dedicated.yaml", "node-pools.yaml", "secured.yaml", "single-node.yaml", "topic.yaml"
     ]
     for path in examples:
         for obj in yaml.safe_load_all(path.read_text()):

@@ -22,12 +22,19 @@ from kafka_checks import Writer, assert_no_loss, wait_until
 from ports import free_port
 
 CLUSTER = "demo"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+ZONE = "zone-test"
 
 
 @pytest.fixture(scope="module")
 def cluster(namespace):
-    """A Ready KafkaCluster: one controller, three brokers."""
-    apply(cluster_manifest(CLUSTER), namespace)
+    """A Ready, rack-aware KafkaCluster: three controllers, three brokers, racks from the
+    nodes' zone label (set here; cloud providers set it on real nodes)."""
+    for node in kubectl("get", "nodes", "-o", "name").split():
+        kubectl("label", node, f"{ZONE_LABEL}={ZONE}", "--overwrite")
+    manifest = cluster_manifest(CLUSTER)
+    manifest["spec"]["rack"] = {"topologyKey": ZONE_LABEL}
+    apply(manifest, namespace)
     wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=240)
     return f"{CLUSTER}-bootstrap.{namespace}.svc.cluster.local:9092"
 
@@ -143,6 +150,12 @@ def test_cluster_objects_and_status(namespace, cluster, operator):
         f"data-{CLUSTER}-brokers-{i}" for i in range(3)
     ] + [f"data-{CLUSTER}-controllers-{i}" for i in range(3)]
     assert all(c["status"]["phase"] == "Bound" for c in claims)
+
+    client = admin(cluster)  # the client must outlive its futures
+    described = client.describe_cluster(request_timeout=10).result(timeout=20)
+    assert {n.id: n.rack for n in described.nodes} == {i: ZONE for i in (1000, 1001, 1002)}
+    node_names = {p["spec"]["nodeName"] for p in items("pods", namespace, "strom.dev/pool=brokers")}
+    assert config["racks.properties"].splitlines() == [f"{n}={ZONE}" for n in sorted(node_names)]
 
     md = admin(cluster).list_topics(timeout=10)
     assert sorted(md.brokers) == [1000, 1001, 1002]
@@ -458,6 +471,50 @@ def test_a_removed_broker_pool_is_drained_then_deleted(namespace, cluster):
     assert_no_loss(writer, cluster)
     assert any(e.get("reason") == "PoolRemoved" for e in items("events", namespace))
     print(f"pool removal: broker 2000 held {held} replicas; {writer.acknowledged()} acknowledged")
+
+
+def test_a_node_pool_scales_through_its_scale_subresource_and_leaves_when_deleted(namespace, cluster):
+    pool = {"apiVersion": "strom.dev/v1alpha1", "kind": "KafkaNodePool",
+            "metadata": {"name": "pooled", "labels": {"strom.dev/cluster": CLUSTER}},
+            "spec": {"roles": ["broker"], "replicas": 1, "nodeIdStart": 3000,
+                     "storage": {"size": "1Gi", "deleteClaim": True}}}
+    apply(pool, namespace)
+    wait_condition("kafkanodepool", "pooled", namespace, "Ready", "True", timeout=300)
+    wait_until(lambda: 3000 in broker_ids(cluster), 60, "broker 3000 registered")
+
+    kubectl("-n", namespace, "scale", "kafkanodepool", "pooled", "--replicas=2")
+    obj = wait_until(lambda: ready_pool(namespace, 2), 300, "the node pool at 2 Ready nodes", interval=1)
+    assert obj["status"]["nodeIds"] == [3000, 3001]
+    scale = json.loads(kubectl("get", "--raw",
+                               f"/apis/strom.dev/v1alpha1/namespaces/{namespace}/kafkanodepools/pooled/scale"))
+    assert scale["spec"]["replicas"] == 2 and scale["status"]["replicas"] == 2, scale
+    selected = items("pods", namespace, scale["status"]["selector"])
+    assert sorted(p["metadata"]["name"] for p in selected) == [f"{CLUSTER}-pooled-0", f"{CLUSTER}-pooled-1"]
+    status = get("kafkacluster", CLUSTER, namespace)["status"]
+    assert [p["name"] for p in status["pools"]] == ["controllers", "brokers", "pooled"]
+    wait_until(lambda: {3000, 3001} <= broker_ids(cluster), 60, "brokers 3000 and 3001 registered")
+
+    kubectl("-n", namespace, "delete", "kafkanodepool", "pooled")
+    wait_until(lambda: get("statefulset", f"{CLUSTER}-pooled", namespace) is None, 300,
+               "the deleted pool's StatefulSet deleted", interval=1)
+    wait_until(lambda: not items("pods", namespace, "strom.dev/pool=pooled"), 120, "the deleted pool's pods gone",
+               interval=1)
+    time.sleep(2)
+    obj = wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=300)
+    assert [p["name"] for p in obj["status"]["pools"]] == ["controllers", "brokers"]
+
+
+def broker_ids(bootstrap):
+    return set(admin(bootstrap).list_topics(timeout=10).brokers)
+
+
+def ready_pool(namespace, replicas):
+    obj = get("kafkanodepool", "pooled", namespace)
+    status = (obj or {}).get("status", {})
+    ready = condition(obj, "Ready")
+    if status.get("replicas") == replicas and status.get("readyReplicas") == replicas and ready and ready["status"] == "True":
+        return obj
+    return None
 
 
 def scrape(url):

@@ -1,5 +1,5 @@
 """A secured cluster: mutual TLS between the nodes under the operator's cluster CA, a TLS
-listener with client certificates, a SCRAM listener over TLS, ACLs, and KafkaUsers whose
+listener with client certificates from a clients CA of the user's own, a SCRAM listener over TLS, ACLs, and KafkaUsers whose
 credentials and ACLs the operator writes, and removes when they are deleted."""
 
 import base64
@@ -7,6 +7,7 @@ import socket
 import ssl
 
 import pytest
+from cryptography import x509
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import (
     AclBindingFilter,
@@ -20,11 +21,13 @@ from confluent_kafka.admin import (
 from conftest import CLUSTER_CONFIG, IMAGE, condition, wait_condition
 from kube import apply, get, items, kubectl
 from kafka_checks import wait_until
+from pki import certificate_authority
 
 CLUSTER = "safe"
 MTLS_PORT = 9092
 SCRAM_PORT = 9094
 EXTERNAL_PORT = 9095
+OWN_CLIENTS_CA = "own-clients-ca"
 
 
 def secret_data(namespace, name):
@@ -48,7 +51,20 @@ def user_manifest(name, kind, acls):
 
 @pytest.fixture(scope="module")
 def secured(namespace, tmp_path_factory):
-    """A Ready secured cluster of three combined nodes, and the cluster CA a client trusts."""
+    """A Ready secured cluster of three combined nodes whose clients CA is the user's own (a
+    `kubernetes.io/tls` Secret, RSA as cert-manager makes by default), and the cluster CA a
+    client trusts."""
+    ca_cert, ca_key = certificate_authority("own clients CA")
+    apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": OWN_CLIENTS_CA},
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": ca_cert, "tls.key": ca_key},
+        },
+        namespace,
+    )
     apply(
         {
             "apiVersion": "strom.dev/v1alpha1",
@@ -77,6 +93,7 @@ def secured(namespace, tmp_path_factory):
                     },
                 ],
                 "authorization": {"type": "simple", "superUsers": ["User:CN=admin"]},
+                "clientsCa": {"secretName": OWN_CLIENTS_CA},
                 "config": CLUSTER_CONFIG,
             },
         },
@@ -86,7 +103,7 @@ def secured(namespace, tmp_path_factory):
     files = tmp_path_factory.mktemp("tls")
     ca = files / "cluster-ca.crt"
     ca.write_text(secret_data(namespace, cluster["status"]["clusterCaSecret"])["ca.crt"])
-    return {"namespace": namespace, "ca": str(ca), "files": files}
+    return {"namespace": namespace, "ca": str(ca), "files": files, "clients_ca": ca_cert}
 
 
 def bootstrap(secured, port):
@@ -263,6 +280,15 @@ def test_users_get_credentials_and_acls_and_lose_them_when_deleted(secured):
     error = login_error(scram_config(secured, "alice", "wrong-password"))
     assert error is not None and "AUTHENTICATION" in error.upper(), error
 
+    # The user's certificate comes from the user's own clients CA, which the brokers trust; the
+    # operator publishes that CA and keeps no clients CA of its own.
+    bob_cert = x509.load_pem_x509_certificate(secret_data(namespace, "bob")["user.crt"].encode())
+    own_ca = x509.load_pem_x509_certificate(secured["clients_ca"].encode())
+    assert bob_cert.issuer == own_ca.subject
+    bob_cert.verify_directly_issued_by(own_ca)
+    assert secret_data(namespace, "bob")["ca.crt"] == secured["clients_ca"]
+    assert secret_data(namespace, f"{CLUSTER}-clients-ca-cert")["ca.crt"] == secured["clients_ca"]
+    assert get("secret", f"{CLUSTER}-clients-ca", namespace) is None
     bob_config = tls_config(secured, "bob")
     assert len(consume(bob_config, "orders", "bob-readers", 50)) == 50
     refused = produce(bob_config, "orders", 1)

@@ -38,6 +38,8 @@ pub const CLIENTS_CA_KEY: &str = "clients-ca.crt";
 const LISTENER_CERT_DIR: &str = "/etc/strom/listener-certs";
 /// ConfigMap key, and file under the config directory, with each broker's external addresses.
 pub const EXTERNAL_KEY: &str = "external.properties";
+/// ConfigMap key (and file in the config directory) holding `<node name>=<rack>` lines.
+pub const RACKS_KEY: &str = "racks.properties";
 /// Label on the Services of an external listener, with the listener's name.
 pub const LISTENER_LABEL: &str = "strom.dev/listener";
 /// The pod label (set by the StatefulSet controller) a broker's own Service selects.
@@ -200,9 +202,11 @@ pub fn server_properties(cluster: &ValidCluster, pool: &Pool) -> String {
     if cluster.internal_tls {
         lines.extend(security_properties(cluster));
     }
-    if pool.broker && cluster.external_listeners().next().is_some() {
-        // Each broker's external address differs, the pod template is shared: the address
-        // comes from the node (`HOST_IP`) and from the operator's file, by pod name.
+    if pool.broker
+        && (cluster.external_listeners().next().is_some() || cluster.rack_label.is_some())
+    {
+        // Each broker's external address and rack differ, the pod template is shared: they
+        // come from the node (`HOST_IP`) and from the operator's files, by pod or node name.
         lines.push("config.providers=file,env".to_owned());
         lines.push(
             "config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider"
@@ -227,12 +231,14 @@ pub fn config_hash(cluster: &ValidCluster, pool: &Pool) -> String {
     sha256_hex(server_properties(cluster, pool).as_bytes())
 }
 
-/// One ConfigMap with a `<pool>.properties` entry per pool, and the brokers' external
-/// addresses (`external`, as `external.properties` lines) when a listener is external.
+/// One ConfigMap with a `<pool>.properties` entry per pool, the brokers' external addresses
+/// (`external`, as `external.properties` lines) when a listener is external, and the nodes'
+/// racks (`racks`, node name to rack) when the cluster is rack aware.
 pub fn config_map(
     cluster: &ValidCluster,
     owner: &OwnerReference,
     external: &BTreeMap<String, String>,
+    racks: &BTreeMap<String, String>,
 ) -> ConfigMap {
     let mut data: BTreeMap<String, String> = cluster
         .pools
@@ -242,6 +248,10 @@ pub fn config_map(
     if cluster.external_listeners().next().is_some() {
         let lines: String = external.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         data.insert(EXTERNAL_KEY.to_owned(), lines);
+    }
+    if cluster.rack_label.is_some() {
+        let lines: String = racks.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        data.insert(RACKS_KEY.to_owned(), lines);
     }
     typed(json!({
         "apiVersion": "v1",
@@ -405,6 +415,12 @@ fn broker_args(cluster: &ValidCluster, pool: &Pool) -> Vec<String> {
             .collect();
         args.push("--override".to_owned());
         args.push(format!("advertised.listeners={}", advertised.join(",")));
+        if cluster.rack_label.is_some() {
+            args.push("--override".to_owned());
+            args.push(format!(
+                "broker.rack=${{file:{CONFIG_DIR}/{RACKS_KEY}:$(NODE_NAME)}}"
+            ));
+        }
     }
     if cluster.internal_tls {
         args.push("--override".to_owned());
@@ -476,6 +492,12 @@ pub fn statefulset(
         items.push(json!({"key": EXTERNAL_KEY, "path": EXTERNAL_KEY}));
         env.push(
             json!({"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}),
+        );
+    }
+    if pool.broker && cluster.rack_label.is_some() {
+        items.push(json!({"key": RACKS_KEY, "path": RACKS_KEY}));
+        env.push(
+            json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}),
         );
     }
     env.extend(pool.template.env.iter().map(|e| json!(e)));

@@ -24,6 +24,9 @@ use crate::crd::KafkaCluster;
 const CA_CERT: &str = "ca.crt";
 /// Key of a CA's private key.
 const CA_KEY: &str = "ca.key";
+/// Keys of a CA of the user's own, in its `kubernetes.io/tls` Secret.
+const OWN_CA_CERT: &str = "tls.crt";
+const OWN_CA_KEY: &str = "tls.key";
 /// Keys of the successor of a CA that nears its end, during the handover.
 const NEXT_CERT: &str = "next.crt";
 const NEXT_KEY: &str = "next.key";
@@ -92,6 +95,20 @@ async fn trusted_ca(
     ca: &str,
 ) -> Result<TrustedCa, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    if let Some(own) = own_ca_secret(kafka, ca) {
+        let trusted = own_ca(&secrets, own).await?;
+        // Clients find the CA to trust in the same Secret as with the operator's own CA.
+        let name = cluster.ca_cert_secret(ca);
+        let published = secrets
+            .get_opt(&name)
+            .await?
+            .and_then(|s| text(&s, CA_CERT));
+        if published.as_deref() != Some(trusted.bundle.as_str()) {
+            let public = BTreeMap::from([(CA_CERT.to_owned(), trusted.bundle.clone())]);
+            apply(&secrets, &name, &secret(cluster, &name, owner, public)).await?;
+        }
+        return Ok(trusted);
+    }
     let (stored, published) = match stored_ca(&secrets, &cluster.name, ca).await? {
         Some((state, published)) => (Some(state), published),
         None => (None, false),
@@ -137,6 +154,55 @@ async fn trusted_ca(
     let public = BTreeMap::from([(CA_CERT.to_owned(), state.bundle)]);
     apply(&secrets, &name, &secret(cluster, &name, owner, public)).await?;
     Ok(trusted)
+}
+
+/// The Secret of the user's own CA named `ca` (`cluster` or `clients`), when the spec names one.
+fn own_ca_secret<'a>(kafka: &'a KafkaCluster, ca: &str) -> Option<&'a str> {
+    let own = match ca {
+        "cluster" => kafka.spec.cluster_ca.as_ref(),
+        _ => kafka.spec.clients_ca.as_ref(),
+    };
+    own.map(|o| o.secret_name.as_str())
+}
+
+/// The user's own CA from its Secret, checked: it signs, and peers trust it alone.
+async fn own_ca(secrets: &Api<Secret>, name: &str) -> Result<TrustedCa, Error> {
+    let stored = secrets
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| Error::Missing(format!("Secret {name} with the CA named in the spec")))?;
+    let field = |key: &str| {
+        text(&stored, key)
+            .ok_or_else(|| Error::Missing(format!("key {key} in the CA Secret {name}")))
+    };
+    let authority = Authority {
+        cert_pem: field(OWN_CA_CERT)?,
+        key_pem: field(OWN_CA_KEY)?,
+    };
+    authority
+        .check()
+        .map_err(|e| Error::Missing(format!("a usable CA in Secret {name}: {e}")))?;
+    Ok(TrustedCa {
+        bundle: authority.cert_pem.clone(),
+        authority,
+    })
+}
+
+/// The CA named `ca` of `kafka` as the spec names it or its Secrets hold it, when they do.
+async fn current_ca(
+    secrets: &Api<Secret>,
+    kafka: &KafkaCluster,
+    ca: &str,
+) -> Result<Option<TrustedCa>, Error> {
+    if let Some(own) = own_ca_secret(kafka, ca) {
+        return own_ca(secrets, own).await.map(Some);
+    }
+    Ok(stored_ca(secrets, &kafka.name_any(), ca)
+        .await?
+        .map(|(state, _)| TrustedCa {
+            authority: state.current,
+            bundle: state.bundle,
+        }))
 }
 
 /// The CA named `ca` of cluster `name` as its Secrets hold it, when they do, and whether its
@@ -277,12 +343,7 @@ pub async fn node_certificates(
 pub async fn clients_ca(ctx: &Context, cluster: &KafkaCluster) -> Result<Option<TrustedCa>, Error> {
     let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    Ok(stored_ca(&secrets, &cluster.name_any(), "clients")
-        .await?
-        .map(|(state, _)| TrustedCa {
-            authority: state.current,
-            bundle: state.bundle,
-        }))
+    current_ca(&secrets, cluster, "clients").await
 }
 
 /// An admin connection to `cluster` as the operator: over mutual TLS on the replication
@@ -297,7 +358,7 @@ pub async fn admin(ctx: &Context, cluster: &KafkaCluster) -> Result<Admin, Error
         return Ok(Admin::connect(&[bootstrap], ctx.admin_timeout, None).await?);
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let (state, _) = stored_ca(&secrets, &name, "cluster")
+    let ca = current_ca(&secrets, cluster, "cluster")
         .await?
         .ok_or_else(|| {
             Error::Missing(format!(
@@ -305,10 +366,7 @@ pub async fn admin(ctx: &Context, cluster: &KafkaCluster) -> Result<Admin, Error
                 ca_secret_name(&name, "cluster")
             ))
         })?;
-    let tls = operator_tls(&TrustedCa {
-        authority: state.current,
-        bundle: state.bundle,
-    })?;
+    let tls = operator_tls(&ca)?;
     let address = format!("{host}:{REPLICATION_PORT}");
     Ok(Admin::connect(&[address], ctx.admin_timeout, Some(&tls)).await?)
 }

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod certs;
 mod external;
+pub mod nodepools;
 pub mod pki;
 pub mod plan;
 mod probe;
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Node, ObjectReference, PersistentVolumeClaim, Pod, Service,
+};
 use kube::api::{
     DeleteParams, DynamicObject, EvictParams, ListParams, Patch, PatchParams, PropagationPolicy,
 };
@@ -93,6 +96,8 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     if cluster.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let node_pools = nodepools::of(ctx, cluster).await?;
+    let cluster = &nodepools::merged(cluster, &node_pools);
     let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
     let reference = cluster.object_ref(&());
     let valid = match validate::validate(cluster, &ctx.defaults) {
@@ -118,6 +123,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
                     .unwrap_or_default(),
             );
             apply_status(&ctx.client, cluster, &status).await?;
+            nodepools::report(ctx, &node_pools, &cluster.name_any(), &status).await?;
             // Nothing to retry until the spec changes.
             return Ok(Action::await_change());
         }
@@ -191,7 +197,8 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     )
     .await?;
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-    let config_map = build::config_map(&valid, &owner, &external.properties);
+    let racks = racks(ctx, &valid).await?;
+    let config_map = build::config_map(&valid, &owner, &external.properties, &racks);
     apply(
         &config_maps,
         config_map.metadata.name.as_deref().unwrap_or_default(),
@@ -261,6 +268,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     );
     status.listeners = external.status;
     apply_status(&ctx.client, cluster, &status).await?;
+    nodepools::report(ctx, &node_pools, &valid.name, &status).await?;
     Ok(Action::requeue(
         if outcome.progress.is_empty() && outcome.problems.is_empty() {
             IDLE
@@ -268,6 +276,25 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
             BUSY
         },
     ))
+}
+
+/// Node name to rack (the node's value of the cluster's rack label), for nodes that have it;
+/// empty when the cluster is not rack aware.
+async fn racks(ctx: &Context, valid: &ValidCluster) -> Result<BTreeMap<String, String>, Error> {
+    let Some(label) = &valid.rack_label else {
+        return Ok(BTreeMap::new());
+    };
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    Ok(nodes
+        .list(&ListParams::default().labels(label))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|node| {
+            let rack = node.labels().get(label)?.clone();
+            Some((node.name_any(), rack))
+        })
+        .collect())
 }
 
 /// The brokers as seen through the bootstrap Service, when they answer.

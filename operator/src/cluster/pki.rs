@@ -147,6 +147,26 @@ impl Authority {
         })
     }
 
+    /// Checks an authority given by a user: its certificate is a CA's, and its key is the
+    /// certificate's.
+    pub fn check(&self) -> Result<(), PkiError> {
+        let der = first_certificate(&self.cert_pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PkiError::Parse(e.to_string()))?;
+        if !cert.is_ca() {
+            return Err(PkiError::Parse(
+                "the certificate is not a CA's (no basicConstraints CA:true)".into(),
+            ));
+        }
+        let key = KeyPair::from_pem(&self.key_pem)?;
+        if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
+            return Err(PkiError::Parse(
+                "the private key does not belong to the certificate".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the authority itself is close enough to its end to be replaced.
     pub fn expiring(&self, now: i64) -> Result<bool, PkiError> {
         let der = first_certificate(&self.cert_pem)?;
@@ -371,6 +391,26 @@ mod tests {
         let later = NOW + (CERT_VALIDITY_DAYS - CERT_RENEWAL_DAYS + 1) * DAY;
         let reason = reissue_reason(&issued.cert_pem, &ca, &node(), &names, later).unwrap();
         assert!(reason.contains("expires in 29 days"), "{reason}");
+    }
+
+    #[test]
+    fn a_users_authority_must_be_a_ca_with_its_own_key() {
+        let ca = Authority::generate("my-ca", NOW).unwrap();
+        ca.check().unwrap();
+        let other = Authority::generate("other-ca", NOW).unwrap();
+        let mismatched = Authority {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: other.key_pem.clone(),
+        };
+        let refused = mismatched.check().unwrap_err().to_string();
+        assert!(refused.contains("does not belong"), "{refused}");
+        let leaf = ca.issue(&node(), &[], NOW).unwrap();
+        let not_a_ca = Authority {
+            cert_pem: leaf.cert_pem,
+            key_pem: leaf.key_pem,
+        };
+        let refused = not_a_ca.check().unwrap_err().to_string();
+        assert!(refused.contains("not a CA"), "{refused}");
     }
 
     #[test]

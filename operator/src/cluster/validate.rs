@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use super::pki::Subject;
 use crate::crd::{
     KafkaCluster, ListenerAuthentication, ListenerSpec, ListenerType, PodTemplate, PoolStatus,
-    Role, StorageSpec, StorageType,
+    Role, StorageSpec, StorageType, CLUSTER_LABEL,
 };
 
 /// Broker properties the operator writes itself; a spec that sets them is rejected.
@@ -31,6 +31,7 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     "ssl.truststore.location",
     "authorizer.class.name",
     "super.users",
+    "broker.rack",
 ];
 
 /// Name of the controller listener in every node's config.
@@ -126,6 +127,8 @@ pub struct ValidCluster {
     pub internal_tls: bool,
     /// Super users beside the nodes and the operator, when ACLs are on.
     pub authorization: Option<Vec<String>>,
+    /// Node label that gives each broker its `broker.rack`.
+    pub rack_label: Option<String>,
 }
 
 /// A broker pool that left the spec: drained, then deleted.
@@ -448,7 +451,9 @@ pub fn validate(
         problems.push(format!("cluster name {name:?} is not a DNS label"));
     }
     if spec.pools.is_empty() {
-        problems.push("spec.pools is empty: at least one pool is needed".into());
+        problems.push(format!(
+            "no pools: spec.pools is empty and no KafkaNodePool is labelled {CLUSTER_LABEL}={name}"
+        ));
     }
     let mut pools = Vec::new();
     let mut seen = BTreeSet::new();
@@ -460,7 +465,9 @@ pub fn validate(
             ));
         }
         if !seen.insert(p.name.clone()) {
-            problems.push(format!("{at} appears twice"));
+            problems.push(format!(
+                "{at} appears twice: a KafkaNodePool cannot have the name of a pool in spec.pools"
+            ));
         }
         // The StatefulSet controller adds a pod label of the StatefulSet name plus an 11-byte
         // revision hash, and label values stop at 63 bytes.
@@ -470,64 +477,64 @@ pub fn validate(
                 "{at}: {sts:?} is longer than 52 characters; shorten the cluster or pool name"
             ));
         }
-        let roles: BTreeSet<Role> = p.roles.iter().copied().collect();
+        let roles: BTreeSet<Role> = p.nodes.roles.iter().copied().collect();
         if roles.is_empty() {
             problems.push(format!(
                 "{at}: roles is empty; use broker, controller or both"
             ));
         }
-        if roles.len() != p.roles.len() {
+        if roles.len() != p.nodes.roles.len() {
             problems.push(format!("{at}: roles lists a role twice"));
         }
-        if p.replicas < 0 {
+        if p.nodes.replicas < 0 {
             problems.push(format!(
                 "{at}: replicas is {}, must be 0 or more",
-                p.replicas
+                p.nodes.replicas
             ));
         }
         // Raft assumes its log survives a restart: a voter that comes back empty can elect a
         // leader without the cluster's metadata and erase it.
-        if roles.contains(&Role::Controller) && p.storage.kind == StorageType::Ephemeral {
+        if roles.contains(&Role::Controller) && p.nodes.storage.kind == StorageType::Ephemeral {
             problems.push(format!(
                 "{at}: controllers need persistent storage (type persistent-claim); an ephemeral controller loses the cluster metadata when it restarts"
             ));
         }
-        for key in p.template.annotations.keys() {
+        for key in p.nodes.template.annotations.keys() {
             if key.starts_with("strom.dev/") {
                 problems.push(format!(
                     "{at}: annotation {key:?} is the operator's and cannot be set in the template"
                 ));
             }
         }
-        for env in &p.template.env {
-            if env.name == "POD_NAME" || env.name == "HOST_IP" {
+        for env in &p.nodes.template.env {
+            if ["POD_NAME", "HOST_IP", "NODE_NAME"].contains(&env.name.as_str()) {
                 problems.push(format!(
                     "{at}: environment variable {} is set by the operator",
                     env.name
                 ));
             }
         }
-        let node_id_start = p.node_id_start.unwrap_or(1000 * index as i32);
+        let node_id_start = p.nodes.node_id_start.unwrap_or(1000 * index as i32);
         if node_id_start < 0 {
             problems.push(format!("{at}: nodeIdStart must be 0 or more"));
         }
-        if p.storage.kind == StorageType::PersistentClaim
-            && quantity_bytes(&p.storage.size).is_none()
+        if p.nodes.storage.kind == StorageType::PersistentClaim
+            && quantity_bytes(&p.nodes.storage.size).is_none()
         {
             problems.push(format!(
                 "{at}: storage size {:?} is not a quantity such as 10Gi",
-                p.storage.size
+                p.nodes.storage.size
             ));
         }
         pools.push(Pool {
             name: p.name.clone(),
             broker: roles.contains(&Role::Broker),
             controller: roles.contains(&Role::Controller),
-            replicas: p.replicas,
+            replicas: p.nodes.replicas,
             node_id_start,
-            storage: p.storage.clone(),
-            resources: p.resources.clone(),
-            template: p.template.clone(),
+            storage: p.nodes.storage.clone(),
+            resources: p.nodes.resources.clone(),
+            template: p.nodes.template.clone(),
         });
     }
     let recorded: &[PoolStatus] = cluster
@@ -611,7 +618,7 @@ pub fn validate(
             for p in spec
                 .pools
                 .iter()
-                .filter(|p| p.roles.contains(&Role::Broker))
+                .filter(|p| p.nodes.roles.contains(&Role::Broker))
             {
                 // A broker's Service is `<statefulset>-<ordinal>-<listener>`, a DNS label.
                 let longest = format!("{name}-{}-999-{}", p.name, dns_suffix(&l.name));
@@ -647,6 +654,16 @@ pub fn validate(
         || listeners
             .iter()
             .any(|l| l.tls || l.authentication != ListenerAuthentication::None);
+    for (field, own) in [
+        ("clusterCa", &spec.cluster_ca),
+        ("clientsCa", &spec.clients_ca),
+    ] {
+        if own.is_some() && !internal_tls {
+            problems.push(format!(
+                "{field} is for a secured cluster: it needs a tls or authenticated listener, or authorization"
+            ));
+        }
+    }
     if internal_tls {
         claim_port(
             REPLICATION_PORT,
@@ -723,6 +740,7 @@ pub fn validate(
         removed_pools,
         internal_tls,
         authorization: spec.authorization.as_ref().map(|a| a.super_users.clone()),
+        rack_label: spec.rack.as_ref().map(|r| r.topology_key.clone()),
     };
     // Strom's quorum membership is static (no KIP-853), so the voters fixed at creation stay.
     if let Some(recorded) = cluster

@@ -3,14 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
-};
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, Toleration, TopologySpreadConstraint};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Condition;
+use super::{Condition, KafkaNodePoolSpec};
 
 /// Desired state of a Strom cluster.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -37,17 +35,26 @@ pub struct KafkaClusterSpec {
     /// Image pull policy of the broker containers (Always, IfNotPresent, Never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
-    /// Groups of identical nodes; each pool is one StatefulSet.
-    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    /// Groups of identical nodes; each pool is one StatefulSet. KafkaNodePools labelled
+    /// `strom.dev/cluster: <cluster name>` add pools of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub pools: Vec<PoolSpec>,
     /// Client listeners, each advertised under the pod's stable DNS name. The first one also
     /// carries replication between brokers. Defaults to `PLAINTEXT` on 9092.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 16), extend(
+        "x-kubernetes-list-type" = "map",
+        "x-kubernetes-list-map-keys" = ["name"],
+        "x-kubernetes-validations" = [
+            {"rule": "size(self) == 0 || !has(self[0].type) || self[0].type == 'internal'", "message": "the first listener carries replication and must be of type internal"},
+            {"rule": "self.all(l, self.exists_one(m, m.port == l.port))", "message": "two listeners have the same port"}
+        ]
+    ))]
     pub listeners: Vec<ListenerSpec>,
     /// Port of the controller (KRaft) listener; fixed once created (it is in every voter's address).
     #[serde(default = "default_controller_port")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "controllerPort cannot change: it is in every voter's address"}]))]
     pub controller_port: i32,
     /// Broker properties (`server.properties` keys). Keys the operator owns are rejected.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -55,9 +62,42 @@ pub struct KafkaClusterSpec {
     /// The metrics and health listener of every node.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// Rack awareness: each broker's `broker.rack` is its node's value of a label, and new
+    /// partitions spread their replicas over the racks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
+    /// A cluster CA of your own instead of the operator's: the nodes' and the operator's
+    /// certificates are issued with it. Only for a secured cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ca: Option<CertificateAuthoritySpec>,
+    /// A clients CA of your own: KafkaUsers' certificates are issued with it, and listeners
+    /// with `authentication: tls` trust it. Only for a secured cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients_ca: Option<CertificateAuthoritySpec>,
     /// ACLs: when set, every request is checked against the ACLs (Kafka's StandardAuthorizer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationSpec>,
+}
+
+/// A certificate authority kept in a Secret of yours; the operator reads it and never renews it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateAuthoritySpec {
+    /// `kubernetes.io/tls` Secret in the cluster's namespace: the CA certificate in `tls.crt`,
+    /// its PKCS#8 private key in `tls.key` (cert-manager writes one for a CA Certificate with
+    /// `privateKey: {encoding: PKCS8}`).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+/// Where a broker's rack comes from.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// Node label whose value is the rack, such as `topology.kubernetes.io/zone`. A broker pod
+    /// on a node without it does not start.
+    #[schemars(length(min = 1, max = 317))]
+    pub topology_key: String,
 }
 
 /// How requests are authorized.
@@ -106,25 +146,9 @@ pub struct PoolSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// `broker`, `controller`, or both.
-    pub roles: Vec<Role>,
-    /// Number of nodes.
-    #[schemars(range(min = 0))]
-    pub replicas: i32,
-    /// Node id of the pool's first pod; pod N gets `nodeIdStart + N`. Defaults to 1000 times
-    /// the pool's position in `pools`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub node_id_start: Option<i32>,
-    /// Where the log directory lives.
-    #[serde(default)]
-    pub storage: StorageSpec,
-    /// CPU and memory requests and limits of the broker container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Scheduling and metadata of the pool's pods.
-    #[serde(default)]
-    pub template: PodTemplate,
+    /// Roles, size, storage and scheduling of the pool's nodes, as a KafkaNodePool has them.
+    #[serde(flatten)]
+    pub nodes: KafkaNodePoolSpec,
 }
 
 /// What a pool adds to its pods: where they run, and annotations and environment.
@@ -202,6 +226,11 @@ impl Default for StorageSpec {
 /// A client listener.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(self.name in ['CONTROLLER', 'REPLICATION'])", "message": "CONTROLLER and REPLICATION are the operator's listener names"},
+    {"rule": "!has(self.authentication) || self.authentication != 'tls' || (has(self.tls) && self.tls)", "message": "authentication tls needs tls: true"},
+    {"rule": "!has(self.certificate) || (has(self.tls) && self.tls)", "message": "a certificate needs tls: true"}
+]))]
 pub struct ListenerSpec {
     /// Kafka listener name (upper case, such as `PLAINTEXT` or `INTERNAL`).
     #[schemars(regex(pattern = r"^[A-Z][A-Z0-9_]*$"))]

@@ -25,6 +25,7 @@ use super::Condition;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)", "message": "topicName cannot change once the topic exists"}]))]
 pub struct KafkaTopicSpec {
     /// The KafkaCluster, in the topic's namespace, that holds the topic.
     pub cluster_ref: ClusterRef,
@@ -32,10 +33,10 @@ pub struct KafkaTopicSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_name: Option<String>,
     /// Number of partitions; it can grow, never shrink.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), extend("x-kubernetes-validations" = [{"rule": "self >= oldSelf", "message": "partitions cannot decrease: Kafka cannot remove partitions"}]))]
     pub partitions: i32,
     /// Replicas per partition; fixed once the topic exists.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "replicationFactor cannot change once the topic exists"}]))]
     pub replication_factor: i16,
     /// Topic configs (`retention.ms`, `cleanup.policy`, ...). Keys removed here return to the
     /// broker default.
@@ -64,6 +65,7 @@ pub enum DeletionPolicy {
 
 /// Names a KafkaCluster in the same namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "clusterRef cannot change: the resource lives in that cluster"}]))]
 pub struct ClusterRef {
     /// The KafkaCluster's name.
     pub name: String,

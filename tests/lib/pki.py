@@ -1,4 +1,6 @@
-"""A throwaway PKI for the security suites, made with `cryptography`: a CA, a second CA that
+"""A throwaway PKI for the security suites, made with `cryptography`: a lone CA for the
+operator suite's user-provided clients CA (`certificate_authority`), and for the broker's
+security suite (`make_pki`) a CA, a second CA that
 nothing trusts, a broker certificate (CN=broker, SAN localhost and 127.0.0.1, usable as server
 and as client for inter-broker and controller connections), one such certificate per cluster
 node (CN=strom-1 to strom-3), its renewal (CN=broker-renewed,
@@ -172,3 +174,9 @@ def make_pki(directory):
         impostor=_write(directory, "impostor", *other.issue("admin")),
         nodes=tuple(_write(directory, f"strom-{i}", *ca.issue(f"strom-{i}", **_BROKER_NAMES)) for i in (1, 2, 3)),
     )
+
+
+def certificate_authority(cn):
+    """A self-signed CA (RSA 2048): its certificate and PKCS#8 key, both PEM text."""
+    authority = _Authority(cn)
+    return _pem_cert(authority.cert).decode(), _pem_key(authority.key).decode()
