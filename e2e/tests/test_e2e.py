@@ -93,7 +93,7 @@ def set_brokers(namespace, n):
 def chart_for_this_cluster(tmp_path):
     """The chart, or for an API server older than 1.25 a copy whose CRDs lack their CEL rules:
     such a server ignores them on create, but Helm's server-side apply is refused for the
-    undeclared field. tests/crds runs the rules on a 1.34 API server."""
+    undeclared field. tests/crds runs the rules on a 1.37 API server."""
     chart = ROOT / "charts" / "strom"
     minor = json.loads(kubectl("version", "-o", "json"))["serverVersion"]["minor"]
     if int(minor.rstrip("+")) >= 25:

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use strom_operator::cluster::build;
 use strom_operator::cluster::validate::{validate, OperatorDefaults, ValidCluster};
-use strom_operator::crd::{KafkaCluster, KafkaClusterStatus, PoolStatus};
+use strom_operator::crd::{CertificateAuthoritySpec, KafkaCluster, KafkaClusterStatus, PoolStatus};
 
 fn fixture(name: &str) -> KafkaCluster {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -856,6 +856,11 @@ fn a_rack_aware_cluster_gives_each_broker_its_nodes_rack() {
         .unwrap();
     assert_eq!(data["racks.properties"], "node-a=zone-1\nnode-b=zone-2\n");
 
+    cluster.spec.rack = Some(serde_yaml::from_str("{topologyKey: \"zone label\"}").unwrap());
+    let refused = validate(&cluster, &defaults()).unwrap_err().to_string();
+    assert!(refused.contains("is not a label key"), "{refused}");
+    cluster.spec.rack = Some(serde_yaml::from_str("{topologyKey: zone}").unwrap());
+    assert!(validate(&cluster, &defaults()).is_ok());
     cluster
         .spec
         .config
@@ -879,4 +884,14 @@ fn an_own_ca_is_for_a_secured_cluster_only() {
     let (mut secured, _, _) = valid("secured.yaml");
     secured.spec.cluster_ca = Some(serde_yaml::from_str("{secretName: my-ca}").unwrap());
     assert!(validate(&secured, &defaults()).is_ok());
+
+    secured.spec.clients_ca = Some(serde_yaml::from_str("{secretName: my-ca}").unwrap());
+    let refused = validate(&secured, &defaults()).unwrap_err().to_string();
+    assert!(refused.contains("name the same Secret"), "{refused}");
+    let own_name = format!("{}-clients-ca-cert", secured.metadata.name.clone().unwrap());
+    secured.spec.clients_ca = Some(CertificateAuthoritySpec {
+        secret_name: own_name,
+    });
+    let refused = validate(&secured, &defaults()).unwrap_err().to_string();
+    assert!(refused.contains("is one the operator writes"), "{refused}");
 }

@@ -162,3 +162,29 @@ fn the_status_carries_the_scale_subresource_fields() {
         ("False", "InvalidSpec", "nodeIdStart moved")
     );
 }
+
+#[test]
+fn a_recorded_node_pool_keeps_its_ids_when_an_older_one_goes() {
+    let mut cluster = cluster();
+    cluster.status = Some(KafkaClusterStatus {
+        pools: [("controllers", 0), ("brokers-b", 1000), ("brokers-a", 2000)]
+            .into_iter()
+            .map(|(name, start)| PoolStatus {
+                name: name.into(),
+                replicas: 2,
+                node_id_start: Some(start),
+                node_ids: vec![start, start + 1],
+                controller: name == "controllers",
+                ..PoolStatus::default()
+            })
+            .collect(),
+        ..KafkaClusterStatus::default()
+    });
+    // brokers-b was deleted; brokers-a is now second, where the default would be 1000.
+    let remaining = node_pool("brokers-a", "2026-11-02T00:00:00Z", 2);
+    let merged = merged(&cluster, &[remaining]);
+    assert_eq!(merged.spec.pools[1].nodes.node_id_start, Some(2000));
+    let valid = validate(&merged, &defaults()).expect("nothing moves, nothing is refused");
+    assert_eq!(valid.pools[1].node_id_start, 2000);
+    assert_eq!(valid.removed_pools[0].name, "brokers-b");
+}

@@ -30,13 +30,16 @@ ZONE = "zone-test"
 def cluster(namespace):
     """A Ready, rack-aware KafkaCluster: three controllers, three brokers, racks from the
     nodes' zone label (set here; cloud providers set it on real nodes)."""
-    for node in kubectl("get", "nodes", "-o", "name").split():
+    nodes = kubectl("get", "nodes", "-o", "name").split()
+    for node in nodes:
         kubectl("label", node, f"{ZONE_LABEL}={ZONE}", "--overwrite")
     manifest = cluster_manifest(CLUSTER)
     manifest["spec"]["rack"] = {"topologyKey": ZONE_LABEL}
     apply(manifest, namespace)
     wait_condition("kafkacluster", CLUSTER, namespace, "Ready", "True", timeout=240)
-    return f"{CLUSTER}-bootstrap.{namespace}.svc.cluster.local:9092"
+    yield f"{CLUSTER}-bootstrap.{namespace}.svc.cluster.local:9092"
+    for node in nodes:
+        kubectl("label", node, f"{ZONE_LABEL}-", check=False)
 
 
 def admin(bootstrap):

@@ -724,18 +724,18 @@ pub struct PlacementBroker {
 /// Spreads `count` new partitions over `brokers` round-robin, starting after `first_index`
 /// so that leaders (the first replica) rotate across brokers. A partition takes a broker of a
 /// rack it has no replica in while such a rack is left, so its replicas span as many racks as
-/// they can.
+/// they can; brokers without a rack count as one more rack, as in Kafka's KRaft placement.
 pub fn place_replicas(
     brokers: &[PlacementBroker],
     first_index: usize,
     count: usize,
     replication_factor: usize,
 ) -> Vec<Vec<i32>> {
-    let racks: BTreeSet<&str> = brokers.iter().filter_map(|b| b.rack.as_deref()).collect();
+    let racks: BTreeSet<Option<&str>> = brokers.iter().map(|b| b.rack.as_deref()).collect();
     (0..count)
         .map(|p| {
             let mut chosen: Vec<i32> = Vec::with_capacity(replication_factor);
-            let mut used: BTreeSet<&str> = BTreeSet::new();
+            let mut used: BTreeSet<Option<&str>> = BTreeSet::new();
             for spread_racks in [true, false] {
                 for i in 0..brokers.len() {
                     if chosen.len() == replication_factor {
@@ -745,12 +745,11 @@ pub fn place_replicas(
                     if chosen.contains(&b.id) {
                         continue;
                     }
-                    if let Some(rack) = b.rack.as_deref() {
-                        if spread_racks && used.contains(rack) && used.len() < racks.len() {
-                            continue;
-                        }
-                        used.insert(rack);
+                    let rack = b.rack.as_deref();
+                    if spread_racks && used.contains(&rack) && used.len() < racks.len() {
+                        continue;
                     }
+                    used.insert(rack);
                     chosen.push(b.id);
                 }
             }
@@ -1162,5 +1161,13 @@ mod tests {
             .map(|r| r[0])
             .collect();
         assert_eq!(leaders.len(), 5, "leaders rotate over every broker");
+
+        // Brokers without a rack are one more rack: a partition of two replicas never takes
+        // both of them while a racked broker is free.
+        let mixed = racked(&[(1, None), (2, None), (3, Some("a")), (4, Some("b"))]);
+        for replicas in place_replicas(&mixed, 0, 8, 2) {
+            let unracked = replicas.iter().filter(|id| **id <= 2).count();
+            assert!(unracked <= 1, "{replicas:?}");
+        }
     }
 }

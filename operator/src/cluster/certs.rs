@@ -175,12 +175,17 @@ async fn own_ca(secrets: &Api<Secret>, name: &str) -> Result<TrustedCa, Error> {
         text(&stored, key)
             .ok_or_else(|| Error::Missing(format!("key {key} in the CA Secret {name}")))
     };
+    // tls.crt may carry the CA's own issuers after it: trusting those would let anything they
+    // sign in.
+    let chain = field(OWN_CA_CERT)?;
     let authority = Authority {
-        cert_pem: field(OWN_CA_CERT)?,
+        cert_pem: pki::first_certificate_pem(&chain).ok_or_else(|| {
+            Error::Missing(format!("a certificate in {OWN_CA_CERT} of Secret {name}"))
+        })?,
         key_pem: field(OWN_CA_KEY)?,
     };
     authority
-        .check()
+        .check(now())
         .map_err(|e| Error::Missing(format!("a usable CA in Secret {name}: {e}")))?;
     Ok(TrustedCa {
         bundle: authority.cert_pem.clone(),

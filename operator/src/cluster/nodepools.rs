@@ -11,35 +11,50 @@ use crate::crd::{
     KafkaCluster, KafkaClusterStatus, KafkaNodePool, KafkaNodePoolStatus, PoolSpec, CLUSTER_LABEL,
 };
 
-/// The KafkaNodePools labelled for `cluster`.
+/// The KafkaNodePools labelled for `cluster`; none where the KafkaNodePool CRD is not installed
+/// (Helm installs CRDs only with the first release, so an upgraded operator can meet a cluster
+/// without it).
 pub async fn of(ctx: &Context, cluster: &KafkaCluster) -> Result<Vec<KafkaNodePool>, Error> {
     let api: Api<KafkaNodePool> = Api::namespaced(
         ctx.client.clone(),
         &cluster.namespace().unwrap_or_else(|| "default".into()),
     );
     let selector = format!("{CLUSTER_LABEL}={}", cluster.name_any());
-    let mut pools = api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    pools.sort_by_key(|p| (p.metadata.creation_timestamp.clone(), p.name_any()));
-    Ok(pools)
+    match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            tracing::warn!(
+                "the KafkaNodePool CRD is not installed: apply crds/ (Helm does not upgrade CRDs)"
+            );
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `cluster` with `node_pools` appended to its `spec.pools`, each named after its resource,
 /// oldest first: a pool created later comes later, so that it never shifts the default node ids
-/// of the pools before it.
+/// of the pools before it. A node pool without `nodeIdStart` keeps the one its cluster
+/// recorded for it, so that deleting an older pool, or re-creating this one, moves no ids.
 pub fn merged(cluster: &KafkaCluster, node_pools: &[KafkaNodePool]) -> KafkaCluster {
     let mut ordered: Vec<&KafkaNodePool> = node_pools.iter().collect();
     ordered.sort_by_key(|p| (p.metadata.creation_timestamp.clone(), p.name_any()));
+    let recorded = |name: &str| {
+        cluster
+            .status
+            .as_ref()?
+            .pools
+            .iter()
+            .find(|p| p.name == name)?
+            .node_id_start
+    };
     let mut merged = cluster.clone();
-    merged
-        .spec
-        .pools
-        .extend(ordered.into_iter().map(|pool| PoolSpec {
-            name: pool.name_any(),
-            nodes: pool.spec.clone(),
-        }));
+    merged.spec.pools.extend(ordered.into_iter().map(|pool| {
+        let name = pool.name_any();
+        let mut nodes = pool.spec.clone();
+        nodes.node_id_start = nodes.node_id_start.or_else(|| recorded(&name));
+        PoolSpec { name, nodes }
+    }));
     merged
 }
 
@@ -100,8 +115,13 @@ pub async fn report(
 ) -> Result<(), Error> {
     for pool in node_pools {
         let status = status(pool, cluster_name, cluster_status);
-        if pool.status.as_ref() != Some(&status) {
-            apply_status(&ctx.client, pool, &status).await?;
+        if pool.status.as_ref() == Some(&status) {
+            continue;
+        }
+        match apply_status(&ctx.client, pool, &status).await {
+            // Deleted since the reconcile listed it: nothing to report on.
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            result => result?,
         }
     }
     Ok(())

@@ -147,22 +147,45 @@ impl Authority {
         })
     }
 
-    /// Checks an authority given by a user: its certificate is a CA's, and its key is the
-    /// certificate's.
-    pub fn check(&self) -> Result<(), PkiError> {
+    /// Checks an authority given by a user: its certificate is a CA's, its key is the
+    /// certificate's (PKCS#8), and a certificate it issues names it as issuer and verifies
+    /// against it (rcgen rebuilds the issuer name, and cannot for every name).
+    pub fn check(&self, now: i64) -> Result<(), PkiError> {
+        let unusable = |why: &str| Err(PkiError::Parse(why.to_owned()));
+        if self.key_pem.contains("BEGIN RSA PRIVATE KEY")
+            || self.key_pem.contains("BEGIN EC PRIVATE KEY")
+        {
+            return unusable(
+                "the key is not PKCS#8; store it as PKCS#8 (cert-manager: privateKey.encoding: PKCS8)",
+            );
+        }
         let der = first_certificate(&self.cert_pem)?;
         let (_, cert) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| PkiError::Parse(e.to_string()))?;
         if !cert.is_ca() {
-            return Err(PkiError::Parse(
-                "the certificate is not a CA's (no basicConstraints CA:true)".into(),
-            ));
+            return unusable("the certificate is not a CA's (no basicConstraints CA:true)");
         }
         let key = KeyPair::from_pem(&self.key_pem)?;
         if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
-            return Err(PkiError::Parse(
-                "the private key does not belong to the certificate".into(),
-            ));
+            return unusable("the private key does not belong to the certificate");
+        }
+        let probe = self.issue(
+            &Subject {
+                common_name: "probe".into(),
+                internal: false,
+            },
+            &[],
+            now,
+        )?;
+        let probe_der = first_certificate(&probe.cert_pem)?;
+        let (_, issued) = x509_parser::parse_x509_certificate(&probe_der)
+            .map_err(|e| PkiError::Parse(e.to_string()))?;
+        if issued.issuer().as_raw() != cert.subject().as_raw()
+            || issued.verify_signature(Some(cert.public_key())).is_err()
+        {
+            return unusable(
+                "certificates it issues do not verify against it (its subject name repeats an attribute type, or has several in one part)",
+            );
         }
         Ok(())
     }
@@ -269,6 +292,15 @@ fn not_after(pem: &str) -> Result<i64, PkiError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Parse(e.to_string()))?;
     Ok(cert.validity().not_after.timestamp())
+}
+
+/// The first certificate of a PEM text (a chain starts with its own certificate), as PEM.
+pub fn first_certificate_pem(pem_text: &str) -> Option<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = pem_text.find(BEGIN)?;
+    let end = start + pem_text[start..].find(END)? + END.len();
+    Some(format!("{}\n", &pem_text[start..end]))
 }
 
 fn first_certificate(pem_text: &str) -> Result<Vec<u8>, PkiError> {
@@ -396,21 +428,32 @@ mod tests {
     #[test]
     fn a_users_authority_must_be_a_ca_with_its_own_key() {
         let ca = Authority::generate("my-ca", NOW).unwrap();
-        ca.check().unwrap();
+        ca.check(NOW).unwrap();
         let other = Authority::generate("other-ca", NOW).unwrap();
         let mismatched = Authority {
             cert_pem: ca.cert_pem.clone(),
             key_pem: other.key_pem.clone(),
         };
-        let refused = mismatched.check().unwrap_err().to_string();
+        let refused = mismatched.check(NOW).unwrap_err().to_string();
         assert!(refused.contains("does not belong"), "{refused}");
         let leaf = ca.issue(&node(), &[], NOW).unwrap();
         let not_a_ca = Authority {
             cert_pem: leaf.cert_pem,
             key_pem: leaf.key_pem,
         };
-        let refused = not_a_ca.check().unwrap_err().to_string();
+        let refused = not_a_ca.check(NOW).unwrap_err().to_string();
         assert!(refused.contains("not a CA"), "{refused}");
+        let pkcs1 = Authority {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: "-----BEGIN RSA PRIVATE KEY-----\n...".into(),
+        };
+        let refused = pkcs1.check(NOW).unwrap_err().to_string();
+        assert!(refused.contains("PKCS#8"), "{refused}");
+        let chain = format!("{}{}", ca.cert_pem, other.cert_pem);
+        assert_eq!(
+            first_certificate_pem(&chain).as_deref(),
+            Some(ca.cert_pem.as_str())
+        );
     }
 
     #[test]

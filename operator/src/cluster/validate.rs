@@ -310,6 +310,22 @@ pub fn ca_cert_secret_name(cluster: &str, ca: &str) -> String {
     format!("{cluster}-{ca}-ca-cert")
 }
 
+/// A Kubernetes label key: an optional DNS subdomain prefix and `/`, then a name of up to 63
+/// alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric.
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+    let prefix_ok =
+        prefix.is_empty() || (prefix.len() <= 253 && prefix.split('.').all(is_dns_label));
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    prefix_ok && name_ok
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -654,14 +670,41 @@ pub fn validate(
         || listeners
             .iter()
             .any(|l| l.tls || l.authentication != ListenerAuthentication::None);
+    if let Some(rack) = &spec.rack {
+        if !is_label_key(&rack.topology_key) {
+            problems.push(format!(
+                "rack.topologyKey {:?} is not a label key such as topology.kubernetes.io/zone",
+                rack.topology_key
+            ));
+        }
+    }
+    let operators_secrets: Vec<String> = ["cluster", "clients"]
+        .iter()
+        .flat_map(|ca| [ca_secret_name(&name, ca), ca_cert_secret_name(&name, ca)])
+        .chain([format!("{name}-node-certs")])
+        .collect();
     for (field, own) in [
         ("clusterCa", &spec.cluster_ca),
         ("clientsCa", &spec.clients_ca),
     ] {
-        if own.is_some() && !internal_tls {
+        let Some(own) = own else { continue };
+        if !internal_tls {
             problems.push(format!(
                 "{field} is for a secured cluster: it needs a tls or authenticated listener, or authorization"
             ));
+        }
+        if operators_secrets.contains(&own.secret_name) {
+            problems.push(format!(
+                "{field}: Secret {:?} is one the operator writes; name another",
+                own.secret_name
+            ));
+        }
+    }
+    if let (Some(cluster_ca), Some(clients_ca)) = (&spec.cluster_ca, &spec.clients_ca) {
+        if cluster_ca.secret_name == clients_ca.secret_name {
+            problems.push(
+                "clusterCa and clientsCa name the same Secret: users' certificates would be trusted as nodes".into(),
+            );
         }
     }
     if internal_tls {

@@ -10,6 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{Condition, KafkaNodePoolSpec};
 
+/// Rules on a whole KafkaCluster (they read its status): once the quorum is formed, the
+/// controller port is in every voter's address and cannot change.
+pub const CLUSTER_RULES: &[(&str, &str)] = &[(
+    "!has(oldSelf.status) || !has(oldSelf.status.quorumVoters) || self.spec.controllerPort == oldSelf.spec.controllerPort",
+    "controllerPort cannot change once the quorum is formed: it is in every voter's address",
+)];
+
 /// Desired state of a Strom cluster.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -54,7 +61,7 @@ pub struct KafkaClusterSpec {
     pub listeners: Vec<ListenerSpec>,
     /// Port of the controller (KRaft) listener; fixed once created (it is in every voter's address).
     #[serde(default = "default_controller_port")]
-    #[schemars(range(min = 1, max = 65535), extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "controllerPort cannot change: it is in every voter's address"}]))]
+    #[schemars(range(min = 1, max = 65535))]
     pub controller_port: i32,
     /// Broker properties (`server.properties` keys). Keys the operator owns are rejected.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

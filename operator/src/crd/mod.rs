@@ -6,19 +6,47 @@ mod topic;
 mod user;
 
 pub use cluster::*;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, ValidationRule,
+};
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 pub use nodepool::*;
 pub use topic::*;
 pub use user::*;
 
+/// `crd` with CEL `rules` (rule, message) on its whole object, where they can read the status.
+fn with_object_rules(
+    mut crd: CustomResourceDefinition,
+    rules: &[(&str, &str)],
+) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        schema
+            .x_kubernetes_validations
+            .get_or_insert_with(Vec::new)
+            .extend(rules.iter().map(|(rule, message)| ValidationRule {
+                rule: (*rule).to_owned(),
+                message: Some((*message).to_owned()),
+                ..ValidationRule::default()
+            }));
+    }
+    crd
+}
+
 /// Every CustomResourceDefinition as YAML, with the file name it has under `crds/`.
 pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     use kube::CustomResourceExt;
     [
-        KafkaCluster::crd(),
+        with_object_rules(KafkaCluster::crd(), CLUSTER_RULES),
         KafkaNodePool::crd(),
-        KafkaTopic::crd(),
-        KafkaUser::crd(),
+        with_object_rules(KafkaTopic::crd(), TOPIC_RULES),
+        with_object_rules(KafkaUser::crd(), USER_RULES),
     ]
     .into_iter()
     .map(|crd| {

@@ -25,7 +25,6 @@ use super::Condition;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{"rule": "has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)", "message": "topicName cannot change once the topic exists"}]))]
 pub struct KafkaTopicSpec {
     /// The KafkaCluster, in the topic's namespace, that holds the topic.
     pub cluster_ref: ClusterRef,
@@ -33,10 +32,10 @@ pub struct KafkaTopicSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_name: Option<String>,
     /// Number of partitions; it can grow, never shrink.
-    #[schemars(range(min = 1), extend("x-kubernetes-validations" = [{"rule": "self >= oldSelf", "message": "partitions cannot decrease: Kafka cannot remove partitions"}]))]
+    #[schemars(range(min = 1))]
     pub partitions: i32,
     /// Replicas per partition; fixed once the topic exists.
-    #[schemars(range(min = 1), extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "replicationFactor cannot change once the topic exists"}]))]
+    #[schemars(range(min = 1))]
     pub replication_factor: i16,
     /// Topic configs (`retention.ms`, `cleanup.policy`, ...). Keys removed here return to the
     /// broker default.
@@ -63,9 +62,30 @@ pub enum DeletionPolicy {
     Keep,
 }
 
+/// Rules on a whole KafkaTopic (they read its status): once the topic exists in Kafka, its
+/// name, replication factor and cluster are fixed and its partitions never decrease. Before
+/// that (a refused or unreachable topic), the spec can still be corrected.
+pub const TOPIC_RULES: &[(&str, &str)] = &[
+    (
+        "!has(oldSelf.status) || !has(oldSelf.status.topicId) || (has(self.spec.topicName) ? self.spec.topicName : self.metadata.name) == (has(oldSelf.spec.topicName) ? oldSelf.spec.topicName : oldSelf.metadata.name)",
+        "topicName cannot change once the topic exists",
+    ),
+    (
+        "!has(oldSelf.status) || !has(oldSelf.status.topicId) || self.spec.replicationFactor == oldSelf.spec.replicationFactor",
+        "replicationFactor cannot change once the topic exists",
+    ),
+    (
+        "!has(oldSelf.status) || !has(oldSelf.status.topicId) || self.spec.partitions >= oldSelf.spec.partitions",
+        "partitions cannot decrease: Kafka cannot remove partitions",
+    ),
+    (
+        "!has(oldSelf.status) || !has(oldSelf.status.topicId) || self.spec.clusterRef == oldSelf.spec.clusterRef",
+        "clusterRef cannot change once the topic exists",
+    ),
+];
+
 /// Names a KafkaCluster in the same namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "clusterRef cannot change: the resource lives in that cluster"}]))]
 pub struct ClusterRef {
     /// The KafkaCluster's name.
     pub name: String,

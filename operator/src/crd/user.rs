@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 use super::{ClusterRef, Condition};
 
 /// Desired state of a user.
+/// Rules on a whole KafkaUser (they read its status): once its credentials are in a cluster,
+/// the user cannot move to another.
+pub const USER_RULES: &[(&str, &str)] = &[(
+    "!has(oldSelf.status) || !has(oldSelf.status.principal) || self.spec.clusterRef == oldSelf.spec.clusterRef",
+    "clusterRef cannot change once the user exists in the cluster",
+)];
+
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "strom.dev",
