@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod config_provider;
+pub mod coordinator;
 pub mod fuzzing;
 pub mod group;
 pub mod http;
@@ -16,3 +17,4 @@ pub mod security;
 pub mod server;
 pub mod shutdown;
 pub mod topic_config;
+pub mod txn;

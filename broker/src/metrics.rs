@@ -38,6 +38,8 @@ pub struct BrokerMetrics {
     pub records_in: IntCounterVec,
     /// ISR changes this broker's leaders committed, by `change` (shrink, expand).
     pub isr_changes: IntCounterVec,
+    /// Transactions completed, by outcome (commit, abort).
+    pub txn_completed: IntCounterVec,
     partitions: IntGauge,
     leaders: IntGauge,
     under_replicated: IntGauge,
@@ -192,6 +194,12 @@ impl BrokerMetrics {
                 "strom_isr_changes_total",
                 "ISR shrinks and expands committed for partitions this broker leads",
                 &["change"],
+            ),
+            txn_completed: counter_vec(
+                r,
+                "strom_transactions_completed_total",
+                "Transactions this broker coordinated to their end, by outcome",
+                &["outcome"],
             ),
             partitions: gauge(r, "strom_partitions", "Partitions hosted by this broker"),
             leaders: gauge(r, "strom_partition_leaders", "Partitions this broker leads"),

@@ -9,16 +9,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::api::Context;
+use crate::api::{transactions, Context};
 use crate::config::{BrokerConfig, Role};
+use crate::coordinator::{ensure_internal_topic, InternalTopicSpec};
 use crate::group::store::{OffsetStore, OFFSETS_TOPIC};
 use crate::group::{GroupConfig, GroupCoordinator, PersistGroup};
 use crate::log::manager::LogManager;
 use crate::log::meta_properties::{self, IdentityError};
 use crate::log::segment::now_ms;
 use crate::metadata::image::{
-    place_replicas, BrokerRegistration, Endpoint, MetadataImage, MetadataRecord, ScramChange,
-    SecurityRecord,
+    BrokerRegistration, Endpoint, MetadataImage, MetadataRecord, ScramChange, SecurityRecord,
 };
 use crate::metadata::listener::ControllerAccess;
 use crate::metadata::rpc::Heartbeat;
@@ -29,6 +29,9 @@ use crate::replica::ReplicaManager;
 use crate::security::scram::{Mechanism, ScramCredential};
 use crate::security::{tls, Security, SecurityError};
 use crate::shutdown::unless_shutdown;
+use crate::txn::markers::MarkerClient;
+use crate::txn::store::TxnStore;
+use crate::txn::{TxnCoordinator, TXN_TOPIC};
 use crate::{http, network};
 
 /// Why the broker could not start.
@@ -232,6 +235,13 @@ impl Server {
             groups: groups.clone(),
             offset_store,
             producer_ids: ProducerIdAllocator::new(controller.clone()),
+            txns: TxnCoordinator::new(),
+            txn_store: TxnStore::new(logs.clone()),
+            markers: MarkerClient::new(
+                config.node_id,
+                config.inter_broker_listener.clone(),
+                security.inter_broker.clone(),
+            ),
             metrics: BrokerMetrics::new(),
             authorizer: security.authorizer.clone(),
         });
@@ -244,7 +254,7 @@ impl Server {
             shutdown_rx.clone(),
         ));
         replicas.apply_image(&controller.image()).map_err(storage)?;
-        sync_group_partitions(&context, &controller.image()).map_err(storage)?;
+        sync_coordinator_partitions(&context, &controller.image()).map_err(storage)?;
         tasks.push(tokio::spawn(follow_metadata(
             controller.subscribe(),
             context.clone(),
@@ -270,7 +280,10 @@ impl Server {
             let image = controller.image();
             logs.sync_with_image(&image).map_err(storage)?;
             replicas.apply_image(&image).map_err(storage)?;
-            if let Err(e) = ensure_offsets_topic(&config, &controller).await {
+            if let Err(e) =
+                ensure_internal_topic(&config, &controller, &InternalTopicSpec::offsets(&config))
+                    .await
+            {
                 // The heartbeat loop tries again.
                 warn!(error = %e, "could not create {OFFSETS_TOPIC} yet");
             }
@@ -279,6 +292,10 @@ impl Server {
                 shutdown_rx.clone(),
             )));
             tasks.push(tokio::spawn(expire_offsets(
+                context.clone(),
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(expire_transactions(
                 context.clone(),
                 shutdown_rx.clone(),
             )));
@@ -492,7 +509,8 @@ async fn heartbeat(
             Err(e) => warn!(error = %e, "heartbeat failed"),
         }
         if !leaving && !ctx.controller.image().topics.contains_key(OFFSETS_TOPIC) {
-            let create = ensure_offsets_topic(&ctx.config, &ctx.controller);
+            let spec = InternalTopicSpec::offsets(&ctx.config);
+            let create = ensure_internal_topic(&ctx.config, &ctx.controller, &spec);
             match unless_shutdown(&mut shutdown, create).await {
                 None => return,
                 Some(Err(e)) => warn!(error = %e, "could not create {OFFSETS_TOPIC}"),
@@ -552,49 +570,6 @@ async fn fence_silent_brokers(
         if unless_shutdown(&mut shutdown, fence).await.is_none() {
             return;
         }
-    }
-}
-
-/// Creates the internal `__consumer_offsets` topic on first start; Ok once it exists.
-async fn ensure_offsets_topic(
-    config: &BrokerConfig,
-    controller: &Controller,
-) -> Result<(), ControllerError> {
-    let image = controller.image();
-    if image.topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(());
-    }
-    let brokers = image.placement_order();
-    let wanted = config.int("offsets.topic.replication.factor") as usize;
-    // A single combined node (its own only voter) cannot wait for three brokers; any other
-    // layout, a single dedicated controller included, waits for them.
-    let single_node = config.voters.len() == 1
-        && config.voters[0].id == config.node_id
-        && config.has_role(Role::Broker);
-    if brokers.is_empty() || (brokers.len() < wanted && !single_node) {
-        return Ok(());
-    }
-    let replication = wanted.min(brokers.len());
-    let partitions = config.int("offsets.topic.num.partitions") as usize;
-    let created = controller
-        .propose(MetadataRecord::CreateTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            id: uuid::Uuid::new_v4(),
-            assignments: place_replicas(&brokers, 0, partitions, replication),
-            configs: [
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                (
-                    "segment.bytes".to_string(),
-                    config.string("offsets.topic.segment.bytes"),
-                ),
-            ]
-            .into(),
-        })
-        .await;
-    // Start-up and the heartbeat loop may both try; losing that race is not a failure.
-    match created {
-        Err(_) if controller.image().topics.contains_key(OFFSETS_TOPIC) => Ok(()),
-        other => other,
     }
 }
 
@@ -658,8 +633,8 @@ async fn follow_metadata(
                 if let Err(e) = replicas.apply_image(&image) {
                     warn!(error = %e, "could not apply metadata to local replicas");
                 }
-                if let Err(e) = sync_group_partitions(&ctx, &image) {
-                    warn!(error = %e, "could not load consumer groups");
+                if let Err(e) = sync_coordinator_partitions(&ctx, &image) {
+                    warn!(error = %e, "could not load consumer groups or transactions");
                 }
             }
             _ = shutdown.changed() => return,
@@ -667,40 +642,87 @@ async fn follow_metadata(
     }
 }
 
-/// Loads the groups of each `__consumer_offsets` partition this broker starts leading (or
-/// leads at a new epoch) and forgets those of partitions it no longer leads.
-fn sync_group_partitions(ctx: &Context, image: &MetadataImage) -> std::io::Result<()> {
-    let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
-        return Ok(());
-    };
-    let owned = ctx.groups.owned_partitions();
-    for (index, p) in topic.partitions.iter().enumerate() {
-        let partition = index as i32;
-        if p.leader == ctx.config.node_id {
-            if owned.get(&partition) != Some(&p.leader_epoch) {
-                let (offsets, groups) = ctx.offset_store.load_partition(image, partition)?;
+/// Loads the groups of each `__consumer_offsets` partition, and the transactional ids of each
+/// `__transaction_state` partition, this broker starts leading (or leads at a new epoch), and
+/// forgets those of partitions it no longer leads.
+fn sync_coordinator_partitions(ctx: &Arc<Context>, image: &MetadataImage) -> std::io::Result<()> {
+    if let Some(topic) = image.topics.get(OFFSETS_TOPIC) {
+        let owned = ctx.groups.owned_partitions();
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let partition = index as i32;
+            if p.leader == ctx.config.node_id {
+                if owned.get(&partition) != Some(&p.leader_epoch) {
+                    let loaded = ctx.offset_store.load_partition(image, partition)?;
+                    info!(
+                        partition,
+                        groups = loaded.groups.len(),
+                        "coordinating the groups of {OFFSETS_TOPIC}-{partition}"
+                    );
+                    ctx.groups.load_partition(
+                        partition,
+                        p.leader_epoch,
+                        topic.partitions.len(),
+                        loaded,
+                    );
+                }
+            } else if owned.contains_key(&partition) {
                 info!(
                     partition,
-                    groups = groups.len(),
-                    "coordinating the groups of {OFFSETS_TOPIC}-{partition}"
+                    "no longer coordinating the groups of {OFFSETS_TOPIC}-{partition}"
                 );
-                ctx.groups.load_partition(
-                    partition,
-                    p.leader_epoch,
-                    topic.partitions.len(),
-                    offsets,
-                    groups,
-                );
+                ctx.groups.unload_partition(partition);
             }
-        } else if owned.contains_key(&partition) {
-            info!(
-                partition,
-                "no longer coordinating the groups of {OFFSETS_TOPIC}-{partition}"
-            );
-            ctx.groups.unload_partition(partition);
+        }
+    }
+    if let Some(topic) = image.topics.get(TXN_TOPIC) {
+        let owned = ctx.txns.owned_partitions();
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let partition = index as i32;
+            if p.leader == ctx.config.node_id {
+                if owned.get(&partition) != Some(&p.leader_epoch) {
+                    let txns = ctx.txn_store.load_partition(image, partition)?;
+                    info!(
+                        partition,
+                        transactional_ids = txns.len(),
+                        "coordinating the transactions of {TXN_TOPIC}-{partition}"
+                    );
+                    ctx.txns.load_partition(
+                        partition,
+                        p.leader_epoch,
+                        topic.partitions.len(),
+                        txns,
+                    );
+                    transactions::resume_completions(ctx, partition);
+                }
+            } else if owned.contains_key(&partition) {
+                info!(
+                    partition,
+                    "no longer coordinating the transactions of {TXN_TOPIC}-{partition}"
+                );
+                ctx.txns.unload_partition(partition);
+            }
         }
     }
     Ok(())
+}
+
+/// Aborts transactions past their timeout and deletes long-idle transactional ids, on
+/// Kafka's two intervals.
+async fn expire_transactions(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let interval = |key| Duration::from_millis(ctx.config.int(key) as u64);
+    let mut abort = tokio::time::interval(interval(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    ));
+    let mut expire = tokio::time::interval(interval(
+        "transaction.remove.expired.transaction.cleanup.interval.ms",
+    ));
+    loop {
+        tokio::select! {
+            _ = abort.tick() => transactions::abort_timed_out_transactions(&ctx).await,
+            _ = expire.tick() => transactions::expire_transactional_ids(&ctx).await,
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Retention, time-based flushing, compaction and checkpoints on their configured intervals,

@@ -205,10 +205,14 @@ async fn api_versions_and_unsupported_version() {
         .api_keys
         .iter()
         .any(|k| k.api_key == ApiKey::Produce as i16));
+    assert!(r
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::EndTxn as i16 && k.max_version == 3));
     assert!(!r
         .api_keys
         .iter()
-        .any(|k| k.api_key == ApiKey::EndTxn as i16));
+        .any(|k| k.api_key == ApiKey::ExpireDelegationToken as i16));
 
     // ApiVersions v99: a v0-encoded UNSUPPORTED_VERSION with the list.
     let mut frame = BytesMut::new();

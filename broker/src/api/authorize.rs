@@ -23,6 +23,8 @@ pub enum Checked {
 const TOPIC_DENIED: i16 = 29;
 const GROUP_DENIED: i16 = 30;
 const CLUSTER_DENIED: i16 = 31;
+const TXN_ID_DENIED: i16 = 53;
+const NOT_ATTEMPTED: i16 = 55;
 
 /// Kafka's DescribeConfigs/AlterConfigs resource types.
 const CONFIG_TOPIC: i8 = 2;
@@ -46,7 +48,164 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
     let topic = move |op: i8, name: &str| a.allows(op, resource::TOPIC, name);
     let group = |op: i8, name: &str| access.allows(op, resource::GROUP, name);
     let cluster = |op: i8| access.allows_cluster(op);
+    let txn_id = |op: i8, id: &str| access.allows(op, resource::TRANSACTIONAL_ID, id);
     match request {
+        RequestKind::Produce(r)
+            if r.transactional_id
+                .as_ref()
+                .is_some_and(|id| !txn_id(WRITE, id)) =>
+        {
+            let responses = r
+                .topic_data
+                .iter()
+                .map(|t| {
+                    produce_response::TopicProduceResponse::default()
+                        .with_name(t.name.clone())
+                        .with_partition_responses(
+                            t.partition_data
+                                .iter()
+                                .map(|d| {
+                                    produce_response::PartitionProduceResponse::default()
+                                        .with_index(d.index)
+                                        .with_error_code(TXN_ID_DENIED)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Checked::Refused(ResponseKind::Produce(
+                ProduceResponse::default().with_responses(responses),
+            ))
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            // As in Kafka: the id must be writable, and when a topic is not, the request fails
+            // with that topic's error and the others are not attempted.
+            let id_allowed = txn_id(WRITE, &r.v3_and_below_transactional_id);
+            let topics_allowed = r.v3_and_below_topics.iter().all(|t| topic(WRITE, &t.name));
+            if id_allowed && topics_allowed {
+                return Checked::Run(RequestKind::AddPartitionsToTxn(r), None);
+            }
+            let results = r
+                .v3_and_below_topics
+                .iter()
+                .map(|t| {
+                    let code = if !id_allowed {
+                        TXN_ID_DENIED
+                    } else if !topic(WRITE, &t.name) {
+                        TOPIC_DENIED
+                    } else {
+                        NOT_ATTEMPTED
+                    };
+                    add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_results_by_partition(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
+                                        .with_partition_index(*p)
+                                        .with_partition_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Checked::Refused(ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
+            ))
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            let code = if !txn_id(WRITE, &r.transactional_id) {
+                TXN_ID_DENIED
+            } else if !group(READ, &r.group_id) {
+                GROUP_DENIED
+            } else {
+                return Checked::Run(RequestKind::AddOffsetsToTxn(r), None);
+            };
+            Checked::Refused(ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(code),
+            ))
+        }
+        RequestKind::EndTxn(r) if !txn_id(WRITE, &r.transactional_id) => {
+            Checked::Refused(ResponseKind::EndTxn(
+                EndTxnResponse::default()
+                    .with_error_code(TXN_ID_DENIED)
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            ))
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            // The whole commit is refused when the id, the group or any topic is not allowed,
+            // so a transaction never commits part of its offsets.
+            let denied = |t: &txn_offset_commit_request::TxnOffsetCommitRequestTopic| {
+                if !txn_id(WRITE, &r.transactional_id) {
+                    Some(TXN_ID_DENIED)
+                } else if !group(READ, &r.group_id) {
+                    Some(GROUP_DENIED)
+                } else if !topic(READ, &t.name) {
+                    Some(TOPIC_DENIED)
+                } else {
+                    None
+                }
+            };
+            if r.topics.iter().all(|t| denied(t).is_none()) {
+                return Checked::Run(RequestKind::TxnOffsetCommit(r), None);
+            }
+            let topics = r
+                .topics
+                .iter()
+                .map(|t| {
+                    let code = denied(t).unwrap_or(NOT_ATTEMPTED);
+                    txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Checked::Refused(ResponseKind::TxnOffsetCommit(
+                TxnOffsetCommitResponse::default().with_topics(topics),
+            ))
+        }
+        RequestKind::WriteTxnMarkers(r) if !cluster(CLUSTER_ACTION) => {
+            let markers = r
+                .markers
+                .iter()
+                .map(|m| {
+                    write_txn_markers_response::WritableTxnMarkerResult::default()
+                        .with_producer_id(m.producer_id)
+                        .with_topics(
+                            m.topics
+                                .iter()
+                                .map(|t| {
+                                    write_txn_markers_response::WritableTxnMarkerTopicResult::default()
+                                        .with_name(t.name.clone())
+                                        .with_partitions(
+                                            t.partition_indexes
+                                                .iter()
+                                                .map(|p| {
+                                                    write_txn_markers_response::WritableTxnMarkerPartitionResult::default()
+                                                        .with_partition_index(*p)
+                                                        .with_error_code(CLUSTER_DENIED)
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Checked::Refused(ResponseKind::WriteTxnMarkers(
+                WriteTxnMarkersResponse::default().with_markers(markers),
+            ))
+        }
         RequestKind::Produce(mut r) => {
             let (allowed, refused) =
                 split(std::mem::take(&mut r.topic_data), |t| topic(WRITE, &t.name));

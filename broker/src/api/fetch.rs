@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, led_log, ApiError, Context};
 use crate::log::batch;
 use crate::log::segment::now_ms;
+use crate::log::ReadLimit;
 
 /// The longest a fetch waits, whatever the client asks, so a connection is never stuck.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -19,6 +22,11 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
     let mut any_error = false;
     let mut high_watermark_moved = false;
     let replica = request.replica_id.0;
+    let limit = if request.isolation_level == 1 {
+        ReadLimit::LastStable
+    } else {
+        ReadLimit::HighWatermark
+    };
     // The broker's fetch.max.bytes bounds what one response may hold, whatever is asked.
     let max_bytes =
         (request.max_bytes.max(0) as usize).min(ctx.config.int("fetch.max.bytes") as usize);
@@ -47,7 +55,7 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                                 log.record_follower_fetch(replica, p.fetch_offset, now_ms());
                             log.read_for_follower(p.fetch_offset, budget)
                         } else {
-                            log.read(p.fetch_offset, budget, total == 0)
+                            log.read_until(p.fetch_offset, budget, total == 0, limit)
                         };
                         read.map_err(|e| {
                             (
@@ -60,9 +68,19 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                     match outcome {
                         Ok(read) => {
                             total += read.records.len();
+                            let aborted = read
+                                .aborted
+                                .iter()
+                                .map(|a| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(a.producer_id))
+                                        .with_first_offset(a.first_offset)
+                                })
+                                .collect();
                             r.with_high_watermark(read.high_watermark)
-                                .with_last_stable_offset(read.high_watermark)
+                                .with_last_stable_offset(read.last_stable_offset)
                                 .with_log_start_offset(read.log_start_offset)
+                                .with_aborted_transactions(Some(aborted))
                                 .with_records(Some(read.records))
                         }
                         Err((e, hw, start)) => {

@@ -29,6 +29,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::warn;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,6 +40,7 @@ use crate::group::store::{partition_for, CommittedOffset, OFFSETS_TOPIC};
 use crate::group::{Committer, GroupState, JoinRequest, SyncRequest};
 use crate::log::segment::now_ms;
 use crate::security::acl::resource;
+use crate::txn::TXN_TOPIC;
 
 fn code(error: Option<ResponseError>) -> i16 {
     error.map_or(0, |e| e.code())
@@ -49,23 +51,32 @@ fn opt_str(s: Option<String>) -> Option<StrBytes> {
 }
 
 /// FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets`
-/// partition; transactions are not served.
+/// partition, a transactional id's the leader of its `__transaction_state` partition (the
+/// topic is created on the first such request).
 pub fn find_coordinator(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     info: &RequestInfo,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    let internal_topic = match request.key_type {
+        0 => OFFSETS_TOPIC,
+        1 => {
+            super::transactions::ensure_txn_topic(ctx);
+            TXN_TOPIC
+        }
+        _ => "",
+    };
     let image = ctx.controller.image();
     let answer = |key: StrBytes| {
         let c = Coordinator::default().with_key(key.clone());
-        if request.key_type != 0 {
+        if internal_topic.is_empty() {
             return c
                 .with_node_id(BrokerId(-1))
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                .with_error_message(Some(str_bytes("transactions are not supported")));
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(str_bytes("unknown coordinator key type")));
         }
-        let leader = image.topics.get(OFFSETS_TOPIC).and_then(|t| {
+        let leader = image.topics.get(internal_topic).and_then(|t| {
             let p = &t.partitions[partition_for(&key, t.partitions.len()) as usize];
             image.brokers.get(&p.leader).filter(|b| !b.fenced)
         });
@@ -387,6 +398,16 @@ fn fetch_group(
     }
 }
 
+/// UNSTABLE_OFFSET_COMMIT for a partition whose offset an open transaction is committing,
+/// when the consumer asked for stable offsets (KIP-447); it retries.
+fn unstable_code(unstable: bool) -> i16 {
+    if unstable {
+        ResponseError::UnstableOffsetCommit.code()
+    } else {
+        0
+    }
+}
+
 /// OffsetFetch, single group (v1-7) or batched groups (v8+).
 pub fn offset_fetch(
     ctx: &Context,
@@ -420,7 +441,14 @@ pub fn offset_fetch(
                                         .into_iter()
                                         .map(|(p, o)| {
                                             let (offset, epoch, metadata) = split(o);
+                                            let unstable = request.require_stable
+                                                && ctx.groups.has_pending_offset(
+                                                    &g.group_id,
+                                                    &t,
+                                                    p,
+                                                );
                                             OffsetFetchResponsePartitions::default()
+                                                .with_error_code(unstable_code(unstable))
                                                 .with_partition_index(p)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
@@ -456,7 +484,10 @@ pub fn offset_fetch(
                             .into_iter()
                             .map(|(p, o)| {
                                 let (offset, epoch, metadata) = split(o);
+                                let unstable = request.require_stable
+                                    && ctx.groups.has_pending_offset(&request.group_id, &t, p);
                                 OffsetFetchResponsePartition::default()
+                                    .with_error_code(unstable_code(unstable))
                                     .with_partition_index(p)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(if version >= 5 {

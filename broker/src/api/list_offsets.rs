@@ -15,6 +15,8 @@ const MAX_TIMESTAMP: i64 = -3;
 /// Resolves each partition's requested timestamp to an offset.
 pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let image = ctx.controller.image();
+    // read_committed consumers see up to the last stable offset, others to the high watermark.
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -28,15 +30,21 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                         .with_partition_index(p.partition_index);
                     let outcome = led_log(ctx, &image, &name, p.partition_index).and_then(
                         |(log, _, partition)| {
+                            let visible_end = if read_committed {
+                                log.last_stable_offset()
+                            } else {
+                                log.high_watermark()
+                            };
                             let found = match p.timestamp {
-                                LATEST => Some((log.high_watermark(), -1)),
+                                LATEST => Some((visible_end, -1)),
                                 EARLIEST => Some((log.log_start_offset(), -1)),
                                 MAX_TIMESTAMP => {
                                     log.max_timestamp_offset().map_err(storage_error)?
                                 }
-                                ts if ts >= 0 => {
-                                    log.offset_for_timestamp(ts).map_err(storage_error)?
-                                }
+                                ts if ts >= 0 => log
+                                    .offset_for_timestamp(ts)
+                                    .map_err(storage_error)?
+                                    .filter(|(offset, _)| *offset < visible_end),
                                 other => {
                                     return Err(ApiError::new(
                                         ResponseError::InvalidRequest,

@@ -18,6 +18,7 @@ mod producer;
 mod reassignment;
 mod scram;
 mod topics;
+pub mod transactions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ use crate::metrics::BrokerMetrics;
 use crate::security::acl::{self, AuthorizerSettings};
 use crate::security::principal::Principal;
 use crate::security::ListenerSecurity;
+use crate::txn::markers::MarkerClient;
+use crate::txn::store::TxnStore;
+use crate::txn::TxnCoordinator;
 
 pub use api_versions::unsupported_version_response;
 
@@ -54,8 +58,14 @@ pub struct Context {
     pub groups: Arc<GroupCoordinator>,
     /// Durable committed offsets.
     pub offset_store: OffsetStore,
-    /// Producer ids for idempotent producers.
+    /// Producer ids for idempotent and transactional producers.
     pub producer_ids: ProducerIdAllocator,
+    /// The transaction coordinator.
+    pub txns: Arc<TxnCoordinator>,
+    /// Durable transaction states.
+    pub txn_store: TxnStore,
+    /// Sends transaction markers to other brokers.
+    pub markers: MarkerClient,
     /// Prometheus metrics.
     pub metrics: BrokerMetrics,
     /// The ACL authorizer, when `authorizer.class.name` turns it on.
@@ -95,6 +105,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -226,7 +241,22 @@ async fn run(
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, info, r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(producer::init_producer_id(ctx, r).await)
+            ResponseKind::InitProducerId(producer::init_producer_id(ctx, r, version).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            transactions::add_partitions_to_txn(ctx, r, version).await,
+        ),
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(transactions::add_offsets_to_txn(ctx, r, version).await)
+        }
+        RequestKind::EndTxn(r) => {
+            ResponseKind::EndTxn(transactions::end_txn(ctx, r, version).await)
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(transactions::write_txn_markers(ctx, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(transactions::txn_offset_commit(ctx, r, version).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(ctx, info, r, version))

@@ -94,11 +94,12 @@ impl AwaitingIsr {
 
 /// Topics only the broker writes.
 fn is_internal(topic: &str) -> bool {
-    topic == OFFSETS_TOPIC
+    topic == OFFSETS_TOPIC || topic == crate::txn::TXN_TOPIC
 }
 
 fn append_partition(
     ctx: &Context,
+    transactional: bool,
     acks: i16,
     topic: &str,
     partition: i32,
@@ -136,10 +137,10 @@ fn append_partition(
             ),
         ));
     }
-    if headers[0].is_transactional() {
+    if headers[0].is_transactional() && (!transactional || headers[0].producer_id < 0) {
         return Err(ApiError::new(
-            ResponseError::InvalidTxnState,
-            "transactions are not supported by this broker",
+            ResponseError::InvalidRecord,
+            "a transactional batch needs a producer id and the request's transactional id",
         ));
     }
     let config = log.config();
@@ -259,6 +260,7 @@ fn error_response(ctx: &Context, index: i32, e: &ApiError) -> PartitionProduceRe
 /// has them; acks=0 gets no response.
 pub fn handle(ctx: &Arc<Context>, request: ProduceRequest) -> Handled {
     let acks = request.acks;
+    let transactional = request.transactional_id.is_some();
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let mut awaiting = Vec::new();
@@ -270,7 +272,14 @@ pub fn handle(ctx: &Arc<Context>, request: ProduceRequest) -> Handled {
             let outcome = if !matches!(acks, -1..=1) {
                 Err(ApiError::from(ResponseError::InvalidRequiredAcks))
             } else {
-                append_partition(ctx, acks, name, pd.index, pd.records.as_ref())
+                append_partition(
+                    ctx,
+                    transactional,
+                    acks,
+                    name,
+                    pd.index,
+                    pd.records.as_ref(),
+                )
             };
             partitions.push(match outcome {
                 Ok((info, wait)) => {

@@ -987,6 +987,32 @@ impl GroupCoordinator {
         }
     }
 
+    /// TxnOffsetCommit's check (KIP-447): a member id, static id or generation, when given,
+    /// must be the group's current ones; without them the commit is accepted in any state.
+    pub fn check_txn_commit(
+        &self,
+        group_id: &str,
+        committer: Committer<'_>,
+    ) -> Result<(), ResponseError> {
+        if !self.owns(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
+        let groups = self.groups();
+        let Some(group) = groups.get(group_id) else {
+            return Ok(());
+        };
+        if group.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if !committer.member_id.is_empty() || committer.group_instance_id.is_some() {
+            group.validate_member(committer.member_id, committer.group_instance_id)?;
+        }
+        if committer.generation >= 0 && committer.generation != group.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// Validates an OffsetCommit's sender as Kafka does: a member must be current (and not
     /// fenced); a commit without member and generation (admin tools, simple consumers) is
     /// taken only by a group without members; CompletingRebalance refuses every commit.

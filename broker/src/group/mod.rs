@@ -15,9 +15,13 @@ use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::ResponseError;
 
+use crate::coordinator::Ownership;
 use classic::Group;
 pub use classic::{Committer, JoinRequest, JoinResult, SyncRequest, SyncResult};
-use store::{partition_for, CommittedOffset, GroupMap, GroupSnapshot, OffsetMap};
+use store::{
+    apply_offsets, CommittedOffset, GroupSnapshot, LoadedPartition, OffsetEntry, OffsetMap,
+    PendingTxnOffsets,
+};
 
 /// Group states, named as Kafka reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,20 +99,13 @@ pub struct GroupDescription {
 /// Stores a group's metadata durably (`None` deletes it); called under the group lock.
 pub type PersistGroup = Box<dyn Fn(&str, Option<&GroupSnapshot>) + Send + Sync>;
 
-/// The partitions of `__consumer_offsets` this broker leads and has loaded.
-#[derive(Debug, Default)]
-struct Ownership {
-    /// How many partitions the topic has (the group hash's modulus).
-    partition_count: usize,
-    /// Loaded partitions with the leader epoch they were loaded at.
-    partitions: HashMap<i32, i32>,
-}
-
 /// The coordinator for the groups whose `__consumer_offsets` partition this broker leads.
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
     offsets: Mutex<OffsetMap>,
+    /// Offsets committed in transactions not yet ended.
+    pending: Mutex<PendingTxnOffsets>,
     ownership: Mutex<Ownership>,
     persist: PersistGroup,
 }
@@ -129,6 +126,7 @@ impl GroupCoordinator {
             config,
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(OffsetMap::new()),
+            pending: Mutex::new(PendingTxnOffsets::new()),
             ownership: Mutex::new(Ownership::default()),
             persist,
         })
@@ -140,16 +138,12 @@ impl GroupCoordinator {
 
     /// Whether this broker coordinates `group_id` now.
     pub fn owns(&self, group_id: &str) -> bool {
-        let ownership = self.ownership();
-        ownership.partition_count > 0
-            && ownership
-                .partitions
-                .contains_key(&partition_for(group_id, ownership.partition_count))
+        self.ownership().partition_of(group_id).is_some()
     }
 
     /// Loaded partitions and the leader epoch each was loaded at.
     pub fn owned_partitions(&self) -> HashMap<i32, i32> {
-        self.ownership().partitions.clone()
+        self.ownership().partitions().clone()
     }
 
     /// Takes over one partition's groups and offsets, as read from its log; restored members
@@ -159,34 +153,97 @@ impl GroupCoordinator {
         partition: i32,
         leader_epoch: i32,
         partition_count: usize,
-        offsets: OffsetMap,
-        groups: GroupMap,
+        loaded: LoadedPartition,
     ) {
         self.unload_partition(partition);
         self.groups().extend(
-            groups
+            loaded
+                .groups
                 .into_iter()
                 .map(|(id, snapshot)| (id, Group::restore(snapshot))),
         );
-        self.offsets().extend(offsets);
-        let mut ownership = self.ownership();
-        ownership.partition_count = partition_count;
-        ownership.partitions.insert(partition, leader_epoch);
+        self.offsets().extend(loaded.offsets);
+        let mut pending = self.pending();
+        for (producer, groups) in loaded.pending {
+            pending.entry(producer).or_default().extend(groups);
+        }
+        drop(pending);
+        self.ownership()
+            .load(partition, leader_epoch, partition_count);
     }
 
     /// Forgets one partition's groups and offsets (leadership moved away).
     pub fn unload_partition(&self, partition: i32) {
-        let count = {
-            let mut ownership = self.ownership();
-            ownership.partitions.remove(&partition);
-            ownership.partition_count
-        };
-        if count == 0 {
+        let Some(mine) = self.ownership().unload(partition) else {
             return;
-        }
-        let mine = |id: &String| partition_for(id, count) == partition;
+        };
         self.groups().retain(|id, _| !mine(id));
         self.offsets().retain(|id, _| !mine(id));
+        let mut pending = self.pending();
+        for groups in pending.values_mut() {
+            groups.retain(|id, _| !mine(id));
+        }
+        pending.retain(|_, groups| !groups.is_empty());
+    }
+
+    fn pending(&self) -> MutexGuard<'_, PendingTxnOffsets> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds offsets committed in `producer_id`'s transaction (after they are durable) until
+    /// its marker says whether they count.
+    pub fn stage_txn_offsets(&self, producer_id: i64, group_id: &str, entries: Vec<OffsetEntry>) {
+        self.pending()
+            .entry(producer_id)
+            .or_default()
+            .entry(group_id.to_string())
+            .or_default()
+            .extend(entries);
+    }
+
+    /// Ends `producer_id`'s transaction for the groups of `__consumer_offsets-<partition>`:
+    /// a commit makes their staged offsets the committed ones, an abort drops them.
+    pub fn end_txn(&self, producer_id: i64, partition: i32, commit: bool) {
+        let count = self.ownership().partition_count();
+        let staged: Vec<(String, Vec<OffsetEntry>)> = {
+            let mut pending = self.pending();
+            let Some(groups) = pending.get_mut(&producer_id) else {
+                return;
+            };
+            let mine: Vec<String> = groups
+                .keys()
+                .filter(|id| {
+                    count == 0 || crate::coordinator::partition_for(id, count) == partition
+                })
+                .cloned()
+                .collect();
+            let staged = mine
+                .into_iter()
+                .filter_map(|id| groups.remove_entry(&id))
+                .collect();
+            if groups.is_empty() {
+                pending.remove(&producer_id);
+            }
+            staged
+        };
+        if commit {
+            let mut offsets = self.offsets();
+            for (group, entries) in staged {
+                apply_offsets(&mut offsets, &group, entries);
+            }
+        }
+    }
+
+    /// Whether an open transaction has committed an offset for this group's partition
+    /// (KIP-447: a consumer asking for stable offsets must wait for it).
+    pub fn has_pending_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.pending().values().any(|groups| {
+            groups.get(group_id).is_some_and(|entries| {
+                entries
+                    .iter()
+                    .any(|((t, p), _)| t == topic && *p == partition)
+            })
+        })
     }
 
     fn persist(&self, group_id: &str, group: &Group) {
@@ -202,26 +259,8 @@ impl GroupCoordinator {
     }
 
     /// Records committed offsets in memory (after they are durable).
-    pub fn record_offsets(
-        &self,
-        group_id: &str,
-        entries: &[((String, i32), Option<CommittedOffset>)],
-    ) {
-        let mut offsets = self.offsets();
-        let group = offsets.entry(group_id.to_string()).or_default();
-        for (key, value) in entries {
-            match value {
-                Some(v) => {
-                    group.insert(key.clone(), v.clone());
-                }
-                None => {
-                    group.remove(key);
-                }
-            }
-        }
-        if group.is_empty() {
-            offsets.remove(group_id);
-        }
+    pub fn record_offsets(&self, group_id: &str, entries: &[OffsetEntry]) {
+        apply_offsets(&mut self.offsets(), group_id, entries.to_vec());
     }
 
     /// The committed offsets of a group.

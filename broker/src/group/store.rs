@@ -8,26 +8,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use kafka_protocol::records::{Compression, Record};
+use kafka_protocol::records::Record;
 use serde::{Deserialize, Serialize};
 
+use crate::coordinator::{InternalTopic, KeyedRecord, TxnProducer};
+use crate::log::batch::BatchHeader;
 use crate::log::manager::LogManager;
-use crate::log::segment::now_ms;
-use crate::log::{batch, records, Leadership, PartitionLog};
+use crate::log::txn_index::is_control;
+use crate::log::AppendError;
 use crate::metadata::image::MetadataImage;
 
 /// The internal topic's name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Where a group's offsets live: Java's `String.hashCode` of the group id, made
-/// non-negative, modulo the partition count, as Kafka does.
-pub fn partition_for(group: &str, partitions: usize) -> i32 {
-    let hash = group
-        .encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
-    ((hash & 0x7fff_ffff) as usize % partitions.max(1)) as i32
-}
+pub use crate::coordinator::{partition_for, Appended};
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,38 +92,52 @@ pub type GroupMap = HashMap<String, GroupSnapshot>;
 /// All committed offsets: group -> (topic, partition) -> offset.
 pub type OffsetMap = HashMap<String, BTreeMap<(String, i32), CommittedOffset>>;
 
-/// An append to `__consumer_offsets`: the ISR must reach `end_offset` for it to be committed.
-pub struct Appended {
-    /// The partition's log.
-    pub log: Arc<PartitionLog>,
-    /// One past the last appended offset.
-    pub end_offset: i64,
-    /// The leader epoch it was appended in.
-    pub leader_epoch: i32,
+/// Offsets committed in open transactions: producer id -> group -> offsets.
+pub type PendingTxnOffsets = HashMap<i64, HashMap<String, Vec<OffsetEntry>>>;
+
+/// One committed offset (`None` deletes it) of a (topic, partition).
+pub type OffsetEntry = ((String, i32), Option<CommittedOffset>);
+
+/// What replaying one partition of `__consumer_offsets` yields.
+#[derive(Debug, Default)]
+pub struct LoadedPartition {
+    /// Committed offsets.
+    pub offsets: OffsetMap,
+    /// Group metadata.
+    pub groups: GroupMap,
+    /// Offsets of transactions still open.
+    pub pending: PendingTxnOffsets,
 }
 
 /// Reads and appends commits in `__consumer_offsets`.
 pub struct OffsetStore {
-    logs: Arc<LogManager>,
+    topic: InternalTopic,
+}
+
+fn offset_records(
+    group: &str,
+    entries: &[OffsetEntry],
+) -> io::Result<Vec<KeyedRecord>> {
+    entries
+        .iter()
+        .map(|((topic, partition), value)| {
+            let key = StoredKey::Offset {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            let value = value.as_ref().map(serde_json::to_vec).transpose()?;
+            Ok((serde_json::to_vec(&key)?, value))
+        })
+        .collect()
 }
 
 impl OffsetStore {
     /// A store over the broker's logs.
     pub fn new(logs: Arc<LogManager>) -> Self {
-        OffsetStore { logs }
-    }
-
-    fn log(&self, image: &MetadataImage, group: &str) -> io::Result<(Arc<PartitionLog>, i32)> {
-        let topic = image
-            .topics
-            .get(OFFSETS_TOPIC)
-            .ok_or_else(|| io::Error::other("__consumer_offsets does not exist yet"))?;
-        let partition = partition_for(group, topic.partitions.len());
-        let leader_epoch = topic.partitions[partition as usize].leader_epoch;
-        Ok((
-            self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)?,
-            leader_epoch,
-        ))
+        OffsetStore {
+            topic: InternalTopic::new(logs, OFFSETS_TOPIC),
+        }
     }
 
     /// Appends commits (`None` deletes) for one group; returns once they are in the leader's
@@ -138,21 +146,26 @@ impl OffsetStore {
         &self,
         image: &MetadataImage,
         group: &str,
-        entries: &[((String, i32), Option<CommittedOffset>)],
+        entries: &[OffsetEntry],
     ) -> io::Result<Option<Appended>> {
-        let records = entries
-            .iter()
-            .map(|((topic, partition), value)| {
-                let key = StoredKey::Offset {
-                    group: group.to_string(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                };
-                let value = value.as_ref().map(serde_json::to_vec).transpose()?;
-                Ok((serde_json::to_vec(&key)?, value))
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        self.write(image, group, records)
+        let records = offset_records(group, entries)?;
+        self.topic
+            .append(image, group, records, None, None)
+            .map_err(io::Error::other)
+    }
+
+    /// Appends commits made in `producer`'s transaction: they count once its commit marker
+    /// is written. A fenced producer's epoch is refused.
+    pub fn append_in_txn(
+        &self,
+        image: &MetadataImage,
+        group: &str,
+        entries: &[OffsetEntry],
+        producer: TxnProducer,
+    ) -> Result<Option<Appended>, AppendError> {
+        let records = offset_records(group, entries)?;
+        self.topic
+            .append(image, group, records, Some(producer), None)
     }
 
     /// Stores a group's metadata (`None` deletes it).
@@ -166,39 +179,9 @@ impl OffsetStore {
             group: group.to_string(),
         })?;
         let value = snapshot.map(serde_json::to_vec).transpose()?;
-        self.write(image, group, vec![(key, value)])
-    }
-
-    fn write(
-        &self,
-        image: &MetadataImage,
-        group: &str,
-        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ) -> io::Result<Option<Appended>> {
-        if entries.is_empty() {
-            return Ok(None);
-        }
-        let buf = batch::encode_records(
-            entries
-                .into_iter()
-                .map(|(key, value)| (Some(Bytes::from(key)), value.map(Bytes::from))),
-            now_ms(),
-            Compression::None,
-        )?;
-        let headers = batch::validate_all(&buf).map_err(io::Error::other)?;
-        let (log, leader_epoch) = self.log(image, group)?;
-        let leadership = Leadership {
-            leader_epoch,
-            min_isr: None,
-        };
-        let info = log
-            .append(&buf, &headers, leadership)
-            .map_err(io::Error::other)?;
-        Ok(Some(Appended {
-            log,
-            end_offset: info.last_offset + 1,
-            leader_epoch,
-        }))
+        self.topic
+            .append(image, group, vec![(key, value)], None, None)
+            .map_err(io::Error::other)
     }
 
     /// Replays one partition of `__consumer_offsets`, to its log end, into memory.
@@ -206,41 +189,50 @@ impl OffsetStore {
         &self,
         image: &MetadataImage,
         partition: i32,
-    ) -> io::Result<(OffsetMap, GroupMap)> {
-        let mut offsets = OffsetMap::new();
-        let mut groups = GroupMap::new();
-        let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
-            return Ok((offsets, groups));
-        };
-        let log = self.logs.get_or_open(OFFSETS_TOPIC, partition, topic)?;
-        let mut next = log.log_start_offset();
-        // A new leader's whole log becomes committed, so read it all, not just to the
-        // high watermark it had as a follower.
-        while next < log.log_end_offset() {
-            let read = log
-                .read_for_follower(next, 1 << 20)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            if read.records.is_empty() {
-                break;
-            }
-            let mut bytes = &read.records[..];
-            let cap = log.config().max_uncompressed_bytes;
-            while !bytes.is_empty() {
-                let header = batch::parse_header(bytes).map_err(io::Error::other)?;
-                let (_, records) =
-                    records::decode_stored_batch(bytes, &header, cap).map_err(io::Error::other)?;
-                for record in records {
-                    next = record.offset + 1;
-                    apply(&mut offsets, &mut groups, &record);
+    ) -> io::Result<LoadedPartition> {
+        let mut loaded = LoadedPartition::default();
+        self.topic.replay(image, partition, |header, record| {
+            if is_control(header) {
+                let commit = record
+                    .key
+                    .as_deref()
+                    .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1]);
+                let staged = loaded
+                    .pending
+                    .remove(&header.producer_id)
+                    .unwrap_or_default();
+                if commit {
+                    for (group, entries) in staged {
+                        apply_offsets(&mut loaded.offsets, &group, entries);
+                    }
                 }
-                bytes = &bytes[header.size..];
+                return;
             }
-        }
-        Ok((offsets, groups))
+            apply(&mut loaded, header, &record);
+        })?;
+        Ok(loaded)
     }
 }
 
-fn apply(offsets: &mut OffsetMap, groups: &mut GroupMap, record: &Record) {
+/// Applies committed offsets (`None` deletes) to a group's entry.
+pub fn apply_offsets(offsets: &mut OffsetMap, group: &str, entries: Vec<OffsetEntry>) {
+    let committed = offsets.entry(group.to_string()).or_default();
+    for (key, value) in entries {
+        match value {
+            Some(v) => {
+                committed.insert(key, v);
+            }
+            None => {
+                committed.remove(&key);
+            }
+        }
+    }
+    if committed.is_empty() {
+        offsets.remove(group);
+    }
+}
+
+fn apply(loaded: &mut LoadedPartition, header: &BatchHeader, record: &Record) {
     let Some(Ok(key)) = record
         .key
         .as_ref()
@@ -258,17 +250,17 @@ fn apply(offsets: &mut OffsetMap, groups: &mut GroupMap, record: &Record) {
                 .value
                 .as_ref()
                 .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok());
-            let entries = offsets.entry(group.clone()).or_default();
-            match value {
-                Some(value) => {
-                    entries.insert((topic, partition), value);
-                }
-                None => {
-                    entries.remove(&(topic, partition));
-                    if entries.is_empty() {
-                        offsets.remove(&group);
-                    }
-                }
+            let entry = ((topic, partition), value);
+            if header.is_transactional() {
+                loaded
+                    .pending
+                    .entry(header.producer_id)
+                    .or_default()
+                    .entry(group)
+                    .or_default()
+                    .push(entry);
+            } else {
+                apply_offsets(&mut loaded.offsets, &group, vec![entry]);
             }
         }
         StoredKey::Group { group } => {
@@ -277,22 +269,9 @@ fn apply(offsets: &mut OffsetMap, groups: &mut GroupMap, record: &Record) {
                 .as_ref()
                 .and_then(|v| serde_json::from_slice::<GroupSnapshot>(v).ok())
             {
-                Some(snapshot) => groups.insert(group, snapshot),
-                None => groups.remove(&group),
+                Some(snapshot) => loaded.groups.insert(group, snapshot),
+                None => loaded.groups.remove(&group),
             };
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_matches_kafkas_hash() {
-        // Java: "my-group".hashCode() == -1906497762; (h & 0x7fffffff) % 50 == 36.
-        assert_eq!(partition_for("my-group", 50), 36);
-        assert_eq!(partition_for("test-group", 50), 12);
-        assert!((0..50).contains(&partition_for("ü-group", 50)));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 
-use super::store::{CommittedOffset, GroupMap, OffsetMap};
+use super::store::{CommittedOffset, LoadedPartition, OffsetMap};
 use super::*;
 
 pub(super) fn config() -> GroupConfig {
@@ -66,7 +66,7 @@ pub(super) fn committed(offset: i64) -> CommittedOffset {
 /// A coordinator owning the single partition every group hashes to.
 pub(super) fn coordinator_with(config: GroupConfig) -> Arc<GroupCoordinator> {
     let c = GroupCoordinator::new(config, Box::new(|_, _| {}));
-    c.load_partition(0, 0, 1, OffsetMap::new(), GroupMap::new());
+    c.load_partition(0, 0, 1, LoadedPartition::default());
     c
 }
 
@@ -81,6 +81,21 @@ pub(super) async fn join_fully(c: &Arc<GroupCoordinator>, protocols: &[&str]) ->
     c.join(join_request(&first.member_id, protocols)).await
 }
 
+#[test]
+fn offsets_committed_in_a_transaction_count_only_once_it_commits() {
+    let c = coordinator();
+    let entry = |offset| vec![(("t".to_string(), 0), Some(committed(offset)))];
+    c.stage_txn_offsets(7, "g", entry(5));
+    assert!(c.committed("g").is_empty());
+    assert!(c.has_pending_offset("g", "t", 0));
+    c.end_txn(7, 0, true);
+    assert_eq!(c.committed("g")[&("t".to_string(), 0)].offset, 5);
+    assert!(!c.has_pending_offset("g", "t", 0));
+    c.stage_txn_offsets(8, "g", entry(9));
+    c.end_txn(8, 0, false);
+    assert_eq!(c.committed("g")[&("t".to_string(), 0)].offset, 5);
+}
+
 #[tokio::test]
 async fn only_loaded_partitions_are_coordinated() {
     let c = GroupCoordinator::new(config(), Box::new(|_, _| {}));
@@ -90,7 +105,15 @@ async fn only_loaded_partitions_are_coordinated() {
         "g".to_string(),
         BTreeMap::from([(("t".to_string(), 0), committed(7))]),
     )]);
-    c.load_partition(0, 3, 1, offsets, GroupMap::new());
+    c.load_partition(
+        0,
+        3,
+        1,
+        LoadedPartition {
+            offsets,
+            ..Default::default()
+        },
+    );
     assert!(c.owns("g"));
     assert_eq!(c.committed("g")[&("t".to_string(), 0)].offset, 7);
     assert_eq!(c.owned_partitions(), HashMap::from([(0, 3)]));

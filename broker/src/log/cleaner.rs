@@ -19,6 +19,7 @@ use tracing::info;
 use super::batch::BatchHeader;
 use super::records::Retained;
 use super::segment::Segment;
+use super::txn_index::{is_aborted, is_control, AbortedTxn};
 use super::{batch, read_i64_file, records, write_file_atomic, PartitionLog};
 
 const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
@@ -73,12 +74,17 @@ impl PartitionLog {
             return Ok(None);
         }
         let checkpoint = read_i64_file(&self.dir.join(CHECKPOINT_FILE)).unwrap_or(0);
-        let cleanable: Vec<Cleanable> = {
+        let (cleanable, aborted): (Vec<Cleanable>, Vec<AbortedTxn>) = {
             let state = self.lock();
             let inactive = state.segments.len().saturating_sub(1);
+            // As in Kafka, nothing from the first open transaction on is cleaned: its outcome
+            // decides which of its records count.
+            let first_unstable = state.txns.first_unstable_offset().unwrap_or(i64::MAX);
             let mut out = Vec::new();
             for segment in state.segments.values().take(inactive) {
-                if segment.max_timestamp > now - config.min_compaction_lag_ms {
+                if segment.max_timestamp > now - config.min_compaction_lag_ms
+                    || segment.next_offset > first_unstable
+                {
                     break;
                 }
                 let mut batches = Vec::new();
@@ -99,7 +105,7 @@ impl PartitionLog {
                     first_batch_timestamp,
                 });
             }
-            out
+            (out, state.txns.aborted().to_vec())
         };
         let total: u64 = cleanable.iter().map(|c| c.size).sum();
         let dirty: u64 = cleanable
@@ -125,6 +131,10 @@ impl PartitionLog {
         for c in &cleanable {
             for &(pos, size) in &c.batches {
                 let (buf, header) = read_batch(&c.file, pos, size)?;
+                // Markers' keys are not record keys, and aborted records never happened.
+                if is_control(&header) || is_aborted(&aborted, &header) {
+                    continue;
+                }
                 records::for_each_record::<records::ReadError>(
                     &buf,
                     &header,
@@ -148,6 +158,15 @@ impl PartitionLog {
             let mut out = Vec::new();
             for &(pos, size) in &c.batches {
                 let (buf, header) = read_batch(&c.file, pos, size)?;
+                if is_control(&header) {
+                    stats.kept += 1;
+                    out.extend_from_slice(&buf);
+                    continue;
+                }
+                if is_aborted(&aborted, &header) {
+                    stats.removed += header.records_count.max(0) as usize;
+                    continue;
+                }
                 let mut seen = 0;
                 let retained =
                     records::retain(&buf, &header, config.max_uncompressed_bytes, |offset, r| {

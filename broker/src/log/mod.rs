@@ -10,6 +10,7 @@ pub mod producer_state;
 pub mod records;
 pub mod replica;
 pub mod segment;
+pub mod txn_index;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use epochs::EpochCache;
 use producer_state::{ProducerError, ProducerStates, SequenceCheck};
 use replica::ReplicaState;
 use segment::{now_ms, random_jitter, OpenOutcome, Segment};
+use txn_index::{AbortedTxn, TxnIndex};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 const LOG_START_FILE: &str = "log-start-offset";
@@ -39,6 +41,8 @@ const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 struct ProducerSnapshot {
     offset: i64,
     producers: ProducerStates,
+    #[serde(default)]
+    txns: TxnIndex,
 }
 
 /// The same, borrowed for writing.
@@ -46,6 +50,7 @@ struct ProducerSnapshot {
 struct ProducerSnapshotRef<'a> {
     offset: i64,
     producers: &'a ProducerStates,
+    txns: &'a TxnIndex,
 }
 
 /// Errors a log operation reports to the request handlers.
@@ -128,8 +133,23 @@ pub struct ReadResult {
     pub records: Bytes,
     /// The high watermark when the read happened.
     pub high_watermark: i64,
+    /// The last stable offset when the read happened.
+    pub last_stable_offset: i64,
     /// The log start offset when the read happened.
     pub log_start_offset: i64,
+    /// For read_committed: the aborted transactions with records in what was read.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// To the high watermark: read_uncommitted consumers.
+    HighWatermark,
+    /// To the last stable offset: read_committed consumers.
+    LastStable,
+    /// To the log end: followers.
+    LogEnd,
 }
 
 struct LogState {
@@ -141,6 +161,7 @@ struct LogState {
     flushed_offset: i64,
     last_flush_ms: i64,
     producers: ProducerStates,
+    txns: TxnIndex,
     epochs: EpochCache,
     replica: ReplicaState,
     /// How much earlier than `segment.ms` the active segment rolls (`segment.jitter.ms`).
@@ -153,6 +174,13 @@ impl LogState {
         let before = self.high_watermark;
         self.high_watermark = self.replica.high_watermark(before, self.next_offset);
         self.high_watermark != before
+    }
+
+    /// The high watermark, held back by the first offset of the earliest open transaction.
+    fn last_stable_offset(&self) -> i64 {
+        self.txns
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |first| first.min(self.high_watermark))
     }
 }
 
@@ -230,6 +258,35 @@ pub fn remove_deleted_dirs(root: &Path, delay_ms: i64) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// Replays the batches of `segment` from byte `from` (those at or after `from_offset`) into
+/// the producer states and the transaction index.
+fn replay_producers(
+    segment: &Segment,
+    from: u64,
+    from_offset: i64,
+    producers: &mut ProducerStates,
+    txns: &mut TxnIndex,
+) -> io::Result<()> {
+    let mut batches = Vec::new();
+    segment.scan(from, false, |position, h| {
+        if h.base_offset >= from_offset {
+            batches.push((position, h));
+        }
+        true
+    })?;
+    for (position, h) in batches {
+        producers.record(&h);
+        // Markers are rare: only they are read beyond their header.
+        let marker = if txn_index::is_control(&h) {
+            txn_index::marker_outcome(&segment.read_at(position, h.size)?, &h)
+        } else {
+            None
+        };
+        txns.record(&h, marker);
+    }
+    Ok(())
+}
+
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering segments written after the last
     /// recovery point. `topic_id` is recorded so a recreated topic never reads old data.
@@ -301,22 +358,18 @@ impl PartitionLog {
             .ok()
             .and_then(|b| serde_json::from_slice::<ProducerSnapshot>(&b).ok())
             .filter(|s| s.offset <= next_offset);
-        let (mut producers, replay_from) = match snapshot {
-            Some(s) => (s.producers, s.offset),
-            None => (ProducerStates::default(), 0),
+        let (mut producers, mut txns, replay_from) = match snapshot {
+            Some(s) => (s.producers, s.txns, s.offset),
+            None => (ProducerStates::default(), TxnIndex::default(), 0),
         };
         for segment in segments.values().filter(|s| s.next_offset > replay_from) {
             let from = match segment.position_of(replay_from)? {
                 Some((pos, _)) if replay_from > segment.base_offset => pos,
                 _ => 0,
             };
-            segment.scan(from, false, |_, h| {
-                if h.base_offset >= replay_from {
-                    producers.record(&h);
-                }
-                true
-            })?;
+            replay_producers(segment, from, replay_from, &mut producers, &mut txns)?;
         }
+        txns.forget_before(log_start_offset);
         if !bases.is_empty() {
             info!(dir = %dir.display(), segments = segments.len(), log_start_offset, next_offset, "loaded log");
         }
@@ -334,6 +387,7 @@ impl PartitionLog {
                 flushed_offset: next_offset,
                 last_flush_ms: now_ms(),
                 producers,
+                txns,
                 epochs,
                 replica: ReplicaState::default(),
                 roll_jitter_ms: random_jitter(config.roll_jitter_ms),
@@ -502,8 +556,14 @@ impl PartitionLog {
         }
         let active = state.segments.values_mut().next_back().expect("a segment");
         active.append(buf, headers, config.index_interval_bytes)?;
+        let mut at = 0;
         for h in headers {
             state.producers.record(h);
+            let marker = txn_index::is_control(h)
+                .then(|| txn_index::marker_outcome(&buf[at..at + h.size], h))
+                .flatten();
+            state.txns.record(h, marker);
+            at += h.size;
         }
         state.next_offset = next;
         state.advance_high_watermark();
@@ -543,6 +603,7 @@ impl PartitionLog {
         let json = serde_json::to_vec(&ProducerSnapshotRef {
             offset: state.next_offset,
             producers: &state.producers,
+            txns: &state.txns,
         })?;
         write_file_atomic(&dir.join(PRODUCER_SNAPSHOT_FILE), &json)
     }
@@ -629,27 +690,31 @@ impl PartitionLog {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, LogError> {
-        self.read_until(offset, max_bytes, min_one, false)
+        self.read_until(offset, max_bytes, min_one, ReadLimit::HighWatermark)
     }
 
     /// Reads like [`Self::read`] but up to the log end: what a follower replicates.
     pub fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
-        self.read_until(offset, max_bytes, true, true)
+        self.read_until(offset, max_bytes, true, ReadLimit::LogEnd)
     }
 
-    fn read_until(
+    /// Reads whole batches from `offset` up to `limit`; a read_committed read (`LastStable`)
+    /// also reports the aborted transactions in what it returns.
+    pub fn read_until(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
-        to_log_end: bool,
+        limit: ReadLimit,
     ) -> Result<ReadResult, LogError> {
-        let (file, position, available, limit, log_start_offset) = {
+        let (file, position, available, end, log_start_offset) = {
             let state = self.lock();
             let empty = ReadResult {
                 records: Bytes::new(),
                 high_watermark: state.high_watermark,
+                last_stable_offset: state.last_stable_offset(),
                 log_start_offset: state.log_start_offset,
+                aborted: Vec::new(),
             };
             if offset < state.log_start_offset || offset > state.next_offset {
                 return Err(LogError::OffsetOutOfRange {
@@ -658,12 +723,12 @@ impl PartitionLog {
                     end: state.next_offset,
                 });
             }
-            let limit = if to_log_end {
-                state.next_offset
-            } else {
-                state.high_watermark
+            let end = match limit {
+                ReadLimit::HighWatermark => state.high_watermark,
+                ReadLimit::LastStable => state.last_stable_offset(),
+                ReadLimit::LogEnd => state.next_offset,
             };
-            if offset >= limit {
+            if offset >= end {
                 return Ok(empty);
             }
             let mut found = None;
@@ -697,28 +762,69 @@ impl PartitionLog {
                 segment.file(),
                 position,
                 (available as usize).min(want),
-                limit,
+                end,
                 state.log_start_offset,
             )
         };
         let mut buf = vec![0u8; available];
         file.read_exact_at(&mut buf, position)?;
-        let mut end = 0;
-        while let Some(size) = batch::peek_size(&buf[end..]) {
-            let Ok(h) = batch::parse_header_only(&buf[end..]) else {
+        let mut used = 0;
+        let mut next_offset = offset;
+        while let Some(size) = batch::peek_size(&buf[used..]) {
+            let Ok(h) = batch::parse_header_only(&buf[used..]) else {
                 break;
             };
-            if end + size > buf.len() || h.base_offset >= limit {
+            if used + size > buf.len() || h.base_offset >= end {
                 break;
             }
-            end += size;
+            used += size;
+            next_offset = h.last_offset() + 1;
         }
-        buf.truncate(end);
+        buf.truncate(used);
+        let state = self.lock();
+        let aborted = if limit == ReadLimit::LastStable && used > 0 {
+            state.txns.aborted_between(offset, next_offset)
+        } else {
+            Vec::new()
+        };
         Ok(ReadResult {
             records: Bytes::from(buf),
-            high_watermark: self.high_watermark(),
+            high_watermark: state.high_watermark,
+            last_stable_offset: state.last_stable_offset(),
             log_start_offset,
+            aborted,
         })
+    }
+
+    /// The last stable offset: what read_committed consumers may read up to.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.lock().last_stable_offset()
+    }
+
+    /// How many transactions are open in this partition.
+    pub fn open_transactions(&self) -> usize {
+        self.lock().txns.open_count()
+    }
+
+    /// Writes a transaction marker for `producer_id` as the leader at `leadership`: a commit
+    /// makes its records visible to read_committed consumers, an abort hides them.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        leadership: Leadership,
+    ) -> Result<AppendInfo, AppendError> {
+        let buf = txn_index::encode_marker(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            now_ms(),
+        )?;
+        let headers = batch::validate_all(&buf)?;
+        self.append(&buf, &headers, leadership)
     }
 
     /// Reads the single batch at `position` of the segment starting at `base`.
@@ -879,13 +985,13 @@ impl PartitionLog {
             state.epochs.save(&self.dir.join(EPOCH_CHECKPOINT_FILE))?;
         }
         let mut producers = ProducerStates::default();
+        let mut txns = TxnIndex::default();
         for segment in state.segments.values() {
-            segment.scan(0, false, |_, h| {
-                producers.record(&h);
-                true
-            })?;
+            replay_producers(segment, 0, 0, &mut producers, &mut txns)?;
         }
+        txns.forget_before(state.log_start_offset);
         state.producers = producers;
+        state.txns = txns;
         Self::flush_locked(&self.dir, state)
     }
 
@@ -960,6 +1066,7 @@ impl PartitionLog {
                 target.to_string().as_bytes(),
             )?;
             self.drop_segments_below(&mut state, target)?;
+            state.txns.forget_before(target);
         }
         Ok(state.log_start_offset)
     }
@@ -1038,6 +1145,7 @@ impl PartitionLog {
         }
         if deleted > 0 {
             let start = state.log_start_offset;
+            state.txns.forget_before(start);
             write_file_atomic(&self.dir.join(LOG_START_FILE), start.to_string().as_bytes())?;
         }
         Ok(deleted)

@@ -84,6 +84,11 @@ impl ProducerStates {
                 current: entry.epoch,
             });
         }
+        // Batches the broker writes for a producer (transaction markers, transactional offset
+        // commits) carry no sequence: only their epoch is checked.
+        if h.base_sequence < 0 {
+            return Ok(SequenceCheck::Append);
+        }
         if h.producer_epoch > entry.epoch {
             return if h.base_sequence == 0 {
                 Ok(SequenceCheck::Append)
@@ -130,6 +135,10 @@ impl ProducerStates {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
+        entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
+        if h.base_sequence < 0 {
+            return;
+        }
         entry.batches.push_back(CachedBatch {
             first_sequence: h.base_sequence,
             last_sequence: h.last_sequence(),
@@ -139,7 +148,6 @@ impl ProducerStates {
         while entry.batches.len() > CACHED_BATCHES {
             entry.batches.pop_front();
         }
-        entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
     }
 
     /// Forgets producers whose last batch is older than `expiration_ms`; returns how many.
@@ -220,6 +228,23 @@ mod tests {
         assert_eq!(s.expire(10_000, 5_000), 1);
         // Producer 1 is unknown again: any sequence is accepted as new.
         assert_eq!(s.check(&header(1, 0, 7, 1, -1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn batches_without_a_sequence_check_and_move_only_the_epoch() {
+        let mut s = ProducerStates::default();
+        s.record(&header(5, 0, 0, 2, 0));
+        // A marker at a bumped epoch fences the old epoch and restarts the sequence.
+        s.record(&header(5, 1, -1, 1, 2));
+        assert!(matches!(
+            s.check(&header(5, 0, 2, 1, -1)),
+            Err(ProducerError::InvalidEpoch { .. })
+        ));
+        assert_eq!(s.check(&header(5, 1, 0, 1, -1)), Ok(SequenceCheck::Append));
+        assert!(matches!(
+            s.check(&header(5, 0, -1, 1, -1)),
+            Err(ProducerError::InvalidEpoch { .. })
+        ));
     }
 
     #[test]

@@ -979,6 +979,101 @@ mod tests {
             .with_unknown_tagged_fields(tags(v, 2))
     }
 
+    fn add_partitions_to_txn(v: i16, full: bool) -> AddPartitionsToTxnRequest {
+        use kafka_protocol::messages::add_partitions_to_txn_request::*;
+        let topics = if full {
+            vec![AddPartitionsToTxnTopic::default()
+                .with_name(topic("orders"))
+                .with_partitions(vec![0, 3])
+                .with_unknown_tagged_fields(tags(v, 3))]
+        } else {
+            vec![]
+        };
+        let request = AddPartitionsToTxnRequest::default().with_unknown_tagged_fields(tags(v, 3));
+        if v >= 4 {
+            return request.with_transactions(vec![AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(s("txn-1")))
+                .with_producer_id(ProducerId(42))
+                .with_producer_epoch(3)
+                .with_verify_only(full)
+                .with_topics(topics)
+                .with_unknown_tagged_fields(tags(v, 3))]);
+        }
+        request
+            .with_v3_and_below_transactional_id(TransactionalId(s("txn-1")))
+            .with_v3_and_below_producer_id(ProducerId(42))
+            .with_v3_and_below_producer_epoch(3)
+            .with_v3_and_below_topics(topics)
+    }
+
+    fn add_offsets_to_txn(v: i16, full: bool) -> AddOffsetsToTxnRequest {
+        AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(if full { "txn-1" } else { "" })))
+            .with_producer_id(ProducerId(42))
+            .with_producer_epoch(3)
+            .with_group_id(group("g1"))
+            .with_unknown_tagged_fields(tags(v, 3))
+    }
+
+    fn end_txn(v: i16, full: bool) -> EndTxnRequest {
+        EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("txn-1")))
+            .with_producer_id(ProducerId(42))
+            .with_producer_epoch(3)
+            .with_committed(full)
+            .with_unknown_tagged_fields(tags(v, 3))
+    }
+
+    fn write_txn_markers(v: i16, full: bool) -> WriteTxnMarkersRequest {
+        use kafka_protocol::messages::write_txn_markers_request::*;
+        let topics = if full {
+            vec![WritableTxnMarkerTopic::default()
+                .with_name(topic("orders"))
+                .with_partition_indexes(vec![1, 2])
+                .with_unknown_tagged_fields(tags(v, 1))]
+        } else {
+            vec![]
+        };
+        WriteTxnMarkersRequest::default()
+            .with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(ProducerId(42))
+                .with_producer_epoch(3)
+                .with_transaction_result(full)
+                .with_topics(topics)
+                .with_coordinator_epoch(7)
+                .with_unknown_tagged_fields(tags(v, 1))])
+            .with_unknown_tagged_fields(tags(v, 1))
+    }
+
+    fn txn_offset_commit(v: i16, full: bool) -> TxnOffsetCommitRequest {
+        use kafka_protocol::messages::txn_offset_commit_request::*;
+        let partition = TxnOffsetCommitRequestPartition::default()
+            .with_partition_index(2)
+            .with_committed_offset(100)
+            .when(v >= 2, |p| p.with_committed_leader_epoch(5))
+            .with_committed_metadata(full.then(|| s("meta")))
+            .with_unknown_tagged_fields(tags(v, 3));
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s("txn-1")))
+            .with_group_id(group("g1"))
+            .with_producer_id(ProducerId(42))
+            .with_producer_epoch(3)
+            .when(v >= 3, |r| {
+                r.with_generation_id(4)
+                    .with_member_id(s("member-1"))
+                    .with_group_instance_id(full.then(|| s("instance-1")))
+            })
+            .with_topics(if full {
+                vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic("orders"))
+                    .with_partitions(vec![partition])
+                    .with_unknown_tagged_fields(tags(v, 3))]
+            } else {
+                vec![]
+            })
+            .with_unknown_tagged_fields(tags(v, 3))
+    }
+
     fn describe_configs(v: i16, full: bool) -> DescribeConfigsRequest {
         use kafka_protocol::messages::describe_configs_request::*;
         let resource = |name: &str, keys: Option<Vec<StrBytes>>| {
@@ -1290,6 +1385,11 @@ mod tests {
             ApiKey::DeleteTopics => kind(delete_topics(v, full)),
             ApiKey::DeleteRecords => kind(delete_records(v, full)),
             ApiKey::InitProducerId => kind(init_producer_id(v, full)),
+            ApiKey::AddPartitionsToTxn => kind(add_partitions_to_txn(v, full)),
+            ApiKey::AddOffsetsToTxn => kind(add_offsets_to_txn(v, full)),
+            ApiKey::EndTxn => kind(end_txn(v, full)),
+            ApiKey::WriteTxnMarkers => kind(write_txn_markers(v, full)),
+            ApiKey::TxnOffsetCommit => kind(txn_offset_commit(v, full)),
             ApiKey::DescribeConfigs => kind(describe_configs(v, full)),
             ApiKey::AlterConfigs => kind(alter_configs(v, full)),
             ApiKey::CreatePartitions => kind(create_partitions(v, full)),
@@ -1941,8 +2041,8 @@ mod tests {
         );
         let error = check_request_body(ApiKey::Produce, 2, &[]).unwrap_err();
         assert_eq!(error.reason, Reason::UnknownVersion(2));
-        let error = check_request_body(ApiKey::WriteTxnMarkers, 1, &[]).unwrap_err();
-        assert_eq!(error.reason, Reason::UnknownApi(27));
+        let error = check_request_body(ApiKey::ExpireDelegationToken, 1, &[]).unwrap_err();
+        assert_eq!(error.reason, Reason::UnknownApi(40));
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub static REQUESTS: &[Message] = &[
     Message { api_key: 21, name: "DeleteRecordsRequest", valid: V(0, 2), flexible: V(2, MAX), fields: DELETE_RECORDS_REQUEST },
     Message { api_key: 22, name: "InitProducerIdRequest", valid: V(0, 6), flexible: V(2, MAX), fields: INIT_PRODUCER_ID_REQUEST },
     Message { api_key: 23, name: "OffsetForLeaderEpochRequest", valid: V(2, 4), flexible: V(4, MAX), fields: OFFSET_FOR_LEADER_EPOCH_REQUEST },
+    Message { api_key: 24, name: "AddPartitionsToTxnRequest", valid: V(0, 5), flexible: V(3, MAX), fields: ADD_PARTITIONS_TO_TXN_REQUEST },
+    Message { api_key: 25, name: "AddOffsetsToTxnRequest", valid: V(0, 4), flexible: V(3, MAX), fields: ADD_OFFSETS_TO_TXN_REQUEST },
+    Message { api_key: 26, name: "EndTxnRequest", valid: V(0, 5), flexible: V(3, MAX), fields: END_TXN_REQUEST },
+    Message { api_key: 27, name: "WriteTxnMarkersRequest", valid: V(1, 1), flexible: V(1, MAX), fields: WRITE_TXN_MARKERS_REQUEST },
+    Message { api_key: 28, name: "TxnOffsetCommitRequest", valid: V(0, 5), flexible: V(3, MAX), fields: TXN_OFFSET_COMMIT_REQUEST },
     Message { api_key: 29, name: "DescribeAclsRequest", valid: V(1, 3), flexible: V(2, MAX), fields: DESCRIBE_ACLS_REQUEST },
     Message { api_key: 30, name: "CreateAclsRequest", valid: V(1, 3), flexible: V(2, MAX), fields: CREATE_ACLS_REQUEST },
     Message { api_key: 31, name: "DeleteAclsRequest", valid: V(1, 3), flexible: V(2, MAX), fields: DELETE_ACLS_REQUEST },
@@ -379,6 +384,92 @@ const OFFSET_FOR_LEADER_EPOCH_OFFSET_FOR_LEADER_PARTITION: &[Field] = &[
     Field::new("Partition", Int32, V(0, MAX)),
     Field::new("CurrentLeaderEpoch", Int32, V(2, MAX)),
     Field::new("LeaderEpoch", Int32, V(0, MAX)),
+];
+
+/// AddPartitionsToTxnRequest common struct AddPartitionsToTxnTopic
+const ADD_PARTITIONS_TO_TXN_TOPIC: &[Field] = &[
+    Field::new("Name", String, V(0, MAX)),
+    Field::new("Partitions", Array(&Int32), V(0, MAX)),
+];
+
+/// AddPartitionsToTxnRequest
+const ADD_PARTITIONS_TO_TXN_REQUEST: &[Field] = &[
+    Field::new("Transactions", Array(&Struct(ADD_PARTITIONS_TO_TXN_TRANSACTION)), V(4, MAX)),
+    Field::new("V3AndBelowTransactionalId", String, V(0, 3)),
+    Field::new("V3AndBelowProducerId", Int64, V(0, 3)),
+    Field::new("V3AndBelowProducerEpoch", Int16, V(0, 3)),
+    Field::new("V3AndBelowTopics", Array(&Struct(ADD_PARTITIONS_TO_TXN_TOPIC)), V(0, 3)),
+];
+
+/// AddPartitionsToTxnRequest.Transactions (AddPartitionsToTxnTransaction)
+const ADD_PARTITIONS_TO_TXN_TRANSACTION: &[Field] = &[
+    Field::new("TransactionalId", String, V(4, MAX)),
+    Field::new("ProducerId", Int64, V(4, MAX)),
+    Field::new("ProducerEpoch", Int16, V(4, MAX)),
+    Field::new("VerifyOnly", Bool, V(4, MAX)),
+    Field::new("Topics", Array(&Struct(ADD_PARTITIONS_TO_TXN_TOPIC)), V(4, MAX)),
+];
+
+/// AddOffsetsToTxnRequest
+const ADD_OFFSETS_TO_TXN_REQUEST: &[Field] = &[
+    Field::new("TransactionalId", String, V(0, MAX)),
+    Field::new("ProducerId", Int64, V(0, MAX)),
+    Field::new("ProducerEpoch", Int16, V(0, MAX)),
+    Field::new("GroupId", String, V(0, MAX)),
+];
+
+/// EndTxnRequest
+const END_TXN_REQUEST: &[Field] = &[
+    Field::new("TransactionalId", String, V(0, MAX)),
+    Field::new("ProducerId", Int64, V(0, MAX)),
+    Field::new("ProducerEpoch", Int16, V(0, MAX)),
+    Field::new("Committed", Bool, V(0, MAX)),
+];
+
+/// WriteTxnMarkersRequest
+const WRITE_TXN_MARKERS_REQUEST: &[Field] = &[
+    Field::new("Markers", Array(&Struct(WRITE_TXN_MARKERS_WRITABLE_TXN_MARKER)), V(0, MAX)),
+];
+
+/// WriteTxnMarkersRequest.Markers (WritableTxnMarker)
+const WRITE_TXN_MARKERS_WRITABLE_TXN_MARKER: &[Field] = &[
+    Field::new("ProducerId", Int64, V(0, MAX)),
+    Field::new("ProducerEpoch", Int16, V(0, MAX)),
+    Field::new("TransactionResult", Bool, V(0, MAX)),
+    Field::new("Topics", Array(&Struct(WRITE_TXN_MARKERS_WRITABLE_TXN_MARKER_TOPIC)), V(0, MAX)),
+    Field::new("CoordinatorEpoch", Int32, V(0, MAX)),
+];
+
+/// WriteTxnMarkersRequest.Markers.Topics (WritableTxnMarkerTopic)
+const WRITE_TXN_MARKERS_WRITABLE_TXN_MARKER_TOPIC: &[Field] = &[
+    Field::new("Name", String, V(0, MAX)),
+    Field::new("PartitionIndexes", Array(&Int32), V(0, MAX)),
+];
+
+/// TxnOffsetCommitRequest
+const TXN_OFFSET_COMMIT_REQUEST: &[Field] = &[
+    Field::new("TransactionalId", String, V(0, MAX)),
+    Field::new("GroupId", String, V(0, MAX)),
+    Field::new("ProducerId", Int64, V(0, MAX)),
+    Field::new("ProducerEpoch", Int16, V(0, MAX)),
+    Field::new("GenerationId", Int32, V(3, MAX)),
+    Field::new("MemberId", String, V(3, MAX)),
+    Field::new("GroupInstanceId", String, V(3, MAX)).nullable(V(3, MAX)),
+    Field::new("Topics", Array(&Struct(TXN_OFFSET_COMMIT_REQUEST_TOPIC)), V(0, MAX)),
+];
+
+/// TxnOffsetCommitRequest.Topics (TxnOffsetCommitRequestTopic)
+const TXN_OFFSET_COMMIT_REQUEST_TOPIC: &[Field] = &[
+    Field::new("Name", String, V(0, MAX)),
+    Field::new("Partitions", Array(&Struct(TXN_OFFSET_COMMIT_REQUEST_PARTITION)), V(0, MAX)),
+];
+
+/// TxnOffsetCommitRequest.Topics.Partitions (TxnOffsetCommitRequestPartition)
+const TXN_OFFSET_COMMIT_REQUEST_PARTITION: &[Field] = &[
+    Field::new("PartitionIndex", Int32, V(0, MAX)),
+    Field::new("CommittedOffset", Int64, V(0, MAX)),
+    Field::new("CommittedLeaderEpoch", Int32, V(2, MAX)),
+    Field::new("CommittedMetadata", String, V(0, MAX)).nullable(V(0, MAX)),
 ];
 
 /// DescribeAclsRequest
