@@ -702,7 +702,10 @@ pub async fn abort_timed_out_transactions(ctx: &Arc<Context>) {
         let Ok((_, epoch)) = ctx.txns.slot(&id) else {
             continue;
         };
-        let mut current = slot.lock().await;
+        // A slot in use is in the middle of a step; the next round looks again.
+        let Ok(mut current) = slot.try_lock() else {
+            continue;
+        };
         let Some(aborting) = current.as_ref().and_then(|m| abort_timed_out(m, now_ms())) else {
             continue;
         };
@@ -721,7 +724,9 @@ pub async fn abort_timed_out_transactions(ctx: &Arc<Context>) {
 pub async fn expire_transactional_ids(ctx: &Arc<Context>) {
     let expiration_ms = ctx.config.int("transactional.id.expiration.ms") as i64;
     for (id, slot) in ctx.txns.ids() {
-        let mut current = slot.lock().await;
+        let Ok(mut current) = slot.try_lock() else {
+            continue;
+        };
         let idle = current.as_ref().is_some_and(|m| {
             matches!(
                 m.state,
