@@ -102,10 +102,7 @@ pub struct TxnProducer {
 pub type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// Keyed records as one v2 batch starting at offset 0.
-fn encode(
-    entries: Vec<KeyedRecord>,
-    producer: Option<TxnProducer>,
-) -> io::Result<bytes::BytesMut> {
+fn encode(entries: Vec<KeyedRecord>, producer: Option<TxnProducer>) -> io::Result<bytes::BytesMut> {
     let timestamp = now_ms();
     let records: Vec<Record> = entries
         .into_iter()

@@ -51,6 +51,9 @@ pub struct BrokerMetrics {
     log_start: IntGaugeVec,
     log_end: IntGaugeVec,
     committed_offset: IntGaugeVec,
+    open_transactions: IntGaugeVec,
+    lso_lag: IntGaugeVec,
+    coordinated_transactions: IntGauge,
     lag: IntGaugeVec,
     kraft_leader: IntGauge,
     kraft_term: IntGauge,
@@ -244,6 +247,23 @@ impl BrokerMetrics {
                 "Offset the next record gets",
                 partition_labels,
             ),
+            open_transactions: gauge_vec(
+                r,
+                "strom_partition_open_transactions",
+                "Transactions with records in the partition and no marker yet (partitions with any)",
+                partition_labels,
+            ),
+            lso_lag: gauge_vec(
+                r,
+                "strom_partition_lso_lag",
+                "High watermark minus last stable offset: what read_committed consumers wait for",
+                partition_labels,
+            ),
+            coordinated_transactions: gauge(
+                r,
+                "strom_transactions_open",
+                "Transactions this broker coordinates that are open or ending",
+            ),
             committed_offset: gauge_vec(
                 r,
                 "strom_group_committed_offset",
@@ -354,7 +374,13 @@ impl BrokerMetrics {
         self.fenced_brokers
             .set(image.brokers.values().filter(|b| b.fenced).count() as i64);
 
-        for gauge in [&self.log_size, &self.log_start, &self.log_end] {
+        for gauge in [
+            &self.log_size,
+            &self.log_start,
+            &self.log_end,
+            &self.open_transactions,
+            &self.lso_lag,
+        ] {
             gauge.reset();
         }
         for dir in &ctx.config.log_dirs {
@@ -382,6 +408,15 @@ impl BrokerMetrics {
             self.log_end
                 .with_label_values(&labels)
                 .set(log.log_end_offset());
+            let open = log.open_transactions();
+            if open > 0 {
+                self.open_transactions
+                    .with_label_values(&labels)
+                    .set(open as i64);
+                self.lso_lag
+                    .with_label_values(&labels)
+                    .set(log.high_watermark() - log.last_stable_offset());
+            }
             high_watermarks.insert((topic, partition), log.high_watermark());
         }
 
@@ -404,6 +439,9 @@ impl BrokerMetrics {
                 }
             }
         }
+
+        self.coordinated_transactions
+            .set(ctx.txns.open_count() as i64);
 
         let leader = ctx.controller.active_controller().map_or(-1, i64::from);
         self.kraft_leader.set(leader);

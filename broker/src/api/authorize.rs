@@ -174,6 +174,70 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
                 TxnOffsetCommitResponse::default().with_topics(topics),
             ))
         }
+        RequestKind::DescribeTransactions(r) => {
+            let access = access.clone();
+            Checked::Run(
+                RequestKind::DescribeTransactions(r),
+                patch(move |response| {
+                    if let ResponseKind::DescribeTransactions(d) = response {
+                        for t in &mut d.transaction_states {
+                            if !access.allows(
+                                DESCRIBE,
+                                resource::TRANSACTIONAL_ID,
+                                &t.transactional_id,
+                            ) {
+                                *t = describe_transactions_response::TransactionState::default()
+                                    .with_transactional_id(t.transactional_id.clone())
+                                    .with_error_code(TXN_ID_DENIED)
+                                    .with_producer_id((-1).into())
+                                    .with_producer_epoch(-1)
+                                    .with_transaction_start_time_ms(-1);
+                            }
+                        }
+                    }
+                }),
+            )
+        }
+        RequestKind::ListTransactions(r) => {
+            let access = access.clone();
+            Checked::Run(
+                RequestKind::ListTransactions(r),
+                patch(move |response| {
+                    if let ResponseKind::ListTransactions(l) = response {
+                        l.transaction_states.retain(|t| {
+                            access.allows(DESCRIBE, resource::TRANSACTIONAL_ID, &t.transactional_id)
+                        });
+                    }
+                }),
+            )
+        }
+        RequestKind::DescribeProducers(mut r) => {
+            let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| topic(READ, &t.name));
+            r.topics = allowed;
+            Checked::Run(
+                RequestKind::DescribeProducers(r),
+                patch(move |response| {
+                    if let ResponseKind::DescribeProducers(d) = response {
+                        for t in refused {
+                            d.topics.push(
+                                describe_producers_response::TopicResponse::default()
+                                    .with_name(t.name)
+                                    .with_partitions(
+                                        t.partition_indexes
+                                            .iter()
+                                            .map(|p| {
+                                                describe_producers_response::PartitionResponse::default()
+                                                    .with_partition_index(*p)
+                                                    .with_error_code(TOPIC_DENIED)
+                                            })
+                                            .collect(),
+                                    ),
+                            );
+                        }
+                    }
+                }),
+            )
+        }
         RequestKind::WriteTxnMarkers(r) if !cluster(CLUSTER_ACTION) => {
             let markers = r
                 .markers

@@ -21,9 +21,12 @@ use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
 use kafka_protocol::messages::{
+    describe_producers_response, describe_transactions_response, list_transactions_response,
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest, ProducerId,
-    TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
+    AddPartitionsToTxnResponse, DescribeProducersRequest, DescribeProducersResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
+    InitProducerIdRequest, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
+    TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
     WriteTxnMarkersResponse,
 };
 use kafka_protocol::ResponseError;
@@ -31,7 +34,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::produce::AwaitingIsr;
-use super::{led_log, topic_name, Context};
+use super::{led_log, str_bytes, topic_name, Context};
 use crate::coordinator::{ensure_internal_topic, partition_for, InternalTopicSpec, TxnProducer};
 use crate::group::store::{CommittedOffset, OFFSETS_TOPIC};
 use crate::group::Committer;
@@ -40,7 +43,7 @@ use crate::log::segment::now_ms;
 use crate::log::{AppendError, Leadership};
 use crate::txn::{
     abort_timed_out, add_partitions, check_producer, end_step, init_step, EndStep, InitStep,
-    TxnMetadata, TxnSlot, TXN_TOPIC,
+    TxnMetadata, TxnSlot, TxnState, TXN_TOPIC,
 };
 
 /// How long a request waits for the ISR to take a step of the transaction log.
@@ -730,9 +733,7 @@ pub async fn expire_transactional_ids(ctx: &Arc<Context>) {
         let idle = current.as_ref().is_some_and(|m| {
             matches!(
                 m.state,
-                crate::txn::TxnState::Empty
-                    | crate::txn::TxnState::CompleteCommit
-                    | crate::txn::TxnState::CompleteAbort
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
             ) && now_ms().saturating_sub(m.updated_ms) > expiration_ms
         });
         if !idle {
@@ -769,4 +770,148 @@ pub fn resume_completions(ctx: &Arc<Context>, partition: i32) {
         }
         tokio::spawn(complete(ctx.clone(), id, slot, epoch));
     }
+}
+
+/// DescribeTransactions: the state of ids this broker coordinates.
+pub async fn describe_transactions(
+    ctx: &Context,
+    request: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    let mut states = Vec::with_capacity(request.transactional_ids.len());
+    for id in request.transactional_ids {
+        let described = describe_transactions_response::TransactionState::default()
+            .with_transactional_id(id.clone())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+            .with_transaction_start_time_ms(-1)
+            .with_transaction_state(str_bytes(""));
+        let slot = match ctx.txns.slot(&id) {
+            Ok((slot, _)) => slot,
+            Err(e) => {
+                states.push(described.with_error_code(e.code()));
+                continue;
+            }
+        };
+        let current = slot.lock().await;
+        let Some(m) = current.as_ref() else {
+            states.push(described.with_error_code(ResponseError::TransactionalIdNotFound.code()));
+            continue;
+        };
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in &m.partitions {
+            topics.entry(topic).or_default().push(*partition);
+        }
+        states.push(
+            described
+                .with_transaction_state(str_bytes(m.state.name()))
+                .with_transaction_timeout_ms(m.timeout_ms)
+                .with_transaction_start_time_ms(m.started_ms)
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_producer_epoch(m.producer_epoch)
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            describe_transactions_response::TopicData::default()
+                                .with_topic(topic_name(topic))
+                                .with_partitions(partitions)
+                        })
+                        .collect(),
+                ),
+        );
+    }
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// ListTransactions: the ids this broker coordinates, filtered by state, producer id and
+/// (v1) how long their transaction has been open.
+pub async fn list_transactions(
+    ctx: &Context,
+    request: ListTransactionsRequest,
+) -> ListTransactionsResponse {
+    let known = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+    ];
+    let (states, unknown): (Vec<_>, Vec<_>) = request
+        .state_filters
+        .iter()
+        .partition(|f| known.iter().any(|s| s.name() == f.as_str()));
+    let now = now_ms();
+    let mut listed = Vec::new();
+    for (id, slot) in ctx.txns.ids() {
+        let current = slot.lock().await;
+        let Some(m) = current.as_ref() else {
+            continue;
+        };
+        let state_ok = states.is_empty() || states.iter().any(|f| f.as_str() == m.state.name());
+        let producer_ok = request.producer_id_filters.is_empty()
+            || request
+                .producer_id_filters
+                .iter()
+                .any(|p| p.0 == m.producer_id);
+        let duration_ok = request.duration_filter < 0
+            || (m.started_ms >= 0 && now - m.started_ms > request.duration_filter);
+        if state_ok && producer_ok && duration_ok {
+            listed.push(
+                list_transactions_response::TransactionState::default()
+                    .with_transactional_id(TransactionalId(str_bytes(&id)))
+                    .with_producer_id(ProducerId(m.producer_id))
+                    .with_transaction_state(str_bytes(m.state.name())),
+            );
+        }
+    }
+    listed.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown.into_iter().cloned().collect())
+        .with_transaction_states(listed)
+}
+
+/// DescribeProducers: the producers a led partition remembers, with their open transaction.
+pub fn describe_producers(
+    ctx: &Context,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let image = ctx.controller.image();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&partition| {
+                    let response = describe_producers_response::PartitionResponse::default()
+                        .with_partition_index(partition);
+                    match led_log(ctx, &image, &topic.name, partition) {
+                        Err(e) => response
+                            .with_error_code(e.code())
+                            .with_error_message(e.message()),
+                        Ok((log, _, _)) => response.with_active_producers(
+                            log.producers()
+                                .into_iter()
+                                .map(|(p, open_since)| {
+                                    describe_producers_response::ProducerState::default()
+                                        .with_producer_id(ProducerId(p.producer_id))
+                                        .with_producer_epoch(p.epoch.into())
+                                        .with_last_sequence(p.last_sequence)
+                                        .with_last_timestamp(p.last_timestamp)
+                                        .with_coordinator_epoch(-1)
+                                        .with_current_txn_start_offset(open_since)
+                                })
+                                .collect(),
+                        ),
+                    }
+                })
+                .collect();
+            describe_producers_response::TopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
 }

@@ -114,10 +114,7 @@ pub struct OffsetStore {
     topic: InternalTopic,
 }
 
-fn offset_records(
-    group: &str,
-    entries: &[OffsetEntry],
-) -> io::Result<Vec<KeyedRecord>> {
+fn offset_records(group: &str, entries: &[OffsetEntry]) -> io::Result<Vec<KeyedRecord>> {
     entries
         .iter()
         .map(|((topic, partition), value)| {

@@ -801,6 +801,18 @@ impl PartitionLog {
         self.lock().last_stable_offset()
     }
 
+    /// The producers this partition remembers, each with the first offset of its open
+    /// transaction here (-1 when none).
+    pub fn producers(&self) -> Vec<(producer_state::ProducerSummary, i64)> {
+        let state = self.lock();
+        state
+            .producers
+            .summaries()
+            .into_iter()
+            .map(|p| (p, state.txns.open_since(p.producer_id).unwrap_or(-1)))
+            .collect()
+    }
+
     /// How many transactions are open in this partition.
     pub fn open_transactions(&self) -> usize {
         self.lock().txns.open_count()

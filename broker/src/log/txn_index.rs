@@ -136,6 +136,11 @@ impl TxnIndex {
         self.ongoing.values().min().copied()
     }
 
+    /// The first offset of `producer_id`'s open transaction here, if it has one.
+    pub fn open_since(&self, producer_id: i64) -> Option<i64> {
+        self.ongoing.get(&producer_id).copied()
+    }
+
     /// How many transactions are open.
     pub fn open_count(&self) -> usize {
         self.ongoing.len()

@@ -1074,6 +1074,41 @@ mod tests {
             .with_unknown_tagged_fields(tags(v, 3))
     }
 
+    fn describe_transactions(v: i16, full: bool) -> DescribeTransactionsRequest {
+        DescribeTransactionsRequest::default()
+            .with_transactional_ids(if full {
+                vec![TransactionalId(s("txn-1")), TransactionalId(s("txn-2"))]
+            } else {
+                vec![]
+            })
+            .with_unknown_tagged_fields(tags(v, 0))
+    }
+
+    fn list_transactions(v: i16, full: bool) -> ListTransactionsRequest {
+        ListTransactionsRequest::default()
+            .with_state_filters(if full { vec![s("Ongoing")] } else { vec![] })
+            .with_producer_id_filters(if full { vec![ProducerId(42)] } else { vec![] })
+            .when(full && v >= 1, |r| r.with_duration_filter(60_000))
+            .when(full && v >= 2, |r| {
+                r.with_transactional_id_pattern(Some(s("txn-.*")))
+            })
+            .with_unknown_tagged_fields(tags(v, 0))
+    }
+
+    fn describe_producers(v: i16, full: bool) -> DescribeProducersRequest {
+        use kafka_protocol::messages::describe_producers_request::*;
+        DescribeProducersRequest::default()
+            .with_topics(if full {
+                vec![TopicRequest::default()
+                    .with_name(topic("orders"))
+                    .with_partition_indexes(vec![0, 1])
+                    .with_unknown_tagged_fields(tags(v, 0))]
+            } else {
+                vec![]
+            })
+            .with_unknown_tagged_fields(tags(v, 0))
+    }
+
     fn describe_configs(v: i16, full: bool) -> DescribeConfigsRequest {
         use kafka_protocol::messages::describe_configs_request::*;
         let resource = |name: &str, keys: Option<Vec<StrBytes>>| {
@@ -1390,6 +1425,9 @@ mod tests {
             ApiKey::EndTxn => kind(end_txn(v, full)),
             ApiKey::WriteTxnMarkers => kind(write_txn_markers(v, full)),
             ApiKey::TxnOffsetCommit => kind(txn_offset_commit(v, full)),
+            ApiKey::DescribeTransactions => kind(describe_transactions(v, full)),
+            ApiKey::ListTransactions => kind(list_transactions(v, full)),
+            ApiKey::DescribeProducers => kind(describe_producers(v, full)),
             ApiKey::DescribeConfigs => kind(describe_configs(v, full)),
             ApiKey::AlterConfigs => kind(alter_configs(v, full)),
             ApiKey::CreatePartitions => kind(create_partitions(v, full)),

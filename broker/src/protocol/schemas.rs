@@ -51,6 +51,9 @@ pub static REQUESTS: &[Message] = &[
     Message { api_key: 50, name: "DescribeUserScramCredentialsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST },
     Message { api_key: 51, name: "AlterUserScramCredentialsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: ALTER_USER_SCRAM_CREDENTIALS_REQUEST },
     Message { api_key: 60, name: "DescribeClusterRequest", valid: V(0, 2), flexible: V(0, MAX), fields: DESCRIBE_CLUSTER_REQUEST },
+    Message { api_key: 61, name: "DescribeProducersRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_PRODUCERS_REQUEST },
+    Message { api_key: 65, name: "DescribeTransactionsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_TRANSACTIONS_REQUEST },
+    Message { api_key: 66, name: "ListTransactionsRequest", valid: V(0, 2), flexible: V(0, MAX), fields: LIST_TRANSACTIONS_REQUEST },
 ];
 
 /// ProduceRequest
@@ -694,4 +697,28 @@ const DESCRIBE_CLUSTER_REQUEST: &[Field] = &[
     Field::new("IncludeClusterAuthorizedOperations", Bool, V(0, MAX)),
     Field::new("EndpointType", Int8, V(1, MAX)),
     Field::new("IncludeFencedBrokers", Bool, V(2, MAX)),
+];
+
+/// DescribeProducersRequest
+const DESCRIBE_PRODUCERS_REQUEST: &[Field] = &[
+    Field::new("Topics", Array(&Struct(DESCRIBE_PRODUCERS_TOPIC_REQUEST)), V(0, MAX)),
+];
+
+/// DescribeProducersRequest.Topics (TopicRequest)
+const DESCRIBE_PRODUCERS_TOPIC_REQUEST: &[Field] = &[
+    Field::new("Name", String, V(0, MAX)),
+    Field::new("PartitionIndexes", Array(&Int32), V(0, MAX)),
+];
+
+/// DescribeTransactionsRequest
+const DESCRIBE_TRANSACTIONS_REQUEST: &[Field] = &[
+    Field::new("TransactionalIds", Array(&String), V(0, MAX)),
+];
+
+/// ListTransactionsRequest
+const LIST_TRANSACTIONS_REQUEST: &[Field] = &[
+    Field::new("StateFilters", Array(&String), V(0, MAX)),
+    Field::new("ProducerIdFilters", Array(&Int64), V(0, MAX)),
+    Field::new("DurationFilter", Int64, V(1, MAX)),
+    Field::new("TransactionalIdPattern", String, V(2, MAX)).nullable(V(2, MAX)),
 ];

@@ -345,6 +345,20 @@ impl TxnCoordinator {
             .collect()
     }
 
+    /// How many ids have a transaction open or ending (ids busy in a step are counted as open).
+    pub fn open_count(&self) -> usize {
+        self.ids()
+            .iter()
+            .filter(|(_, slot)| {
+                slot.try_lock().map_or(true, |m| {
+                    m.as_ref().is_some_and(|m| {
+                        m.state == TxnState::Ongoing || m.state.preparing().is_some()
+                    })
+                })
+            })
+            .count()
+    }
+
     /// Drops an id whose state was deleted, if its slot is still `slot`.
     pub fn forget(&self, transactional_id: &str, slot: &TxnSlot) {
         let mut slots = self.slots();
