@@ -18,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "security"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "lib"))
 from pki import make_pki  # noqa: E402
 
 # The SCRAM user of the SASL_SSL run.
@@ -182,6 +183,52 @@ def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
     }
 
 
+def measure_transactions(broker, count, per_txn):
+    """Produces `count` 100-byte records with confluent-kafka: idempotent (`per_txn` None), or in
+    transactions of `per_txn` records, each committed before the next begins. Returns msgs/s,
+    and the commit latencies' p50 and p99 in ms for transactions."""
+    topic = f"bench-txn-{per_txn or 'idempotent'}"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, **broker.client})
+    admin.create_topics([NewTopic(topic, 1, broker.replication)])[topic].result(timeout=30)
+    config = {"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 5,
+              "batch.size": 1000000, "queue.buffering.max.messages": 1000000, **broker.client}
+    if per_txn:
+        config["transactional.id"] = f"bench-{per_txn}"
+    producer = Producer(config)
+    value = b"x" * 100
+    commits = []
+    # Connections, metadata and the producer id are set up before the clock starts.
+    if per_txn:
+        producer.init_transactions(60)
+        producer.begin_transaction()
+    producer.produce(topic, value, partition=0)
+    if per_txn:
+        producer.commit_transaction(60)
+    assert producer.flush(60) == 0
+    start = time.monotonic()
+    for first in range(0, count, per_txn or count):
+        if per_txn:
+            producer.begin_transaction()
+        for _ in range(min(per_txn or count, count - first)):
+            while True:
+                try:
+                    producer.produce(topic, value, partition=0)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        if per_txn:
+            began = time.monotonic()
+            producer.commit_transaction(60)
+            commits.append((time.monotonic() - began) * 1000)
+    assert producer.flush(60) == 0
+    elapsed = time.monotonic() - start
+    result = {"msgs": count / elapsed}
+    if commits:
+        q = statistics.quantiles(commits, n=100) if len(commits) > 1 else [commits[0]] * 99
+        result.update(commit_p50=q[49], commit_p99=q[98])
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--perf", required=True, help="rdkafka_performance binary")
@@ -193,6 +240,8 @@ def main():
     parser.add_argument("--cluster-nodes", type=int, default=3,
                         help="also run a Strom cluster of this many nodes (RF = nodes, acks=all); 1: skip")
     parser.add_argument("--no-tls", action="store_true", help="skip the SSL and SASL_SSL runs")
+    parser.add_argument("--txn-count", type=int, default=200_000,
+                        help="100-byte records per transactional run (confluent-kafka); 0: skip")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
@@ -224,6 +273,11 @@ def main():
                     print(f"... {broker.name}: {count} x {size} B", file=sys.stderr, flush=True)
                     results[(broker.name, size)] = measure(
                         args.perf, broker, size, count, args.latency_rate, args.latency_count, workdir)
+                if args.txn_count and isinstance(broker, Strom) and broker.name in ("strom", f"strom-{args.cluster_nodes}"):
+                    for per_txn in (None, 100, 10_000):
+                        print(f"... {broker.name}: {args.txn_count} x 100 B, transactions of {per_txn}",
+                              file=sys.stderr, flush=True)
+                        results[(broker.name, "txn", per_txn)] = measure_transactions(broker, args.txn_count, per_txn)
             finally:
                 for proc in procs:
                     proc.send_signal(signal.SIGTERM)
@@ -242,7 +296,10 @@ def main():
     header = f"{'broker':<16}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
              f"{'p50 ms':>9}{'p99 ms':>9}"
     print(header)
-    for (name, size), r in results.items():
+    for key, r in results.items():
+        if len(key) != 2:
+            continue
+        name, size = key
         print(f"{name:<16}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
               f"{r['consume_mb']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
     print("\ndurable mode (fsync before the acknowledgement) / page cache")
@@ -258,6 +315,14 @@ def main():
                 print(f"  {name:<15}{size:>5} B: produce {t['produce_msgs'] / s['produce_msgs']:.2f}x, "
                       f"consume {t['consume_msgs'] / s['consume_msgs']:.2f}x, "
                       f"p99 latency {t['p99_ms'] / s['p99_ms']:.3g}x")
+    txn_rows = [(key, r) for key, r in results.items() if len(key) == 3]
+    if txn_rows:
+        print("\ntransactions (confluent-kafka, 100 B records; the idempotent row is the same client without them)")
+        print(f"{'broker':<16}{'records/txn':>12}{'msg/s':>12}{'vs idempotent':>15}{'commit p50 ms':>15}{'p99 ms':>9}")
+        for (name, _, per_txn), r in txn_rows:
+            base = results[(name, "txn", None)]["msgs"]
+            commit = f"{r['commit_p50']:>15.2f}{r['commit_p99']:>9.2f}" if per_txn else ""
+            print(f"{name:<16}{per_txn or 'idempotent':>12}{r['msgs']:>12,.0f}{r['msgs'] / base:>14.2f}x{commit}")
     if args.tansu:
         print("\nratio strom / tansu (throughput: higher is better; latency: lower is better)")
         for size in (100, 1024):
