@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine: the `test` packages of
 # scripts/apt-packages (kcat, promtool, ip), the Python clients, the Helm SDK and
-# kubernetes-validate in a venv, and kafkajs, TypeScript and @grafana/schema with the machine's
+# kubernetes-validate in a venv, quixstreams in another, and kafkajs, TypeScript and @grafana/schema with the machine's
 # npm (Node.js comes with the machine image: scripts/other-tools), and a current kube-apiserver
 # (scripts/build-kube-apiserver) for the CRD suite. Idempotent; caches under ~/.cache/strom.
 set -euo pipefail
@@ -19,6 +19,17 @@ stamp="$CACHE/venv/.requirements-$(sha256sum tests/requirements.txt | cut -c1-16
 if [ ! -f "$stamp" ]; then
   "$CACHE/venv/bin/pip" install -q --upgrade pip
   "$CACHE/venv/bin/pip" install -q -r tests/requirements.txt
+  touch "$stamp"
+fi
+
+# quixstreams pins an older confluent-kafka than the suite's, so it has a venv of its own.
+if [ ! -x "$CACHE/venv-quix/bin/python" ]; then
+  python3 -m venv "$CACHE/venv-quix"
+fi
+stamp="$CACHE/venv-quix/.requirements-$(sha256sum tests/quixstreams-requirements.txt | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  "$CACHE/venv-quix/bin/pip" install -q --upgrade pip
+  "$CACHE/venv-quix/bin/pip" install -q -r tests/quixstreams-requirements.txt
   touch "$stamp"
 fi
 
