@@ -404,4 +404,42 @@ mod tests {
         assert_eq!(view(&log).len(), offsets.len());
         assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
     }
+
+    #[test]
+    fn aborted_records_are_dropped_and_markers_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+        let overrides = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "300"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let log = open_leader(dir.path(), LogConfig::new(&broker, &overrides), "t").unwrap();
+        let append = |b: &[u8]| {
+            log.append(b, &batch::validate_all(b).unwrap(), LEADER)
+                .unwrap()
+        };
+        append(&keyed("k", Some("committed")));
+        // A later value of the same key, in a transaction that aborts: it must not win.
+        append(&crate::log::txn_index::transactional_batch(
+            5, 0, "k", "aborted",
+        ));
+        log.append_marker(5, 0, false, 0, LEADER).unwrap();
+        let filler = keyed("z", Some(&"z".repeat(300)));
+        append(&filler);
+        append(&filler);
+        // The marker is stamped with the broker's clock.
+        let now = crate::log::segment::now_ms() + 1_000;
+        let stats = log.compact(now).unwrap().expect("cleaned");
+        assert!(stats.removed >= 1, "{stats:?}");
+        let values: Vec<(String, Option<String>)> =
+            view(&log).into_iter().map(|(_, k, v)| (k, v)).collect();
+        assert!(values.contains(&("k".to_string(), Some("committed".to_string()))));
+        assert!(!values.iter().any(|(_, v)| v.as_deref() == Some("aborted")));
+        // The marker is still there: its control record (key 0,0,0,0) is read back.
+        assert!(values.iter().any(|(k, _)| k.as_bytes() == [0, 0, 0, 0]));
+    }
 }

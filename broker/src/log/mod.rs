@@ -1390,6 +1390,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn open_and_aborted_transactions_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
+        let append_raw = |log: &PartitionLog, b: &[u8]| {
+            log.append(b, &batch::validate_all(b).unwrap(), LEADER)
+                .unwrap()
+        };
+        append(&log, 2, 100);
+        append_raw(&log, &txn_index::transactional_batch(7, 0, "k", "aborted"));
+        log.append_marker(7, 0, false, 0, LEADER).unwrap();
+        let open = append_raw(&log, &txn_index::transactional_batch(8, 0, "k", "open"));
+        append(&log, 1, 200);
+        let check = |log: &PartitionLog| {
+            log.set_follower_high_watermark(log.log_end_offset());
+            let read = log
+                .read_until(0, 1 << 20, true, ReadLimit::LastStable)
+                .unwrap();
+            assert_eq!(read.last_stable_offset, open.base_offset);
+            assert_eq!(
+                read.aborted,
+                vec![AbortedTxn {
+                    producer_id: 7,
+                    first_offset: 2,
+                    last_offset: 3
+                }]
+            );
+            let uncommitted = log.read(0, 1 << 20, true).unwrap();
+            assert!(uncommitted.records.len() > read.records.len());
+            assert!(uncommitted.aborted.is_empty());
+        };
+        check(&log);
+        drop(log);
+        // No snapshot was written (no roll, no flush): the reopen replays the segment.
+        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        check(&log);
+        log.flush().unwrap();
+        drop(log);
+        // Now from the snapshot.
+        let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
+        check(&log);
+    }
+
+    #[test]
     fn timestamps_resolve_to_records() {
         let dir = tempfile::tempdir().unwrap();
         let log = open_leader(dir.path(), config(&[]), "t").unwrap();

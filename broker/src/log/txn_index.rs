@@ -177,6 +177,38 @@ pub fn is_aborted(aborted: &[AbortedTxn], h: &BatchHeader) -> bool {
         })
 }
 
+/// A transactional batch of one keyed record (offset 0, to be assigned), for tests.
+#[cfg(test)]
+pub(crate) fn transactional_batch(
+    producer_id: i64,
+    sequence: i32,
+    key: &str,
+    value: &str,
+) -> Vec<u8> {
+    let record = Record {
+        transactional: true,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp: 1_000,
+        key: Some(Bytes::from(key.to_string())),
+        value: Some(Bytes::from(value.to_string())),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encodes");
+    buf.to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
