@@ -358,6 +358,35 @@ async fn a_replaced_static_member_waiting_in_sync_is_fenced() {
 }
 
 #[tokio::test]
+async fn transactional_commits_check_the_member_and_generation_when_given() {
+    let c = coordinator();
+    fn commit(member_id: &str, generation: i32) -> Committer<'_> {
+        Committer {
+            member_id,
+            group_instance_id: None,
+            generation,
+        }
+    }
+    // A group without members: any producer may commit offsets in a transaction.
+    assert_eq!(c.check_txn_commit("g", commit("", -1)), Ok(()));
+    let a = join_fully(&c, &["range"]).await;
+    c.sync(sync_request(&a.member_id, 1)).await;
+    let member = a.member_id.as_str();
+    assert_eq!(c.check_txn_commit("g", commit(member, 1)), Ok(()));
+    // Without member and generation (producers before KIP-447), still accepted.
+    assert_eq!(c.check_txn_commit("g", commit("", -1)), Ok(()));
+    assert_eq!(
+        c.check_txn_commit("g", commit(member, 0)),
+        Err(ResponseError::IllegalGeneration),
+        "a zombie from an older generation"
+    );
+    assert_eq!(
+        c.check_txn_commit("g", commit("someone-else", 1)),
+        Err(ResponseError::UnknownMemberId)
+    );
+}
+
+#[tokio::test]
 async fn commits_follow_kafkas_generation_and_state_rules() {
     let c = coordinator();
     let a = join_fully(&c, &["range"]).await;
