@@ -34,3 +34,15 @@ def test_consumer_group_walkthrough(broker, topic):
     committed = sum(int(p["offset"]) for t in out["offsets"] for p in t["partitions"])
     assert committed == 10
     assert f"{topic}-group" in [g["groupId"] for g in out["groups"]["groups"]]
+
+
+def test_transactions(broker, topic):
+    run = subprocess.run(["node", str(SCRIPT.parent / "transactions.js"), broker.bootstrap, topic, f"{topic}-out",
+                          f"{topic}-group"], capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()
+    out = json.loads(run.stdout)
+    # read_committed: the aborted a0 and a1 are never delivered.
+    assert [m["value"] for m in out["received"]] == ["c0", "c1", "c2", "c3"]
+    assert [m["value"] for m in out["copied"]] == ["C0", "C1", "C2", "C3"]
+    committed = out["offsets"][0]["partitions"][0]
+    assert int(committed["offset"]) == out["next"]
