@@ -6,7 +6,7 @@
 //! original (atomic) and reopen it. A crash before the rename leaves the original intact and a
 //! stray `.cleaned` file, which the next open deletes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -153,14 +153,22 @@ impl PartitionLog {
         }
 
         let mut stats = CleanStats::default();
+        // Producers whose transaction still has records in the log, as of the batch being read.
+        let mut with_records: HashSet<i64> = HashSet::new();
         for c in &cleanable {
             let tombstones_expired = c.max_timestamp < now - config.delete_retention_ms;
             let mut out = Vec::new();
             for &(pos, size) in &c.batches {
                 let (buf, header) = read_batch(&c.file, pos, size)?;
                 if is_control(&header) {
-                    stats.kept += 1;
-                    out.extend_from_slice(&buf);
+                    // As in Kafka, a marker goes once none of its transaction's records are
+                    // left and `delete.retention.ms` has passed, like a tombstone.
+                    if with_records.remove(&header.producer_id) || !tombstones_expired {
+                        stats.kept += 1;
+                        out.extend_from_slice(&buf);
+                    } else {
+                        stats.removed += 1;
+                    }
                     continue;
                 }
                 if is_aborted(&aborted, &header) {
@@ -180,6 +188,9 @@ impl PartitionLog {
                         }
                     })
                     .map_err(io::Error::other)?;
+                if header.is_transactional() && retained != Retained::None {
+                    with_records.insert(header.producer_id);
+                }
                 match retained {
                     Retained::All => {
                         stats.kept += seen;
@@ -223,6 +234,9 @@ impl PartitionLog {
             .map(|(base, _)| *base);
         if let Some(next) = next_dirty {
             write_file_atomic(&self.dir.join(CHECKPOINT_FILE), next.to_string().as_bytes())?;
+            // The cleaned segments hold no aborted record any more: their aborted
+            // transactions need not be remembered.
+            self.lock().txns.forget_before(next);
         }
         info!(dir = %self.dir.display(), segments = stats.segments, kept = stats.kept, removed = stats.removed, "compacted");
         Ok(Some(stats))
@@ -440,6 +454,32 @@ mod tests {
         assert!(values.contains(&("k".to_string(), Some("committed".to_string()))));
         assert!(!values.iter().any(|(_, v)| v.as_deref() == Some("aborted")));
         // The marker is still there: its control record (key 0,0,0,0) is read back.
-        assert!(values.iter().any(|(k, _)| k.as_bytes() == [0, 0, 0, 0]));
+        let has_marker = |log: &PartitionLog| {
+            view(log)
+                .iter()
+                .any(|(_, k, _)| k.as_bytes() == [0, 0, 0, 0])
+        };
+        assert!(has_marker(&log));
+        assert!(
+            log.lock().txns.aborted().is_empty(),
+            "its records are gone, so is its entry"
+        );
+
+        // Past delete.retention.ms, a marker with no records left goes too.
+        let overrides = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "300"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        log.set_config(LogConfig::new(&broker, &overrides));
+        append(&filler);
+        append(&filler);
+        log.compact(now + 1_000).unwrap().expect("cleaned again");
+        assert!(!has_marker(&log));
+        assert!(view(&log).contains(&(0, "k".to_string(), Some("committed".to_string()))));
     }
 }
