@@ -252,6 +252,16 @@ mod tests {
     use crate::topic_config::LogConfig;
     use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
+    /// A topic config from the broker defaults and `overrides`.
+    fn topic_config(overrides: &[(&str, &str)]) -> LogConfig {
+        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+        let overrides = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LogConfig::new(&broker, &overrides)
+    }
+
     fn keyed(key: &str, value: Option<&str>) -> Vec<u8> {
         let entry = (
             Some(Bytes::from(key.to_string())),
@@ -282,18 +292,14 @@ mod tests {
     #[test]
     fn a_segment_past_max_compaction_lag_is_cleaned_whatever_the_dirty_ratio() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
         let config_with = |max_lag: &str| {
             let overrides = [
                 ("cleanup.policy", "compact"),
                 ("segment.bytes", "300"),
                 ("min.cleanable.dirty.ratio", "1.0"),
                 ("max.compaction.lag.ms", max_lag),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-            LogConfig::new(&broker, &overrides)
+            ];
+            topic_config(&overrides)
         };
         let log = open_leader(dir.path(), config_with("1000000"), "t").unwrap();
         let append_rounds = |rounds: std::ops::Range<i32>| {
@@ -318,16 +324,12 @@ mod tests {
     #[test]
     fn a_partly_kept_batch_stays_one_batch_with_its_codec() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
         let overrides = [
             ("cleanup.policy", "compact"),
             ("segment.bytes", "200"),
             ("min.cleanable.dirty.ratio", "0.01"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let log = open_leader(dir.path(), LogConfig::new(&broker, &overrides), "t").unwrap();
+        ];
+        let log = open_leader(dir.path(), topic_config(&overrides), "t").unwrap();
         let entries = ["a", "b", "c", "a"].map(|k| {
             (
                 Some(Bytes::from(k.to_string())),
@@ -368,17 +370,13 @@ mod tests {
     #[test]
     fn keeps_the_latest_value_per_key_and_drops_old_tombstones() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
         let overrides = [
             ("cleanup.policy", "compact"),
             ("segment.bytes", "300"),
             ("min.cleanable.dirty.ratio", "0.01"),
             ("delete.retention.ms", "0"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let config = LogConfig::new(&broker, &overrides);
+        ];
+        let config = topic_config(&overrides);
         let log = open_leader(dir.path(), config.clone(), "t").unwrap();
         let append = |b: Vec<u8>| {
             let headers = batch::validate_all(&b).unwrap();
@@ -422,16 +420,12 @@ mod tests {
     #[test]
     fn aborted_records_are_dropped_and_markers_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
         let overrides = [
             ("cleanup.policy", "compact"),
             ("segment.bytes", "300"),
             ("min.cleanable.dirty.ratio", "0.01"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let log = open_leader(dir.path(), LogConfig::new(&broker, &overrides), "t").unwrap();
+        ];
+        let log = open_leader(dir.path(), topic_config(&overrides), "t").unwrap();
         let append = |b: &[u8]| {
             log.append(b, &batch::validate_all(b).unwrap(), LEADER)
                 .unwrap()
@@ -471,11 +465,8 @@ mod tests {
             ("segment.bytes", "300"),
             ("min.cleanable.dirty.ratio", "0.01"),
             ("delete.retention.ms", "0"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        log.set_config(LogConfig::new(&broker, &overrides));
+        ];
+        log.set_config(topic_config(&overrides));
         append(&filler);
         append(&filler);
         log.compact(now + 1_000).unwrap().expect("cleaned again");
