@@ -1,7 +1,30 @@
-// kafkajs transactions: one committed and one aborted transaction read back by a read_committed
-// consumer, then consume-transform-produce with sendOffsets, and the offsets it committed.
+// kafkajs transactions: a committed, an aborted and a committed transaction read back by a
+// read_committed and a read_uncommitted consumer, then consume-transform-produce with
+// sendOffsets, and the offset it committed for the group.
 const { Kafka, logLevel } = require('kafkajs')
 const { receive } = require('./receive')
+
+// Reads `count` messages of `topic` from the beginning in a group of its own.
+async function readAll (kafka, topic, groupId, count, readUncommitted) {
+  const consumer = kafka.consumer({ groupId, readUncommitted })
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  const received = await receive(consumer, count)
+  await consumer.disconnect()
+  return received
+}
+
+// The group's committed offsets once the one for `topic` is set. Kafka completes a
+// transaction's offset commit after EndTxn returns, and kafkajs's OffsetFetch does not ask for
+// stable offsets, so it can briefly see none; a bounded wait instead of a sleep.
+async function committedOffsets (admin, groupId, topic, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const offsets = await admin.fetchOffsets({ groupId, topics: [topic] })
+    if (offsets[0].partitions.every(p => p.offset !== '-1') || Date.now() > deadline) return offsets
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+}
 
 async function main () {
   const [bootstrap, source, sink, group] = process.argv.slice(2)
@@ -22,11 +45,16 @@ async function main () {
   await last.send({ topic: source, messages: [{ value: 'c3' }] })
   await last.commit()
 
+  // The aborted records come before c3 in the log, so four messages in offset order show
+  // whether read_committed skipped them; read_uncommitted shows they were written.
+  const uncommitted = await readAll(kafka, source, `${group}-uncommitted`, 6, true)
+
   // Copy the source to the sink in one transaction that also commits the consumed offsets.
+  // No auto-commit: the group's offset must come from sendOffsets alone.
   const consumer = kafka.consumer({ groupId: group, readUncommitted: false })
   await consumer.connect()
   await consumer.subscribe({ topic: source, fromBeginning: true })
-  const received = await receive(consumer, 4)
+  const received = await receive(consumer, 4, 60000, { autoCommit: false })
   await consumer.disconnect()
   const copy = await producer.transaction()
   await copy.send({ topic: sink, messages: received.map(m => ({ value: m.value.toUpperCase() })) })
@@ -35,14 +63,10 @@ async function main () {
   await copy.commit()
   await producer.disconnect()
 
-  const reader = kafka.consumer({ groupId: `${group}-reader`, readUncommitted: false })
-  await reader.connect()
-  await reader.subscribe({ topic: sink, fromBeginning: true })
-  const copied = await receive(reader, 4)
-  await reader.disconnect()
-  const offsets = await admin.fetchOffsets({ groupId: group, topics: [source] })
+  const copied = await readAll(kafka, sink, `${group}-reader`, 4, false)
+  const offsets = await committedOffsets(admin, group, source)
   await admin.disconnect()
-  console.log(JSON.stringify({ received, copied, next, offsets }))
+  console.log(JSON.stringify({ uncommitted, received, copied, next, offsets }))
 }
 
 main().catch(e => { console.error(e); process.exit(1) })
