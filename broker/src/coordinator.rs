@@ -161,7 +161,9 @@ impl InternalTopic {
     }
 
     /// Appends records to the partition of `key`; returns once they are in the leader's log,
-    /// with what to wait on for the ISR to have them.
+    /// with what to wait on for the ISR to have them. With `loaded_at`, the append is refused
+    /// unless this broker still leads the partition at that epoch (the state being written
+    /// was loaded then, and a newer leader may have changed it since).
     pub fn append(
         &self,
         image: &MetadataImage,
@@ -169,13 +171,15 @@ impl InternalTopic {
         entries: Vec<KeyedRecord>,
         producer: Option<TxnProducer>,
         min_isr: Option<usize>,
+        loaded_at: Option<i32>,
     ) -> Result<Option<Appended>, crate::log::AppendError> {
         if entries.is_empty() {
             return Ok(None);
         }
         let buf = encode(entries, producer)?;
         let headers = batch::validate_all(&buf)?;
-        let (log, leader_epoch) = self.log(image, key)?;
+        let (log, current_epoch) = self.log(image, key)?;
+        let leader_epoch = loaded_at.unwrap_or(current_epoch);
         let leadership = Leadership {
             leader_epoch,
             min_isr,

@@ -176,6 +176,7 @@ async fn admin_apis_show_transactions_and_an_abort_marker_ends_a_hanging_one() {
         (pid, epoch.into(), 0)
     );
     assert_eq!(producer.current_txn_start_offset, 0);
+    assert_eq!(producer.coordinator_epoch, -1, "no marker yet");
 
     // The coordinator knows the id but no partition: its transaction is Empty there.
     let hanging = describe(&mut c, "hanging").await;
@@ -190,7 +191,7 @@ async fn admin_apis_show_transactions_and_an_abort_marker_ends_a_hanging_one() {
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
         .with_transaction_result(false)
-        .with_coordinator_epoch(-1)
+        .with_coordinator_epoch(producer.coordinator_epoch)
         .with_topics(vec![WritableTxnMarkerTopic::default()
             .with_name(TopicName(s("t")))
             .with_partition_indexes(vec![0])])]);

@@ -203,6 +203,9 @@ fn append_partition(
             AppendError::Producer(e @ ProducerError::InvalidEpoch { .. }) => {
                 ApiError::new(ResponseError::InvalidProducerEpoch, e.to_string())
             }
+            AppendError::Producer(e @ ProducerError::CoordinatorFenced { .. }) => {
+                ApiError::new(ResponseError::TransactionCoordinatorFenced, e.to_string())
+            }
             AppendError::Producer(e @ ProducerError::OutOfOrder { .. }) => {
                 ApiError::new(ResponseError::OutOfOrderSequenceNumber, e.to_string())
             }

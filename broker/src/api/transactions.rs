@@ -89,11 +89,14 @@ pub fn coordinator_of(ctx: &Context, transactional_id: &str) -> Option<i32> {
         .map(|b| b.id)
 }
 
-/// Writes an id's new state (`None` deletes it) and waits for the ISR to have it.
+/// Writes an id's new state (`None` deletes it) and waits for the ISR to have it. The write is
+/// refused unless this broker still leads the id's partition at `coordinator_epoch`, so a
+/// state loaded before a newer coordinator changed it is never written back.
 async fn persist(
     ctx: &Context,
     transactional_id: &str,
     metadata: Option<&TxnMetadata>,
+    coordinator_epoch: i32,
 ) -> Result<(), ResponseError> {
     let image = ctx.controller.image();
     let min_isr = image
@@ -104,7 +107,13 @@ async fn persist(
         .unwrap_or(1);
     let appended = ctx
         .txn_store
-        .append(&image, transactional_id, metadata, min_isr)
+        .append(
+            &image,
+            transactional_id,
+            metadata,
+            min_isr,
+            coordinator_epoch,
+        )
         .map_err(|e| match e {
             AppendError::NotLeader(_) => ResponseError::NotCoordinator,
             other => {
@@ -166,18 +175,18 @@ pub async fn init_producer_id(
                     ResponseError::CoordinatorLoadInProgress
                 })?;
                 let metadata = TxnMetadata::new(producer_id, timeout_ms, now_ms());
-                persist(ctx, id, Some(&metadata)).await?;
+                persist(ctx, id, Some(&metadata), epoch).await?;
                 *current = Some(metadata);
                 return Ok((producer_id, 0));
             }
             InitStep::Ready(metadata) => {
-                persist(ctx, id, Some(&metadata)).await?;
+                persist(ctx, id, Some(&metadata), epoch).await?;
                 let answer = (metadata.producer_id, metadata.producer_epoch);
                 *current = Some(metadata);
                 return Ok(answer);
             }
             InitStep::AbortFirst(aborting) => {
-                persist(ctx, id, Some(&aborting)).await?;
+                persist(ctx, id, Some(&aborting), epoch).await?;
                 info!(transactional_id = %id, "aborting the transaction an older producer left open");
                 // The producer that asked is the one whose transaction is aborted (KIP-360):
                 // it stays the id's producer at the fenced epoch.
@@ -196,22 +205,11 @@ pub async fn init_producer_id(
     Err(ResponseError::ConcurrentTransactions)
 }
 
-/// Checks the request's producer against the id's; returns its state.
-async fn current_for(
-    ctx: &Context,
-    transactional_id: &str,
-    producer_id: i64,
-    producer_epoch: i16,
-    fenced_error: ResponseError,
-) -> Result<(TxnSlot, i32), ResponseError> {
-    let (slot, epoch) = ctx.txns.slot(transactional_id)?;
-    check_producer(
-        slot.lock().await.as_ref(),
-        producer_id,
-        producer_epoch,
-        fenced_error,
-    )?;
-    Ok((slot, epoch))
+/// The slot of an id known to this coordinator; an unknown id has no producer id yet.
+fn known_slot(ctx: &Context, transactional_id: &str) -> Result<(TxnSlot, i32), ResponseError> {
+    ctx.txns
+        .existing(transactional_id)?
+        .ok_or(ResponseError::InvalidProducerIdMapping)
 }
 
 /// Adds partitions to the producer's transaction, persisting the change.
@@ -223,11 +221,11 @@ async fn add_to_txn(
     partitions: &[(String, i32)],
     fenced_error: ResponseError,
 ) -> Result<(), ResponseError> {
-    let (slot, _) = ctx.txns.slot(transactional_id)?;
+    let (slot, epoch) = known_slot(ctx, transactional_id)?;
     let mut current = slot.lock().await;
     let m = check_producer(current.as_ref(), producer_id, producer_epoch, fenced_error)?;
     if let Some(next) = add_partitions(m, partitions, now_ms())? {
-        persist(ctx, transactional_id, Some(&next)).await?;
+        persist(ctx, transactional_id, Some(&next), epoch).await?;
         *current = Some(next);
     }
     Ok(())
@@ -324,14 +322,7 @@ pub async fn add_offsets_to_txn(
 pub async fn end_txn(ctx: &Arc<Context>, request: EndTxnRequest, version: i16) -> EndTxnResponse {
     let outcome = async {
         let id = request.transactional_id.as_str();
-        let (slot, epoch) = current_for(
-            ctx,
-            id,
-            request.producer_id.0,
-            request.producer_epoch,
-            fenced(version, 2),
-        )
-        .await?;
+        let (slot, epoch) = known_slot(ctx, id)?;
         let mut current = slot.lock().await;
         let m = check_producer(
             current.as_ref(),
@@ -342,7 +333,7 @@ pub async fn end_txn(ctx: &Arc<Context>, request: EndTxnRequest, version: i16) -
         match end_step(m, request.committed, now_ms())? {
             EndStep::AlreadyDone => return Ok(()),
             EndStep::Prepare(preparing) => {
-                persist(ctx, id, Some(&preparing)).await?;
+                persist(ctx, id, Some(&preparing), epoch).await?;
                 *current = Some(preparing);
             }
         }
@@ -361,10 +352,11 @@ pub async fn end_txn(ctx: &Arc<Context>, request: EndTxnRequest, version: i16) -
 }
 
 /// Writes the markers of an id's preparing transaction, retrying until every partition has
-/// its marker or this broker stops coordinating the id, then records it complete.
+/// its marker or this broker stops coordinating the id, then records it complete. The id's
+/// lock is not held while the markers are written: meanwhile its other requests see the
+/// preparing state and get CONCURRENT_TRANSACTIONS, as in Kafka.
 pub async fn complete(ctx: Arc<Context>, transactional_id: String, slot: TxnSlot, epoch: i32) {
-    let mut current = slot.lock().await;
-    let Some(m) = current.clone() else {
+    let Some(m) = slot.lock().await.clone() else {
         return;
     };
     let Some(commit) = m.state.preparing() else {
@@ -372,6 +364,7 @@ pub async fn complete(ctx: Arc<Context>, transactional_id: String, slot: TxnSlot
     };
     let mut remaining = m.partitions.clone();
     let mut backoff = Duration::from_millis(20);
+    let mut rounds = 0u32;
     while !remaining.is_empty() {
         if !ctx.txns.owns_at(&transactional_id, epoch) {
             // The new coordinator loads the preparing state and finishes it.
@@ -379,29 +372,38 @@ pub async fn complete(ctx: Arc<Context>, transactional_id: String, slot: TxnSlot
         }
         remaining = send_markers(&ctx, &m, commit, epoch, remaining).await;
         if !remaining.is_empty() {
+            rounds += 1;
+            if rounds.is_multiple_of(50) {
+                warn!(%transactional_id, rounds, partitions = ?remaining, "transaction markers still not written");
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
     let done = m.completed(now_ms());
-    loop {
-        if !ctx.txns.owns_at(&transactional_id, epoch) {
+    while ctx.txns.owns_at(&transactional_id, epoch) {
+        let mut current = slot.lock().await;
+        if current.as_ref() != Some(&m) {
+            // Another completion of the same transaction got there first.
             return;
         }
-        match persist(&ctx, &transactional_id, Some(&done)).await {
-            Ok(()) => break,
+        match persist(&ctx, &transactional_id, Some(&done), epoch).await {
+            Ok(()) => {
+                let outcome = if commit { "commit" } else { "abort" };
+                ctx.metrics
+                    .txn_completed
+                    .with_label_values(&[outcome])
+                    .inc();
+                *current = Some(done);
+                return;
+            }
             Err(e) => {
+                drop(current);
                 debug!(%transactional_id, error = ?e, "could not record the transaction complete; retrying");
                 tokio::time::sleep(backoff).await;
             }
         }
     }
-    let outcome = if commit { "commit" } else { "abort" };
-    ctx.metrics
-        .txn_completed
-        .with_label_values(&[outcome])
-        .inc();
-    *current = Some(done);
 }
 
 /// Sends one round of markers; returns the partitions that still need one.
@@ -493,11 +495,12 @@ async fn send_markers(
 }
 
 /// Whether a partition's marker answer ends its part of the transaction: written, or not
-/// needed (the topic is gone, or a newer epoch already ended it).
+/// needed (a newer producer epoch or a newer coordinator already ended it). A deleted topic is
+/// left out before sending, from the metadata.
 fn marker_done(code: i16) -> bool {
     code == 0
-        || code == ResponseError::UnknownTopicOrPartition.code()
         || code == ResponseError::InvalidProducerEpoch.code()
+        || code == ResponseError::TransactionCoordinatorFenced.code()
 }
 
 /// Writes one marker to a partition this broker leads and waits for its ISR; a marker in
@@ -528,6 +531,9 @@ async fn write_marker(
         .map_err(|e| match e {
             AppendError::Producer(ProducerError::InvalidEpoch { .. }) => {
                 ResponseError::InvalidProducerEpoch
+            }
+            AppendError::Producer(ProducerError::CoordinatorFenced { .. }) => {
+                ResponseError::TransactionCoordinatorFenced
             }
             AppendError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
             other => {
@@ -644,10 +650,16 @@ pub async fn txn_offset_commit(
         id: request.producer_id.0,
         epoch: request.producer_epoch,
     };
-    let stored = match ctx
-        .offset_store
-        .append_in_txn(&image, &group_id, &accepted, producer)
-    {
+    let appended = if accepted.is_empty() {
+        Ok(None)
+    } else {
+        ctx.groups
+            .append_txn_offsets(producer.id, &group_id, accepted.clone(), || {
+                ctx.offset_store
+                    .append_in_txn(&image, &group_id, &accepted, producer)
+            })
+    };
+    let stored = match appended {
         Err(AppendError::Producer(ProducerError::InvalidEpoch { .. })) => Err(fenced(version, 3)),
         Err(AppendError::NotLeader(_)) => Err(ResponseError::NotCoordinator),
         Err(e) => {
@@ -671,10 +683,6 @@ pub async fn txn_offset_commit(
                 })
         }
     };
-    if stored.is_ok() && !accepted.is_empty() {
-        ctx.groups
-            .stage_txn_offsets(producer.id, &group_id, accepted.clone());
-    }
     let topics = request
         .topics
         .iter()
@@ -701,10 +709,7 @@ pub async fn txn_offset_commit(
 
 /// Aborts the transactions that ran past their timeout, fencing their producers.
 pub async fn abort_timed_out_transactions(ctx: &Arc<Context>) {
-    for (id, slot) in ctx.txns.ids() {
-        let Ok((_, epoch)) = ctx.txns.slot(&id) else {
-            continue;
-        };
+    for (id, slot, epoch) in ctx.txns.ids() {
         // A slot in use is in the middle of a step; the next round looks again.
         let Ok(mut current) = slot.try_lock() else {
             continue;
@@ -712,7 +717,7 @@ pub async fn abort_timed_out_transactions(ctx: &Arc<Context>) {
         let Some(aborting) = current.as_ref().and_then(|m| abort_timed_out(m, now_ms())) else {
             continue;
         };
-        if let Err(e) = persist(ctx, &id, Some(&aborting)).await {
+        if let Err(e) = persist(ctx, &id, Some(&aborting), epoch).await {
             warn!(transactional_id = %id, error = ?e, "could not abort a timed-out transaction");
             continue;
         }
@@ -723,23 +728,27 @@ pub async fn abort_timed_out_transactions(ctx: &Arc<Context>) {
     }
 }
 
-/// Deletes the ids idle (no transaction open) for longer than `transactional.id.expiration.ms`.
+/// Deletes the ids idle (no transaction open) for longer than `transactional.id.expiration.ms`,
+/// and forgets slots of ids that never got a producer id.
 pub async fn expire_transactional_ids(ctx: &Arc<Context>) {
     let expiration_ms = ctx.config.int("transactional.id.expiration.ms") as i64;
-    for (id, slot) in ctx.txns.ids() {
+    for (id, slot, epoch) in ctx.txns.ids() {
         let Ok(mut current) = slot.try_lock() else {
             continue;
         };
-        let idle = current.as_ref().is_some_and(|m| {
-            matches!(
-                m.state,
-                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
-            ) && now_ms().saturating_sub(m.updated_ms) > expiration_ms
-        });
+        let Some(m) = current.as_ref() else {
+            drop(current);
+            ctx.txns.forget(&id, &slot);
+            continue;
+        };
+        let idle = matches!(
+            m.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        ) && now_ms().saturating_sub(m.updated_ms) > expiration_ms;
         if !idle {
             continue;
         }
-        match persist(ctx, &id, None).await {
+        match persist(ctx, &id, None, epoch).await {
             Ok(()) => {
                 info!(transactional_id = %id, "expired an idle transactional id");
                 *current = None;
@@ -755,20 +764,16 @@ pub async fn expire_transactional_ids(ctx: &Arc<Context>) {
 
 /// Finishes, on a new coordinator, the transactions its predecessor was ending.
 pub fn resume_completions(ctx: &Arc<Context>, partition: i32) {
-    for (id, slot) in ctx.txns.ids() {
-        let Ok((_, epoch)) = ctx.txns.slot(&id) else {
-            continue;
-        };
-        let ctx_topic_count = ctx
-            .controller
-            .image()
-            .topics
-            .get(TXN_TOPIC)
-            .map_or(0, |t| t.partitions.len());
-        if partition_for(&id, ctx_topic_count) != partition {
-            continue;
+    let count = ctx
+        .controller
+        .image()
+        .topics
+        .get(TXN_TOPIC)
+        .map_or(0, |t| t.partitions.len());
+    for (id, slot, epoch) in ctx.txns.ids() {
+        if partition_for(&id, count) == partition {
+            tokio::spawn(complete(ctx.clone(), id, slot, epoch));
         }
-        tokio::spawn(complete(ctx.clone(), id, slot, epoch));
     }
 }
 
@@ -785,8 +790,13 @@ pub async fn describe_transactions(
             .with_producer_epoch(-1)
             .with_transaction_start_time_ms(-1)
             .with_transaction_state(str_bytes(""));
-        let slot = match ctx.txns.slot(&id) {
-            Ok((slot, _)) => slot,
+        let slot = match ctx.txns.existing(&id) {
+            Ok(Some((slot, _))) => slot,
+            Ok(None) => {
+                states
+                    .push(described.with_error_code(ResponseError::TransactionalIdNotFound.code()));
+                continue;
+            }
             Err(e) => {
                 states.push(described.with_error_code(e.code()));
                 continue;
@@ -843,7 +853,7 @@ pub async fn list_transactions(
         .partition(|f| known.iter().any(|s| s.name() == f.as_str()));
     let now = now_ms();
     let mut listed = Vec::new();
-    for (id, slot) in ctx.txns.ids() {
+    for (id, slot, _) in ctx.txns.ids() {
         let current = slot.lock().await;
         let Some(m) = current.as_ref() else {
             continue;
@@ -900,7 +910,7 @@ pub fn describe_producers(
                                         .with_producer_epoch(p.epoch.into())
                                         .with_last_sequence(p.last_sequence)
                                         .with_last_timestamp(p.last_timestamp)
-                                        .with_coordinator_epoch(-1)
+                                        .with_coordinator_epoch(p.coordinator_epoch)
                                         .with_current_txn_start_offset(open_since)
                                 })
                                 .collect(),

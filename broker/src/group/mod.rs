@@ -190,15 +190,25 @@ impl GroupCoordinator {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Holds offsets committed in `producer_id`'s transaction (after they are durable) until
-    /// its marker says whether they count.
-    pub fn stage_txn_offsets(&self, producer_id: i64, group_id: &str, entries: Vec<OffsetEntry>) {
-        self.pending()
+    /// Appends offsets committed in `producer_id`'s transaction with `append` and, if it
+    /// succeeds, stages them, both under the lock `end_txn` takes: a marker appended after them
+    /// always finds them staged, and one appended before never does.
+    pub fn append_txn_offsets<T, E>(
+        &self,
+        producer_id: i64,
+        group_id: &str,
+        entries: Vec<OffsetEntry>,
+        append: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut pending = self.pending();
+        let appended = append()?;
+        pending
             .entry(producer_id)
             .or_default()
             .entry(group_id.to_string())
             .or_default()
             .extend(entries);
+        Ok(appended)
     }
 
     /// Ends `producer_id`'s transaction for the groups of `__consumer_offsets-<partition>`:

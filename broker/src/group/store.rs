@@ -147,7 +147,7 @@ impl OffsetStore {
     ) -> io::Result<Option<Appended>> {
         let records = offset_records(group, entries)?;
         self.topic
-            .append(image, group, records, None, None)
+            .append(image, group, records, None, None, None)
             .map_err(io::Error::other)
     }
 
@@ -162,7 +162,7 @@ impl OffsetStore {
     ) -> Result<Option<Appended>, AppendError> {
         let records = offset_records(group, entries)?;
         self.topic
-            .append(image, group, records, Some(producer), None)
+            .append(image, group, records, Some(producer), None, None)
     }
 
     /// Stores a group's metadata (`None` deletes it).
@@ -177,7 +177,7 @@ impl OffsetStore {
         })?;
         let value = snapshot.map(serde_json::to_vec).transpose()?;
         self.topic
-            .append(image, group, vec![(key, value)], None, None)
+            .append(image, group, vec![(key, value)], None, None, None)
             .map_err(io::Error::other)
     }
 

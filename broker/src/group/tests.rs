@@ -85,15 +85,22 @@ pub(super) async fn join_fully(c: &Arc<GroupCoordinator>, protocols: &[&str]) ->
 fn offsets_committed_in_a_transaction_count_only_once_it_commits() {
     let c = coordinator();
     let entry = |offset| vec![(("t".to_string(), 0), Some(committed(offset)))];
-    c.stage_txn_offsets(7, "g", entry(5));
+    c.append_txn_offsets(7, "g", entry(5), || Ok::<_, ()>(()))
+        .unwrap();
     assert!(c.committed("g").is_empty());
     assert!(c.has_pending_offset("g", "t", 0));
     c.end_txn(7, 0, true);
     assert_eq!(c.committed("g")[&("t".to_string(), 0)].offset, 5);
     assert!(!c.has_pending_offset("g", "t", 0));
-    c.stage_txn_offsets(8, "g", entry(9));
+    c.append_txn_offsets(8, "g", entry(9), || Ok::<_, ()>(()))
+        .unwrap();
+    // A failed append stages nothing.
+    assert!(c
+        .append_txn_offsets(9, "g", entry(1), || Err::<(), _>("no"))
+        .is_err());
     c.end_txn(8, 0, false);
     assert_eq!(c.committed("g")[&("t".to_string(), 0)].offset, 5);
+    assert!(!c.has_pending_offset("g", "t", 0));
 }
 
 #[tokio::test]

@@ -278,10 +278,13 @@ fn replay_producers(
         producers.record(&h);
         // Markers are rare: only they are read beyond their header.
         let marker = if txn_index::is_control(&h) {
-            txn_index::marker_outcome(&segment.read_at(position, h.size)?, &h)
+            txn_index::marker_of(&segment.read_at(position, h.size)?, &h)
         } else {
             None
         };
+        if let Some(m) = marker {
+            producers.record_marker(h.producer_id, m.coordinator_epoch);
+        }
         txns.record(&h, marker);
     }
     Ok(())
@@ -449,6 +452,17 @@ impl PartitionLog {
         headers: &[BatchHeader],
         leadership: Leadership,
     ) -> Result<AppendInfo, AppendError> {
+        self.append_checked(records, headers, leadership, |_| Ok(()))
+    }
+
+    /// Appends like [`Self::append`] once `check` accepts the state, under the same lock.
+    fn append_checked(
+        &self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        leadership: Leadership,
+        check: impl FnOnce(&LogState) -> Result<(), AppendError>,
+    ) -> Result<AppendInfo, AppendError> {
         let leader_epoch = leadership.leader_epoch;
         let config = self.config();
         if let Some(big) = headers.iter().find(|h| h.size > config.max_message_bytes) {
@@ -459,6 +473,7 @@ impl PartitionLog {
         }
         let mut state = self.lock();
         state.replica.check_append(leadership)?;
+        check(&state)?;
         for h in headers {
             if let SequenceCheck::Duplicate {
                 base_offset,
@@ -560,8 +575,13 @@ impl PartitionLog {
         for h in headers {
             state.producers.record(h);
             let marker = txn_index::is_control(h)
-                .then(|| txn_index::marker_outcome(&buf[at..at + h.size], h))
+                .then(|| txn_index::marker_of(&buf[at..at + h.size], h))
                 .flatten();
+            if let Some(m) = marker {
+                state
+                    .producers
+                    .record_marker(h.producer_id, m.coordinator_epoch);
+            }
             state.txns.record(h, marker);
             at += h.size;
         }
@@ -836,7 +856,11 @@ impl PartitionLog {
             now_ms(),
         )?;
         let headers = batch::validate_all(&buf)?;
-        self.append(&buf, &headers, leadership)
+        self.append_checked(&buf, &headers, leadership, |state| {
+            Ok(state
+                .producers
+                .check_marker(producer_id, coordinator_epoch)?)
+        })
     }
 
     /// Reads the single batch at `position` of the segment starting at `base`.
@@ -1430,6 +1454,31 @@ pub(crate) mod tests {
         // Now from the snapshot.
         let log = PartitionLog::open(dir.path(), config(&[]), "t").unwrap();
         check(&log);
+    }
+
+    #[test]
+    fn markers_from_an_older_coordinator_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
+        let b = txn_index::transactional_batch(7, 0, "k", "v");
+        log.append(&b, &batch::validate_all(&b).unwrap(), LEADER)
+            .unwrap();
+        log.append_marker(7, 0, true, 5, LEADER).unwrap();
+        let stale = log.append_marker(7, 0, false, 4, LEADER);
+        assert!(matches!(
+            stale,
+            Err(AppendError::Producer(ProducerError::CoordinatorFenced {
+                epoch: 4,
+                current: 5,
+                ..
+            }))
+        ));
+        drop(log);
+        // The coordinator epoch is replayed from the marker.
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
+        assert_eq!(log.producers()[0].0.coordinator_epoch, 5);
+        assert!(log.append_marker(7, 0, false, 4, LEADER).is_err());
+        log.append_marker(7, 0, false, 6, LEADER).unwrap();
     }
 
     #[test]

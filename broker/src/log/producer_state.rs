@@ -20,6 +20,13 @@ pub enum ProducerError {
         epoch: i16,
         current: i16,
     },
+    /// A transaction marker from a coordinator older than one that already wrote here.
+    #[error("producer {producer_id}: coordinator epoch {epoch} is older than {current}")]
+    CoordinatorFenced {
+        producer_id: i64,
+        epoch: i32,
+        current: i32,
+    },
     /// The sequence does not follow the last appended batch.
     #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
     OutOfOrder {
@@ -46,12 +53,30 @@ struct CachedBatch {
     last_offset: i64,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
     /// Largest timestamp of the producer's last batch, for `producer.id.expiration.ms`.
     last_timestamp: i64,
+    /// The epoch of the last coordinator that wrote a marker for this producer here.
+    #[serde(default = "no_coordinator")]
+    coordinator_epoch: i32,
+}
+
+fn no_coordinator() -> i32 {
+    -1
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: 0,
+            coordinator_epoch: no_coordinator(),
+        }
+    }
 }
 
 /// One producer as DescribeProducers shows it.
@@ -63,6 +88,8 @@ pub struct ProducerSummary {
     pub epoch: i16,
     /// The sequence of its last appended record (-1 when none has one).
     pub last_sequence: i32,
+    /// The epoch of the coordinator of its last marker here (-1 when none).
+    pub coordinator_epoch: i32,
     /// The largest timestamp of its last batch.
     pub last_timestamp: i64,
 }
@@ -163,6 +190,33 @@ impl ProducerStates {
         }
     }
 
+    /// Refuses a marker from a coordinator older than the last one that wrote for the
+    /// producer here: a coordinator that lost its partition may still be sending markers of
+    /// a transaction its successor already finished (Kafka's TRANSACTION_COORDINATOR_FENCED).
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(p) if p.coordinator_epoch > coordinator_epoch => {
+                Err(ProducerError::CoordinatorFenced {
+                    producer_id,
+                    epoch: coordinator_epoch,
+                    current: p.coordinator_epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers the coordinator epoch of an appended marker.
+    pub fn record_marker(&mut self, producer_id: i64, coordinator_epoch: i32) {
+        if let Some(p) = self.producers.get_mut(&producer_id) {
+            p.coordinator_epoch = p.coordinator_epoch.max(coordinator_epoch);
+        }
+    }
+
     /// Every producer remembered, by producer id.
     pub fn summaries(&self) -> Vec<ProducerSummary> {
         let mut out: Vec<ProducerSummary> = self
@@ -172,6 +226,7 @@ impl ProducerStates {
                 producer_id: *id,
                 epoch: p.epoch,
                 last_sequence: p.batches.back().map_or(-1, |b| b.last_sequence),
+                coordinator_epoch: p.coordinator_epoch,
                 last_timestamp: p.last_timestamp,
             })
             .collect();

@@ -42,32 +42,44 @@ pub fn is_control(h: &BatchHeader) -> bool {
     h.attributes & CONTROL != 0
 }
 
-/// The outcome a control batch records: `Some(true)` commit, `Some(false)` abort, `None` when
-/// `batch` (starting at its header) is not a marker Strom understands.
-pub fn marker_outcome(batch: &[u8], h: &BatchHeader) -> Option<bool> {
+/// What a transaction marker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    /// Commit (true) or abort.
+    pub commit: bool,
+    /// The epoch of the coordinator that wrote it.
+    pub coordinator_epoch: i32,
+}
+
+/// The marker a control batch holds, or `None` when `batch` (starting at its header) is not a
+/// marker Strom understands.
+pub fn marker_of(batch: &[u8], h: &BatchHeader) -> Option<Marker> {
     if !is_control(h) || h.records_count != 1 {
         return None;
     }
-    let mut outcome = None;
-    super::records::for_each_record::<super::records::ReadError>(
-        batch,
-        h,
-        1 << 16,
-        true,
-        |_, r| {
-            outcome = match r.key.as_deref() {
-                Some([_, _, t0, t1, ..]) => match i16::from_be_bytes([*t0, *t1]) {
-                    COMMIT_TYPE => Some(true),
-                    ABORT_TYPE => Some(false),
-                    _ => None,
-                },
+    let mut marker = None;
+    let read = |_, r: super::records::RawRecord| {
+        let commit = match r.key.as_deref() {
+            Some([_, _, t0, t1, ..]) => match i16::from_be_bytes([*t0, *t1]) {
+                COMMIT_TYPE => Some(true),
+                ABORT_TYPE => Some(false),
                 _ => None,
-            };
-            Ok(())
-        },
-    )
-    .ok()?;
-    outcome
+            },
+            _ => None,
+        };
+        let coordinator_epoch = match r.value.as_deref() {
+            Some([_, _, e0, e1, e2, e3, ..]) => i32::from_be_bytes([*e0, *e1, *e2, *e3]),
+            _ => -1,
+        };
+        marker = commit.map(|commit| Marker {
+            commit,
+            coordinator_epoch,
+        });
+        Ok(())
+    };
+    super::records::for_each_record::<super::records::ReadError>(batch, h, 1 << 16, true, read)
+        .ok()?;
+    marker
 }
 
 /// A control batch (offset 0, to be assigned) ending `producer_id`'s transaction.
@@ -110,14 +122,14 @@ pub fn encode_marker(
 }
 
 impl TxnIndex {
-    /// Takes one appended batch into account; `marker` is its outcome when it is a control batch.
-    pub fn record(&mut self, h: &BatchHeader, marker: Option<bool>) {
+    /// Takes one appended batch into account; `marker` is what it says when it is a control batch.
+    pub fn record(&mut self, h: &BatchHeader, marker: Option<Marker>) {
         if !h.is_transactional() || h.producer_id < 0 {
             return;
         }
         if is_control(h) {
             let first = self.ongoing.remove(&h.producer_id);
-            if marker == Some(false) {
+            if marker.is_some_and(|m| !m.commit) {
                 if let Some(first_offset) = first {
                     self.aborted.push(AbortedTxn {
                         producer_id: h.producer_id,
@@ -246,9 +258,19 @@ mod tests {
         index.record(&data(1, 12, true), None);
         index.record(&data(3, 13, false), None);
         assert_eq!(index.first_unstable_offset(), Some(10));
-        index.record(&marker(1, 14), Some(false));
+        let abort = Marker {
+            commit: false,
+            coordinator_epoch: 0,
+        };
+        index.record(&marker(1, 14), Some(abort));
         assert_eq!(index.first_unstable_offset(), Some(11));
-        index.record(&marker(2, 15), Some(true));
+        index.record(
+            &marker(2, 15),
+            Some(Marker {
+                commit: true,
+                ..abort
+            }),
+        );
         assert_eq!(index.first_unstable_offset(), None);
         let aborted = AbortedTxn {
             producer_id: 1,
@@ -274,7 +296,13 @@ mod tests {
                 (h.producer_id, h.producer_epoch, h.base_sequence),
                 (42, 3, -1)
             );
-            assert_eq!(marker_outcome(&buf, &h), Some(commit));
+            assert_eq!(
+                marker_of(&buf, &h),
+                Some(Marker {
+                    commit,
+                    coordinator_epoch: 7
+                })
+            );
         }
     }
 }

@@ -279,22 +279,38 @@ impl TxnCoordinator {
         self.ownership.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The id's slot and the coordinator epoch (its partition's leader epoch), or
-    /// NOT_COORDINATOR when this broker does not coordinate it.
+    /// The coordinator epoch (the leader epoch its partition was loaded at) of an id this
+    /// broker coordinates, or NOT_COORDINATOR.
+    fn epoch_of(&self, transactional_id: &str) -> Result<i32, ResponseError> {
+        let ownership = self.ownership();
+        ownership
+            .partition_of(transactional_id)
+            .and_then(|p| ownership.epoch_of(p))
+            .ok_or(ResponseError::NotCoordinator)
+    }
+
+    /// The id's slot, made empty if it has none (InitProducerId), with the coordinator epoch
+    /// every write of its state must be made at.
     pub fn slot(&self, transactional_id: &str) -> Result<(TxnSlot, i32), ResponseError> {
-        let epoch = {
-            let ownership = self.ownership();
-            ownership
-                .partition_of(transactional_id)
-                .and_then(|p| ownership.epoch_of(p))
-                .ok_or(ResponseError::NotCoordinator)?
-        };
+        let epoch = self.epoch_of(transactional_id)?;
         let slot = self
             .slots()
             .entry(transactional_id.to_string())
             .or_default()
             .clone();
         Ok((slot, epoch))
+    }
+
+    /// The id's slot if the id is known, with the coordinator epoch.
+    pub fn existing(
+        &self,
+        transactional_id: &str,
+    ) -> Result<Option<(TxnSlot, i32)>, ResponseError> {
+        let epoch = self.epoch_of(transactional_id)?;
+        Ok(self
+            .slots()
+            .get(transactional_id)
+            .map(|slot| (slot.clone(), epoch)))
     }
 
     /// Whether this broker coordinates the id now, at `epoch`.
@@ -337,11 +353,19 @@ impl TxnCoordinator {
         self.slots().retain(|id, _| !mine(id));
     }
 
-    /// The ids this broker coordinates with their slots.
-    pub fn ids(&self) -> Vec<(String, TxnSlot)> {
-        self.slots()
+    /// The ids this broker coordinates with their slots and coordinator epochs.
+    pub fn ids(&self) -> Vec<(String, TxnSlot, i32)> {
+        let slots: Vec<(String, TxnSlot)> = self
+            .slots()
             .iter()
             .map(|(id, slot)| (id.clone(), slot.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|(id, slot)| {
+                let epoch = self.epoch_of(&id).ok()?;
+                Some((id, slot, epoch))
+            })
             .collect()
     }
 
@@ -349,7 +373,7 @@ impl TxnCoordinator {
     pub fn open_count(&self) -> usize {
         self.ids()
             .iter()
-            .filter(|(_, slot)| {
+            .filter(|(_, slot, _)| {
                 slot.try_lock().map_or(true, |m| {
                     m.as_ref().is_some_and(|m| {
                         m.state == TxnState::Ongoing || m.state.preparing().is_some()

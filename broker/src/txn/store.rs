@@ -32,13 +32,15 @@ impl TxnStore {
         }
     }
 
-    /// Appends an id's new state (`None` deletes the id).
+    /// Appends an id's new state (`None` deletes the id), refused unless this broker still
+    /// leads the id's partition at `coordinator_epoch`, the epoch the state was loaded at.
     pub fn append(
         &self,
         image: &MetadataImage,
         transactional_id: &str,
         metadata: Option<&TxnMetadata>,
         min_isr: usize,
+        coordinator_epoch: i32,
     ) -> Result<Option<Appended>, AppendError> {
         let key = serde_json::to_vec(&StoredKey {
             transactional_id: transactional_id.to_string(),
@@ -54,6 +56,7 @@ impl TxnStore {
             vec![(key, value)],
             None,
             Some(min_isr),
+            Some(coordinator_epoch),
         )
     }
 
