@@ -77,18 +77,6 @@ pub fn ensure_txn_topic(ctx: &Arc<Context>) {
     });
 }
 
-/// The leader of the `__transaction_state` partition of `transactional_id`, if known.
-pub fn coordinator_of(ctx: &Context, transactional_id: &str) -> Option<i32> {
-    let image = ctx.controller.image();
-    let topic = image.topics.get(TXN_TOPIC)?;
-    let p = &topic.partitions[partition_for(transactional_id, topic.partitions.len()) as usize];
-    image
-        .brokers
-        .get(&p.leader)
-        .filter(|b| !b.fenced)
-        .map(|b| b.id)
-}
-
 /// Writes an id's new state (`None` deletes it) and waits for the ISR to have it. The write is
 /// refused unless this broker still leads the id's partition at `coordinator_epoch`, so a
 /// state loaded before a newer coordinator changed it is never written back.
