@@ -538,7 +538,8 @@ async fn balance_leaders(
     }
 }
 
-/// On the active controller, fences brokers that stopped heartbeating.
+/// On the active controller, fences brokers that stopped heartbeating, and at once those that
+/// are suspected and found dead (see `metadata::liveness`).
 async fn fence_silent_brokers(
     controller: Arc<Controller>,
     session_timeout: Duration,
@@ -549,6 +550,7 @@ async fn fence_silent_brokers(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = controller.broker_suspected() => {}
             _ = shutdown.changed() => return,
         }
         let Some(raft) = controller.raft_metrics() else {
@@ -563,10 +565,16 @@ async fn fence_silent_brokers(
             _ => {
                 let now = tokio::time::Instant::now();
                 leader_since = Some((raft.current_term, now));
+                controller.suspect_all_brokers();
                 now
             }
         };
-        let fence = controller.fence_silent_brokers(session_timeout, since);
+        let fence = async {
+            controller.fence_dead_brokers().await;
+            controller
+                .fence_silent_brokers(session_timeout, since)
+                .await;
+        };
         if unless_shutdown(&mut shutdown, fence).await.is_none() {
             return;
         }

@@ -9,8 +9,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 # Broker settings that make fencing and ISR changes happen within a test's time.
 FAST = {
-    "broker.session.timeout.ms": "3000",
-    "broker.heartbeat.interval.ms": "500",
     "replica.lag.time.max.ms": "5000",
     "replica.fetch.backoff.ms": "200",
     "group.initial.rebalance.delay.ms": "0",

@@ -138,11 +138,37 @@ async fn admit(
     Ok((stream, principal))
 }
 
+/// Serves one connection. When it carried a broker's heartbeats and closes (other than at
+/// this node's shutdown), the controller is told, so that it can check the broker at once.
 async fn serve_connection(
-    mut stream: Box<dyn Transport>,
+    stream: Box<dyn Transport>,
     controller: Arc<Controller>,
     peer: PeerAccess,
     mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut heartbeats_from = None;
+    let served = serve_requests(
+        stream,
+        &controller,
+        &peer,
+        &mut heartbeats_from,
+        &mut shutdown,
+    )
+    .await;
+    if let Some(broker) = heartbeats_from {
+        if !*shutdown.borrow() {
+            controller.heartbeat_connection_closed(broker);
+        }
+    }
+    served
+}
+
+async fn serve_requests(
+    mut stream: Box<dyn Transport>,
+    controller: &Controller,
+    peer: &PeerAccess,
+    heartbeats_from: &mut Option<i32>,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     loop {
         let request: Request = tokio::select! {
@@ -152,9 +178,12 @@ async fn serve_connection(
             },
             _ = shutdown.changed() => return Ok(()),
         };
-        if let Err(reason) = peer.check(&controller) {
+        if let Err(reason) = peer.check(controller) {
             warn!(peer = %peer.peer, %reason, "controller listener closed a connection");
             return Ok(());
+        }
+        if let Request::Heartbeat(heartbeat) = &request {
+            *heartbeats_from = Some(heartbeat.id);
         }
         let response = controller.serve(request).await;
         write_frame(&mut stream, &response).await?;

@@ -3,13 +3,14 @@
 
 pub mod image;
 pub mod listener;
+mod liveness;
 mod network;
 pub mod rpc;
 pub mod security;
 mod state_machine;
 mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -78,8 +79,11 @@ pub struct Controller {
     publisher: Arc<watch::Sender<Arc<MetadataImage>>>,
     /// The active controller as last reported by a voter (broker-only nodes).
     reported_leader: Mutex<Option<i32>>,
-    /// When each broker last heartbeated to this node while it was the active controller.
-    heartbeats: Mutex<HashMap<i32, Instant>>,
+    /// Which brokers are alive, as the active controller sees them.
+    liveness: liveness::Liveness,
+    /// This broker's connection for heartbeats, kept open so that the active controller sees
+    /// it close when this process dies: (voter id, connection).
+    heartbeat_connection: tokio::sync::Mutex<Option<(i32, RpcClient)>>,
     /// When this broker's last heartbeat was answered, and whether it was fenced then.
     answered_heartbeat: Mutex<Option<(Instant, bool)>>,
     broker_image_path: PathBuf,
@@ -124,7 +128,8 @@ impl Controller {
             image,
             publisher,
             reported_leader: Mutex::new(None),
-            heartbeats: Mutex::new(HashMap::new()),
+            liveness: liveness::Liveness::default(),
+            heartbeat_connection: tokio::sync::Mutex::new(None),
             answered_heartbeat: Mutex::new(None),
             broker_image_path,
             tls,
@@ -303,7 +308,7 @@ impl Controller {
         &self,
         record: MetadataRecord,
     ) -> Result<Option<i64>, ControllerError> {
-        match self.ask_leader(Request::Propose(record)).await? {
+        match self.ask_leader(Request::Propose(record), None).await? {
             Response::Proposed(Ok(ApplyResult { error: None, value })) => Ok(value),
             Response::Proposed(Ok(ApplyResult {
                 error: Some(reason),
@@ -317,7 +322,11 @@ impl Controller {
 
     /// Sends a heartbeat to the active controller.
     pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatReply, ControllerError> {
-        match self.ask_leader(Request::Heartbeat(heartbeat)).await? {
+        let request = Request::Heartbeat(heartbeat);
+        match self
+            .ask_leader(request, Some(&self.heartbeat_connection))
+            .await?
+        {
             Response::Heartbeat(Ok(reply)) => {
                 *lock(&self.answered_heartbeat) =
                     Some((Instant::now(), reply.fenced || !reply.registered));
@@ -330,8 +339,13 @@ impl Controller {
     }
 
     /// Sends a proposal or heartbeat to the active controller, following "not the leader"
-    /// answers and trying each voter in turn while none is known.
-    async fn ask_leader(&self, request: Request) -> Result<Response, ControllerError> {
+    /// answers and trying each voter in turn while none is known. With `kept`, the connection
+    /// to the voter is kept there for the next call; otherwise it is closed after the answer.
+    async fn ask_leader(
+        &self,
+        request: Request,
+        kept: Option<&tokio::sync::Mutex<Option<(i32, RpcClient)>>>,
+    ) -> Result<Response, ControllerError> {
         let deadline = Instant::now() + ROUTE_TIMEOUT;
         let mut next_voter = 0usize;
         let mut target = self.active_controller();
@@ -348,13 +362,18 @@ impl Controller {
                 Ok(self.serve(request.clone()).await)
             } else {
                 let voter = self.voters.iter().find(|v| v.id == to);
-                match voter {
-                    Some(v) => {
-                        RpcClient::new(&v.host, v.port, self.tls.clone())
-                            .call(&request, CALL_TIMEOUT)
-                            .await
+                let connect = |v: &Voter| RpcClient::new(&v.host, v.port, self.tls.clone());
+                match (voter, kept) {
+                    (Some(v), Some(kept)) => {
+                        let mut kept = kept.lock().await;
+                        if kept.as_ref().is_some_and(|(id, _)| *id != to) {
+                            *kept = None;
+                        }
+                        let (_, client) = kept.get_or_insert_with(|| (to, connect(v)));
+                        client.call(&request, CALL_TIMEOUT).await
                     }
-                    None => Err(std::io::Error::other(format!("{to} is not a voter"))),
+                    (Some(v), None) => connect(v).call(&request, CALL_TIMEOUT).await,
+                    (None, _) => Err(std::io::Error::other(format!("{to} is not a voter"))),
                 }
             };
             let not_leader = match &response {
@@ -455,7 +474,7 @@ impl Controller {
                 leader: self.active_controller(),
             });
         }
-        lock(&self.heartbeats).insert(heartbeat.id, Instant::now());
+        self.liveness.heartbeat(heartbeat.id);
         let image = self.image();
         let Some(registration) = image
             .brokers
@@ -506,28 +525,73 @@ impl Controller {
         }
         let image = self.image();
         let now = Instant::now();
-        let silent: Vec<i32> = {
-            let heartbeats = lock(&self.heartbeats);
-            image
-                .brokers
-                .values()
-                .filter(|b| !b.fenced)
-                .filter(|b| {
-                    let last = heartbeats
-                        .get(&b.id)
-                        .copied()
-                        .unwrap_or(leader_since)
-                        .max(leader_since);
-                    now.duration_since(last) > session_timeout
-                })
-                .map(|b| b.id)
-                .collect()
-        };
+        let silent: Vec<i32> = image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .filter(|b| {
+                let last = self
+                    .liveness
+                    .last_heartbeat(b.id)
+                    .unwrap_or(leader_since)
+                    .max(leader_since);
+                now.duration_since(last) > session_timeout
+            })
+            .map(|b| b.id)
+            .collect();
         for id in silent {
             warn!(broker = id, "fencing a broker that stopped heartbeating");
-            if let Err(e) = self.commit(MetadataRecord::FenceBroker { id }).await {
-                warn!(broker = id, error = %e, "could not fence the broker");
+            self.fence(id).await;
+        }
+    }
+
+    /// On the active controller: probes the suspected brokers and fences those whose
+    /// listeners refuse connections (see [`liveness`]).
+    pub async fn fence_dead_brokers(&self) {
+        let suspects = self.liveness.take_suspects();
+        if suspects.is_empty() || !self.is_active_controller() {
+            return;
+        }
+        let image = self.image();
+        let probed = suspects
+            .iter()
+            .filter(|id| **id != self.node_id)
+            .filter_map(|id| image.brokers.get(id).filter(|b| !b.fenced).cloned())
+            .collect();
+        for (id, probe) in liveness::probe_all(probed).await {
+            if probe == liveness::Probe::Dead {
+                warn!(
+                    broker = id,
+                    "fencing a broker whose listeners refuse connections"
+                );
+                self.fence(id).await;
             }
+        }
+    }
+
+    /// On the active controller: suspects every unfenced broker, as a new controller has not
+    /// heard from them yet.
+    pub fn suspect_all_brokers(&self) {
+        let image = self.image();
+        let unfenced = image.brokers.values().filter(|b| !b.fenced).map(|b| b.id);
+        self.liveness.suspect(unfenced);
+    }
+
+    /// The broker `id`'s heartbeat connection closed: it is probed at once.
+    pub fn heartbeat_connection_closed(&self, id: i32) {
+        if self.is_active_controller() {
+            self.liveness.suspect([id]);
+        }
+    }
+
+    /// Resolves when a broker becomes a suspect.
+    pub async fn broker_suspected(&self) {
+        self.liveness.suspected().await
+    }
+
+    async fn fence(&self, id: i32) {
+        if let Err(e) = self.commit(MetadataRecord::FenceBroker { id }).await {
+            warn!(broker = id, error = %e, "could not fence the broker");
         }
     }
 
