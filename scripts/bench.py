@@ -2,7 +2,8 @@
 
 Prints produce and consume throughput (msgs/s, MB/s) and produce latency p50/p99 for each
 message size, then Strom's ratio to the peer, and the cost of TLS (an SSL listener, and
-SASL_SSL with SCRAM-SHA-512) beside plaintext. Numbers are printed, never asserted.
+SASL_SSL with SCRAM-SHA-512) beside plaintext, transactions, and failover times of a 3-node
+cluster at default session settings. Numbers are printed, never asserted.
 """
 
 import argparse
@@ -22,6 +23,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "lib"))
+from cluster import Cluster  # noqa: E402
+from kafka_checks import Writer, wait_until  # noqa: E402
 from pki import make_pki  # noqa: E402
 
 # The SCRAM user of the SASL_SSL run.
@@ -229,6 +232,42 @@ def measure_transactions(broker, count, per_txn):
     return result
 
 
+def measure_failover(binary, workdir, kills):
+    """Kills (SIGKILL) `kills` times a partition leader (not the active controller), then `kills`
+    times the active controller, of 3 combined nodes at default session settings, under an
+    idempotent acks=all writer. Returns
+    {fault: [seconds from the kill to the first acknowledgement of a record produced after it]}."""
+    cluster = Cluster(binary, workdir / "failover", combined=3).start()
+    times = {"partition leader": [], "active controller": []}
+    try:
+        cluster.create_topic("failover", 3, 3, {"min.insync.replicas": "2"})
+        writer = Writer(cluster.bootstrap, "failover", 3).start()
+        try:
+            wait_until(lambda: writer.acknowledged() > 500, 60, "the first acknowledged writes")
+            for fault, seconds in times.items():
+                for _ in range(kills):
+                    active = wait_until(cluster.active_controller, 30, "an active controller")
+                    if fault == "partition leader":
+                        leaders = {leader for leader, _, _ in cluster.partitions("failover").values()}
+                        victim = cluster.node(min(leaders - {active, -1}))
+                    else:
+                        victim = cluster.node(active)
+                    led = [p for p, (leader, _, _) in cluster.partitions("failover").items() if leader == victim.id]
+                    killed_at = time.monotonic()
+                    victim.kill()
+                    for p in led:
+                        wait_until(lambda: writer.first_ack_after(p, killed_at), 60, f"an ack on partition {p}")
+                    seconds.append(max(writer.first_ack_after(p, killed_at) for p in led) - killed_at)
+                    print(f"... failover after a kill of the {fault}: {seconds[-1]:.2f}s", file=sys.stderr, flush=True)
+                    cluster.restart(victim)
+                    cluster.wait_isr("failover", 3)
+        finally:
+            writer.stop()
+    finally:
+        cluster.shutdown()
+    return times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--perf", required=True, help="rdkafka_performance binary")
@@ -242,6 +281,8 @@ def main():
     parser.add_argument("--no-tls", action="store_true", help="skip the SSL and SASL_SSL runs")
     parser.add_argument("--txn-count", type=int, default=200_000,
                         help="100-byte records per transactional run (confluent-kafka); 0: skip")
+    parser.add_argument("--failover-kills", type=int, default=10,
+                        help="kills of a partition leader, and of the active controller, in a 3-node cluster; 0: skip")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
@@ -287,6 +328,7 @@ def main():
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait()
+        failover = measure_failover(args.strom, workdir, args.failover_kills) if args.failover_kills else {}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -323,6 +365,12 @@ def main():
             base = results[(name, "txn", None)]["msgs"]
             commit = f"{r['commit_p50']:>15.2f}{r['commit_p99']:>9.2f}" if per_txn else ""
             print(f"{name:<16}{per_txn or 'idempotent':>12}{r['msgs']:>12,.0f}{r['msgs'] / base:>14.2f}x{commit}")
+    if failover:
+        print("\nfailover, 3 combined nodes, default session settings: from kill -9 to the first acknowledgement of a"
+              "\nrecord produced after it, on every partition the victim led (idempotent acks=all writer, 2000 msg/s)")
+        for fault, seconds in failover.items():
+            print(f"  {fault:<18} min {min(seconds):.2f}s  median {statistics.median(seconds):.2f}s  "
+                  f"max {max(seconds):.2f}s  over {len(seconds)} kills")
     if args.tansu:
         print("\nratio strom / tansu (throughput: higher is better; latency: lower is better)")
         for size in (100, 1024):

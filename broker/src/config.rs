@@ -129,6 +129,7 @@ pub static PROPERTIES: &[PropertyDef] = &[
     unset("super.users", Text),
     def("allow.everyone.if.no.acl.found", Bool, "false"),
     def("controller.quorum.voters", List, "1@localhost:9093"),
+    def("controller.quorum.election.timeout.ms", Long(50), "500"),
     def("log.dirs", Text, "./data"),
     def("num.partitions", Int(1), "1"),
     def("max.partitions", Int(1), "2147483647"),

@@ -545,7 +545,7 @@ async fn fence_silent_brokers(
     session_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut leader_since: Option<(u64, tokio::time::Instant)> = None;
     loop {
         tokio::select! {

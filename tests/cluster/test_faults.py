@@ -91,6 +91,36 @@ def test_sigstop_leader_past_its_session(cluster, topic):
     run_writer(c, topic, fault)
 
 
+def test_a_dead_broker_is_fenced_without_waiting_for_its_session(cluster, topic):
+    """With a ten-minute session, only the controller's probe can move leadership in time: a
+    killed broker (its heartbeat connection closes) and a killed active controller (the new one
+    probes every broker) are fenced at once, while a stopped broker, whose listener still
+    accepts connections, keeps its partitions."""
+    c = cluster(combined=3, overrides={"broker.session.timeout.ms": "600000"})
+    c.create_topic(topic, 6, 3, {"min.insync.replicas": "2"})
+
+    def led_by(node_id):
+        return [p for p, (leader, _, _) in c.partitions(topic).items() if leader == node_id]
+
+    active = c.active_controller()
+    paused = c.node(next(n.id for n in c.nodes if n.id != active and led_by(n.id)))
+    paused.pause()
+    try:
+        time.sleep(5)
+        assert led_by(paused.id), "a stopped broker lost its partitions before its session ended"
+    finally:
+        paused.resume()
+    for kill_active in (False, True):
+        active = wait_until(c.active_controller, 30, "an active controller")
+        victim = c.node(active if kill_active else next(n.id for n in c.nodes if n.id != active and led_by(n.id)))
+        assert led_by(victim.id)
+        victim.kill()
+        wait_until(lambda: c.partitions(topic) and not led_by(victim.id), 30,
+                   f"the partitions of killed node {victim.id} to move")
+        c.restart(victim)
+        c.wait_isr(topic, 3)
+
+
 def test_readyz_follows_the_quorum(cluster):
     """/readyz answers 503 with the reason while a node has lost its quorum, and 200 again once
     the quorum is back, so Kubernetes stops routing to a node that cannot serve writes."""

@@ -148,11 +148,15 @@ impl Controller {
         let state_machine =
             state_machine::StateMachine::open(dir, publisher).map_err(|e| startup(&e))?;
         let snapshot_every = config.long("metadata.max.snapshot.entries") as u64;
+        // A follower that knows a leader waits out the leader's lease (the longest election
+        // timeout) and then its own random election timeout, so it stands for election 2.5 to 3
+        // election timeouts after the last heartbeat.
+        let election_timeout = config.long("controller.quorum.election.timeout.ms") as u64;
         let raft_config = openraft::Config {
             cluster_name: "strom-metadata".into(),
-            heartbeat_interval: 150,
-            election_timeout_min: 600,
-            election_timeout_max: 1200,
+            heartbeat_interval: election_timeout / 5,
+            election_timeout_min: election_timeout,
+            election_timeout_max: election_timeout * 3 / 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
             max_in_snapshot_log_to_keep: 0,
             ..Default::default()
