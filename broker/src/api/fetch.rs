@@ -1,17 +1,22 @@
 //! Fetch: sessionless, with long polling, size limits and isolation levels.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, led_log, ApiError, Context};
 use crate::log::batch;
 use crate::log::segment::now_ms;
-use crate::log::ReadLimit;
+use crate::log::{PartitionLog, ReadLimit};
 
 /// The longest a fetch waits, whatever the client asks, so a connection is never stuck.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -20,7 +25,6 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
     let image = ctx.controller.image();
     let mut total = 0usize;
     let mut any_error = false;
-    let mut high_watermark_moved = false;
     let replica = request.replica_id.0;
     let limit = if request.isolation_level == 1 {
         ReadLimit::LastStable
@@ -51,8 +55,7 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                         let budget = (p.partition_max_bytes.max(0) as usize)
                             .min(max_bytes.saturating_sub(total));
                         let read = if replica >= 0 {
-                            high_watermark_moved |=
-                                log.record_follower_fetch(replica, p.fetch_offset, now_ms());
+                            log.record_follower_fetch(replica, p.fetch_offset, now_ms());
                             log.read_for_follower(p.fetch_offset, budget)
                         } else {
                             log.read_until(p.fetch_offset, budget, total == 0, limit)
@@ -103,10 +106,6 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                 .with_partitions(partitions)
         })
         .collect();
-    if high_watermark_moved {
-        // Consumers waiting for data and producers waiting for acks=all can move on.
-        ctx.logs.appended().notify_waiters();
-    }
     (topics, total, any_error)
 }
 
@@ -132,21 +131,51 @@ fn count_out(ctx: &Context, topics: &[FetchableTopicResponse]) {
     }
 }
 
+/// Resolves when any of the partitions changes (never, when there are none).
+async fn any_change(changes: &mut [Pin<Box<Notified<'_>>>]) {
+    std::future::poll_fn(|cx| {
+        if changes
+            .iter_mut()
+            .any(|change| change.as_mut().poll(cx).is_ready())
+        {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Reads from each partition; waits up to `max_wait_ms` for `min_bytes` to arrive.
 pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    let logs: Vec<Arc<PartitionLog>> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|p| ctx.logs.get(t.topic.0.as_str(), p.partition))
+        })
+        .collect();
     loop {
-        let notified = ctx.logs.appended().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+        // Enabled before the read, so a change during it is not missed.
+        let mut changes: Vec<Pin<Box<Notified<'_>>>> =
+            logs.iter().map(|log| Box::pin(log.changed())).collect();
+        for change in &mut changes {
+            change.as_mut().enable();
+        }
         let (topics, total, any_error) = read_all(ctx, &request);
         if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
             count_out(ctx, &topics);
             return FetchResponse::default().with_responses(topics);
         }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+        if tokio::time::timeout_at(deadline, any_change(&mut changes))
+            .await
+            .is_err()
+        {
             let (topics, _, _) = read_all(ctx, &request);
             count_out(ctx, &topics);
             return FetchResponse::default().with_responses(topics);

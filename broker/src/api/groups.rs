@@ -315,7 +315,6 @@ pub async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> Offse
             storage_error = Some(ResponseError::CoordinatorNotAvailable);
         }
         Ok(appended) => {
-            ctx.logs.appended().notify_waiters();
             let replicated = match appended {
                 Some(a) => {
                     let wait = AwaitingIsr {
@@ -324,7 +323,7 @@ pub async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> Offse
                         leader_epoch: a.leader_epoch,
                         min_isr: 1,
                     };
-                    wait.wait(ctx, Instant::now() + COMMIT_TIMEOUT).await
+                    wait.wait(Instant::now() + COMMIT_TIMEOUT).await
                 }
                 None => Ok(()),
             };

@@ -27,7 +27,7 @@ struct AwaitingAck {
 }
 
 impl AwaitingAck {
-    async fn wait(&self, ctx: &Context, deadline: Instant) -> Result<(), ApiError> {
+    async fn wait(&self, deadline: Instant) -> Result<(), ApiError> {
         if self.sync {
             self.log
                 .sync_through(self.end_offset)
@@ -35,7 +35,7 @@ impl AwaitingAck {
                 .map_err(storage_error)?;
         }
         match &self.isr {
-            Some(isr) => isr.wait(ctx, deadline).await,
+            Some(isr) => isr.wait(deadline).await,
             None => Ok(()),
         }
     }
@@ -51,9 +51,9 @@ pub(super) struct AwaitingIsr {
 
 impl AwaitingIsr {
     /// Waits until the high watermark covers the append, leadership is lost, or `deadline`.
-    pub(super) async fn wait(&self, ctx: &Context, deadline: Instant) -> Result<(), ApiError> {
+    pub(super) async fn wait(&self, deadline: Instant) -> Result<(), ApiError> {
         loop {
-            let notified = ctx.logs.appended().notified();
+            let notified = self.log.changed();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let state = self.log.replica_state();
@@ -267,7 +267,6 @@ pub fn handle(ctx: &Arc<Context>, request: ProduceRequest) -> Handled {
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let mut awaiting = Vec::new();
-    let mut appended = false;
     for (t, topic) in request.topic_data.iter().enumerate() {
         let name = topic.name.0.as_str();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -286,7 +285,6 @@ pub fn handle(ctx: &Arc<Context>, request: ProduceRequest) -> Handled {
             };
             partitions.push(match outcome {
                 Ok((info, wait)) => {
-                    appended = true;
                     if let Some(wait) = wait {
                         awaiting.push((t, i, wait));
                     }
@@ -304,9 +302,6 @@ pub fn handle(ctx: &Arc<Context>, request: ProduceRequest) -> Handled {
                 .with_name(topic.name.clone())
                 .with_partition_responses(partitions),
         );
-    }
-    if appended {
-        ctx.logs.appended().notify_waiters();
     }
     if acks == 0 {
         // Nobody waits for the acknowledgement, but flush.messages still applies.
@@ -329,7 +324,7 @@ pub fn handle(ctx: &Arc<Context>, request: ProduceRequest) -> Handled {
     let ctx = ctx.clone();
     Handled::Later(Box::pin(async move {
         for (t, i, wait) in awaiting {
-            if let Err(e) = wait.wait(&ctx, deadline).await {
+            if let Err(e) = wait.wait(deadline).await {
                 let r: &mut TopicProduceResponse = &mut responses[t];
                 let index = r.partition_responses[i].index;
                 r.partition_responses[i] = error_response(&ctx, index, &e);

@@ -112,14 +112,13 @@ async fn persist(
     let Some(appended) = appended else {
         return Ok(());
     };
-    ctx.logs.appended().notify_waiters();
     let wait = AwaitingIsr {
         log: appended.log,
         end_offset: appended.end_offset,
         leader_epoch: appended.leader_epoch,
         min_isr,
     };
-    wait.wait(ctx, Instant::now() + PERSIST_TIMEOUT)
+    wait.wait(Instant::now() + PERSIST_TIMEOUT)
         .await
         .map_err(|e| match e.error {
             ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
@@ -529,7 +528,6 @@ async fn write_marker(
                 ResponseError::KafkaStorageError
             }
         })?;
-    ctx.logs.appended().notify_waiters();
     if info.needs_sync {
         log.sync_through(info.last_offset + 1)
             .await
@@ -541,7 +539,7 @@ async fn write_marker(
         leader_epoch: p.leader_epoch,
         min_isr: 1,
     };
-    wait.wait(ctx, Instant::now() + PERSIST_TIMEOUT)
+    wait.wait(Instant::now() + PERSIST_TIMEOUT)
         .await
         .map_err(|e| e.error)?;
     if topic == OFFSETS_TOPIC {
@@ -656,14 +654,13 @@ pub async fn txn_offset_commit(
         }
         Ok(None) => Ok(()),
         Ok(Some(a)) => {
-            ctx.logs.appended().notify_waiters();
             let wait = AwaitingIsr {
                 log: a.log,
                 end_offset: a.end_offset,
                 leader_epoch: a.leader_epoch,
                 min_isr: 1,
             };
-            wait.wait(ctx, Instant::now() + PERSIST_TIMEOUT)
+            wait.wait(Instant::now() + PERSIST_TIMEOUT)
                 .await
                 .map_err(|e| match e.error {
                     ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::{remove_deleted_dirs, schedule_dir_deletion, PartitionLog, Recovery};
@@ -22,7 +21,6 @@ pub struct LogManager {
     root: PathBuf,
     broker: Arc<BrokerConfig>,
     logs: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
-    appended: Notify,
     /// The metadata offset of the newest image synced; held while syncing, so syncs run one
     /// at a time and an older image never undoes a newer one.
     synced_index: Mutex<u64>,
@@ -101,7 +99,6 @@ impl LogManager {
             root,
             broker,
             logs: RwLock::new(HashMap::new()),
-            appended: Notify::new(),
             synced_index: Mutex::new(0),
             metadata_complete: AtomicBool::new(false),
             clean_shutdown,
@@ -220,11 +217,6 @@ impl LogManager {
             }
         }
         Ok(true)
-    }
-
-    /// Woken on every append, for long-polling fetches.
-    pub fn appended(&self) -> &Notify {
-        &self.appended
     }
 
     /// Every open log.

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::topic_config::LogConfig;
@@ -191,6 +193,9 @@ pub struct PartitionLog {
     config: RwLock<LogConfig>,
     /// One fsync at a time; the appends that wait meanwhile share the next one.
     sync_turn: tokio::sync::Mutex<()>,
+    /// Wakes this partition's waiters (fetches, acks=all produces) when its log end, high
+    /// watermark or replication role changes.
+    changed: Notify,
 }
 
 fn read_i64_file(path: &Path) -> Option<i64> {
@@ -397,6 +402,7 @@ impl PartitionLog {
             }),
             config: RwLock::new(config),
             sync_turn: tokio::sync::Mutex::new(()),
+            changed: Notify::new(),
         };
         Ok(log)
     }
@@ -587,6 +593,7 @@ impl PartitionLog {
         }
         state.next_offset = next;
         state.advance_high_watermark();
+        self.changed.notify_waiters();
         if sync_when_due && state.next_offset - state.flushed_offset >= config.flush_messages {
             Self::sync_locked(state)?;
         }
@@ -881,13 +888,19 @@ impl PartitionLog {
         r.me >= 0 && r.is_leader && r.leader_epoch == leader_epoch
     }
 
+    /// A wake-up for the next change of the log end, the high watermark or the replication
+    /// role. Enable it before checking the state it waits for, so no change is missed between.
+    pub fn changed(&self) -> Notified<'_> {
+        self.changed.notified()
+    }
+
     /// This partition's replication role and progress.
     pub fn replica_state(&self) -> ReplicaState {
         self.lock().replica.clone()
     }
 
     /// Applies the controller's view of the partition: leads it at `leader_epoch` with this
-    /// ISR, or follows. Returns whether the high watermark moved.
+    /// ISR, or follows.
     pub fn set_replica_role(
         &self,
         me: i32,
@@ -896,7 +909,7 @@ impl PartitionLog {
         partition_epoch: i32,
         replicas: &[i32],
         isr: &[i32],
-    ) -> io::Result<bool> {
+    ) -> io::Result<()> {
         let mut state = self.lock();
         let state = &mut *state;
         state.replica.replicas = replicas.to_vec();
@@ -912,17 +925,21 @@ impl PartitionLog {
         } else {
             state.replica.become_follower(me, leader_epoch);
         }
-        Ok(state.advance_high_watermark())
+        state.advance_high_watermark();
+        self.changed.notify_waiters();
+        Ok(())
     }
 
-    /// Records a follower's fetch (the leader side); returns whether the high watermark moved.
-    pub fn record_follower_fetch(&self, replica: i32, fetch_offset: i64, now: i64) -> bool {
+    /// Records a follower's fetch (the leader side), which may move the high watermark.
+    pub fn record_follower_fetch(&self, replica: i32, fetch_offset: i64, now: i64) {
         let mut state = self.lock();
         let state = &mut *state;
         state
             .replica
             .record_fetch(replica, fetch_offset, state.next_offset, now);
-        state.advance_high_watermark()
+        if state.advance_high_watermark() {
+            self.changed.notify_waiters();
+        }
     }
 
     /// The ISR this leader should ask for, with the role it was computed under.
@@ -937,7 +954,11 @@ impl PartitionLog {
     /// A follower takes the leader's high watermark, capped by its own log end.
     pub fn set_follower_high_watermark(&self, leader_high_watermark: i64) {
         let mut state = self.lock();
-        state.high_watermark = leader_high_watermark.min(state.next_offset);
+        let high_watermark = leader_high_watermark.min(state.next_offset);
+        if high_watermark != state.high_watermark {
+            state.high_watermark = high_watermark;
+            self.changed.notify_waiters();
+        }
     }
 
     /// The latest leader epoch in the log's epoch cache.
@@ -1017,6 +1038,7 @@ impl PartitionLog {
             .map_or(state.log_start_offset, |s| s.next_offset.max(s.base_offset));
         state.next_offset = next;
         state.high_watermark = state.high_watermark.min(next);
+        self.changed.notify_waiters();
         if state.epochs.truncate_from(next) {
             state.epochs.save(&self.dir.join(EPOCH_CHECKPOINT_FILE))?;
         }
@@ -1255,6 +1277,28 @@ pub(crate) mod tests {
         let b = make_batch(count, ts);
         let headers = batch::validate_all(&b).unwrap();
         log.append(&b, &headers, LEADER).unwrap()
+    }
+
+    #[test]
+    fn an_append_wakes_the_waiters_of_its_own_partition_only() {
+        use std::future::Future;
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = open_leader(a.path(), config(&[]), "a").unwrap();
+        let b = open_leader(b.path(), config(&[]), "b").unwrap();
+        let mut on_a = Box::pin(a.changed());
+        let mut on_b = Box::pin(b.changed());
+        on_a.as_mut().enable();
+        on_b.as_mut().enable();
+        append(&a, 1, 1);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(on_a.as_mut().poll(&mut cx).is_ready());
+        assert!(on_b.as_mut().poll(&mut cx).is_pending());
+        b.set_replica_role(1, 2, 1, 1, &[1, 2], &[1, 2]).unwrap();
+        assert!(
+            on_b.as_mut().poll(&mut cx).is_ready(),
+            "a new role wakes acks=all waiters"
+        );
     }
 
     #[tokio::test]

@@ -67,7 +67,6 @@ impl ReplicaManager {
     /// followers are handed to the fetcher of their leader.
     pub fn apply_image(&self, image: &MetadataImage) -> io::Result<()> {
         let mut follow: BTreeMap<i32, BTreeMap<TopicPartition, i32>> = BTreeMap::new();
-        let mut high_watermark_moved = false;
         for (topic, t) in &image.topics {
             for (index, p) in t.partitions.iter().enumerate() {
                 if !p.replicas.contains(&self.me) {
@@ -75,7 +74,7 @@ impl ReplicaManager {
                 }
                 let partition = index as i32;
                 let log = self.logs.get_or_open(topic, partition, t)?;
-                high_watermark_moved |= log.set_replica_role(
+                log.set_replica_role(
                     self.me,
                     p.leader,
                     p.leader_epoch,
@@ -90,9 +89,6 @@ impl ReplicaManager {
                         .insert((topic.clone(), partition), p.leader_epoch);
                 }
             }
-        }
-        if high_watermark_moved {
-            self.logs.appended().notify_waiters();
         }
         let mut fetchers = self.fetchers.lock().unwrap_or_else(|e| e.into_inner());
         fetchers.retain(|leader, _| follow.contains_key(leader));
