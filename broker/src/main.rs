@@ -95,6 +95,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -117,6 +118,29 @@ fn main() -> ExitCode {
         server.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Every partition holds open files (its active segment and indexes), so the soft limit on
+/// open files (often 1024) is raised to the hard limit, as the JVM does for Kafka.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // An unlimited hard limit still stops at the kernel's nr_open, 1,048,576 by default.
+    const UNLIMITED_CAP: u64 = 1 << 20;
+    let limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.unwrap_or(UNLIMITED_CAP);
+    let Some(current) = limit.current.filter(|current| *current < target) else {
+        return;
+    };
+    let raised = Rlimit {
+        current: Some(target),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(from = current, to = target, "raised the open file limit"),
+        Err(e) => {
+            tracing::warn!(limit = current, error = %e, "could not raise the open file limit")
+        }
+    }
 }
 
 async fn wait_for_signal() {
