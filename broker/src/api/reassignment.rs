@@ -1,7 +1,7 @@
 //! Leadership and placement: ElectLeaders, AlterPartitionReassignments and
 //! ListPartitionReassignments (KIP-455). The controller does the work; these forward.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
@@ -19,6 +19,7 @@ use kafka_protocol::ResponseError;
 
 use super::{controller_error, str_bytes, topic_name, ApiError, Context};
 use crate::metadata::image::{ElectionKind, MetadataImage, MetadataRecord};
+use crate::metadata::{ControllerError, ELECTIONS_PER_RECORD};
 
 fn partition_exists(image: &MetadataImage, topic: &str, partition: i32) -> bool {
     image
@@ -50,34 +51,56 @@ pub async fn elect_leaders(ctx: &Context, request: ElectLeadersRequest) -> Elect
             .map(|(name, t)| (name.clone(), (0..t.partitions.len() as i32).collect()))
             .collect(),
     };
-    let mut results = Vec::with_capacity(wanted.len());
-    for (topic, partitions) in wanted {
-        let mut partition_results = Vec::with_capacity(partitions.len());
-        for partition in partitions {
-            let outcome = if partition_exists(&image, &topic, partition) {
-                ctx.controller
-                    .propose(MetadataRecord::ElectLeader {
-                        topic: topic.clone(),
-                        partition,
-                        kind,
-                    })
-                    .await
-                    .map_err(controller_error)
+    // Partitions that cannot be elected are answered from the image; the others are elected
+    // in one record per ELECTIONS_PER_RECORD, which elects each one still electable then.
+    let live = image.live_brokers();
+    let mut errors: HashMap<(String, i32), ApiError> = HashMap::new();
+    let mut electable = Vec::new();
+    for (topic, partitions) in &wanted {
+        for &partition in partitions {
+            let outcome = if partition_exists(&image, topic, partition) {
+                image
+                    .election(topic, partition, kind, &live)
+                    .map_err(|reason| controller_error(ControllerError::Rejected(reason)))
             } else {
                 Err(ApiError::from(ResponseError::UnknownTopicOrPartition))
             };
-            let r = PartitionResult::default().with_partition_id(partition);
-            partition_results.push(match outcome {
-                Ok(()) => r,
-                Err(e) => r.with_error_code(e.code()).with_error_message(e.message()),
-            });
+            match outcome {
+                Ok(_) => electable.push((topic.clone(), partition)),
+                Err(e) => {
+                    errors.insert((topic.clone(), partition), e);
+                }
+            }
         }
-        results.push(
-            ReplicaElectionResult::default()
-                .with_topic(topic_name(&topic))
-                .with_partition_result(partition_results),
-        );
     }
+    for partitions in electable.chunks(ELECTIONS_PER_RECORD) {
+        let record = MetadataRecord::ElectLeaders {
+            kind,
+            partitions: partitions.to_vec(),
+        };
+        if let Err(e) = ctx.controller.propose(record).await {
+            let e = controller_error(e);
+            errors.extend(partitions.iter().map(|key| (key.clone(), e.clone())));
+        }
+    }
+    let results = wanted
+        .iter()
+        .map(|(topic, partitions)| {
+            let partition_results = partitions
+                .iter()
+                .map(|&partition| {
+                    let r = PartitionResult::default().with_partition_id(partition);
+                    match errors.get(&(topic.clone(), partition)) {
+                        None => r,
+                        Some(e) => r.with_error_code(e.code()).with_error_message(e.message()),
+                    }
+                })
+                .collect();
+            ReplicaElectionResult::default()
+                .with_topic(topic_name(topic))
+                .with_partition_result(partition_results)
+        })
+        .collect();
     ElectLeadersResponse::default().with_replica_election_results(results)
 }
 

@@ -233,11 +233,18 @@ pub enum MetadataRecord {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
-    /// Elects a leader for one partition (ElectLeaders, automatic preferred-leader balancing).
+    /// Elects a leader for one partition (written before [`MetadataRecord::ElectLeaders`]).
     ElectLeader {
         topic: String,
         partition: i32,
         kind: ElectionKind,
+    },
+    /// Elects leaders for many partitions in one record (ElectLeaders, automatic
+    /// preferred-leader balancing): each partition whose election is still possible when the
+    /// record applies is elected, the others are left as they are.
+    ElectLeaders {
+        kind: ElectionKind,
+        partitions: Vec<(String, i32)>,
     },
     /// Starts moving a partition to `target` replicas, or cancels a move (`None`).
     Reassign {
@@ -321,6 +328,12 @@ impl MetadataRecord {
             }
             MetadataRecord::ElectLeader { partition, .. } if *partition < 0 => {
                 Err(format!("ElectLeader: partition {partition}"))
+            }
+            MetadataRecord::ElectLeaders { partitions, .. } => {
+                match partitions.iter().find(|(_, p)| *p < 0) {
+                    Some((topic, p)) => Err(format!("ElectLeaders: partition {topic}-{p}")),
+                    None => Ok(()),
+                }
             }
             MetadataRecord::Reassign {
                 partition, target, ..
@@ -440,37 +453,17 @@ impl MetadataImage {
                 kind,
             } => {
                 let live = self.live_brokers();
-                let p = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(*partition as usize))
-                    .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
-                match kind {
-                    ElectionKind::Preferred => {
-                        let preferred =
-                            *p.replicas.first().ok_or("PREFERRED_LEADER_NOT_AVAILABLE")?;
-                        if p.leader == preferred {
-                            return Err("ELECTION_NOT_NEEDED".into());
-                        }
-                        if !p.isr.contains(&preferred) || !live.contains(&preferred) {
-                            return Err("PREFERRED_LEADER_NOT_AVAILABLE".into());
-                        }
-                        p.set_leader(preferred);
-                    }
-                    ElectionKind::Unclean => {
-                        if p.leader >= 0 {
-                            return Err("ELECTION_NOT_NEEDED".into());
-                        }
-                        let candidate = p
-                            .replicas
-                            .iter()
-                            .copied()
-                            .find(|r| live.contains(r))
-                            .ok_or("ELIGIBLE_LEADERS_NOT_AVAILABLE")?;
-                        p.isr = vec![candidate];
-                        p.set_leader(candidate);
-                    }
-                }
+                self.elect(topic, *partition, *kind, &live)?;
+            }
+            MetadataRecord::ElectLeaders { kind, partitions } => {
+                let live = self.live_brokers();
+                let elected = partitions
+                    .iter()
+                    .filter(|(topic, partition)| {
+                        self.elect(topic, *partition, *kind, &live).is_ok()
+                    })
+                    .count();
+                return Ok(Some(elected as i64));
             }
             MetadataRecord::Reassign {
                 topic,
@@ -604,6 +597,66 @@ impl MetadataImage {
             }
         }
         Ok(None)
+    }
+
+    /// The leader an election of `kind` gives the partition, and whether the ISR is reset to
+    /// it (unclean); otherwise why there is none, as a Kafka error name.
+    pub fn election(
+        &self,
+        topic: &str,
+        partition: i32,
+        kind: ElectionKind,
+        live: &[i32],
+    ) -> Result<(i32, bool), String> {
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|index| self.topics.get(topic)?.partitions.get(index))
+            .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
+        match kind {
+            ElectionKind::Preferred => {
+                let preferred = *p.replicas.first().ok_or("PREFERRED_LEADER_NOT_AVAILABLE")?;
+                if p.leader == preferred {
+                    return Err("ELECTION_NOT_NEEDED".into());
+                }
+                if !p.isr.contains(&preferred) || !live.contains(&preferred) {
+                    return Err("PREFERRED_LEADER_NOT_AVAILABLE".into());
+                }
+                Ok((preferred, false))
+            }
+            ElectionKind::Unclean => {
+                if p.leader >= 0 {
+                    return Err("ELECTION_NOT_NEEDED".into());
+                }
+                let candidate = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| live.contains(r))
+                    .ok_or("ELIGIBLE_LEADERS_NOT_AVAILABLE")?;
+                Ok((candidate, true))
+            }
+        }
+    }
+
+    /// Applies [`Self::election`] to the partition.
+    fn elect(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        kind: ElectionKind,
+        live: &[i32],
+    ) -> Result<(), String> {
+        let (leader, reset_isr) = self.election(topic, partition, kind, live)?;
+        let p = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+            .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
+        if reset_isr {
+            p.isr = vec![leader];
+        }
+        p.set_leader(leader);
+        Ok(())
     }
 
     /// Registered brokers that are not fenced.
@@ -882,6 +935,75 @@ mod tests {
             .unwrap();
         assert!(image.brokers[&id].fenced, "a registration starts fenced");
         image.apply(&MetadataRecord::UnfenceBroker { id }).unwrap();
+    }
+
+    #[test]
+    fn one_record_elects_many_partitions_and_skips_the_rest() {
+        let mut image = MetadataImage::default();
+        for id in 1..=2 {
+            register_live(&mut image, id);
+        }
+        image
+            .apply(&MetadataRecord::CreateTopic {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                assignments: vec![vec![1, 2], vec![2, 1], vec![1, 2]],
+                configs: BTreeMap::new(),
+            })
+            .unwrap();
+        image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
+        image
+            .apply(&MetadataRecord::UnfenceBroker { id: 1 })
+            .unwrap();
+        for partition in [0, 2] {
+            let p = image.topics["t"].partitions[partition as usize].clone();
+            image
+                .apply(&MetadataRecord::AlterPartition {
+                    topic: "t".into(),
+                    partition,
+                    leader: 2,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    isr: vec![2, 1],
+                })
+                .unwrap();
+        }
+        let leaders = |image: &MetadataImage| -> Vec<i32> {
+            image.topics["t"]
+                .partitions
+                .iter()
+                .map(|p| p.leader)
+                .collect()
+        };
+        assert_eq!(leaders(&image), vec![2, 2, 2]);
+        let live = image.live_brokers();
+        assert_eq!(
+            image.election("t", 1, ElectionKind::Preferred, &live),
+            Err("ELECTION_NOT_NEEDED".into())
+        );
+        assert_eq!(
+            image.election("t", 0, ElectionKind::Preferred, &live),
+            Ok((1, false))
+        );
+        let record = MetadataRecord::ElectLeaders {
+            kind: ElectionKind::Preferred,
+            partitions: vec![
+                ("t".into(), 0),
+                ("t".into(), 1),
+                ("t".into(), 2),
+                ("gone".into(), 0),
+            ],
+        };
+        assert_eq!(image.apply(&record), Ok(Some(2)));
+        assert_eq!(leaders(&image), vec![1, 2, 1]);
+        let negative = MetadataRecord::ElectLeaders {
+            kind: ElectionKind::Preferred,
+            partitions: vec![("t".into(), -1)],
+        };
+        assert!(image
+            .apply(&negative)
+            .unwrap_err()
+            .starts_with("INVALID_RECORD"));
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub enum ControllerError {
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one call to a controller may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most partitions one ElectLeaders record elects, which bounds the record's size.
+pub const ELECTIONS_PER_RECORD: usize = 10_000;
 /// Where a broker-only node keeps its copy of the metadata image.
 const BROKER_IMAGE_FILE: &str = "broker-metadata-image.json";
 
@@ -607,34 +609,32 @@ impl Controller {
         }
         let image = self.image();
         let live = image.live_brokers();
-        for (topic, t) in &image.topics {
-            for (index, p) in t.partitions.iter().enumerate() {
-                let Some(&preferred) = p.replicas.first() else {
-                    continue;
-                };
-                if p.leader == preferred
-                    || p.reassigning()
-                    || !p.isr.contains(&preferred)
-                    || !live.contains(&preferred)
-                {
-                    continue;
-                }
-                let record = MetadataRecord::ElectLeader {
-                    topic: topic.clone(),
-                    partition: index as i32,
-                    kind: image::ElectionKind::Preferred,
-                };
-                match self.commit(record).await {
-                    Ok(ApplyResult { error: None, .. }) => {
-                        info!(%topic, partition = index, leader = preferred, "moved leadership back to the preferred replica");
-                    }
-                    Ok(ApplyResult { error: Some(e), .. }) => {
-                        tracing::debug!(%topic, partition = index, error = %e, "no preferred election");
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "preferred leader election stopped");
-                        return;
-                    }
+        let kind = image::ElectionKind::Preferred;
+        let wanted: Vec<(String, i32)> = image
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.reassigning())
+                    .map(move |(index, _)| (topic.clone(), index as i32))
+            })
+            .filter(|(topic, partition)| image.election(topic, *partition, kind, &live).is_ok())
+            .collect();
+        for partitions in wanted.chunks(ELECTIONS_PER_RECORD) {
+            let record = MetadataRecord::ElectLeaders {
+                kind,
+                partitions: partitions.to_vec(),
+            };
+            match self.commit(record).await {
+                Ok(ApplyResult { value, .. }) => info!(
+                    partitions = value.unwrap_or(0),
+                    "moved leadership back to the preferred replicas"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "preferred leader election stopped");
+                    return;
                 }
             }
         }
