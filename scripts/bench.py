@@ -3,7 +3,9 @@
 Prints produce and consume throughput (msgs/s, MB/s) and produce latency p50/p99 for each
 message size, then Strom's ratio to the peer, and the cost of TLS (an SSL listener, and
 SASL_SSL with SCRAM-SHA-512) beside plaintext, transactions, and failover times of a 3-node
-cluster at default session settings. Numbers are printed, never asserted.
+cluster at default session settings. Then loads over many partitions (12 partitions written by
+4 producers at once, and 1,000 partitions written by one) and a latency sweep at fixed shares of
+each broker's peak produce rate. Numbers are printed, never asserted.
 """
 
 import argparse
@@ -32,6 +34,14 @@ BENCH_USER, BENCH_PASSWORD = "bench", "bench-secret"
 
 PRODUCED = re.compile(r"% (\d+) messages produced \((\d+) bytes\).* in (\d+)ms")
 CONSUMED = re.compile(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms")
+
+# The multi-producer load: partitions of its topic, and rdkafka_performance processes at once.
+SPREAD_PARTITIONS, SPREAD_PRODUCERS = 12, 4
+# The latency sweep: shares of the peak produce rate, and each step's length (seconds, records).
+SWEEP_SHARES = (0.25, 0.5, 0.75)
+SWEEP_SECONDS, SWEEP_MAX_COUNT = 3, 500_000
+# Longest run of one rdkafka_performance process in the loads above.
+LOAD_TIMEOUT = 300
 
 
 def free_port():
@@ -143,47 +153,144 @@ class Tansu:
 def run_perf(perf, args, timeout=600):
     out = subprocess.run([perf, *args], capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
-        raise RuntimeError(f"rdkafka_performance failed: {out.stderr[-2000:]}")
+        raise RuntimeError(f"rdkafka_performance failed: {(out.stdout + out.stderr)[-2000:]}")
     return out.stdout + out.stderr
 
 
-def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
-    bootstrap = broker.bootstrap
-    topic = f"bench-{size}"
-    admin = AdminClient({"bootstrap.servers": bootstrap, **broker.client})
-    admin.create_topics([NewTopic(topic, 1, broker.replication)])[topic].result(timeout=30)
-    common = ["-b", bootstrap, "-t", topic, "-p", "0", "-s", str(size), "-q"]
+def run_perfs(perf, runs, timeout):
+    """Runs rdkafka_performance once per argument list in `runs`, all at once, and returns their
+    outputs. All of them are killed when one fails or `timeout` seconds pass."""
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = [open(Path(tmp) / f"{i}.out", "w+") for i in range(len(runs))]
+        procs = [subprocess.Popen([perf, *args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                 for args, out in zip(runs, outputs)]
+        deadline = time.monotonic() + timeout
+        try:
+            for proc in procs:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        texts = []
+        for proc, out in zip(procs, outputs):
+            out.seek(0)
+            texts.append(out.read())
+            out.close()
+            if proc.returncode != 0:
+                raise RuntimeError(f"rdkafka_performance failed: {texts[-1][-2000:]}")
+    return texts
+
+
+def summary(pattern, out):
+    """The (messages, bytes, ms) of rdkafka_performance's produce or consume summary line."""
+    m = pattern.search(out)
+    if not m:
+        raise RuntimeError(f"no summary in: {out[-1000:]}")
+    return tuple(map(int, m.groups()))
+
+
+def create_topic(broker, topic, partitions):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, **broker.client})
+    admin.create_topics([NewTopic(topic, partitions, broker.replication)])[topic].result(timeout=60)
+
+
+def perf_args(broker, topic, size):
+    """rdkafka_performance's arguments for `topic` on `broker`, `size`-byte messages, quiet."""
+    args = ["-b", broker.bootstrap, "-t", topic, "-s", str(size), "-q"]
     for key, value in broker.client.items():
-        common += ["-X", f"{key}={value}"]
+        args += ["-X", f"{key}={value}"]
+    return args
 
-    out = run_perf(perf, ["-P", *common, "-c", str(count), "-a", broker.acks, "-X", "linger.ms=5",
-                          "-X", "batch.size=1000000"])
-    m = PRODUCED.search(out)
-    if not m:
-        raise RuntimeError(f"no produce summary in: {out[-1000:]}")
-    produced, produced_bytes, produce_ms = map(int, m.groups())
 
-    out = run_perf(perf, ["-C", *common, "-c", str(count), "-o", "beginning", "-e"])
-    m = CONSUMED.search(out)
-    if not m:
-        raise RuntimeError(f"no consume summary in: {out[-1000:]}")
-    consumed, consumed_bytes, consume_ms = map(int, m.groups())
+def latency_quantiles(path):
+    """The 1,000-quantiles (ms) of the per-message latencies (µs) rdkafka_performance -A wrote."""
+    latencies = sorted(int(line) / 1000.0 for line in path.read_text().split() if line)
+    return statistics.quantiles(latencies, n=1000) if len(latencies) > 1 else [float("nan")] * 999
+
+
+def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
+    topic = f"bench-{size}"
+    create_topic(broker, topic, 1)
+    common = [*perf_args(broker, topic, size), "-p", "0"]
+
+    produced, produced_bytes, produce_ms = summary(PRODUCED, run_perf(
+        perf, ["-P", *common, "-c", str(count), "-a", broker.acks, "-X", "linger.ms=5", "-X", "batch.size=1000000"]))
+    consumed, consumed_bytes, consume_ms = summary(CONSUMED, run_perf(
+        perf, ["-C", *common, "-c", str(count), "-o", "beginning", "-e"]))
 
     latency_file = workdir / f"latency-{broker.name}-{size}.txt"
     run_perf(perf, ["-P", *common, "-c", str(latency_count), "-a", broker.acks, "-r", str(latency_rate),
                     "-l", "-A", str(latency_file), "-X", "linger.ms=0"])
-    latencies = sorted(int(line) / 1000.0 for line in latency_file.read_text().split() if line)
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
+    q = latency_quantiles(latency_file)
     return {
         "produce_msgs": produced / (produce_ms / 1000),
         "produce_mb": produced_bytes / (produce_ms / 1000) / 1e6,
         "consume_msgs": consumed / (consume_ms / 1000),
         "consume_mb": consumed_bytes / (consume_ms / 1000) / 1e6,
-        "p50_ms": q[49],
-        "p99_ms": q[98],
+        "p50_ms": q[499],
+        "p99_ms": q[989],
         "produced": produced,
         "consumed": consumed,
     }
+
+
+def measure_partitions(perf, broker, size, count, partitions, producers):
+    """`producers` rdkafka_performance processes at once write `count` `size`-byte messages in all
+    (linger.ms=5, each message to a random partition) to a topic of `partitions` partitions, then
+    one consumer reads them from all partitions. Produce throughput is the sum of the producers'
+    counts over the time of the slowest."""
+    topic = f"bench-{partitions}p-{size}"
+    create_topic(broker, topic, partitions)
+    common = perf_args(broker, topic, size)
+    produce = ["-P", *common, "-c", str(count // producers), "-a", broker.acks, "-X", "linger.ms=5",
+               "-X", "batch.size=1000000", "-X", "sticky.partitioning.linger.ms=0"]
+    totals = [summary(PRODUCED, out) for out in run_perfs(perf, [produce] * producers, LOAD_TIMEOUT)]
+    produced, produced_bytes = sum(t[0] for t in totals), sum(t[1] for t in totals)
+    produce_ms = max(t[2] for t in totals)
+
+    every_partition = [arg for p in range(partitions) for arg in ("-p", str(p))]
+    consumed, consumed_bytes, consume_ms = summary(CONSUMED, run_perf(
+        perf, ["-C", *common, *every_partition, "-c", str(produced), "-o", "beginning", "-e"], LOAD_TIMEOUT))
+    return {
+        "produce_msgs": produced / (produce_ms / 1000),
+        "produce_mb": produced_bytes / (produce_ms / 1000) / 1e6,
+        "consume_msgs": consumed / (consume_ms / 1000),
+        "consume_mb": consumed_bytes / (consume_ms / 1000) / 1e6,
+    }
+
+
+def measure_sweep(perf, broker, peak, workdir):
+    """Produce latency of 100-byte messages (linger.ms=0, to the one partition of `measure`'s topic
+    bench-100) at each of SWEEP_SHARES of `peak` msgs/s, for about SWEEP_SECONDS each (at most
+    SWEEP_MAX_COUNT messages). rdkafka_performance paces whole microseconds per message, so the
+    target rate is the nearest it can pace (at most 1,000,000 msgs/s). Returns
+    {share: {target and achieved msgs/s, p50, p99 and p999 in ms}}."""
+    steps = {}
+    for share in SWEEP_SHARES:
+        rate = 1_000_000 // max(1, round(1_000_000 / (peak * share)))
+        count = min(max(rate * SWEEP_SECONDS, 100), SWEEP_MAX_COUNT)
+        latency_file = workdir / f"sweep-{broker.name}-{share}.txt"
+        out = run_perf(perf, ["-P", *perf_args(broker, "bench-100", 100), "-p", "0", "-c", str(count),
+                              "-a", broker.acks, "-r", str(rate), "-l", "-A", str(latency_file),
+                              "-X", "linger.ms=0"], LOAD_TIMEOUT)
+        produced, _, produce_ms = summary(PRODUCED, out)
+        q = latency_quantiles(latency_file)
+        steps[share] = {"target": rate, "achieved": produced / (produce_ms / 1000),
+                        "p50_ms": q[499], "p99_ms": q[989], "p999_ms": q[998]}
+    return steps
+
+
+def attempt(step, *args):
+    """`step(*args)`, or, when it fails (a limit of the peer, for example), "n/a: " and the reason."""
+    try:
+        return step(*args)
+    except subprocess.TimeoutExpired as e:
+        return f"n/a: timed out after {e.timeout:.0f}s"
+    except Exception as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        return f"n/a: {type(e).__name__}: {lines[-1][:160] if lines else ''}"
 
 
 def measure_transactions(broker, count, per_txn):
@@ -283,7 +390,16 @@ def main():
                         help="100-byte records per transactional run (confluent-kafka); 0: skip")
     parser.add_argument("--failover-kills", type=int, default=10,
                         help="kills of a partition leader, and of the active controller, in a 3-node cluster; 0: skip")
+    parser.add_argument("--no-multi-producer", action="store_true",
+                        help=f"skip the {SPREAD_PARTITIONS} partitions x {SPREAD_PRODUCERS} producers load")
+    parser.add_argument("--no-many-partitions", action="store_true", help="skip the many-partitions load")
+    parser.add_argument("--partitions-many", type=int, default=1000,
+                        help="partitions of the many-partitions load (--count / 4 100-byte messages)")
+    parser.add_argument("--no-latency-sweep", action="store_true",
+                        help="skip the latency sweep at shares of the peak produce rate")
     args = parser.parse_args()
+    if args.partitions_many < 1:
+        parser.error("--partitions-many must be at least 1")
 
     workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
     kinds = [Strom(args.strom, workdir), Strom(args.strom, workdir, durable=True)]
@@ -294,6 +410,9 @@ def main():
     if args.cluster_nodes > 1:
         kinds.append(Strom(args.strom, workdir, nodes=args.cluster_nodes))
     results = {}
+    # The loads over many partitions, {(broker, size): result} and {broker: result}, and the
+    # latency sweep, {broker: steps}; a failed run's result is its reason.
+    spread, many, sweep = {}, {}, {}
     try:
         for broker in kinds:
             log = open(workdir / f"{broker.name}.log", "w")
@@ -319,6 +438,22 @@ def main():
                         print(f"... {broker.name}: {args.txn_count} x 100 B, transactions of {per_txn}",
                               file=sys.stderr, flush=True)
                         results[(broker.name, "txn", per_txn)] = measure_transactions(broker, args.txn_count, per_txn)
+                if not args.no_multi_producer and broker.name in ("strom", "strom-fsync", "tansu"):
+                    for size in (1024, 100):
+                        count = args.count if size == 100 else args.count // 4
+                        print(f"... {broker.name}: {count} x {size} B, {SPREAD_PARTITIONS} partitions, "
+                              f"{SPREAD_PRODUCERS} producers", file=sys.stderr, flush=True)
+                        spread[(broker.name, size)] = attempt(
+                            measure_partitions, args.perf, broker, size, count, SPREAD_PARTITIONS, SPREAD_PRODUCERS)
+                if not args.no_many_partitions and broker.name in ("strom", "tansu"):
+                    print(f"... {broker.name}: {args.count // 4} x 100 B, {args.partitions_many} partitions",
+                          file=sys.stderr, flush=True)
+                    many[broker.name] = attempt(
+                        measure_partitions, args.perf, broker, 100, args.count // 4, args.partitions_many, 1)
+                if not args.no_latency_sweep and broker.name in ("strom", f"strom-{args.cluster_nodes}", "tansu"):
+                    print(f"... {broker.name}: latency sweep", file=sys.stderr, flush=True)
+                    sweep[broker.name] = attempt(
+                        measure_sweep, args.perf, broker, results[(broker.name, 100)]["produce_msgs"], workdir)
             finally:
                 for proc in procs:
                     proc.send_signal(signal.SIGTERM)
@@ -378,6 +513,50 @@ def main():
             print(f"  {size:>5} B: produce {s['produce_msgs'] / t['produce_msgs']:.2f}x, "
                   f"consume {s['consume_msgs'] / t['consume_msgs']:.2f}x, "
                   f"p99 latency {s['p99_ms'] / t['p99_ms']:.3g}x")
+    if spread:
+        print(f"\n{SPREAD_PARTITIONS} partitions x {SPREAD_PRODUCERS} producers (rdkafka_performance processes at once, "
+              "each message to a random partition;\nproduce: their sum over the time of the slowest), "
+              f"then one consumer of all {SPREAD_PARTITIONS}")
+        print_partition_table(spread)
+        print("  durable / page cache: " + ", ".join(
+            f"{size} B produce {durable_ratio(spread, size)}" for size in (1024, 100)) + " (goal at 1024 B: >= 0.60x)")
+    if many:
+        print(f"\n{args.partitions_many:,} partitions, 1 producer (each message to a random partition), "
+              f"then one consumer of all {args.partitions_many:,}")
+        print_partition_table({(name, 100): r for name, r in many.items()})
+    if sweep:
+        print("\nlatency sweep: 100 B, 1 partition, linger.ms=0, acks as above, at a share of the broker's peak 100 B"
+              "\nproduce msg/s above (target: the nearest rate rdkafka_performance paces in whole µs per message;"
+              "\nachieved: the rate it reached)")
+        print(f"{'broker':<16}{'peak msg/s':>12}{'share':>6}{'target msg/s':>14}{'achieved':>12}"
+              f"{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}")
+        for name, steps in sweep.items():
+            peak = results[(name, 100)]["produce_msgs"]
+            if isinstance(steps, str):
+                print(f"{name:<16}{peak:>12,.0f}  {steps}")
+                continue
+            for share, r in steps.items():
+                print(f"{name:<16}{peak:>12,.0f}{share:>6.0%}{r['target']:>14,}{r['achieved']:>12,.0f}"
+                      f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['p999_ms']:>9.2f}")
+
+
+def print_partition_table(rows):
+    """Prints {(broker, size): throughput, or the reason there is none} as a table."""
+    print(f"{'broker':<16}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}")
+    for (name, size), r in rows.items():
+        if isinstance(r, str):
+            print(f"{name:<16}{size:>6}  {r}")
+        else:
+            print(f"{name:<16}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}"
+                  f"{r['consume_msgs']:>15,.0f}{r['consume_mb']:>8.1f}")
+
+
+def durable_ratio(rows, size):
+    """strom-fsync's produce msgs/s over strom's for `size`, as text; "n/a" when either is missing."""
+    d, s = rows.get(("strom-fsync", size)), rows.get(("strom", size))
+    if not isinstance(d, dict) or not isinstance(s, dict):
+        return "n/a"
+    return f"{d['produce_msgs'] / s['produce_msgs']:.2f}x"
 
 
 if __name__ == "__main__":
