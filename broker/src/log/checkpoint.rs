@@ -36,19 +36,40 @@ impl PartitionLog {
         Self::checkpoint_locked(dir, state)
     }
 
-    fn checkpoint_locked(dir: &Path, state: &LogState) -> io::Result<()> {
+    fn checkpoint_locked(dir: &Path, state: &mut LogState) -> io::Result<()> {
         Self::snapshot_producers(dir, state)?;
         write_file_atomic(
             &dir.join(RECOVERY_POINT_FILE),
             state.flushed_offset.to_string().as_bytes(),
-        )
+        )?;
+        state.checkpointed = Some(state.flushed_offset);
+        Ok(())
     }
 
-    /// Records the recovery point (what is fsynced) and the producer state, so the next
-    /// start after a crash scans only what came after.
+    /// Records the recovery point (what is fsynced), so the next start after a crash scans
+    /// only what came after; skipped when it has not moved since the last checkpoint. The
+    /// producer state is snapshotted only when a segment rolls and at flushes (a clean
+    /// shutdown flushes), as Kafka does: after a crash it is rebuilt from the segments after
+    /// the snapshot. The file is written outside the log lock, so appends and reads go on
+    /// meanwhile; should a flush record a newer recovery point in between, this older one
+    /// replaces it, which only means more to scan at the next start.
     pub fn checkpoint(&self) -> io::Result<()> {
-        let state = self.lock();
-        Self::checkpoint_locked(&self.dir, &state)
+        let recovery_point = {
+            let mut state = self.lock();
+            if state.checkpointed == Some(state.flushed_offset) {
+                return Ok(());
+            }
+            state.checkpointed = Some(state.flushed_offset);
+            state.flushed_offset
+        };
+        let written = write_file_atomic(
+            &self.dir.join(RECOVERY_POINT_FILE),
+            recovery_point.to_string().as_bytes(),
+        );
+        if written.is_err() {
+            self.lock().checkpointed = None;
+        }
+        written
     }
 
     /// Makes everything before `end_offset` durable. Group commit: one fsync of the active
@@ -100,6 +121,27 @@ mod tests {
     use std::sync::Arc;
 
     use crate::log::tests::{append, config, open_leader};
+    use crate::log::{PRODUCER_SNAPSHOT_FILE, RECOVERY_POINT_FILE};
+
+    #[test]
+    fn the_recovery_point_is_written_when_it_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
+        let recovery_point = dir.path().join(RECOVERY_POINT_FILE);
+        append(&log, 2, 1);
+        log.checkpoint().unwrap();
+        assert_eq!(std::fs::read_to_string(&recovery_point).unwrap(), "0");
+        std::fs::remove_file(&recovery_point).unwrap();
+        append(&log, 1, 2);
+        log.checkpoint().unwrap();
+        assert!(
+            !recovery_point.exists(),
+            "appends without a flush leave the recovery point where it was"
+        );
+        log.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&recovery_point).unwrap(), "3");
+        assert!(dir.path().join(PRODUCER_SNAPSHOT_FILE).exists());
+    }
 
     #[tokio::test]
     async fn flush_messages_one_makes_every_append_wait_for_one_shared_fsync() {

@@ -159,6 +159,8 @@ struct LogState {
     replica: ReplicaState,
     /// How much earlier than `segment.ms` the active segment rolls (`segment.jitter.ms`).
     roll_jitter_ms: i64,
+    /// The recovery point the last checkpoint recorded: it is not written again unchanged.
+    checkpointed: Option<i64>,
 }
 
 impl LogState {

@@ -175,6 +175,7 @@ impl PartitionLog {
                 epochs,
                 replica: ReplicaState::default(),
                 roll_jitter_ms: random_jitter(config.roll_jitter_ms),
+                checkpointed: None,
             }),
             config: RwLock::new(config),
             sync_turn: tokio::sync::Mutex::new(()),
