@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::api::metadata::FencedBrokers;
 use crate::api::{transactions, Context};
 use crate::config::{BrokerConfig, Role};
 use crate::coordinator::{ensure_internal_topic, InternalTopicSpec};
@@ -244,7 +245,9 @@ impl Server {
             ),
             metrics: BrokerMetrics::new(),
             authorizer: security.authorizer.clone(),
+            fenced_brokers: FencedBrokers::default(),
         });
+        context.fenced_brokers.observe(&controller.image());
         let replicas = Arc::new(ReplicaManager::new(
             &config,
             security.inter_broker.clone(),
@@ -570,7 +573,7 @@ async fn fence_silent_brokers(
             }
         };
         let fence = async {
-            controller.fence_dead_brokers().await;
+            controller.fence_dead_brokers(session_timeout).await;
             controller
                 .fence_silent_brokers(session_timeout, since)
                 .await;
@@ -632,6 +635,7 @@ async fn follow_metadata(
                     return;
                 }
                 let image = images.borrow_and_update().clone();
+                ctx.fenced_brokers.observe(&image);
                 match ctx.logs.sync_with_image(&image) {
                     // A handler already synced a newer image; it is next on the channel.
                     Ok(false) => continue,

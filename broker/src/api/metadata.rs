@@ -1,18 +1,61 @@
 //! Metadata, with auto-creation of topics when enabled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
+use tokio::time::Instant;
 
 use super::topics::{create_topic, TopicSpec};
 use super::{client_facing_controller, str_bytes, topic_name, Access, Context, RequestInfo};
-use crate::metadata::image::TopicImage;
+use crate::metadata::image::{BrokerRegistration, MetadataImage, TopicImage};
 use crate::security::acl::operation::{CREATE, DESCRIBE};
 use crate::security::acl::resource;
+
+/// Which fenced brokers Metadata responses still list. A broker this node saw fenced stays
+/// listed for `broker.session.timeout.ms`, as a dead Kafka broker stays listed until its
+/// session ends, though its partitions have moved at once. Clients keep trying it meanwhile and
+/// look up the coordinators it held again; librdkafka, when a broker vanishes from Metadata
+/// at once, can wait forever on a coordinator it still caches there (librdkafka issue 5511).
+#[derive(Default)]
+pub struct FencedBrokers {
+    /// Per broker seen: `None` while unfenced, or when this node saw it fenced.
+    seen: Mutex<HashMap<i32, Option<Instant>>>,
+}
+
+impl FencedBrokers {
+    /// Takes note of each broker's state in a new image.
+    pub fn observe(&self, image: &MetadataImage) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|id, _| image.brokers.contains_key(id));
+        for b in image.brokers.values() {
+            if !b.fenced {
+                seen.insert(b.id, None);
+            } else if let Some(state @ None) = seen.get_mut(&b.id) {
+                *state = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Whether Metadata lists `broker`: unfenced, or fenced within `grace` after this node
+    /// saw it serving (a broker never seen unfenced is not listed).
+    pub fn listed(&self, broker: &BrokerRegistration, grace: Duration) -> bool {
+        if !broker.fenced {
+            return true;
+        }
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get(&broker.id) {
+            Some(None) => true,
+            Some(Some(fenced_at)) => fenced_at.elapsed() < grace,
+            None => false,
+        }
+    }
+}
 
 fn describe_topic(name: &str, topic: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
@@ -122,13 +165,14 @@ pub async fn handle(
     let cluster_operations = access.cluster_operations(
         (8..=10).contains(&version) && request.include_cluster_authorized_operations,
     );
+    let grace = Duration::from_millis(ctx.config.long("broker.session.timeout.ms") as u64);
     MetadataResponse::default()
         .with_cluster_authorized_operations(cluster_operations)
         .with_brokers(
             image
                 .brokers
                 .values()
-                .filter(|b| !b.fenced)
+                .filter(|b| ctx.fenced_brokers.listed(b, grace))
                 .map(|b| {
                     let (host, port) = b.endpoint(&info.listener.name);
                     MetadataResponseBroker::default()
@@ -142,4 +186,51 @@ pub async fn handle(
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
         .with_controller_id(BrokerId(client_facing_controller(ctx, &image)))
         .with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::image::MetadataRecord;
+
+    fn registration(id: i32) -> BrokerRegistration {
+        BrokerRegistration {
+            id,
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+            incarnation: uuid::Uuid::new_v4(),
+            fenced: false,
+            registered_at: 0,
+            endpoints: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_fenced_broker_stays_listed_for_the_grace_only_if_it_was_seen_serving() {
+        let mut image = MetadataImage::default();
+        for id in [1, 2] {
+            image
+                .apply(&MetadataRecord::RegisterBroker(registration(id)))
+                .unwrap();
+        }
+        image
+            .apply(&MetadataRecord::UnfenceBroker { id: 1 })
+            .unwrap();
+        let fenced = FencedBrokers::default();
+        fenced.observe(&image);
+        image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
+        let long = Duration::from_secs(60);
+        assert!(
+            fenced.listed(&image.brokers[&1], long),
+            "fenced in an image not observed yet"
+        );
+        fenced.observe(&image);
+        assert!(fenced.listed(&image.brokers[&1], long));
+        assert!(!fenced.listed(&image.brokers[&1], Duration::ZERO));
+        assert!(
+            !fenced.listed(&image.brokers[&2], long),
+            "registered, never unfenced"
+        );
+    }
 }

@@ -11,7 +11,7 @@ mod delete_records;
 mod fetch;
 mod groups;
 mod list_offsets;
-mod metadata;
+pub mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 mod producer;
@@ -70,6 +70,8 @@ pub struct Context {
     pub metrics: BrokerMetrics,
     /// The ACL authorizer, when `authorizer.class.name` turns it on.
     pub authorizer: Option<Arc<AuthorizerSettings>>,
+    /// Fenced brokers that Metadata still lists for a while.
+    pub fenced_brokers: metadata::FencedBrokers,
 }
 
 /// Who sent a request.

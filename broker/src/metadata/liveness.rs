@@ -5,9 +5,11 @@
 //! the session when it has a reason to suspect a broker: its heartbeat connection closed, or
 //! this controller was just elected and has not heard from it yet. It then probes the broker's
 //! listeners; a refused connection means no process listens there any more, and the broker is
-//! fenced now. A stopped or cut-off broker does not refuse, so it still gets its full session.
+//! fenced now. A dying process may close its heartbeat connection before its listener, so a
+//! suspect is probed again every [`PROBE_INTERVAL`] until it heartbeats, is fenced, or its
+//! session ends. A stopped or cut-off broker does not refuse, so it still gets its full session.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,6 +22,14 @@ use super::image::BrokerRegistration;
 
 /// How long a probe waits for a connection to be accepted or refused.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a suspect is probed.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Since when a broker is suspected, and when it is probed next.
+struct Suspicion {
+    since: Instant,
+    next_probe: Instant,
+}
 
 /// The active controller's view of which brokers are alive.
 #[derive(Default)]
@@ -27,7 +37,7 @@ pub struct Liveness {
     /// When each broker last heartbeated to this node while it was the active controller.
     heartbeats: Mutex<HashMap<i32, Instant>>,
     /// Brokers to probe: their heartbeat connection closed, or a new term began.
-    suspects: Mutex<HashSet<i32>>,
+    suspects: Mutex<HashMap<i32, Suspicion>>,
     /// Wakes the fencing loop when a broker becomes a suspect.
     suspected: Notify,
 }
@@ -50,13 +60,36 @@ impl Liveness {
 
     /// Marks brokers to be probed, and wakes the fencing loop.
     pub fn suspect(&self, ids: impl IntoIterator<Item = i32>) {
-        lock(&self.suspects).extend(ids);
+        let now = Instant::now();
+        let mut suspects = lock(&self.suspects);
+        for id in ids {
+            suspects.entry(id).or_insert(Suspicion {
+                since: now,
+                next_probe: now,
+            });
+        }
         self.suspected.notify_one();
     }
 
-    /// The brokers to probe now; each is probed once per suspicion.
-    pub fn take_suspects(&self) -> Vec<i32> {
-        lock(&self.suspects).drain().collect()
+    /// The suspects due for a probe now; suspicions older than `limit` are dropped (the
+    /// session timeout takes over).
+    pub fn due_for_probe(&self, limit: Duration) -> Vec<i32> {
+        let now = Instant::now();
+        let mut suspects = lock(&self.suspects);
+        suspects.retain(|_, s| now.duration_since(s.since) <= limit);
+        suspects
+            .iter_mut()
+            .filter(|(_, s)| s.next_probe <= now)
+            .map(|(id, s)| {
+                s.next_probe = now + PROBE_INTERVAL;
+                *id
+            })
+            .collect()
+    }
+
+    /// Drops the suspicion of a broker that was fenced.
+    pub fn clear(&self, id: i32) {
+        lock(&self.suspects).remove(&id);
     }
 
     /// Resolves when a broker becomes a suspect.
@@ -169,12 +202,24 @@ mod tests {
     }
 
     #[test]
-    fn a_heartbeat_clears_a_suspicion() {
+    fn a_suspect_is_probed_again_until_it_heartbeats_or_its_suspicion_ends() {
         let liveness = Liveness::default();
         liveness.suspect([1, 2]);
         liveness.heartbeat(1);
-        assert_eq!(liveness.take_suspects(), vec![2]);
-        assert!(liveness.take_suspects().is_empty());
+        let limit = Duration::from_secs(60);
+        assert_eq!(liveness.due_for_probe(limit), vec![2]);
+        assert!(
+            liveness.due_for_probe(limit).is_empty(),
+            "not before the interval"
+        );
+        std::thread::sleep(PROBE_INTERVAL);
+        assert_eq!(liveness.due_for_probe(limit), vec![2]);
+        assert!(liveness.due_for_probe(Duration::ZERO).is_empty());
+        std::thread::sleep(PROBE_INTERVAL);
+        assert!(
+            liveness.due_for_probe(limit).is_empty(),
+            "dropped past the limit"
+        );
         assert!(liveness.last_heartbeat(1).is_some());
         assert!(liveness.last_heartbeat(2).is_none());
     }

@@ -551,19 +551,22 @@ impl Controller {
         }
     }
 
-    /// On the active controller: probes the suspected brokers and fences those whose
-    /// listeners refuse connections (see [`liveness`]).
-    pub async fn fence_dead_brokers(&self) {
-        let suspects = self.liveness.take_suspects();
-        if suspects.is_empty() || !self.is_active_controller() {
+    /// On the active controller: probes the suspected brokers due for it and fences those
+    /// whose listeners refuse connections (see [`liveness`]); a suspicion lasts at most
+    /// `session_timeout`.
+    pub async fn fence_dead_brokers(&self, session_timeout: Duration) {
+        let due = self.liveness.due_for_probe(session_timeout);
+        if due.is_empty() || !self.is_active_controller() {
             return;
         }
         let image = self.image();
-        let probed = suspects
-            .iter()
-            .filter(|id| **id != self.node_id)
-            .filter_map(|id| image.brokers.get(id).filter(|b| !b.fenced).cloned())
-            .collect();
+        let mut probed = Vec::new();
+        for id in due {
+            match image.brokers.get(&id) {
+                Some(b) if !b.fenced && id != self.node_id => probed.push(b.clone()),
+                _ => self.liveness.clear(id),
+            }
+        }
         for (id, probe) in liveness::probe_all(probed).await {
             if probe == liveness::Probe::Dead {
                 warn!(
@@ -571,6 +574,7 @@ impl Controller {
                     "fencing a broker whose listeners refuse connections"
                 );
                 self.fence(id).await;
+                self.liveness.clear(id);
             }
         }
     }
