@@ -366,6 +366,7 @@ impl Server {
             incarnation: uuid::Uuid::new_v4(),
             fenced: true,
             registered_at: 0,
+            unresponsive: false,
         };
         controller
             .propose(MetadataRecord::RegisterBroker(registration.clone()))

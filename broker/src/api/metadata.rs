@@ -43,10 +43,15 @@ impl FencedBrokers {
     }
 
     /// Whether Metadata lists `broker`: unfenced, or fenced within `grace` after this node
-    /// saw it serving (a broker never seen unfenced is not listed).
+    /// saw it serving, when it was fenced at its shutdown or found dead. A broker never seen
+    /// unfenced is not listed, nor is one fenced as unresponsive: clients drop it at once and
+    /// with it the requests they wait for, as with Kafka, whose fences all come from silence.
     pub fn listed(&self, broker: &BrokerRegistration, grace: Duration) -> bool {
         if !broker.fenced {
             return true;
+        }
+        if broker.unresponsive {
+            return false;
         }
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         match seen.get(&broker.id) {
@@ -202,6 +207,7 @@ mod tests {
             incarnation: uuid::Uuid::new_v4(),
             fenced: false,
             registered_at: 0,
+            unresponsive: false,
             endpoints: Vec::new(),
         }
     }
@@ -219,7 +225,12 @@ mod tests {
             .unwrap();
         let fenced = FencedBrokers::default();
         fenced.observe(&image);
-        image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                id: 1,
+                unresponsive: false,
+            })
+            .unwrap();
         let long = Duration::from_secs(60);
         assert!(
             fenced.listed(&image.brokers[&1], long),
@@ -231,6 +242,21 @@ mod tests {
         assert!(
             !fenced.listed(&image.brokers[&2], long),
             "registered, never unfenced"
+        );
+        image
+            .apply(&MetadataRecord::UnfenceBroker { id: 1 })
+            .unwrap();
+        fenced.observe(&image);
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                id: 1,
+                unresponsive: true,
+            })
+            .unwrap();
+        fenced.observe(&image);
+        assert!(
+            !fenced.listed(&image.brokers[&1], long),
+            "an unresponsive broker is dropped at once"
         );
     }
 }

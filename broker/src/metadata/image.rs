@@ -44,6 +44,10 @@ pub struct BrokerRegistration {
     /// `host` and `port`).
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// Fenced because it stopped heartbeating, rather than at its own shutdown or because its
+    /// listeners refused connections: it may still hold client connections without answering.
+    #[serde(default)]
+    pub unresponsive: bool,
 }
 
 impl BrokerRegistration {
@@ -220,7 +224,12 @@ pub enum MetadataRecord {
     },
     /// The broker missed its heartbeats or is shutting down: it loses leadership and leaves
     /// every ISR it is not the last member of.
-    FenceBroker { id: i32 },
+    FenceBroker {
+        id: i32,
+        /// It stopped heartbeating (see [`BrokerRegistration::unresponsive`]).
+        #[serde(default)]
+        unresponsive: bool,
+    },
     /// The broker caught up after registering: it may lead again.
     UnfenceBroker { id: i32 },
     /// A partition leader changes its ISR (Kafka's AlterPartition); refused when the leader
@@ -377,12 +386,13 @@ impl MetadataImage {
                 self.brokers.insert(registration.id, registration.clone());
                 self.fence(registration.id);
             }
-            MetadataRecord::FenceBroker { id } => {
+            MetadataRecord::FenceBroker { id, unresponsive } => {
                 let broker = self
                     .brokers
                     .get_mut(id)
                     .ok_or_else(|| format!("broker {id} is not registered"))?;
                 broker.fenced = true;
+                broker.unresponsive = *unresponsive;
                 self.fence(*id);
             }
             MetadataRecord::UnfenceBroker { id } => {
@@ -391,6 +401,7 @@ impl MetadataImage {
                     .get_mut(id)
                     .ok_or_else(|| format!("broker {id} is not registered"))?;
                 broker.fenced = false;
+                broker.unresponsive = false;
                 let id = *id;
                 for p in self.partitions_mut() {
                     if p.leader == -1 && p.isr.contains(&id) {
@@ -928,6 +939,7 @@ mod tests {
             incarnation: Uuid::new_v4(),
             fenced: false,
             registered_at: 0,
+            unresponsive: false,
             endpoints: Vec::new(),
         };
         image
@@ -951,7 +963,12 @@ mod tests {
                 configs: BTreeMap::new(),
             })
             .unwrap();
-        image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                id: 1,
+                unresponsive: false,
+            })
+            .unwrap();
         image
             .apply(&MetadataRecord::UnfenceBroker { id: 1 })
             .unwrap();
@@ -1026,7 +1043,12 @@ mod tests {
             (1, vec![1, 2, 3])
         );
 
-        image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                id: 1,
+                unresponsive: false,
+            })
+            .unwrap();
         assert_eq!((p(&image).leader, p(&image).leader_epoch), (2, 1));
         assert_eq!(p(&image).isr, vec![2, 3]);
 
@@ -1048,7 +1070,12 @@ mod tests {
 
         // The last ISR member keeps its place when fenced: the partition goes offline
         // rather than electing an out-of-sync replica, and comes back with it.
-        image.apply(&MetadataRecord::FenceBroker { id: 2 }).unwrap();
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                id: 2,
+                unresponsive: false,
+            })
+            .unwrap();
         assert_eq!((p(&image).leader, p(&image).isr.clone()), (-1, vec![2]));
         image
             .apply(&MetadataRecord::UnfenceBroker { id: 1 })
@@ -1060,7 +1087,12 @@ mod tests {
         assert_eq!((p(&image).leader, p(&image).leader_epoch), (2, 3));
 
         // A fenced broker cannot join the ISR.
-        image.apply(&MetadataRecord::FenceBroker { id: 3 }).unwrap();
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                id: 3,
+                unresponsive: false,
+            })
+            .unwrap();
         let expand = MetadataRecord::AlterPartition {
             topic: "t".into(),
             partition: 0,
@@ -1107,7 +1139,12 @@ mod tests {
                 isr: vec![1, 2],
             })
             .unwrap();
-        image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                id: 1,
+                unresponsive: false,
+            })
+            .unwrap();
         let p = image.topics["t"].partitions[0].clone();
         assert_eq!((p.isr.clone(), p.adding.clone()), (vec![2], vec![2, 3]));
 
@@ -1191,7 +1228,12 @@ mod tests {
             image.apply(&elect(ElectionKind::Preferred)),
             Err("ELECTION_NOT_NEEDED".into())
         );
-        image.apply(&MetadataRecord::FenceBroker { id: 4 }).unwrap();
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                id: 4,
+                unresponsive: false,
+            })
+            .unwrap();
         image
             .apply(&MetadataRecord::UnfenceBroker { id: 4 })
             .unwrap();
@@ -1219,7 +1261,12 @@ mod tests {
             Err("ELECTION_NOT_NEEDED".into())
         );
         for id in [2, 3, 4] {
-            image.apply(&MetadataRecord::FenceBroker { id }).unwrap();
+            image
+                .apply(&MetadataRecord::FenceBroker {
+                    id,
+                    unresponsive: false,
+                })
+                .unwrap();
         }
         assert_eq!((p(&image).leader, p(&image).isr.clone()), (-1, vec![4]));
         image

@@ -166,6 +166,7 @@ mod tests {
             incarnation: uuid::Uuid::new_v4(),
             fenced: false,
             registered_at: 0,
+            unresponsive: false,
             endpoints: ports
                 .iter()
                 .map(|p| Endpoint {

@@ -497,7 +497,10 @@ impl Controller {
                 broker = heartbeat.id,
                 "controlled shutdown: fencing the broker"
             );
-            Some(MetadataRecord::FenceBroker { id: heartbeat.id })
+            Some(MetadataRecord::FenceBroker {
+                id: heartbeat.id,
+                unresponsive: false,
+            })
         } else if !heartbeat.want_shutdown
             && registration.fenced
             && heartbeat.applied_index >= registration.registered_at
@@ -547,7 +550,7 @@ impl Controller {
             .collect();
         for id in silent {
             warn!(broker = id, "fencing a broker that stopped heartbeating");
-            self.fence(id).await;
+            self.fence(id, true).await;
         }
     }
 
@@ -573,7 +576,7 @@ impl Controller {
                     broker = id,
                     "fencing a broker whose listeners refuse connections"
                 );
-                self.fence(id).await;
+                self.fence(id, false).await;
                 self.liveness.clear(id);
             }
         }
@@ -599,8 +602,9 @@ impl Controller {
         self.liveness.suspected().await
     }
 
-    async fn fence(&self, id: i32) {
-        if let Err(e) = self.commit(MetadataRecord::FenceBroker { id }).await {
+    async fn fence(&self, id: i32, unresponsive: bool) {
+        let record = MetadataRecord::FenceBroker { id, unresponsive };
+        if let Err(e) = self.commit(record).await {
             warn!(broker = id, error = %e, "could not fence the broker");
         }
     }
