@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
 
-step() { printf '\n==> %s (%s)\n' "$1" "$(date +%T)"; }
+step() { printf '\n==> %s (%s, %s free on disk)\n' "$1" "$(date +%T)" "$(df -h --output=avail . | tail -1 | tr -d ' ')"; }
+
+# CI builds a clean clone once: incremental compilation caches would only take disk there.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=0
+fi
 
 step "install test dependencies"
 scripts/install-test-deps.sh
@@ -36,6 +41,11 @@ step "CRD rules (CEL) and the KafkaNodePool scale subresource on a current kube-
 
 step "Grafana dashboards against @grafana/schema (tsc)"
 node tests/dashboards/check.mjs
+
+if [ "${CI:-}" = true ]; then
+  step "drop the debug build (nothing below uses it; CI machines can be short of disk)"
+  rm -rf target/debug
+fi
 
 step "release build"
 cargo build --release --locked -p strom-broker -p strom-operator
