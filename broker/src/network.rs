@@ -13,12 +13,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::RequestKind as Kind;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::api::{self, Context, Handled, RequestInfo};
+use crate::frame::{Frame, FrameBuf};
 use crate::security::principal::{subject_dn, Principal};
 use crate::security::session::{After, Session};
 use crate::security::ListenerSecurity;
@@ -288,10 +291,10 @@ async fn connection(
         idle.as_mut()
             .reset(tokio::time::Instant::now() + limits.idle);
         while let Some(Outgoing::Ready(_)) = queued.front() {
-            let Some(Outgoing::Ready(bytes)) = queued.pop_front() else {
+            let Some(Outgoing::Ready(frame)) = queued.pop_front() else {
                 unreachable!("checked above");
             };
-            if stream.write_all(&bytes).await.is_err() {
+            if write_frame(&mut stream, &frame).await.is_err() {
                 return;
             }
         }
@@ -306,7 +309,7 @@ async fn connection(
             && !matches!(queued.back(), Some(Outgoing::Last(_)));
         tokio::select! {
             done = complete_head(&mut queued), if head_waits => match done {
-                Ok(bytes) => queued[0] = Outgoing::Ready(bytes),
+                Ok(frame) => queued[0] = Outgoing::Ready(frame),
                 Err(e) => {
                     malformed(&ctx, peer, e);
                     break;
@@ -374,14 +377,14 @@ async fn connection(
     }
     // What was answered goes out before the connection closes.
     for response in queued {
-        let bytes = match response {
-            Outgoing::Ready(bytes) | Outgoing::Last(bytes) => bytes,
+        let frame = match response {
+            Outgoing::Ready(frame) | Outgoing::Last(frame) => frame,
             Outgoing::Later(pending) => match pending.await {
-                Ok(bytes) => bytes,
+                Ok(frame) => frame,
                 Err(_) => break,
             },
         };
-        if stream.write_all(&bytes).await.is_err() {
+        if write_frame(&mut stream, &frame).await.is_err() {
             return;
         }
     }
@@ -390,11 +393,20 @@ async fn connection(
     drop(admission);
 }
 
-fn size_prefixed(bytes: &[u8]) -> Bytes {
+fn size_prefixed(bytes: &[u8]) -> Frame {
     let mut frame = BytesMut::with_capacity(bytes.len() + 4);
     frame.put_u32(bytes.len() as u32);
     frame.extend_from_slice(bytes);
-    frame.freeze()
+    Frame::from(frame.freeze())
+}
+
+/// Writes a frame's pieces in order. Through the connection's `BufWriter`, small pieces are
+/// gathered and a large one (record data) goes to the socket straight from its own buffer.
+async fn write_frame<W: AsyncWrite + Unpin>(stream: &mut W, frame: &Frame) -> std::io::Result<()> {
+    for piece in frame.pieces() {
+        stream.write_all(piece).await?;
+    }
+    Ok(())
 }
 
 fn authentication_failed(ctx: &Context, listener: &str, peer: SocketAddr, reason: &str) {
@@ -472,15 +484,15 @@ const MAX_QUEUED_RESPONSES: usize = 32;
 /// A response frame, now or once its request completes.
 pub enum Outgoing {
     /// Encoded and ready.
-    Ready(Bytes),
+    Ready(Frame),
     /// Completes later; encoded then.
-    Later(Pin<Box<dyn Future<Output = Result<Bytes, FrameError>> + Send>>),
+    Later(Pin<Box<dyn Future<Output = Result<Frame, FrameError>> + Send>>),
     /// Encoded and ready; the connection closes once it is sent (failed authentication).
-    Last(Bytes),
+    Last(Frame),
 }
 
 /// Waits for the response at the head of the queue, which must be `Later`.
-async fn complete_head(queued: &mut VecDeque<Outgoing>) -> Result<Bytes, FrameError> {
+async fn complete_head(queued: &mut VecDeque<Outgoing>) -> Result<Frame, FrameError> {
     match queued.front_mut() {
         Some(Outgoing::Later(pending)) => pending.as_mut().await,
         _ => std::future::pending().await,
@@ -661,22 +673,40 @@ async fn dispatch(
     }
 }
 
+/// Encodes a response frame; a fetch's record data stays in the buffers it was read into.
 fn encode(
     correlation_id: i32,
     api_key: ApiKey,
     version: i16,
     response: &ResponseKind,
-) -> Result<Bytes, FrameError> {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut buf, api_key.response_header_version(version))
-        .map_err(|e| FrameError::Encode(e.to_string()))?;
-    response
-        .encode(&mut buf, version)
-        .map_err(|e| FrameError::Encode(e.to_string()))?;
-    let len = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf.freeze())
+) -> Result<Frame, FrameError> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(version);
+    let encoded = match response {
+        ResponseKind::Fetch(fetch) => {
+            let records = fetch
+                .responses
+                .iter()
+                .flat_map(|topic| topic.partitions.iter())
+                .filter_map(|partition| partition.records.clone());
+            let mut buf = FrameBuf::sharing(records);
+            header
+                .encode(&mut buf, header_version)
+                .and_then(|()| fetch.encode(&mut buf, version))
+                .map(|()| buf.into_frame())
+        }
+        _ => {
+            let mut buf = BytesMut::with_capacity(256);
+            buf.put_i32(0);
+            header
+                .encode(&mut buf, header_version)
+                .and_then(|()| response.encode(&mut buf, version))
+                .map(|()| {
+                    let len = (buf.len() - 4) as i32;
+                    buf[0..4].copy_from_slice(&len.to_be_bytes());
+                    Frame::from(buf.freeze())
+                })
+        }
+    };
+    encoded.map_err(|e| FrameError::Encode(e.to_string()))
 }

@@ -1,7 +1,7 @@
 //! Reading the log: fetches, timestamp lookups and the transaction queries.
 
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use bytes::Bytes;
 use tracing::warn;
@@ -93,8 +93,7 @@ impl PartitionLog {
                 state.log_start_offset,
             )
         };
-        let mut buf = vec![0u8; available];
-        file.read_exact_at(&mut buf, position)?;
+        let mut buf = read_exact_at(&file, position, available)?;
         let mut used = 0;
         let mut next_offset = offset;
         while let Some(size) = batch::peek_size(&buf[used..]) {
@@ -202,6 +201,20 @@ impl PartitionLog {
         let hit = self.offset_for_timestamp(max)?;
         Ok(hit.map(|(offset, _)| (offset, max)))
     }
+}
+
+/// Reads `len` bytes of `file` from `position` into a new buffer, which is filled by the reads
+/// alone, never zeroed first.
+fn read_exact_at(file: &File, position: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let offset = position + buf.len() as u64;
+        if rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), offset)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// Offsets and timestamps of the records in one stored batch, decompressing if needed.
