@@ -33,6 +33,10 @@ pub struct ReplicaState {
     pub epoch_start_offset: i64,
     /// Progress of each follower (leaders only).
     pub followers: BTreeMap<i32, FollowerProgress>,
+    /// Members of an ISR expansion asked of the controller and not answered yet. They hold the
+    /// high watermark at once (Kafka's maximal ISR): a replica that joins the ISR, and may be
+    /// elected leader as soon as it has, holds every record acknowledged before it joined.
+    pub joining: Vec<i32>,
 }
 
 impl Default for ReplicaState {
@@ -46,6 +50,7 @@ impl Default for ReplicaState {
             isr: Vec::new(),
             epoch_start_offset: 0,
             followers: BTreeMap::new(),
+            joining: Vec::new(),
         }
     }
 }
@@ -61,6 +66,7 @@ impl ReplicaState {
             self.leader_epoch = leader_epoch;
             self.epoch_start_offset = log_end_offset;
             self.followers.clear();
+            self.joining.clear();
         }
         for r in self.replicas.iter().filter(|r| **r != me) {
             self.followers.entry(*r).or_insert(FollowerProgress {
@@ -100,16 +106,22 @@ impl ReplicaState {
         self.is_leader = false;
         self.leader_epoch = leader_epoch;
         self.followers.clear();
+        self.joining.clear();
     }
 
-    /// The high watermark the ISR allows: the smallest log end offset among its members.
-    /// Members whose offset is unknown hold it where it is.
+    /// The high watermark the ISR allows: the smallest log end offset among its members and
+    /// the replicas joining it. Members whose offset is unknown hold it where it is.
     pub fn high_watermark(&self, current: i64, log_end_offset: i64) -> i64 {
         if !self.is_leader {
             return current;
         }
         let mut hw = log_end_offset;
-        for member in self.isr.iter().filter(|m| **m != self.me) {
+        for member in self
+            .isr
+            .iter()
+            .chain(&self.joining)
+            .filter(|m| **m != self.me)
+        {
             let leo = self.followers.get(member).map_or(-1, |f| f.log_end_offset);
             hw = hw.min(if leo < 0 { current } else { leo });
         }
@@ -181,6 +193,24 @@ mod tests {
         };
         s.become_leader(1, 5, 100, 0);
         s
+    }
+
+    #[test]
+    fn a_joining_replica_holds_the_high_watermark_until_the_controller_answers() {
+        let mut s = leader();
+        s.isr = vec![1, 2];
+        s.record_fetch(2, 100, 100, 0);
+        s.record_fetch(3, 100, 100, 0);
+        assert_eq!(s.wanted_isr(100, 0, 1000), Some(vec![1, 2, 3]));
+        s.joining = vec![3];
+        s.record_fetch(2, 110, 110, 1);
+        assert_eq!(
+            s.high_watermark(100, 110),
+            100,
+            "replica 3 may be elected once it joins: it must hold what is acknowledged"
+        );
+        s.record_fetch(3, 110, 110, 1);
+        assert_eq!(s.high_watermark(100, 110), 110);
     }
 
     #[test]

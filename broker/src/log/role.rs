@@ -41,6 +41,10 @@ impl PartitionLog {
     ) -> io::Result<()> {
         let mut state = self.lock();
         let state = &mut *state;
+        if state.replica.partition_epoch != partition_epoch {
+            // The controller answered: the ISR below is what it committed.
+            state.replica.joining.clear();
+        }
         state.replica.replicas = replicas.to_vec();
         state.replica.isr = isr.to_vec();
         state.replica.partition_epoch = partition_epoch;
@@ -71,13 +75,31 @@ impl PartitionLog {
         }
     }
 
-    /// The ISR this leader should ask for, with the role it was computed under.
+    /// The ISR this leader should ask for, with the role it was computed under. Replicas it
+    /// adds hold the high watermark from now until the controller answers.
     pub fn wanted_isr(&self, now: i64, lag_ms: i64) -> Option<(ReplicaState, Vec<i32>)> {
-        let state = self.lock();
+        let mut state = self.lock();
         let isr = state
             .replica
             .wanted_isr(state.high_watermark, now, lag_ms)?;
-        Some((state.replica.clone(), isr))
+        let asked = state.replica.clone();
+        state.replica.joining = isr
+            .iter()
+            .copied()
+            .filter(|r| !asked.isr.contains(r))
+            .collect();
+        Some((asked, isr))
+    }
+
+    /// The controller refused the ISR change: the replicas it would have added no longer hold
+    /// the high watermark.
+    pub fn isr_change_refused(&self) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.replica.joining.clear();
+        if state.advance_high_watermark() {
+            self.changed.notify_waiters();
+        }
     }
 
     /// A follower takes the leader's high watermark, capped by its own log end.
@@ -99,5 +121,46 @@ impl PartitionLog {
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let state = self.lock();
         state.epochs.end_offset_for(epoch, state.next_offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::log::segment::now_ms;
+    use crate::log::tests::{append, config, open_leader};
+
+    #[test]
+    fn an_isr_expansion_holds_the_high_watermark_from_the_ask_to_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_leader(dir.path(), config(&[]), "t").unwrap();
+        log.set_replica_role(1, 1, 0, 1, &[1, 2], &[1]).unwrap();
+        append(&log, 5, 100);
+        assert_eq!(log.high_watermark(), 5);
+        log.record_follower_fetch(2, 5, now_ms());
+        let (_, isr) = log.wanted_isr(now_ms(), 30_000).unwrap();
+        assert_eq!(isr, vec![1, 2]);
+
+        append(&log, 5, 100);
+        assert_eq!(
+            log.high_watermark(),
+            5,
+            "replica 2 is joining: it holds the HW"
+        );
+        log.isr_change_refused();
+        assert_eq!(log.high_watermark(), 10, "refused: it no longer does");
+
+        log.record_follower_fetch(2, 10, now_ms());
+        log.wanted_isr(now_ms(), 30_000).unwrap();
+        append(&log, 5, 100);
+        assert_eq!(log.high_watermark(), 10);
+        log.set_replica_role(1, 1, 0, 1, &[1, 2], &[1]).unwrap();
+        assert_eq!(
+            log.high_watermark(),
+            10,
+            "the same partition epoch: no answer yet"
+        );
+        log.set_replica_role(1, 1, 0, 2, &[1, 2], &[1, 2]).unwrap();
+        log.record_follower_fetch(2, 15, now_ms());
+        assert_eq!(log.high_watermark(), 15);
     }
 }

@@ -139,7 +139,10 @@ impl ReplicaManager {
                 match unless_shutdown(&mut shutdown, self.controller.propose(record)).await {
                     None => return,
                     Some(Ok(())) => self.isr_changes.with_label_values(&[change]).inc(),
-                    Some(Err(e)) => debug!(%topic, partition, error = %e, "ISR change refused"),
+                    Some(Err(e)) => {
+                        log.isr_change_refused();
+                        debug!(%topic, partition, error = %e, "ISR change refused");
+                    }
                 }
             }
         }
