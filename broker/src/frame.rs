@@ -21,16 +21,6 @@ impl Frame {
     pub fn pieces(&self) -> &[Bytes] {
         &self.0
     }
-
-    /// The frame's length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.iter().map(Bytes::len).sum()
-    }
-
-    /// Whether the frame holds no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(Bytes::is_empty)
-    }
 }
 
 impl From<Bytes> for Frame {
@@ -185,7 +175,6 @@ mod tests {
             let mut prefixed = (expected.len() as u32).to_be_bytes().to_vec();
             prefixed.extend_from_slice(&expected);
             assert_eq!(joined(&frame), prefixed, "version {version}");
-            assert_eq!(frame.len(), prefixed.len());
             let by_reference = frame
                 .pieces()
                 .iter()
@@ -217,7 +206,7 @@ mod tests {
             "prefix, copied bytes, shared records"
         );
         assert_eq!(frame.pieces()[2].as_ptr(), shared.as_ptr());
-        assert_eq!(frame.len(), 4 + 5_000 + 1 + 5_000);
+        assert_eq!(joined(&frame).len(), 4 + 5_000 + 1 + 5_000);
     }
 
     #[test]
