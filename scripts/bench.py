@@ -5,7 +5,8 @@ message size, then Strom's ratio to the peer, and the cost of TLS (an SSL listen
 SASL_SSL with SCRAM-SHA-512) beside plaintext, transactions, and failover times of a 3-node
 cluster at default session settings. Then loads over many partitions (12 partitions written by
 4 producers at once, and 1,000 partitions written by one) and a latency sweep at fixed shares of
-each broker's peak produce rate. Numbers are printed, never asserted.
+each broker's peak produce rate. With --scale-partitions, what many partitions cost 3 nodes (RSS,
+creation, Metadata and restart times). Numbers are printed, never asserted.
 """
 
 import argparse
@@ -42,6 +43,8 @@ SWEEP_SHARES = (0.25, 0.5, 0.75)
 SWEEP_SECONDS, SWEEP_MAX_COUNT = 3, 500_000
 # Longest run of one rdkafka_performance process in the loads above.
 LOAD_TIMEOUT = 300
+# The scale run: partitions per topic, and topics per CreateTopics request.
+SCALE_TOPIC_PARTITIONS, SCALE_TOPICS_PER_REQUEST = 100, 10
 
 
 def free_port():
@@ -382,6 +385,91 @@ def measure_failover(binary, workdir, kills):
     return times
 
 
+def rss_mb(pid):
+    """The resident set of process `pid` in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def timed(call, repeat):
+    """The median seconds of `repeat` calls of `call`."""
+    times = []
+    for _ in range(repeat):
+        start = time.monotonic()
+        call()
+        times.append(time.monotonic() - start)
+    return statistics.median(times)
+
+
+def measure_scale(binary, workdir, partitions, replication):
+    """Creates `partitions` partitions (topics of SCALE_TOPIC_PARTITIONS each, `replication`
+    replicas) on 3 combined nodes and returns what they cost: the time to create them (until
+    Metadata gives every one a leader), each node's RSS before and after and its open files, the
+    Metadata response time for all topics and for one, and the time for a node to restart (SIGTERM,
+    then start) and be back in every ISR it belongs to."""
+    # Every node may hold a replica of every partition (max.broker.partitions is 5,000 by default).
+    overrides = {"max.broker.partitions": str(partitions + 1000)}
+    cluster = Cluster(binary, workdir / "scale", combined=3, overrides=overrides).start()
+    try:
+        result = {"idle_rss": {n.id: rss_mb(n.proc.pid) for n in cluster.nodes}}
+        admin = cluster.admin()
+        topics = [f"scale-{i:05}" for i in range(-(-partitions // SCALE_TOPIC_PARTITIONS))]
+        start = time.monotonic()
+        for first in range(0, len(topics), SCALE_TOPICS_PER_REQUEST):
+            batch = [NewTopic(t, SCALE_TOPIC_PARTITIONS, replication)
+                     for t in topics[first:first + SCALE_TOPICS_PER_REQUEST]]
+            for future in admin.create_topics(batch, operation_timeout=120).values():
+                future.result(timeout=180)
+        result["created_s"] = time.monotonic() - start
+
+        def count(led_and_full):
+            md = admin.list_topics(timeout=120)
+            parts = [p for name, t in md.topics.items() if name.startswith("scale-") for p in t.partitions.values()]
+            return sum(1 for p in parts if p.leader >= 0 and (not led_and_full or len(p.isrs) == replication))
+
+        wait_until(lambda: count(False) == len(topics) * SCALE_TOPIC_PARTITIONS, 600, "a leader for every partition",
+                   interval=2)
+        result["led_s"] = time.monotonic() - start
+        wait_until(lambda: count(True) == len(topics) * SCALE_TOPIC_PARTITIONS, 600, "every ISR full", interval=2)
+        result["isr_full_s"] = time.monotonic() - start
+        result["loaded_rss"] = {n.id: rss_mb(n.proc.pid) for n in cluster.nodes}
+        result["open_files"] = {n.id: len(os.listdir(f"/proc/{n.proc.pid}/fd")) for n in cluster.nodes}
+        result["metadata_all_s"] = timed(lambda: admin.list_topics(timeout=120), 3)
+        result["metadata_one_s"] = timed(lambda: admin.list_topics(topics[-1], timeout=30), 10)
+        restarted = cluster.nodes[-1]
+        restarted.stop(timeout=300)
+        start = time.monotonic()
+        cluster.restart(restarted, timeout=600)
+        result["restart_ready_s"] = time.monotonic() - start
+        wait_until(lambda: count(True) == len(topics) * SCALE_TOPIC_PARTITIONS, 600, "every ISR full again",
+                   interval=2)
+        result["restart_isr_s"] = time.monotonic() - start
+        result["restarted_rss"] = rss_mb(restarted.proc.pid)
+        return result
+    finally:
+        cluster.shutdown()
+
+
+def print_scale(partitions, replication, r):
+    """Prints what `measure_scale` measured, or the reason it could not."""
+    print(f"\nscale: {partitions:,} partitions in topics of {SCALE_TOPIC_PARTITIONS}, replication factor "
+          f"{replication}, 3 combined nodes")
+    if isinstance(r, str):
+        print(f"  {r}")
+        return
+    nodes = sorted(r["idle_rss"])
+    print("  RSS MB idle / loaded, open files: " + "; ".join(
+        f"node {n} {r['idle_rss'][n]:.0f} / {r['loaded_rss'][n]:.0f}, {r['open_files'][n]}" for n in nodes))
+    print(f"  create ({SCALE_TOPICS_PER_REQUEST} topics per request): answered {r['created_s']:.1f}s, "
+          f"every partition led {r['led_s']:.1f}s, every ISR full {r['isr_full_s']:.1f}s")
+    print(f"  Metadata (confluent-kafka, median): all topics {r['metadata_all_s'] * 1000:.0f} ms, "
+          f"one topic {r['metadata_one_s'] * 1000:.1f} ms")
+    print(f"  restart of node {nodes[-1]} (SIGTERM, start): ready {r['restart_ready_s']:.1f}s, back in every ISR "
+          f"{r['restart_isr_s']:.1f}s, RSS after {r['restarted_rss']:.0f} MB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--perf", required=True, help="rdkafka_performance binary")
@@ -404,11 +492,26 @@ def main():
                         help="partitions of the many-partitions load (--count / 4 100-byte messages)")
     parser.add_argument("--no-latency-sweep", action="store_true",
                         help="skip the latency sweep at shares of the peak produce rate")
+    parser.add_argument("--scale-partitions", type=int, default=0,
+                        help="also create this many partitions on 3 combined nodes and report the cost (100000 "
+                             "for the scale run); 0: skip")
+    parser.add_argument("--scale-replication", type=int, default=3, help="replication factor of the scale run")
+    parser.add_argument("--scale-only", action="store_true", help="run only the scale run")
     args = parser.parse_args()
     if args.partitions_many < 1:
         parser.error("--partitions-many must be at least 1")
 
+    if args.scale_only and not args.scale_partitions:
+        parser.error("--scale-only needs --scale-partitions")
+
     workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
+    if args.scale_only:
+        try:
+            scale = attempt(measure_scale, args.strom, workdir, args.scale_partitions, args.scale_replication)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print_scale(args.scale_partitions, args.scale_replication, scale)
+        return
     kinds = [Strom(args.strom, workdir), Strom(args.strom, workdir, durable=True)]
     if not args.no_tls:
         pki = make_pki(workdir / "pki")
@@ -471,6 +574,8 @@ def main():
                         proc.kill()
                         proc.wait()
         failover = measure_failover(args.strom, workdir, args.failover_kills) if args.failover_kills else {}
+        scale = (attempt(measure_scale, args.strom, workdir, args.scale_partitions, args.scale_replication)
+                 if args.scale_partitions else None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -545,6 +650,8 @@ def main():
             for share, r in steps.items():
                 print(f"{name:<16}{peak:>12,.0f}{share:>6.0%}{r['target']:>14,}{r['achieved']:>12,.0f}"
                       f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['p999_ms']:>9.2f}")
+    if scale is not None:
+        print_scale(args.scale_partitions, args.scale_replication, scale)
 
 
 def print_partition_table(rows):

@@ -120,8 +120,8 @@ fn main() -> ExitCode {
     })
 }
 
-/// Every partition holds open files (its active segment and indexes), so the soft limit on
-/// open files (often 1024) is raised to the hard limit, as the JVM does for Kafka.
+/// Segment files are held open up to half of the soft limit on open files (often 1024), so
+/// it is raised to the hard limit, as the JVM does for Kafka.
 fn raise_open_file_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     // An unlimited hard limit still stops at the kernel's nr_open, 1,048,576 by default.

@@ -117,11 +117,11 @@ impl PartitionLog {
         if needs_roll {
             state
                 .segments
-                .values()
+                .values_mut()
                 .next_back()
                 .expect("a segment")
                 .sync()?;
-            let segment = Segment::create(&self.dir, base_offset)?;
+            let segment = Segment::create(&self.dir, base_offset, &self.open_files)?;
             state.segments.insert(base_offset, segment);
             state.roll_jitter_ms = random_jitter(config.roll_jitter_ms);
             // The rolled segment is synced: everything before the new one is durable.

@@ -22,7 +22,7 @@ impl PartitionLog {
 
     /// fsyncs the active segment (rolled ones were synced when they rolled).
     pub(super) fn sync_locked(state: &mut LogState) -> io::Result<()> {
-        if let Some(active) = state.segments.values().next_back() {
+        if let Some(active) = state.segments.values_mut().next_back() {
             active.sync()?;
         }
         state.flushed_offset = state.next_offset;
@@ -86,7 +86,7 @@ impl PartitionLog {
                 return Ok(());
             }
             let active = state.segments.values().next_back().expect("a segment");
-            (active.file(), state.next_offset)
+            (active.file()?, state.next_offset)
         };
         tokio::task::spawn_blocking(move || file.sync_data())
             .await

@@ -98,7 +98,7 @@ impl PartitionLog {
                 })?;
                 out.push(Cleanable {
                     base: segment.base_offset,
-                    file: segment.file(),
+                    file: segment.file()?,
                     batches,
                     size: segment.size(),
                     max_timestamp: segment.max_timestamp,
@@ -220,7 +220,13 @@ impl PartitionLog {
             }
             let original = self.dir.join(format!("{:020}.log", c.base));
             std::fs::rename(&cleaned_path, &original)?;
-            let (segment, _) = Segment::open(&self.dir, c.base, true, config.index_interval_bytes)?;
+            let (segment, _) = Segment::open(
+                &self.dir,
+                c.base,
+                true,
+                config.index_interval_bytes,
+                &self.open_files,
+            )?;
             state.segments.insert(c.base, segment);
             stats.segments += 1;
         }

@@ -44,10 +44,22 @@ pub fn schedule_dir_deletion(dir: &Path) -> io::Result<PathBuf> {
     Ok(doomed)
 }
 
+/// What a sweep of files or directories waiting for deletion did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Removed.
+    pub removed: usize,
+    /// Still waiting for their delay.
+    pub waiting: usize,
+}
+
 /// Removes the `-delete` directories in `root` moved aside at least `delay_ms` ago.
-pub fn remove_deleted_dirs(root: &Path, delay_ms: i64) -> io::Result<usize> {
+pub fn remove_deleted_dirs(root: &Path, delay_ms: i64) -> io::Result<Swept> {
     let now = std::time::SystemTime::now();
-    let mut removed = 0;
+    let mut swept = Swept {
+        removed: 0,
+        waiting: 0,
+    };
     for entry in std::fs::read_dir(root)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -62,8 +74,10 @@ pub fn remove_deleted_dirs(root: &Path, delay_ms: i64) -> io::Result<usize> {
             .is_some_and(|age| age.as_millis() as i64 >= delay_ms);
         if due {
             std::fs::remove_dir_all(entry.path())?;
-            removed += 1;
+            swept.removed += 1;
+        } else {
+            swept.waiting += 1;
         }
     }
-    Ok(removed)
+    Ok(swept)
 }

@@ -1,10 +1,13 @@
-//! Sparse per-segment indexes, kept in memory and appended to a file:
-//! the offset index maps relative offsets to file positions, the time index maps
-//! timestamps to relative offsets.
+//! Sparse per-segment indexes, kept in memory and written to a file when the segment is
+//! synced (at a roll, a flush and a clean shutdown): the offset index maps relative offsets
+//! to file positions, the time index maps timestamps to relative offsets. The file is open
+//! only while it is written, so an index holds no descriptor; after a crash the indexes of
+//! the segments past the recovery point are rebuilt, and a short index file is completed
+//! from the segment when it is loaded.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 /// A fixed-size index entry and its encoding.
 pub trait IndexEntry: Copy {
@@ -72,24 +75,23 @@ impl IndexEntry for TimeEntry {
     }
 }
 
-/// An index: entries in memory, mirrored to an append-only file.
+/// An index: entries in memory, the first `written` of them also in the file at `path`.
 #[derive(Debug)]
 pub struct Index<E: IndexEntry> {
     entries: Vec<E>,
-    file: File,
+    written: usize,
+    path: PathBuf,
 }
 
 impl<E: IndexEntry> Index<E> {
     /// Opens an existing index; `None` when the file is missing, torn or out of order,
     /// which tells the caller to rebuild it from the segment.
     pub fn load(path: &Path, is_valid: impl Fn(&[E]) -> bool) -> io::Result<Option<Self>> {
-        let mut file = match OpenOptions::new().read(true).append(true).open(path) {
-            Ok(f) => f,
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
         if bytes.len() % E::SIZE != 0 {
             return Ok(None);
         }
@@ -100,28 +102,26 @@ impl<E: IndexEntry> Index<E> {
         if !ordered || !is_valid(&entries) {
             return Ok(None);
         }
-        Ok(Some(Index { entries, file }))
+        Ok(Some(Index {
+            written: entries.len(),
+            entries,
+            path: path.to_path_buf(),
+        }))
     }
 
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(path)?;
+        File::create(path)?;
         Ok(Index {
             entries: Vec::new(),
-            file,
+            written: 0,
+            path: path.to_path_buf(),
         })
     }
 
-    /// Appends an entry.
-    pub fn append(&mut self, entry: E) -> io::Result<()> {
-        self.file.write_all(&entry.encode())?;
+    /// Appends an entry in memory; [`Self::write_out`] puts it in the file.
+    pub fn append(&mut self, entry: E) {
         self.entries.push(entry);
-        Ok(())
     }
 
     /// The entries, in order.
@@ -135,9 +135,26 @@ impl<E: IndexEntry> Index<E> {
         n.checked_sub(1).map(|i| self.entries[i])
     }
 
-    /// Flushes the file to disk.
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Appends the entries not yet in the file to it; with `sync`, then fsyncs it.
+    pub fn write_out(&mut self, sync: bool) -> io::Result<()> {
+        if self.written == self.entries.len() && !sync {
+            return Ok(());
+        }
+        let mut file = OpenOptions::new().append(true).open(&self.path)?;
+        let pending: Vec<u8> = self.entries[self.written..]
+            .iter()
+            .flat_map(|e| e.encode())
+            .collect();
+        if let Err(e) = file.write_all(&pending) {
+            // A partial write is cut off, so the next attempt does not repeat entries.
+            let _ = file.set_len((self.written * E::SIZE) as u64);
+            return Err(e);
+        }
+        if sync {
+            file.sync_data()?;
+        }
+        self.written = self.entries.len();
+        Ok(())
     }
 }
 
@@ -154,9 +171,14 @@ mod tests {
             idx.append(OffsetEntry {
                 relative_offset: o,
                 position: p,
-            })
-            .unwrap();
+            });
         }
+        assert!(
+            std::fs::read(&path).unwrap().is_empty(),
+            "entries reach the file when written out"
+        );
+        idx.write_out(false).unwrap();
+        idx.write_out(true).unwrap();
         let loaded = Index::<OffsetEntry>::load(&path, |_| true)
             .unwrap()
             .unwrap();

@@ -5,9 +5,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use super::open_files::OpenFiles;
 use super::{remove_deleted_dirs, schedule_dir_deletion, PartitionLog, Recovery};
 use crate::config::BrokerConfig;
 use crate::metadata::image::{MetadataImage, TopicImage};
@@ -16,21 +18,42 @@ use crate::topic_config::LogConfig;
 /// A topic name and partition index.
 pub type TopicPartition = (String, i32);
 
+/// How often a metadata sync checks every open log against the image.
+const CHECK_ALL_LOGS_EVERY: Duration = Duration::from_secs(10);
+
+/// What the last metadata sync covered.
+struct Synced {
+    /// The metadata offset of the newest image synced; `None` before the first sync and after
+    /// a failed one: the next image is synced whole, not only its changed topics.
+    index: Option<u64>,
+    /// When every open log was last checked against the image.
+    all_checked: Option<Instant>,
+}
+
 /// Opens, looks up, configures and deletes partition logs.
 pub struct LogManager {
     root: PathBuf,
     broker: Arc<BrokerConfig>,
     logs: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
-    /// The metadata offset of the newest image synced; held while syncing, so syncs run one
-    /// at a time and an older image never undoes a newer one.
-    synced_index: Mutex<u64>,
+    /// Held while syncing, so syncs run one at a time and an older image never undoes a newer
+    /// one.
+    synced: Mutex<Synced>,
     /// Set once this node has caught up with the metadata (the controller unfenced it): only
     /// then may a partition directory the metadata does not list be moved aside for deletion.
     metadata_complete: AtomicBool,
+    /// The log directory has been searched for partitions the metadata does not list since
+    /// the metadata was complete; from then on only logs this broker stops hosting are deleted,
+    /// so a metadata change does not list a directory of 100,000 partitions.
+    directory_searched: AtomicBool,
+    /// Partition directories may be waiting for `log.segment.delete.delay.ms`: set at start
+    /// (a previous run may have left some) and whenever one may have been moved aside.
+    dirs_awaiting_removal: AtomicBool,
     /// The last shutdown flushed everything: logs open without a CRC scan.
     clean_shutdown: bool,
     /// High watermarks as the last checkpoint recorded them.
     high_watermarks: HashMap<TopicPartition, i64>,
+    /// The segment files every log here holds open, at most half the open file limit.
+    open_files: Arc<OpenFiles>,
 }
 
 fn dir_name(topic: &str, partition: i32) -> String {
@@ -97,10 +120,16 @@ impl LogManager {
         }
         Ok(LogManager {
             root,
+            open_files: Arc::new(OpenFiles::for_this_process()),
             broker,
             logs: RwLock::new(HashMap::new()),
-            synced_index: Mutex::new(0),
+            synced: Mutex::new(Synced {
+                index: None,
+                all_checked: None,
+            }),
             metadata_complete: AtomicBool::new(false),
+            directory_searched: AtomicBool::new(false),
+            dirs_awaiting_removal: AtomicBool::new(true),
             clean_shutdown,
             high_watermarks,
         })
@@ -135,11 +164,17 @@ impl LogManager {
             clean_shutdown: self.clean_shutdown,
             high_watermark: self.high_watermarks.get(&key).copied(),
         };
+        let dir = self.root.join(dir_name(topic, partition));
+        if dir.exists() {
+            // An older topic's directory of the same name is moved aside when it opens.
+            self.dirs_awaiting_removal.store(true, Ordering::Release);
+        }
         let log = Arc::new(PartitionLog::open_with(
-            &self.root.join(dir_name(topic, partition)),
+            &dir,
             config,
             &image.id.to_string(),
             recovery,
+            self.open_files.clone(),
         )?);
         logs.insert(key, log.clone());
         Ok(log)
@@ -156,67 +191,115 @@ impl LogManager {
     }
 
     /// Opens every partition this broker hosts, applies config changes, and deletes the logs
-    /// of partitions it no longer hosts (deleted topics, moved replicas).
+    /// of partitions it no longer hosts (deleted topics, moved replicas); after the first
+    /// image, only the topics changed since the last one synced are looked at (all of them
+    /// after a topic deletion).
     /// An image older than one already synced is skipped (returns false): the metadata
     /// follower and a handler that just changed the metadata may both sync, in either order.
     pub fn sync_with_image(&self, image: &MetadataImage) -> io::Result<bool> {
-        let mut synced_index = self.synced_index.lock().unwrap_or_else(|e| e.into_inner());
-        if image.applied_index < *synced_index {
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        let since = synced.index;
+        if since.is_some_and(|since| image.applied_index < since) {
             return Ok(false);
         }
-        *synced_index = image.applied_index;
+        synced.index = None;
+        // Every open log is checked against the image now and then, not only at a deletion:
+        // a log opened meanwhile from an older image is dropped too.
+        let check_all = synced
+            .all_checked
+            .is_none_or(|at| at.elapsed() >= CHECK_ALL_LOGS_EVERY);
+        self.sync_changes(image, since, check_all)?;
+        if check_all {
+            synced.all_checked = Some(Instant::now());
+        }
+        synced.index = Some(image.applied_index);
+        Ok(true)
+    }
+
+    fn sync_changes(
+        &self,
+        image: &MetadataImage,
+        since: Option<u64>,
+        check_all: bool,
+    ) -> io::Result<()> {
+        let whole = since.is_none_or(|since| image.topic_deleted_at > since);
+        let since = since.filter(|_| !whole);
         let stale: Vec<TopicPartition> = {
             let logs = self.logs.read().unwrap_or_else(|e| e.into_inner());
-            logs.keys()
-                .filter(|(t, p)| !self.hosts(image, t, *p))
-                .cloned()
-                .collect()
+            if whole || check_all {
+                logs.keys()
+                    .filter(|(t, p)| !self.hosts(image, t, *p))
+                    .cloned()
+                    .collect()
+            } else {
+                image
+                    .topics_changed_since(since)
+                    .flat_map(|(topic, t)| {
+                        t.partitions
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, p)| !p.replicas.contains(&self.broker.node_id))
+                            .map(|(i, _)| (topic.clone(), i as i32))
+                    })
+                    .filter(|key| logs.contains_key(key))
+                    .collect()
+            }
         };
+        // The image may lag the quorum (a restart, a rebuilt metadata log): a directory it
+        // does not list is kept until this node has caught up.
+        let complete = self.metadata_complete.load(Ordering::Acquire);
         for key in stale {
             self.logs
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key);
-        }
-        for entry in std::fs::read_dir(&self.root)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            let Some((topic, partition)) = parse_dir_name(&name) else {
-                continue;
-            };
-            if topic.starts_with("__cluster_metadata") || !entry.file_type()?.is_dir() {
-                continue;
+            if complete {
+                self.delete_dir(&dir_name(&key.0, key.1));
             }
-            if !self.hosts(image, &topic, partition) {
-                if !self.metadata_complete.load(Ordering::Acquire) {
-                    // The image may lag the quorum (a restart, a rebuilt metadata log): a
-                    // directory it does not list is kept until this node has caught up.
+        }
+        if complete && !self.directory_searched.load(Ordering::Acquire) {
+            for entry in std::fs::read_dir(&self.root)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                let Some((topic, partition)) = parse_dir_name(&name) else {
+                    continue;
+                };
+                if topic.starts_with("__cluster_metadata") || !entry.file_type()?.is_dir() {
                     continue;
                 }
-                match schedule_dir_deletion(&entry.path()) {
-                    Ok(doomed) => {
-                        info!(dir = %name, moved_to = %doomed.display(), "the metadata no longer assigns this partition here; deleting it after log.segment.delete.delay.ms")
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        warn!(dir = %name, error = %e, "could not move a log directory aside for deletion")
-                    }
+                if !self.hosts(image, &topic, partition) {
+                    self.delete_dir(&name);
                 }
             }
+            self.directory_searched.store(true, Ordering::Release);
         }
-        for (topic, ti) in &image.topics {
+        for (topic, ti) in image.topics_changed_since(since) {
+            let config = LogConfig::new(&self.broker, &ti.configs);
             for (partition, p) in ti.partitions.iter().enumerate() {
                 if !p.replicas.contains(&self.broker.node_id) {
                     continue;
                 }
                 let log = self.get_or_open(topic, partition as i32, ti)?;
-                let config = LogConfig::new(&self.broker, &ti.configs);
                 if log.config() != config {
-                    log.set_config(config);
+                    log.set_config(config.clone());
                 }
             }
         }
-        Ok(true)
+        Ok(())
+    }
+
+    /// Moves the directory `name` aside for deletion after `log.segment.delete.delay.ms`.
+    fn delete_dir(&self, name: &str) {
+        self.dirs_awaiting_removal.store(true, Ordering::Release);
+        match schedule_dir_deletion(&self.root.join(name)) {
+            Ok(doomed) => {
+                info!(dir = %name, moved_to = %doomed.display(), "the metadata no longer assigns this partition here; deleting it after log.segment.delete.delay.ms")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(dir = %name, error = %e, "could not move a log directory aside for deletion")
+            }
+        }
     }
 
     /// Every open log.
@@ -267,8 +350,15 @@ impl LogManager {
     /// directories moved aside more than `log.segment.delete.delay.ms` ago.
     pub fn remove_deleted_files(&self) {
         let delay = self.broker.long("log.segment.delete.delay.ms");
-        if let Err(e) = remove_deleted_dirs(&self.root, delay) {
-            warn!(error = %e, "could not remove deleted partition directories");
+        if self.dirs_awaiting_removal.swap(false, Ordering::AcqRel) {
+            match remove_deleted_dirs(&self.root, delay) {
+                Ok(swept) if swept.waiting == 0 => {}
+                Ok(_) => self.dirs_awaiting_removal.store(true, Ordering::Release),
+                Err(e) => {
+                    self.dirs_awaiting_removal.store(true, Ordering::Release);
+                    warn!(error = %e, "could not remove deleted partition directories");
+                }
+            }
         }
         for ((topic, partition), log) in self.all() {
             if let Err(e) = log.remove_deleted_files() {

@@ -6,6 +6,7 @@ pub mod epochs;
 pub mod index;
 pub mod manager;
 pub mod meta_properties;
+pub mod open_files;
 pub mod producer_state;
 pub mod records;
 pub mod replica;
@@ -24,13 +25,14 @@ mod role;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::topic_config::LogConfig;
 use epochs::EpochCache;
+use open_files::OpenFiles;
 use producer_state::{ProducerError, ProducerStates};
 use replica::ReplicaState;
 use segment::Segment;
@@ -38,7 +40,8 @@ use txn_index::{AbortedTxn, TxnIndex};
 
 use files::read_i64_file;
 pub use files::{
-    remove_deleted_dirs, schedule_dir_deletion, sync_parent, write_file_atomic, DELETE_DIR_SUFFIX,
+    remove_deleted_dirs, schedule_dir_deletion, sync_parent, write_file_atomic, Swept,
+    DELETE_DIR_SUFFIX,
 };
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -161,6 +164,10 @@ struct LogState {
     roll_jitter_ms: i64,
     /// The recovery point the last checkpoint recorded: it is not written again unchanged.
     checkpointed: Option<i64>,
+    /// Segments deleted with a delay, their files left for the sweep; and how many of them
+    /// the last sweep that found nothing left covered: a log with none waiting is not swept.
+    retired: u64,
+    retired_swept: u64,
 }
 
 impl LogState {
@@ -169,6 +176,15 @@ impl LogState {
         let before = self.high_watermark;
         self.high_watermark = self.replica.high_watermark(before, self.next_offset);
         self.high_watermark != before
+    }
+
+    /// Deletes a removed segment after `delay_ms` (`Segment::delete_after`), noting that
+    /// its files wait for the sweep.
+    fn retire(&mut self, segment: Segment, delay_ms: i64) -> io::Result<()> {
+        if delay_ms > 0 {
+            self.retired += 1;
+        }
+        segment.delete_after(delay_ms)
     }
 
     /// The high watermark, held back by the first offset of the earliest open transaction.
@@ -189,6 +205,8 @@ pub struct PartitionLog {
     /// Wakes this partition's waiters (fetches, acks=all produces) when its log end, high
     /// watermark or replication role changes.
     changed: Notify,
+    /// The broker's cache of open segment files.
+    open_files: Arc<OpenFiles>,
 }
 
 impl PartitionLog {

@@ -86,7 +86,7 @@ impl PartitionLog {
                 max_bytes
             };
             (
-                segment.file(),
+                segment.file()?,
                 position,
                 (available as usize).min(want),
                 end,

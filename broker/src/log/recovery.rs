@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::epochs::EpochCache;
+use super::open_files::OpenFiles;
 use super::producer_state::ProducerStates;
 use super::replica::ReplicaState;
 use super::segment::{self, now_ms, random_jitter, OpenOutcome, Segment};
@@ -75,16 +76,19 @@ impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering segments written after the last
     /// recovery point. `topic_id` is recorded so a recreated topic never reads old data.
     pub fn open(dir: &Path, config: LogConfig, topic_id: &str) -> io::Result<Self> {
-        Self::open_with(dir, config, topic_id, Recovery::default())
+        let open_files = Arc::new(OpenFiles::for_this_process());
+        Self::open_with(dir, config, topic_id, Recovery::default(), open_files)
     }
 
     /// Opens the log with what the last shutdown left: a clean shutdown skips the CRC scan of
     /// the segments after the recovery point, and the checkpointed high watermark is restored.
+    /// Its segment files are held open by `open_files`, shared by every log of the broker.
     pub fn open_with(
         dir: &Path,
         config: LogConfig,
         topic_id: &str,
         recovery: Recovery,
+        open_files: Arc<OpenFiles>,
     ) -> io::Result<Self> {
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -112,13 +116,13 @@ impl PartitionLog {
         for (i, &base) in bases.iter().enumerate() {
             if truncated {
                 warn!(dir = %dir.display(), base, "removing segment after a truncated one");
-                Segment::open(dir, base, false, 0)?.0.delete()?;
+                Segment::delete_unopened(dir, base)?;
                 continue;
             }
             let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
             let recover = !recovery.clean_shutdown && next_base > recovery_point;
             let (segment, outcome) =
-                Segment::open(dir, base, recover, config.index_interval_bytes)?;
+                Segment::open(dir, base, recover, config.index_interval_bytes, &open_files)?;
             if let OpenOutcome::Truncated(at) = outcome {
                 warn!(dir = %dir.display(), base, at, "truncated a torn or corrupt tail");
                 truncated = true;
@@ -132,7 +136,7 @@ impl PartitionLog {
             .map(|s| s.next_offset)
             .unwrap_or(0);
         if segments.is_empty() {
-            segments.insert(0, Segment::create(dir, 0)?);
+            segments.insert(0, Segment::create(dir, 0, &open_files)?);
         }
         let log_start_offset = read_i64_file(&dir.join(LOG_START_FILE))
             .unwrap_or(first_base)
@@ -176,10 +180,13 @@ impl PartitionLog {
                 replica: ReplicaState::default(),
                 roll_jitter_ms: random_jitter(config.roll_jitter_ms),
                 checkpointed: None,
+                retired: 0,
+                retired_swept: 0,
             }),
             config: RwLock::new(config),
             sync_turn: tokio::sync::Mutex::new(()),
             changed: Notify::new(),
+            open_files,
         };
         Ok(log)
     }
@@ -196,7 +203,7 @@ impl PartitionLog {
         let doomed: Vec<i64> = state.segments.range(offset..).map(|(b, _)| *b).collect();
         for base in doomed {
             if let Some(segment) = state.segments.remove(&base) {
-                segment.delete_after(config.file_delete_delay_ms)?;
+                state.retire(segment, config.file_delete_delay_ms)?;
             }
         }
         if let Some((&base, segment)) = state.segments.range(..offset).next_back() {
@@ -208,15 +215,23 @@ impl PartitionLog {
                 }
                 true
             })?;
-            segment.file().set_len(cut)?;
-            segment.file().sync_all()?;
-            let (reopened, _) = Segment::open(&self.dir, base, true, config.index_interval_bytes)?;
+            let file = segment.file()?;
+            file.set_len(cut)?;
+            file.sync_all()?;
+            let (reopened, _) = Segment::open(
+                &self.dir,
+                base,
+                true,
+                config.index_interval_bytes,
+                &self.open_files,
+            )?;
             state.segments.insert(base, reopened);
         }
         if state.segments.is_empty() {
-            state
-                .segments
-                .insert(offset, Segment::create(&self.dir, offset)?);
+            state.segments.insert(
+                offset,
+                Segment::create(&self.dir, offset, &self.open_files)?,
+            );
         }
         self.reset_after_truncation(&mut state)
     }
@@ -228,12 +243,13 @@ impl PartitionLog {
         let bases: Vec<i64> = state.segments.keys().copied().collect();
         for base in bases {
             if let Some(segment) = state.segments.remove(&base) {
-                segment.delete_after(delay)?;
+                state.retire(segment, delay)?;
             }
         }
-        state
-            .segments
-            .insert(offset, Segment::create(&self.dir, offset)?);
+        state.segments.insert(
+            offset,
+            Segment::create(&self.dir, offset, &self.open_files)?,
+        );
         state.log_start_offset = offset;
         write_file_atomic(
             &self.dir.join(LOG_START_FILE),
@@ -282,7 +298,8 @@ mod tests {
                 clean_shutdown: true,
                 high_watermark: hw,
             };
-            PartitionLog::open_with(dir.path(), config(&[]), "t", recovery)
+            let open_files = Arc::new(OpenFiles::new(8));
+            PartitionLog::open_with(dir.path(), config(&[]), "t", recovery, open_files)
                 .unwrap()
                 .high_watermark()
         };

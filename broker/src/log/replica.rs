@@ -37,6 +37,9 @@ pub struct ReplicaState {
     /// high watermark at once (Kafka's maximal ISR): a replica that joins the ISR, and may be
     /// elected leader as soon as it has, holds every record acknowledged before it joined.
     pub joining: Vec<i32>,
+    /// The partition epoch of an ISR change asked of the controller and not answered yet:
+    /// the change is not asked again until the answer (the image may lag an accepted one).
+    pub asked_at: Option<i32>,
 }
 
 impl Default for ReplicaState {
@@ -51,6 +54,7 @@ impl Default for ReplicaState {
             epoch_start_offset: 0,
             followers: BTreeMap::new(),
             joining: Vec::new(),
+            asked_at: None,
         }
     }
 }
@@ -67,6 +71,7 @@ impl ReplicaState {
             self.epoch_start_offset = log_end_offset;
             self.followers.clear();
             self.joining.clear();
+            self.asked_at = None;
         }
         for r in self.replicas.iter().filter(|r| **r != me) {
             self.followers.entry(*r).or_insert(FollowerProgress {
@@ -107,6 +112,7 @@ impl ReplicaState {
         self.leader_epoch = leader_epoch;
         self.followers.clear();
         self.joining.clear();
+        self.asked_at = None;
     }
 
     /// The high watermark the ISR allows: the smallest log end offset among its members and

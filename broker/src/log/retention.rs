@@ -46,7 +46,7 @@ impl PartitionLog {
             .collect();
         for base in &doomed {
             if let Some(segment) = state.segments.remove(base) {
-                segment.delete_after(delay)?;
+                state.retire(segment, delay)?;
             }
         }
         Ok(doomed.len())
@@ -54,7 +54,20 @@ impl PartitionLog {
 
     /// Removes this log's deleted segment files whose `file.delete.delay.ms` has passed.
     pub fn remove_deleted_files(&self) -> io::Result<usize> {
-        segment::remove_deleted_files(&self.dir, Some(self.config().file_delete_delay_ms))
+        let retired = {
+            let state = self.lock();
+            if state.retired == state.retired_swept {
+                return Ok(0);
+            }
+            state.retired
+        };
+        let swept =
+            segment::remove_deleted_files(&self.dir, Some(self.config().file_delete_delay_ms))?;
+        if swept.waiting == 0 {
+            let mut state = self.lock();
+            state.retired_swept = state.retired_swept.max(retired);
+        }
+        Ok(swept.removed)
     }
 
     /// Forgets idempotent producers idle for longer than `expiration_ms`.
@@ -77,7 +90,11 @@ impl PartitionLog {
             });
             if active_expired {
                 let base = state.next_offset;
-                let segment = Segment::create(&self.dir, base)?;
+                // Rolled as an append rolls: its data and indexes written out first.
+                if let Some(active) = state.segments.values_mut().next_back() {
+                    active.sync()?;
+                }
+                let segment = Segment::create(&self.dir, base, &self.open_files)?;
                 state.segments.insert(base, segment);
                 state.roll_jitter_ms = random_jitter(config.roll_jitter_ms);
             }
@@ -88,7 +105,7 @@ impl PartitionLog {
                 }
                 let segment = state.segments.remove(&base).expect("present");
                 state.log_start_offset = state.log_start_offset.max(segment.next_offset);
-                segment.delete_after(config.file_delete_delay_ms)?;
+                state.retire(segment, config.file_delete_delay_ms)?;
                 deleted += 1;
             }
         }
@@ -102,7 +119,7 @@ impl PartitionLog {
                 total -= first.size();
                 let segment = state.segments.remove(&base).expect("present");
                 state.log_start_offset = state.log_start_offset.max(segment.next_offset);
-                segment.delete_after(config.file_delete_delay_ms)?;
+                state.retire(segment, config.file_delete_delay_ms)?;
                 deleted += 1;
             }
         }
@@ -120,6 +137,34 @@ mod tests {
     use super::*;
     use crate::log::batch;
     use crate::log::tests::{append, config, open_leader};
+
+    #[test]
+    fn only_logs_with_retired_segments_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_leader(
+            dir.path(),
+            config(&[("segment.bytes", "200"), ("file.delete.delay.ms", "1")]),
+            "t",
+        )
+        .unwrap();
+        for i in 0..10 {
+            append(&log, 1, 1000 + i);
+        }
+        let stray = dir.path().join("stray.deleted");
+        std::fs::write(&stray, b"").unwrap();
+        assert_eq!(log.remove_deleted_files().unwrap(), 0);
+        assert!(stray.exists(), "nothing retired: the directory is not read");
+        assert_eq!(log.delete_records_before(4).unwrap(), 4);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(log.remove_deleted_files().unwrap() > 1);
+        assert!(!stray.exists(), "a retired segment makes the log swept");
+        std::fs::write(&stray, b"").unwrap();
+        assert_eq!(log.remove_deleted_files().unwrap(), 0);
+        assert!(
+            stray.exists(),
+            "the sweep that emptied the log was its last"
+        );
+    }
 
     #[test]
     fn delete_records_and_retention_move_the_start() {

@@ -44,6 +44,7 @@ impl PartitionLog {
         if state.replica.partition_epoch != partition_epoch {
             // The controller answered: the ISR below is what it committed.
             state.replica.joining.clear();
+            state.replica.asked_at = None;
         }
         state.replica.replicas = replicas.to_vec();
         state.replica.isr = isr.to_vec();
@@ -75,10 +76,14 @@ impl PartitionLog {
         }
     }
 
-    /// The ISR this leader should ask for, with the role it was computed under. Replicas it
-    /// adds hold the high watermark from now until the controller answers.
+    /// The ISR this leader should ask for, with the role it was computed under; none while
+    /// an earlier ask is unanswered. Replicas it adds hold the high watermark from now until
+    /// the controller answers.
     pub fn wanted_isr(&self, now: i64, lag_ms: i64) -> Option<(ReplicaState, Vec<i32>)> {
         let mut state = self.lock();
+        if state.replica.asked_at == Some(state.replica.partition_epoch) {
+            return None;
+        }
         let isr = state
             .replica
             .wanted_isr(state.high_watermark, now, lag_ms)?;
@@ -88,6 +93,7 @@ impl PartitionLog {
             .copied()
             .filter(|r| !asked.isr.contains(r))
             .collect();
+        state.replica.asked_at = Some(asked.partition_epoch);
         Some((asked, isr))
     }
 
@@ -97,6 +103,7 @@ impl PartitionLog {
         let mut state = self.lock();
         let state = &mut *state;
         state.replica.joining.clear();
+        state.replica.asked_at = None;
         if state.advance_high_watermark() {
             self.changed.notify_waiters();
         }
@@ -139,6 +146,10 @@ mod tests {
         log.record_follower_fetch(2, 5, now_ms());
         let (_, isr) = log.wanted_isr(now_ms(), 30_000).unwrap();
         assert_eq!(isr, vec![1, 2]);
+        assert!(
+            log.wanted_isr(now_ms(), 30_000).is_none(),
+            "not asked again before the answer"
+        );
 
         append(&log, 5, 100);
         assert_eq!(

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
+use super::files::Swept;
 use super::index::{Index, OffsetEntry, TimeEntry};
+use super::open_files::{FileId, OpenFiles};
 
 /// A segment of a partition log.
 #[derive(Debug)]
@@ -15,7 +17,10 @@ pub struct Segment {
     /// Offset of the first batch this segment may hold (its file name).
     pub base_offset: i64,
     path: PathBuf,
-    file: Arc<File>,
+    /// The segment's key in `files`, which holds its file open or opens it again.
+    id: u64,
+    files: Arc<OpenFiles>,
+    file_id: FileId,
     size: u64,
     offset_index: Index<OffsetEntry>,
     time_index: Index<TimeEntry>,
@@ -67,7 +72,7 @@ impl Segment {
     }
 
     /// Creates a new empty segment starting at `base_offset`.
-    pub fn create(dir: &Path, base_offset: i64) -> io::Result<Self> {
+    pub fn create(dir: &Path, base_offset: i64, files: &Arc<OpenFiles>) -> io::Result<Self> {
         let path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new()
             .create(true)
@@ -75,13 +80,20 @@ impl Segment {
             .write(true)
             .truncate(true)
             .open(&path)?;
+        let file_id = FileId::of(&file)?;
+        let offset_index = Index::create(&dir.join(file_name(base_offset, "index")))?;
+        let time_index = Index::create(&dir.join(file_name(base_offset, "timeindex")))?;
+        let id = files.new_id();
+        files.insert(id, Arc::new(file));
         Ok(Segment {
             base_offset,
             path,
-            file: Arc::new(file),
+            id,
+            files: files.clone(),
+            file_id,
             size: 0,
-            offset_index: Index::create(&dir.join(file_name(base_offset, "index")))?,
-            time_index: Index::create(&dir.join(file_name(base_offset, "timeindex")))?,
+            offset_index,
+            time_index,
             bytes_since_index: 0,
             max_timestamp: -1,
             next_offset: base_offset,
@@ -97,9 +109,11 @@ impl Segment {
         base_offset: i64,
         recover: bool,
         index_interval: u32,
+        files: &Arc<OpenFiles>,
     ) -> io::Result<(Self, OpenOutcome)> {
         let path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let file_id = FileId::of(&file)?;
         let size = file.metadata()?.len();
         let index_path = dir.join(file_name(base_offset, "index"));
         let time_path = dir.join(file_name(base_offset, "timeindex"));
@@ -117,10 +131,15 @@ impl Segment {
             Some(indexes) => indexes,
             None => (Index::create(&index_path)?, Index::create(&time_path)?),
         };
+        let id = files.new_id();
+        let file = files.insert(id, Arc::new(file));
+        // From here the segment exists, and dropping it on an error releases its file.
         let mut segment = Segment {
             base_offset,
             path,
-            file: Arc::new(file),
+            id,
+            files: files.clone(),
+            file_id,
             size,
             offset_index,
             time_index,
@@ -130,24 +149,30 @@ impl Segment {
             created_ms: now_ms(),
         };
         if !rebuild {
-            let from = segment
-                .offset_index
-                .entries()
-                .last()
+            // From the batch of the last time index entry, so the largest timestamp is known
+            // before the index entries not written out before the shutdown are added back
+            // after the last offset index entry.
+            let last_time = segment.time_index.entries().last().copied();
+            let from = last_time
+                .and_then(|t| {
+                    segment
+                        .offset_index
+                        .floor_by(t.relative_offset, |e| e.relative_offset)
+                })
                 .map(|e| e.position as u64)
                 .unwrap_or(0);
-            if let Some(t) = segment.time_index.entries().last() {
+            if let Some(t) = last_time {
                 segment.max_timestamp = t.timestamp;
             }
-            let mut last = None;
-            segment.scan(from, false, |_, h| {
-                last = Some(h);
+            let mut tail = Vec::new();
+            segment.scan(from, false, |pos, h| {
+                tail.push((pos, h));
                 true
             })?;
-            if let Some(h) = last {
-                segment.next_offset = h.last_offset() + 1;
-                segment.max_timestamp = segment.max_timestamp.max(h.max_timestamp);
+            for (pos, h) in tail {
+                segment.track(pos, &h, index_interval);
             }
+            segment.write_indexes(false)?;
             return Ok((segment, OpenOutcome::Clean));
         }
         let mut headers = Vec::new();
@@ -156,12 +181,13 @@ impl Segment {
             true
         })?;
         for (pos, h) in headers {
-            segment.track(pos, &h, index_interval)?;
+            segment.track(pos, &h, index_interval);
         }
+        segment.write_indexes(false)?;
         segment.size = valid_end;
         if valid_end < size {
-            segment.file.set_len(valid_end)?;
-            segment.file.sync_all()?;
+            file.set_len(valid_end)?;
+            file.sync_all()?;
             return Ok((segment, OpenOutcome::Truncated(valid_end)));
         }
         Ok((segment, OpenOutcome::Clean))
@@ -176,8 +202,9 @@ impl Segment {
     ) -> io::Result<u64> {
         // Verifying reads every byte, so it streams through a large buffer; a header walk
         // only needs 61 bytes per batch, so it reads those alone.
+        let file = self.file()?;
         let mut reader =
-            verify_crc.then(|| BufReader::with_capacity(1 << 20, ReadAt::new(&self.file, from)));
+            verify_crc.then(|| BufReader::with_capacity(1 << 20, ReadAt::new(&file, from)));
         let mut pos = from;
         let mut buf = vec![0u8; HEADER_SIZE];
         let end = self.size;
@@ -185,7 +212,7 @@ impl Segment {
             buf.resize(HEADER_SIZE, 0);
             let read = match reader.as_mut() {
                 Some(r) => r.read_exact(&mut buf),
-                None => self.file.read_exact_at(&mut buf, pos),
+                None => file.read_exact_at(&mut buf, pos),
             };
             if read.is_err() {
                 break;
@@ -220,25 +247,34 @@ impl Segment {
         Ok(pos)
     }
 
-    fn track(&mut self, position: u64, h: &BatchHeader, index_interval: u32) -> io::Result<()> {
+    fn track(&mut self, position: u64, h: &BatchHeader, index_interval: u32) {
         let relative_offset = (h.base_offset - self.base_offset) as u32;
-        if self.offset_index.entries().is_empty() || self.bytes_since_index >= index_interval {
+        let indexed = self
+            .offset_index
+            .entries()
+            .last()
+            .map(|e| e.relative_offset);
+        // A reopened segment's scan starts at its last indexed batch, which is not indexed twice.
+        let due = match indexed {
+            None => true,
+            Some(last) => last < relative_offset && self.bytes_since_index >= index_interval,
+        };
+        if due {
             self.offset_index.append(OffsetEntry {
                 relative_offset,
                 position: position as u32,
-            })?;
+            });
             if h.max_timestamp > self.max_timestamp {
                 self.time_index.append(TimeEntry {
                     timestamp: h.max_timestamp,
                     relative_offset,
-                })?;
+                });
             }
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += h.size as u32;
         self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
         self.next_offset = h.last_offset() + 1;
-        Ok(())
     }
 
     /// Appends batches whose offsets are already assigned.
@@ -249,10 +285,10 @@ impl Segment {
         index_interval: u32,
     ) -> io::Result<()> {
         // Positional: the file cursor of a reopened segment is not at its end.
-        self.file.write_all_at(bytes, self.size)?;
+        self.file()?.write_all_at(bytes, self.size)?;
         let mut position = self.size;
         for h in headers {
-            self.track(position, h, index_interval)?;
+            self.track(position, h, index_interval);
             position += h.size as u64;
         }
         self.size = position;
@@ -264,9 +300,10 @@ impl Segment {
         self.size
     }
 
-    /// The segment file, shared so readers can read without holding the log lock.
-    pub fn file(&self) -> Arc<File> {
-        self.file.clone()
+    /// The segment file, shared so readers can read without holding the log lock; opened
+    /// again when the open file cache has closed it.
+    pub fn file(&self) -> io::Result<Arc<File>> {
+        self.files.get(self.id, &self.path, self.file_id)
     }
 
     /// Position of the batch that holds `offset` (or the first batch after it).
@@ -318,23 +355,29 @@ impl Segment {
     /// Reads `len` bytes at `position`.
     pub fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, position)?;
+        self.file()?.read_exact_at(&mut buf, position)?;
         Ok(buf)
     }
 
+    fn write_indexes(&mut self, sync: bool) -> io::Result<()> {
+        self.offset_index.write_out(sync)?;
+        self.time_index.write_out(sync)
+    }
+
     /// Flushes data and indexes to disk.
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file()?.sync_data()?;
+        self.write_indexes(true)
     }
 
     /// Removes the segment's files.
     pub fn delete(self) -> io::Result<()> {
-        std::fs::remove_file(&self.path)?;
-        let _ = std::fs::remove_file(self.path.with_extension("index"));
-        let _ = std::fs::remove_file(self.path.with_extension("timeindex"));
-        Ok(())
+        remove_files(&self.path)
+    }
+
+    /// Removes the files of the segment at `base_offset` in `dir` without opening it.
+    pub fn delete_unopened(dir: &Path, base_offset: i64) -> io::Result<()> {
+        remove_files(&dir.join(file_name(base_offset, "log")))
     }
 
     /// Deletes the segment after `file.delete.delay.ms`: its files are renamed with Kafka's
@@ -365,14 +408,24 @@ impl Segment {
     }
 }
 
+fn remove_files(log: &Path) -> io::Result<()> {
+    std::fs::remove_file(log)?;
+    let _ = std::fs::remove_file(log.with_extension("index"));
+    let _ = std::fs::remove_file(log.with_extension("timeindex"));
+    Ok(())
+}
+
 /// The suffix of segment files waiting for `file.delete.delay.ms`.
 pub const DELETED_SUFFIX: &str = ".deleted";
 
 /// Removes the `.deleted` files in `dir` renamed at least `delay_ms` ago (all of them with
-/// `None`, as at start-up); returns how many went.
-pub fn remove_deleted_files(dir: &Path, delay_ms: Option<i64>) -> io::Result<usize> {
+/// `None`, as at start-up).
+pub fn remove_deleted_files(dir: &Path, delay_ms: Option<i64>) -> io::Result<Swept> {
     let now = std::time::SystemTime::now();
-    let mut removed = 0;
+    let mut swept = Swept {
+        removed: 0,
+        waiting: 0,
+    };
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if !entry
@@ -393,10 +446,12 @@ pub fn remove_deleted_files(dir: &Path, delay_ms: Option<i64>) -> io::Result<usi
         };
         if due {
             std::fs::remove_file(entry.path())?;
-            removed += 1;
+            swept.removed += 1;
+        } else {
+            swept.waiting += 1;
         }
     }
-    Ok(removed)
+    Ok(swept)
 }
 
 /// A random roll jitter below `bound` ms (`segment.jitter.ms`), from the random bits of a
@@ -406,6 +461,13 @@ pub fn random_jitter(bound: i64) -> i64 {
         0
     } else {
         (uuid::Uuid::new_v4().as_u128() % bound as u128) as i64
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // A deleted segment's space is freed only once its file is closed.
+        self.files.forget(self.id);
     }
 }
 
@@ -441,6 +503,10 @@ mod tests {
     use super::*;
     use crate::log::batch::{assign_offset, tests::make_batch, validate};
 
+    fn files() -> Arc<OpenFiles> {
+        Arc::new(OpenFiles::new(4))
+    }
+
     fn batch_at(offset: i64, count: i32, ts: i64) -> (Vec<u8>, BatchHeader) {
         let mut b = make_batch(count, ts);
         assign_offset(&mut b, offset, 0);
@@ -451,7 +517,7 @@ mod tests {
     #[test]
     fn deleted_segments_wait_for_their_delay() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Segment::create(dir.path(), 0).unwrap();
+        let mut s = Segment::create(dir.path(), 0, &files()).unwrap();
         let (b, h) = batch_at(0, 3, 1000);
         s.append(&b, &[h], 64).unwrap();
         s.delete_after(60_000).unwrap();
@@ -466,16 +532,28 @@ mod tests {
                 .count()
         };
         assert_eq!(waiting(dir.path()), 3, "log, index and time index");
-        assert_eq!(remove_deleted_files(dir.path(), Some(60_000)).unwrap(), 0);
-        assert_eq!(remove_deleted_files(dir.path(), Some(0)).unwrap(), 3);
-        let s = Segment::create(dir.path(), 5).unwrap();
+        assert_eq!(
+            remove_deleted_files(dir.path(), Some(60_000)).unwrap(),
+            Swept {
+                removed: 0,
+                waiting: 3
+            }
+        );
+        assert_eq!(
+            remove_deleted_files(dir.path(), Some(0)).unwrap(),
+            Swept {
+                removed: 3,
+                waiting: 0
+            }
+        );
+        let s = Segment::create(dir.path(), 5, &files()).unwrap();
         s.delete_after(0).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn jitter_rolls_earlier() {
-        let s = Segment::create(tempfile::tempdir().unwrap().path(), 0).unwrap();
+        let s = Segment::create(tempfile::tempdir().unwrap().path(), 0, &files()).unwrap();
         let t = s.created_ms;
         assert!(!s.due_to_roll(t + 900, 1000, 0));
         assert!(s.due_to_roll(t + 900, 1000, 200));
@@ -486,7 +564,7 @@ mod tests {
     #[test]
     fn append_find_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Segment::create(dir.path(), 100).unwrap();
+        let mut s = Segment::create(dir.path(), 100, &files()).unwrap();
         let mut offset = 100;
         for i in 0..50 {
             let (b, h) = batch_at(offset, 3, 1000 + i);
@@ -499,7 +577,7 @@ mod tests {
         let (_, h) = s.find_timestamp(1020).unwrap().unwrap();
         assert_eq!(h.base_offset, 154);
         drop(s);
-        let (s, outcome) = Segment::open(dir.path(), 100, false, 64).unwrap();
+        let (s, outcome) = Segment::open(dir.path(), 100, false, 64, &files()).unwrap();
         assert_eq!(outcome, OpenOutcome::Clean);
         assert_eq!((s.next_offset, s.max_timestamp), (250, 1051));
         assert_eq!(Segment::list(dir.path()).unwrap(), vec![100]);
@@ -524,9 +602,54 @@ mod tests {
     }
 
     #[test]
+    fn segments_outnumbering_the_open_file_cache_append_and_reopen_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(OpenFiles::new(1));
+        let mut segments = [
+            Segment::create(dir.path(), 0, &files).unwrap(),
+            Segment::create(dir.path(), 1000, &files).unwrap(),
+        ];
+        for i in 0..20 {
+            let s = &mut segments[i % 2];
+            let (b, h) = batch_at(s.next_offset, 2, 10 + i as i64);
+            s.append(&b, &[h], 64).unwrap();
+            assert_eq!(
+                files.held(),
+                1,
+                "each append closes the other segment's file"
+            );
+        }
+        segments[0].sync().unwrap();
+        let synced_entries = segments[0].offset_index.entries().len();
+        assert!(synced_entries > 1);
+        assert_eq!(
+            std::fs::metadata(dir.path().join(file_name(0, "index")))
+                .unwrap()
+                .len(),
+            (synced_entries * 8) as u64,
+            "a sync writes the index out"
+        );
+        let unsynced_entries = segments[1].offset_index.entries().len();
+        drop(segments);
+        assert_eq!(files.held(), 0, "a dropped segment's file is closed");
+        for (base, entries) in [(0, synced_entries), (1000, unsynced_entries)] {
+            let (s, outcome) = Segment::open(dir.path(), base, false, 64, &files).unwrap();
+            assert_eq!(outcome, OpenOutcome::Clean);
+            assert_eq!(s.next_offset, base + 20);
+            assert_eq!(
+                s.offset_index.entries().len(),
+                entries,
+                "the index of segment {base} is whole after a reopen"
+            );
+            let intact = s.scan(0, true, |_, _| true).unwrap();
+            assert_eq!(intact, s.size(), "segment {base} holds only whole batches");
+        }
+    }
+
+    #[test]
     fn recovery_truncates_a_torn_tail_and_rebuilds_indexes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Segment::create(dir.path(), 0).unwrap();
+        let mut s = Segment::create(dir.path(), 0, &files()).unwrap();
         let (b1, h1) = batch_at(0, 2, 5);
         let (b2, h2) = batch_at(2, 2, 6);
         s.append(&b1, &[h1], 0).unwrap();
@@ -538,7 +661,7 @@ mod tests {
         bytes.extend_from_slice(b"garbage");
         std::fs::write(&path, &bytes).unwrap();
         std::fs::remove_file(dir.path().join(file_name(0, "index"))).unwrap();
-        let (s, outcome) = Segment::open(dir.path(), 0, true, 0).unwrap();
+        let (s, outcome) = Segment::open(dir.path(), 0, true, 0, &files()).unwrap();
         assert_eq!(outcome, OpenOutcome::Truncated(b1.len() as u64));
         assert_eq!(s.next_offset, 2);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), b1.len() as u64);

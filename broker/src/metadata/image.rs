@@ -164,6 +164,11 @@ pub struct TopicImage {
     pub partitions: Vec<PartitionImage>,
     /// Topic-level config overrides.
     pub configs: BTreeMap<String, String>,
+    /// The metadata log offset of the last record that changed this topic (0 when unknown,
+    /// in an image written before it was kept): a broker applies the topics changed since
+    /// the image it applied last, not all of them.
+    #[serde(default)]
+    pub changed_at: u64,
 }
 
 /// The whole cluster metadata state.
@@ -181,6 +186,9 @@ pub struct MetadataImage {
     /// The metadata log offset of the last record applied to this image.
     #[serde(default)]
     pub applied_index: u64,
+    /// The metadata log offset of the last topic deletion.
+    #[serde(default)]
+    pub topic_deleted_at: u64,
     /// Committed records that were invalid and skipped instead of applied.
     #[serde(default)]
     pub invalid_records_skipped: u64,
@@ -242,6 +250,12 @@ pub enum MetadataRecord {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A partition leader changes the ISRs of many partitions in one record: all of them, or
+    /// none when any one is refused as [`MetadataRecord::AlterPartition`] would be.
+    AlterPartitions {
+        leader: i32,
+        changes: Vec<IsrChange>,
+    },
     /// Elects a leader for one partition (written before [`MetadataRecord::ElectLeaders`]).
     ElectLeader {
         topic: String,
@@ -265,8 +279,20 @@ pub enum MetadataRecord {
     Security(SecurityRecord),
 }
 
-/// The most partitions one record may create (what one request may add).
-const MAX_PARTITIONS_PER_RECORD: usize = 10_000;
+/// One partition's ISR change in [`MetadataRecord::AlterPartitions`], with the epochs the
+/// leader saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChange {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+/// The most partitions one record may create (what one request may add), or change the ISR
+/// of.
+pub const MAX_PARTITIONS_PER_RECORD: usize = 10_000;
 
 /// The largest block of producer ids one record may reserve.
 const MAX_PRODUCER_ID_BLOCK: i64 = 1 << 20;
@@ -335,6 +361,25 @@ impl MetadataRecord {
                 }
                 check_replicas(isr, "AlterPartition")
             }
+            MetadataRecord::AlterPartitions { changes, .. } => {
+                if changes.is_empty() || changes.len() > MAX_PARTITIONS_PER_RECORD {
+                    return Err(format!(
+                        "AlterPartitions: {} changes, not 1 to {MAX_PARTITIONS_PER_RECORD}",
+                        changes.len()
+                    ));
+                }
+                let mut seen = BTreeSet::new();
+                for c in changes {
+                    if c.partition < 0 || !seen.insert((c.topic.as_str(), c.partition)) {
+                        return Err(format!(
+                            "AlterPartitions: partition {}-{} negative or repeated",
+                            c.topic, c.partition
+                        ));
+                    }
+                    check_replicas(&c.isr, "AlterPartitions")?;
+                }
+                Ok(())
+            }
             MetadataRecord::ElectLeader { partition, .. } if *partition < 0 => {
                 Err(format!("ElectLeader: partition {partition}"))
             }
@@ -361,10 +406,84 @@ impl MetadataRecord {
 }
 
 impl MetadataImage {
+    /// Applies one record, and marks what it changed with `applied_index` (see
+    /// [`TopicImage::changed_at`]). Errors leave the image unchanged and are reported to the
+    /// proposer; the same record gives the same result on every node.
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<Option<i64>, String> {
+        let value = self.apply_record(record)?;
+        self.mark_changed(record);
+        Ok(value)
+    }
+
+    /// The topics (or the deletion) `record` changed get `applied_index`. Records about
+    /// brokers can move leaders and ISRs anywhere, so they mark every topic.
+    fn mark_changed(&mut self, record: &MetadataRecord) {
+        let at = self.applied_index;
+        let topics = &mut self.topics;
+        let mut mark = |name: &str| {
+            if let Some(t) = topics.get_mut(name) {
+                t.changed_at = at;
+            }
+        };
+        match record {
+            MetadataRecord::CreateTopic { name, .. }
+            | MetadataRecord::CreatePartitions { name, .. }
+            | MetadataRecord::AlterTopicConfigs { name, .. } => mark(name),
+            MetadataRecord::AlterPartition { topic, .. }
+            | MetadataRecord::ElectLeader { topic, .. }
+            | MetadataRecord::Reassign { topic, .. } => mark(topic),
+            MetadataRecord::AlterPartitions { changes, .. } => {
+                for c in changes {
+                    mark(&c.topic);
+                }
+            }
+            MetadataRecord::ElectLeaders { partitions, .. } => {
+                for (topic, _) in partitions {
+                    mark(topic);
+                }
+            }
+            MetadataRecord::DeleteTopic { .. } => self.topic_deleted_at = at,
+            MetadataRecord::RegisterBroker(_)
+            | MetadataRecord::FenceBroker { .. }
+            | MetadataRecord::UnfenceBroker { .. } => {
+                for t in self.topics.values_mut() {
+                    t.changed_at = at;
+                }
+            }
+            MetadataRecord::InitCluster { .. }
+            | MetadataRecord::AllocateProducerIds { .. }
+            | MetadataRecord::Security(_) => {}
+        }
+    }
+
+    /// Marks what an image written before changes were kept (a snapshot from an older
+    /// version) may have changed as changed at its own offset, so a broker that applied an
+    /// earlier image looks at all of it.
+    pub fn stamp_unknown_changes(&mut self) {
+        let at = self.applied_index;
+        for t in self.topics.values_mut().filter(|t| t.changed_at == 0) {
+            t.changed_at = at;
+        }
+        if self.topic_deleted_at == 0 {
+            self.topic_deleted_at = at;
+        }
+    }
+
+    /// The topics changed after the image at metadata offset `since`; every topic when
+    /// `since` is `None` (nothing applied yet).
+    pub fn topics_changed_since(
+        &self,
+        since: Option<u64>,
+    ) -> impl Iterator<Item = (&String, &TopicImage)> {
+        self.topics
+            .iter()
+            .filter(move |(_, t)| since.is_none_or(|since| t.changed_at > since))
+    }
+
     /// Applies one record. Errors leave the image unchanged and are reported to the proposer;
     /// the same record gives the same result on every node. An invalid record is refused
     /// here too, so even one already in the log can never break a node.
-    pub fn apply(&mut self, record: &MetadataRecord) -> Result<Option<i64>, String> {
+    fn apply_record(&mut self, record: &MetadataRecord) -> Result<Option<i64>, String> {
         record
             .validate()
             .map_err(|e| format!("INVALID_RECORD: {e}"))?;
@@ -418,44 +537,23 @@ impl MetadataImage {
                 isr,
             } => {
                 let live = self.live_brokers();
-                let p = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(*partition as usize))
-                    .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
-                if p.leader != *leader || p.leader_epoch != *leader_epoch {
-                    return Err(format!(
-                        "FENCED_LEADER_EPOCH: {topic}-{partition} is led by {} at epoch {}",
-                        p.leader, p.leader_epoch
-                    ));
+                let change = IsrChange {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                    isr: isr.clone(),
+                };
+                self.check_isr_change(*leader, &change, &live)?;
+                self.change_isr(&change, &live);
+            }
+            MetadataRecord::AlterPartitions { leader, changes } => {
+                let live = self.live_brokers();
+                for change in changes {
+                    self.check_isr_change(*leader, change, &live)?;
                 }
-                if p.partition_epoch != *partition_epoch {
-                    return Err(format!(
-                        "INVALID_UPDATE_VERSION: {topic}-{partition} is at partition epoch {}",
-                        p.partition_epoch
-                    ));
-                }
-                if !isr.contains(leader) {
-                    return Err("INVALID_REQUEST: the ISR must contain the leader".into());
-                }
-                if let Some(bad) = isr
-                    .iter()
-                    .find(|r| !p.replicas.contains(r) || (!p.isr.contains(r) && !live.contains(r)))
-                {
-                    return Err(format!(
-                        "INELIGIBLE_REPLICA: broker {bad} cannot join the ISR of {topic}-{partition}"
-                    ));
-                }
-                p.isr = isr.clone();
-                p.partition_epoch += 1;
-                if !p.adding.is_empty() && p.adding.iter().all(|r| p.isr.contains(r)) {
-                    let target: Vec<i32> = p
-                        .replicas
-                        .iter()
-                        .copied()
-                        .filter(|r| !p.removing.contains(r))
-                        .collect();
-                    p.finish_reassignment(target, &live);
+                for change in changes {
+                    self.change_isr(change, &live);
                 }
             }
             MetadataRecord::ElectLeader {
@@ -555,6 +653,7 @@ impl MetadataImage {
                         id: *id,
                         partitions,
                         configs: configs.clone(),
+                        changed_at: self.applied_index,
                     },
                 );
             }
@@ -743,6 +842,74 @@ impl MetadataImage {
                 }
             })
             .collect()
+    }
+
+    /// Whether `leader` may make `change` (Kafka's AlterPartition checks): it leads at the
+    /// epochs it saw, and every replica it adds is assigned and live.
+    fn check_isr_change(
+        &self,
+        leader: i32,
+        change: &IsrChange,
+        live: &[i32],
+    ) -> Result<(), String> {
+        let IsrChange {
+            topic,
+            partition,
+            isr,
+            ..
+        } = change;
+        let p = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(*partition as usize))
+            .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
+        if p.leader != leader || p.leader_epoch != change.leader_epoch {
+            return Err(format!(
+                "FENCED_LEADER_EPOCH: {topic}-{partition} is led by {} at epoch {}",
+                p.leader, p.leader_epoch
+            ));
+        }
+        if p.partition_epoch != change.partition_epoch {
+            return Err(format!(
+                "INVALID_UPDATE_VERSION: {topic}-{partition} is at partition epoch {}",
+                p.partition_epoch
+            ));
+        }
+        if !isr.contains(&leader) {
+            return Err("INVALID_REQUEST: the ISR must contain the leader".into());
+        }
+        if let Some(bad) = isr
+            .iter()
+            .find(|r| !p.replicas.contains(r) || (!p.isr.contains(r) && !live.contains(r)))
+        {
+            return Err(format!(
+                "INELIGIBLE_REPLICA: broker {bad} cannot join the ISR of {topic}-{partition}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies a checked ISR change; a reassignment whose new replicas are all in the ISR
+    /// now finishes.
+    fn change_isr(&mut self, change: &IsrChange, live: &[i32]) {
+        let Some(p) = self
+            .topics
+            .get_mut(&change.topic)
+            .and_then(|t| t.partitions.get_mut(change.partition as usize))
+        else {
+            return;
+        };
+        p.isr = change.isr.clone();
+        p.partition_epoch += 1;
+        if !p.adding.is_empty() && p.adding.iter().all(|r| p.isr.contains(r)) {
+            let target: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !p.removing.contains(r))
+                .collect();
+            p.finish_reassignment(target, live);
+        }
     }
 
     /// Takes a broker out of leadership and out of every ISR where another member remains;
@@ -1105,6 +1272,142 @@ mod tests {
             .apply(&expand)
             .unwrap_err()
             .contains("INELIGIBLE_REPLICA"));
+    }
+
+    #[test]
+    fn each_record_marks_the_topics_it_changed() {
+        let mut image = MetadataImage::default();
+        let mut index = 0;
+        let mut apply = |image: &mut MetadataImage, record: MetadataRecord| {
+            index += 1;
+            image.applied_index = index;
+            let _ = image.apply(&record);
+            index
+        };
+        for id in 1..=2 {
+            register_live(&mut image, id);
+        }
+        for name in ["a", "b", "c"] {
+            apply(
+                &mut image,
+                MetadataRecord::CreateTopic {
+                    name: name.into(),
+                    id: Uuid::new_v4(),
+                    assignments: vec![vec![1, 2]],
+                    configs: BTreeMap::new(),
+                },
+            );
+        }
+        let changed = |image: &MetadataImage, since| {
+            image
+                .topics_changed_since(Some(since))
+                .map(|(name, _)| name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(changed(&image, 0), ["a", "b", "c"]);
+        assert_eq!(image.topics_changed_since(None).count(), 3);
+        let before = apply(
+            &mut image,
+            MetadataRecord::AlterTopicConfigs {
+                name: "b".into(),
+                set: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+                delete: Vec::new(),
+            },
+        );
+        assert_eq!(changed(&image, before - 1), ["b"]);
+        let before = apply(
+            &mut image,
+            MetadataRecord::AlterPartitions {
+                leader: 1,
+                changes: vec![IsrChange {
+                    topic: "c".into(),
+                    partition: 0,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    isr: vec![1],
+                }],
+            },
+        );
+        assert_eq!(changed(&image, before - 1), ["c"]);
+        let refused = apply(
+            &mut image,
+            MetadataRecord::AlterPartitions {
+                leader: 2,
+                changes: vec![IsrChange {
+                    topic: "a".into(),
+                    partition: 0,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    isr: vec![2],
+                }],
+            },
+        );
+        assert!(
+            changed(&image, refused - 1).is_empty(),
+            "a refusal changes nothing"
+        );
+        let fenced = apply(
+            &mut image,
+            MetadataRecord::FenceBroker {
+                id: 2,
+                unresponsive: false,
+            },
+        );
+        assert_eq!(changed(&image, fenced - 1), ["a", "b", "c"]);
+        let deleted = apply(&mut image, MetadataRecord::DeleteTopic { name: "a".into() });
+        assert_eq!(image.topic_deleted_at, deleted);
+        assert!(changed(&image, deleted - 1).is_empty());
+    }
+
+    #[test]
+    fn a_batch_of_isr_changes_applies_whole_or_not_at_all() {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            register_live(&mut image, id);
+        }
+        image
+            .apply(&MetadataRecord::CreateTopic {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                assignments: vec![vec![1, 2, 3], vec![1, 2, 3]],
+                configs: BTreeMap::new(),
+            })
+            .unwrap();
+        let shrink = |partition, partition_epoch| IsrChange {
+            topic: "t".into(),
+            partition,
+            leader_epoch: 0,
+            partition_epoch,
+            isr: vec![1, 2],
+        };
+        let batch = |changes| MetadataRecord::AlterPartitions { leader: 1, changes };
+        let isrs = |image: &MetadataImage| {
+            image.topics["t"]
+                .partitions
+                .iter()
+                .map(|p| (p.isr.clone(), p.partition_epoch))
+                .collect::<Vec<_>>()
+        };
+        let before = isrs(&image);
+        let stale = batch(vec![shrink(0, 0), shrink(1, 7)]);
+        assert!(image
+            .apply(&stale)
+            .unwrap_err()
+            .contains("INVALID_UPDATE_VERSION"));
+        assert_eq!(isrs(&image), before, "a refused batch changes nothing");
+        let repeated = batch(vec![shrink(0, 0), shrink(0, 0)]);
+        assert!(image
+            .apply(&repeated)
+            .unwrap_err()
+            .starts_with("INVALID_RECORD"));
+        assert!(image
+            .apply(&batch(Vec::new()))
+            .unwrap_err()
+            .starts_with("INVALID_RECORD"));
+        image
+            .apply(&batch(vec![shrink(0, 0), shrink(1, 0)]))
+            .unwrap();
+        assert_eq!(isrs(&image), vec![(vec![1, 2], 1), (vec![1, 2], 1)]);
     }
 
     #[test]

@@ -172,6 +172,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.image = file.image;
+        self.image.stamp_unknown_changes();
         self.publish();
         Ok(())
     }

@@ -100,25 +100,33 @@ impl Fetcher {
         }
     }
 
-    /// Sets the partitions to copy and their leader epochs; a new partition or epoch starts
-    /// with truncation.
-    pub fn set_partitions(&self, wanted: &BTreeMap<TopicPartition, i32>) {
+    /// Starts copying partitions at a leader epoch (`Some`), or stops (`None`); a new
+    /// partition or epoch starts with truncation.
+    pub fn update(&self, changes: &[(TopicPartition, Option<i32>)]) {
         let mut targets = lock(&self.targets);
-        targets.retain(|tp, _| wanted.contains_key(tp));
-        for (tp, epoch) in wanted {
+        for (tp, epoch) in changes {
+            let Some(epoch) = *epoch else {
+                targets.remove(tp);
+                continue;
+            };
             let target = targets.entry(tp.clone()).or_insert(Target {
-                leader_epoch: *epoch,
+                leader_epoch: epoch,
                 truncate: true,
             });
-            if target.leader_epoch != *epoch {
+            if target.leader_epoch != epoch {
                 *target = Target {
-                    leader_epoch: *epoch,
+                    leader_epoch: epoch,
                     truncate: true,
                 };
             }
         }
         drop(targets);
         self.changed.notify_one();
+    }
+
+    /// Whether it follows no partition any more.
+    pub fn is_idle(&self) -> bool {
+        lock(&self.targets).is_empty()
     }
 }
 

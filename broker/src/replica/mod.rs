@@ -16,11 +16,24 @@ use tracing::{debug, info};
 use crate::config::BrokerConfig;
 use crate::log::manager::{LogManager, TopicPartition};
 use crate::log::segment::now_ms;
-use crate::metadata::image::{MetadataImage, MetadataRecord};
-use crate::metadata::Controller;
+use crate::log::PartitionLog;
+use crate::metadata::image::{IsrChange, MetadataImage, MetadataRecord, MAX_PARTITIONS_PER_RECORD};
+use crate::metadata::{Controller, ControllerError};
 use crate::security::Outgoing;
 use crate::shutdown::unless_shutdown;
 use fetcher::{Fetcher, FetcherSettings};
+
+/// What this broker follows, as of the last image applied.
+#[derive(Default)]
+struct Following {
+    /// The metadata offset of that image; `None` before the first, or after a failure, so the
+    /// next image is applied whole.
+    applied: Option<u64>,
+    /// The leader and leader epoch of each partition copied from another broker.
+    partitions: HashMap<TopicPartition, (i32, i32)>,
+    /// One fetcher per leader copied from.
+    fetchers: HashMap<i32, Fetcher>,
+}
 
 /// Replication on this broker.
 pub struct ReplicaManager {
@@ -29,7 +42,7 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     settings: FetcherSettings,
     lag_ms: i64,
-    fetchers: Mutex<HashMap<i32, Fetcher>>,
+    following: Mutex<Following>,
     isr_changes: IntCounterVec,
     shutdown: watch::Receiver<bool>,
 }
@@ -57,43 +70,72 @@ impl ReplicaManager {
                 security,
             },
             lag_ms: config.long("replica.lag.time.max.ms"),
-            fetchers: Mutex::new(HashMap::new()),
+            following: Mutex::new(Following::default()),
             isr_changes,
             shutdown,
         }
     }
 
-    /// Makes every local replica match the image: leaders take their epoch and ISR,
-    /// followers are handed to the fetcher of their leader.
+    /// Makes the local replicas of the topics changed since the last image applied match
+    /// this one (all of them at the first image, and after a topic deletion or a failure):
+    /// leaders take their epoch and ISR, followers are handed to the fetcher of their leader.
+    /// An image older than the last one applied is skipped.
     pub fn apply_image(&self, image: &MetadataImage) -> io::Result<()> {
-        let mut follow: BTreeMap<i32, BTreeMap<TopicPartition, i32>> = BTreeMap::new();
-        for (topic, t) in &image.topics {
+        let mut following = self.following.lock().unwrap_or_else(|e| e.into_inner());
+        let since = following.applied;
+        if since.is_some_and(|since| image.applied_index < since) {
+            return Ok(());
+        }
+        following.applied = None;
+        let whole = since.is_none_or(|since| image.topic_deleted_at > since);
+        let mut wanted = HashMap::new();
+        for (topic, t) in image.topics_changed_since(since.filter(|_| !whole)) {
             for (index, p) in t.partitions.iter().enumerate() {
-                if !p.replicas.contains(&self.me) {
-                    continue;
-                }
                 let partition = index as i32;
-                let log = self.logs.get_or_open(topic, partition, t)?;
-                log.set_replica_role(
-                    self.me,
-                    p.leader,
-                    p.leader_epoch,
-                    p.partition_epoch,
-                    &p.replicas,
-                    &p.isr,
-                )?;
-                if p.leader >= 0 && p.leader != self.me {
-                    follow
-                        .entry(p.leader)
-                        .or_default()
-                        .insert((topic.clone(), partition), p.leader_epoch);
-                }
+                let leader = if p.replicas.contains(&self.me) {
+                    let log = self.logs.get_or_open(topic, partition, t)?;
+                    log.set_replica_role(
+                        self.me,
+                        p.leader,
+                        p.leader_epoch,
+                        p.partition_epoch,
+                        &p.replicas,
+                        &p.isr,
+                    )?;
+                    (p.leader >= 0 && p.leader != self.me).then_some((p.leader, p.leader_epoch))
+                } else {
+                    None
+                };
+                wanted.insert((topic.clone(), partition), leader);
             }
         }
-        let mut fetchers = self.fetchers.lock().unwrap_or_else(|e| e.into_inner());
-        fetchers.retain(|leader, _| follow.contains_key(leader));
-        for (leader, partitions) in follow {
-            let fetcher = fetchers.entry(leader).or_insert_with(|| {
+        // Which fetcher starts or stops copying which partition.
+        let mut updates: BTreeMap<i32, Vec<(TopicPartition, Option<i32>)>> = BTreeMap::new();
+        if whole {
+            for (tp, (leader, _)) in &following.partitions {
+                if !wanted.contains_key(tp) {
+                    updates.entry(*leader).or_default().push((tp.clone(), None));
+                }
+            }
+            following.partitions.retain(|tp, _| wanted.contains_key(tp));
+        }
+        for (tp, leader) in wanted {
+            let before = match leader {
+                Some(new) => following.partitions.insert(tp.clone(), new),
+                None => following.partitions.remove(&tp),
+            };
+            if before == leader {
+                continue;
+            }
+            if let Some((old, _)) = before.filter(|(old, _)| leader.is_none_or(|l| l.0 != *old)) {
+                updates.entry(old).or_default().push((tp.clone(), None));
+            }
+            if let Some((new, epoch)) = leader {
+                updates.entry(new).or_default().push((tp, Some(epoch)));
+            }
+        }
+        for (leader, changes) in updates {
+            let fetcher = following.fetchers.entry(leader).or_insert_with(|| {
                 info!(leader, "starting a replica fetcher");
                 Fetcher::spawn(
                     leader,
@@ -103,13 +145,17 @@ impl ReplicaManager {
                     self.shutdown.clone(),
                 )
             });
-            fetcher.set_partitions(&partitions);
+            fetcher.update(&changes);
         }
+        following.fetchers.retain(|_, fetcher| !fetcher.is_idle());
+        following.applied = Some(image.applied_index);
         Ok(())
     }
 
     /// Every half `replica.lag.time.max.ms` (at most every 500 ms), asks the controller to
-    /// change the ISR of each led partition whose followers fell behind or caught up.
+    /// change the ISR of each led partition whose followers fell behind or caught up: all of
+    /// them in one record (a restarted broker rejoins the ISRs of 100,000 partitions at once),
+    /// or, when the controller refuses the record, one record per partition.
     pub async fn maintain_isr(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let every = Duration::from_millis((self.lag_ms / 2).clamp(50, 500) as u64);
         let mut tick = tokio::time::interval(every);
@@ -118,33 +164,86 @@ impl ReplicaManager {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            let mut wanted = Vec::new();
             for ((topic, partition), log) in self.logs.all() {
                 let Some((state, isr)) = log.wanted_isr(now_ms(), self.lag_ms) else {
                     continue;
                 };
-                info!(%topic, partition, from = ?state.isr, to = ?isr, "asking the controller to change the ISR");
-                let change = if isr.len() < state.isr.len() {
+                debug!(%topic, partition, from = ?state.isr, to = ?isr, "asking the controller to change the ISR");
+                let kind = if isr.len() < state.isr.len() {
                     "shrink"
                 } else {
                     "expand"
                 };
-                let record = MetadataRecord::AlterPartition {
-                    topic: topic.clone(),
+                let change = IsrChange {
+                    topic,
                     partition,
-                    leader: self.me,
                     leader_epoch: state.leader_epoch,
                     partition_epoch: state.partition_epoch,
                     isr,
                 };
-                match unless_shutdown(&mut shutdown, self.controller.propose(record)).await {
-                    None => return,
-                    Some(Ok(())) => self.isr_changes.with_label_values(&[change]).inc(),
-                    Some(Err(e)) => {
-                        log.isr_change_refused();
-                        debug!(%topic, partition, error = %e, "ISR change refused");
+                wanted.push((log, change, kind));
+            }
+            if let [(_, change, _)] = wanted.as_slice() {
+                info!(topic = %change.topic, partition = change.partition, to = ?change.isr, "asking the controller to change the ISR");
+            } else if !wanted.is_empty() {
+                info!(
+                    partitions = wanted.len(),
+                    "asking the controller to change ISRs"
+                );
+            }
+            for batch in wanted.chunks(MAX_PARTITIONS_PER_RECORD) {
+                let Some(outcome) = self.propose_isr_changes(batch, &mut shutdown).await else {
+                    return;
+                };
+                if batch.len() > 1 && matches!(outcome, Err(ControllerError::Rejected(_))) {
+                    for one in batch {
+                        if self
+                            .propose_isr_changes(std::slice::from_ref(one), &mut shutdown)
+                            .await
+                            .is_none()
+                        {
+                            return;
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Proposes `changes` in one record and counts them, or, when it fails, lets their logs
+    /// release the replicas they would have added. None when shutting down.
+    async fn propose_isr_changes(
+        &self,
+        changes: &[(Arc<PartitionLog>, IsrChange, &'static str)],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Result<(), ControllerError>> {
+        let record = MetadataRecord::AlterPartitions {
+            leader: self.me,
+            changes: changes
+                .iter()
+                .map(|(_, change, _)| change.clone())
+                .collect(),
+        };
+        let outcome = unless_shutdown(shutdown, self.controller.propose(record)).await?;
+        match &outcome {
+            Ok(()) => {
+                for (_, _, kind) in changes {
+                    self.isr_changes.with_label_values(&[kind]).inc();
+                }
+            }
+            // A refused batch is retried one partition at a time, and only a refusal of one
+            // partition releases its log.
+            Err(ControllerError::Rejected(reason)) if changes.len() > 1 => {
+                debug!(changes = changes.len(), %reason, "batched ISR change refused");
+            }
+            Err(e) => {
+                for (log, change, _) in changes {
+                    log.isr_change_refused();
+                    debug!(topic = %change.topic, partition = change.partition, error = %e, "ISR change refused");
+                }
+            }
+        }
+        Some(outcome)
     }
 }
