@@ -405,69 +405,74 @@ def timed(call, repeat):
 
 def measure_scale(binary, workdir, partitions, replication):
     """Creates `partitions` partitions (topics of SCALE_TOPIC_PARTITIONS each, `replication`
-    replicas) on 3 combined nodes and returns what they cost: the time to create them (until
-    Metadata gives every one a leader), each node's RSS before and after and its open files, the
-    Metadata response time for all topics and for one, and the time for a node to restart (SIGTERM,
-    then start) and be back in every ISR it belongs to."""
+    replicas) on 3 combined nodes and prints what they cost as each figure is measured: the time
+    to create them (until Metadata gives every one a leader and a full ISR), each node's RSS
+    before and after and its open files, the Metadata response time for all topics and for one,
+    and the time for a node to restart (SIGTERM, then start) and be back in every ISR it belongs
+    to. A run stopped part way keeps what it printed."""
+    def say(line):
+        print(f"  {line}", flush=True)
+
+    print(f"\nscale: {partitions:,} partitions in topics of {SCALE_TOPIC_PARTITIONS}, replication factor "
+          f"{replication}, 3 combined nodes", flush=True)
     # Every node may hold a replica of every partition (max.broker.partitions is 5,000 by default).
     overrides = {"max.broker.partitions": str(partitions + 1000)}
     cluster = Cluster(binary, workdir / "scale", combined=3, overrides=overrides).start()
     try:
-        result = {"idle_rss": {n.id: rss_mb(n.proc.pid) for n in cluster.nodes}}
+        idle_rss = {n.id: rss_mb(n.proc.pid) for n in cluster.nodes}
+        say("RSS MB idle: " + ", ".join(f"node {n} {mb:.0f}" for n, mb in idle_rss.items()))
         admin = cluster.admin()
         topics = [f"scale-{i:05}" for i in range(-(-partitions // SCALE_TOPIC_PARTITIONS))]
+        total = len(topics) * SCALE_TOPIC_PARTITIONS
         start = time.monotonic()
         for first in range(0, len(topics), SCALE_TOPICS_PER_REQUEST):
             batch = [NewTopic(t, SCALE_TOPIC_PARTITIONS, replication)
                      for t in topics[first:first + SCALE_TOPICS_PER_REQUEST]]
             for future in admin.create_topics(batch, operation_timeout=120).values():
                 future.result(timeout=180)
-        result["created_s"] = time.monotonic() - start
+            done = first + len(batch)
+            if done % (len(topics) // 10 or 1) < SCALE_TOPICS_PER_REQUEST:
+                say(f"... {done * SCALE_TOPIC_PARTITIONS:,} partitions answered after "
+                    f"{time.monotonic() - start:.0f}s")
+        say(f"create ({SCALE_TOPICS_PER_REQUEST} topics per request): every creation answered after "
+            f"{time.monotonic() - start:.1f}s")
 
         def count(led_and_full):
             md = admin.list_topics(timeout=120)
             parts = [p for name, t in md.topics.items() if name.startswith("scale-") for p in t.partitions.values()]
             return sum(1 for p in parts if p.leader >= 0 and (not led_and_full or len(p.isrs) == replication))
 
-        wait_until(lambda: count(False) == len(topics) * SCALE_TOPIC_PARTITIONS, 600, "a leader for every partition",
-                   interval=2)
-        result["led_s"] = time.monotonic() - start
-        wait_until(lambda: count(True) == len(topics) * SCALE_TOPIC_PARTITIONS, 600, "every ISR full", interval=2)
-        result["isr_full_s"] = time.monotonic() - start
-        result["loaded_rss"] = {n.id: rss_mb(n.proc.pid) for n in cluster.nodes}
-        result["open_files"] = {n.id: len(os.listdir(f"/proc/{n.proc.pid}/fd")) for n in cluster.nodes}
-        result["metadata_all_s"] = timed(lambda: admin.list_topics(timeout=120), 3)
-        result["metadata_one_s"] = timed(lambda: admin.list_topics(topics[-1], timeout=30), 10)
+        wait_until(lambda: count(False) == total, 600, "a leader for every partition", interval=2)
+        say(f"every partition led after {time.monotonic() - start:.1f}s")
+        wait_until(lambda: count(True) == total, 600, "every ISR full", interval=2)
+        say(f"every ISR full after {time.monotonic() - start:.1f}s")
+        say("RSS MB loaded, open files: " + "; ".join(
+            f"node {n.id} {rss_mb(n.proc.pid):.0f}, {len(os.listdir(f'/proc/{n.proc.pid}/fd'))}"
+            for n in cluster.nodes))
+        all_s = timed(lambda: admin.list_topics(timeout=120), 3)
+        one_s = timed(lambda: admin.list_topics(topics[-1], timeout=30), 10)
+        say(f"Metadata (confluent-kafka, median): all topics {all_s * 1000:.0f} ms, one topic {one_s * 1000:.1f} ms")
         restarted = cluster.nodes[-1]
         restarted.stop(timeout=300)
         start = time.monotonic()
         cluster.restart(restarted, timeout=600)
-        result["restart_ready_s"] = time.monotonic() - start
-        wait_until(lambda: count(True) == len(topics) * SCALE_TOPIC_PARTITIONS, 600, "every ISR full again",
-                   interval=2)
-        result["restart_isr_s"] = time.monotonic() - start
-        result["restarted_rss"] = rss_mb(restarted.proc.pid)
-        return result
+        say(f"restart of node {restarted.id} (SIGTERM, start): ready after {time.monotonic() - start:.1f}s")
+        wait_until(lambda: count(True) == total, 600, "every ISR full again", interval=2)
+        say(f"node {restarted.id} back in every ISR after {time.monotonic() - start:.1f}s, "
+            f"RSS {rss_mb(restarted.proc.pid):.0f} MB")
     finally:
         cluster.shutdown()
 
 
-def print_scale(partitions, replication, r):
-    """Prints what `measure_scale` measured, or the reason it could not."""
-    print(f"\nscale: {partitions:,} partitions in topics of {SCALE_TOPIC_PARTITIONS}, replication factor "
-          f"{replication}, 3 combined nodes")
-    if isinstance(r, str):
-        print(f"  {r}")
-        return
-    nodes = sorted(r["idle_rss"])
-    print("  RSS MB idle / loaded, open files: " + "; ".join(
-        f"node {n} {r['idle_rss'][n]:.0f} / {r['loaded_rss'][n]:.0f}, {r['open_files'][n]}" for n in nodes))
-    print(f"  create ({SCALE_TOPICS_PER_REQUEST} topics per request): answered {r['created_s']:.1f}s, "
-          f"every partition led {r['led_s']:.1f}s, every ISR full {r['isr_full_s']:.1f}s")
-    print(f"  Metadata (confluent-kafka, median): all topics {r['metadata_all_s'] * 1000:.0f} ms, "
-          f"one topic {r['metadata_one_s'] * 1000:.1f} ms")
-    print(f"  restart of node {nodes[-1]} (SIGTERM, start): ready {r['restart_ready_s']:.1f}s, back in every ISR "
-          f"{r['restart_isr_s']:.1f}s, RSS after {r['restarted_rss']:.0f} MB")
+def run_scale(args):
+    """The scale run in a working directory of its own; prints the reason if it stops part way."""
+    workdir = Path(tempfile.mkdtemp(prefix="strom-scale-"))
+    try:
+        failure = attempt(measure_scale, args.strom, workdir, args.scale_partitions, args.scale_replication)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if failure:
+        print(f"  {failure}", flush=True)
 
 
 def main():
@@ -504,14 +509,10 @@ def main():
     if args.scale_only and not args.scale_partitions:
         parser.error("--scale-only needs --scale-partitions")
 
-    workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
     if args.scale_only:
-        try:
-            scale = attempt(measure_scale, args.strom, workdir, args.scale_partitions, args.scale_replication)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        print_scale(args.scale_partitions, args.scale_replication, scale)
+        run_scale(args)
         return
+    workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
     kinds = [Strom(args.strom, workdir), Strom(args.strom, workdir, durable=True)]
     if not args.no_tls:
         pki = make_pki(workdir / "pki")
@@ -574,8 +575,6 @@ def main():
                         proc.kill()
                         proc.wait()
         failover = measure_failover(args.strom, workdir, args.failover_kills) if args.failover_kills else {}
-        scale = (attempt(measure_scale, args.strom, workdir, args.scale_partitions, args.scale_replication)
-                 if args.scale_partitions else None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -650,8 +649,8 @@ def main():
             for share, r in steps.items():
                 print(f"{name:<16}{peak:>12,.0f}{share:>6.0%}{r['target']:>14,}{r['achieved']:>12,.0f}"
                       f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['p999_ms']:>9.2f}")
-    if scale is not None:
-        print_scale(args.scale_partitions, args.scale_replication, scale)
+    if args.scale_partitions:
+        run_scale(args)
 
 
 def print_partition_table(rows):

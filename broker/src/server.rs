@@ -23,7 +23,7 @@ use crate::metadata::image::{
 };
 use crate::metadata::listener::ControllerAccess;
 use crate::metadata::rpc::Heartbeat;
-use crate::metadata::{listener, Controller, ControllerError, ProducerIdAllocator};
+use crate::metadata::{listener, runtime, Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
 use crate::network::ConnectionLimits;
 use crate::replica::ReplicaManager;
@@ -120,6 +120,12 @@ impl Server {
                 let listener = bind(&l.name, l.bind_address()).await?;
                 let address = local_address(&listener, &l.name, l.bind_address())?;
                 config.set_bound_port(&l.name, address.port());
+                // Served on the quorum runtime, which registers it with its own reactor.
+                let listener = listener.into_std().map_err(|source| ServerError::Bind {
+                    name: l.name.clone(),
+                    address: l.bind_address(),
+                    source,
+                })?;
                 Some((listener, l.name))
             }
             _ => None,
@@ -165,17 +171,17 @@ impl Server {
                     security: security.listeners[&name].clone(),
                     authorizer: security.authorizer.clone(),
                 });
-                tasks.push(tokio::spawn(listener::serve(
+                tasks.push(on_quorum_runtime(listener::serve(
                     listener,
                     controller.clone(),
                     access,
                     shutdown_rx.clone(),
-                )));
-                tasks.push(tokio::spawn(fence_silent_brokers(
+                ))?);
+                tasks.push(on_quorum_runtime(fence_silent_brokers(
                     controller.clone(),
                     Duration::from_millis(config.long("broker.session.timeout.ms") as u64),
                     shutdown_rx.clone(),
-                )));
+                ))?);
                 if config.bool("auto.leader.rebalance.enable") {
                     tasks.push(tokio::spawn(balance_leaders(
                         controller.clone(),
@@ -246,6 +252,7 @@ impl Server {
             metrics: BrokerMetrics::new(),
             authorizer: security.authorizer.clone(),
             fenced_brokers: FencedBrokers::default(),
+            applied_metadata: watch::channel(0).0,
         });
         context.fenced_brokers.observe(&controller.image());
         let replicas = Arc::new(ReplicaManager::new(
@@ -270,12 +277,12 @@ impl Server {
         let (want_shutdown, want_shutdown_rx) = watch::channel(false);
         let mut client_address = None;
         if let Some(registration) = registration {
-            tasks.push(tokio::spawn(heartbeat(
+            tasks.push(on_quorum_runtime(heartbeat(
                 context.clone(),
                 registration.clone(),
                 want_shutdown_rx,
                 shutdown_rx.clone(),
-            )));
+            ))?);
             Self::wait_unfenced(&controller, &registration).await?;
             logs.metadata_caught_up();
             // Serve only once the local logs and replicas have taken the roles of the image
@@ -453,6 +460,14 @@ impl Server {
         self.context.controller.shutdown().await;
         info!("node stopped");
     }
+}
+
+/// Spawns a task on the metadata quorum's runtime (see [`crate::metadata::runtime`]).
+fn on_quorum_runtime<F>(task: F) -> Result<tokio::task::JoinHandle<()>, ServerError>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    runtime::spawn_on_quorum(task).map_err(|e| ControllerError::Startup(e.to_string()).into())
 }
 
 fn local_address(
@@ -636,23 +651,36 @@ async fn follow_metadata(
                     return;
                 }
                 let image = images.borrow_and_update().clone();
-                ctx.fenced_brokers.observe(&image);
-                match ctx.logs.sync_with_image(&image) {
-                    // A handler already synced a newer image; it is next on the channel.
-                    Ok(false) => continue,
-                    Ok(true) => {}
-                    Err(e) => warn!(error = %e, "could not apply metadata to local logs"),
-                }
-                if let Err(e) = replicas.apply_image(&image) {
-                    warn!(error = %e, "could not apply metadata to local replicas");
-                }
-                if let Err(e) = sync_coordinator_partitions(&ctx, &image) {
-                    warn!(error = %e, "could not load consumer groups or transactions");
+                let (ctx, replicas) = (ctx.clone(), replicas.clone());
+                // Opening logs and taking roles reads and writes files, over every partition
+                // after a restart: off the request workers.
+                let applied =
+                    tokio::task::spawn_blocking(move || apply_metadata(&ctx, &replicas, &image));
+                if let Err(e) = applied.await {
+                    warn!(error = %e, "applying metadata failed");
                 }
             }
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Applies one image to the local logs, replicas and coordinators.
+fn apply_metadata(ctx: &Arc<Context>, replicas: &ReplicaManager, image: &MetadataImage) {
+    ctx.fenced_brokers.observe(image);
+    match ctx.logs.sync_with_image(image) {
+        // A newer image was synced already; it is next on the channel.
+        Ok(false) => return,
+        Ok(true) => {}
+        Err(e) => warn!(error = %e, "could not apply metadata to local logs"),
+    }
+    if let Err(e) = replicas.apply_image(image) {
+        warn!(error = %e, "could not apply metadata to local replicas");
+    }
+    if let Err(e) = sync_coordinator_partitions(ctx, image) {
+        warn!(error = %e, "could not load consumer groups or transactions");
+    }
+    ctx.applied_metadata.send_replace(image.applied_index);
 }
 
 /// Loads the groups of each `__consumer_offsets` partition, and the transactional ids of each

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{str_bytes, ApiError, Context};
 use crate::config::{self, split_list, BrokerConfig, PropertyType, ValueSource};
@@ -278,9 +278,7 @@ async fn apply_topic_configs(
         })
         .await
         .map_err(|e| ApiError::new(ResponseError::InvalidRequest, e.to_string()))?;
-    if let Err(e) = ctx.logs.sync_with_image(&ctx.controller.image()) {
-        warn!(error = %e, "could not apply new topic configs to local logs");
-    }
+    ctx.local_metadata_applied().await;
     info!(%topic, "altered topic configs");
     Ok(())
 }

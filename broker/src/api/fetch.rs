@@ -13,7 +13,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
-use super::{check_leader_epoch, led_log, ApiError, Context};
+use super::{check_leader_epoch, led_log_known, ApiError, Context};
 use crate::log::batch;
 use crate::log::segment::now_ms;
 use crate::log::{PartitionLog, ReadLimit};
@@ -21,7 +21,14 @@ use crate::log::{PartitionLog, ReadLimit};
 /// The longest a fetch waits, whatever the client asks, so a connection is never stuck.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, bool) {
+/// Reads each partition of `request`; `logs` holds their logs in request order, as looked up
+/// when the request arrived (none for a partition this broker had no log of then).
+fn read_all(
+    ctx: &Context,
+    request: &FetchRequest,
+    logs: &[Option<Arc<PartitionLog>>],
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut known = logs.iter();
     let image = ctx.controller.image();
     let mut total = 0usize;
     let mut any_error = false;
@@ -47,9 +54,10 @@ fn read_all(ctx: &Context, request: &FetchRequest) -> (Vec<FetchableTopicRespons
                         .with_partition_index(p.partition)
                         .with_aborted_transactions(Some(Vec::new()))
                         .with_preferred_read_replica((-1).into());
+                    let log = known.next().and_then(Option::as_ref);
                     let outcome = (|| {
-                        let (log, _, part) =
-                            led_log(ctx, &image, name, p.partition).map_err(|e| (e, -1, -1))?;
+                        let (log, _, part) = led_log_known(ctx, &image, name, p.partition, log)
+                            .map_err(|e| (e, -1, -1))?;
                         check_leader_epoch(p.current_leader_epoch, part.leader_epoch)
                             .map_err(|e| (e, -1, -1))?;
                         let budget = (p.partition_max_bytes.max(0) as usize)
@@ -151,23 +159,26 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let logs: Vec<Arc<PartitionLog>> = request
+    let logs: Vec<Option<Arc<PartitionLog>>> = request
         .topics
         .iter()
         .flat_map(|t| {
             t.partitions
                 .iter()
-                .filter_map(|p| ctx.logs.get(t.topic.0.as_str(), p.partition))
+                .map(|p| ctx.logs.get(t.topic.0.as_str(), p.partition))
         })
         .collect();
     loop {
         // Enabled before the read, so a change during it is not missed.
-        let mut changes: Vec<Pin<Box<Notified<'_>>>> =
-            logs.iter().map(|log| Box::pin(log.changed())).collect();
+        let mut changes: Vec<Pin<Box<Notified<'_>>>> = logs
+            .iter()
+            .flatten()
+            .map(|log| Box::pin(log.changed()))
+            .collect();
         for change in &mut changes {
             change.as_mut().enable();
         }
-        let (topics, total, any_error) = read_all(ctx, &request);
+        let (topics, total, any_error) = read_all(ctx, &request, &logs);
         if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
             count_out(ctx, &topics);
             return FetchResponse::default().with_responses(topics);
@@ -176,7 +187,7 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
             .await
             .is_err()
         {
-            let (topics, _, _) = read_all(ctx, &request);
+            let (topics, _, _) = read_all(ctx, &request, &logs);
             count_out(ctx, &topics);
             return FetchResponse::default().with_responses(topics);
         }

@@ -24,10 +24,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use tokio::sync::watch;
+use tracing::warn;
 
 use crate::config::BrokerConfig;
 use crate::group::store::OffsetStore;
@@ -72,6 +75,32 @@ pub struct Context {
     pub authorizer: Option<Arc<AuthorizerSettings>>,
     /// Fenced brokers that Metadata still lists for a while.
     pub fenced_brokers: metadata::FencedBrokers,
+    /// The metadata offset of the last image the local logs and replicas applied.
+    pub applied_metadata: watch::Sender<u64>,
+}
+
+/// How long a handler that changed the metadata waits for the local logs and replicas to
+/// apply the change before it answers anyway.
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(5);
+
+impl Context {
+    /// Waits until the local logs and replicas have applied the image as it is now (at most
+    /// [`LOCAL_APPLY_WAIT`]), so that a topic this broker just created or changed is served
+    /// here as soon as the change is answered.
+    pub async fn local_metadata_applied(&self) {
+        let index = self.controller.image().applied_index;
+        let mut applied = self.applied_metadata.subscribe();
+        let caught_up = applied.wait_for(|applied| *applied >= index);
+        if tokio::time::timeout(LOCAL_APPLY_WAIT, caught_up)
+            .await
+            .is_err()
+        {
+            warn!(
+                index,
+                "the local logs have not applied a metadata change yet"
+            );
+        }
+    }
 }
 
 /// Who sent a request.
@@ -462,11 +491,25 @@ pub fn led_log<'a>(
     topic: &str,
     partition: i32,
 ) -> Result<(Arc<PartitionLog>, &'a TopicImage, &'a PartitionImage), ApiError> {
+    led_log_known(ctx, image, topic, partition, None)
+}
+
+/// [`led_log`], given the partition's log when the caller already looked it up.
+pub fn led_log_known<'a>(
+    ctx: &Context,
+    image: &'a MetadataImage,
+    topic: &str,
+    partition: i32,
+    known: Option<&Arc<PartitionLog>>,
+) -> Result<(Arc<PartitionLog>, &'a TopicImage, &'a PartitionImage), ApiError> {
     let (t, p) = led_partition(ctx, image, topic, partition)?;
-    let log = ctx
-        .logs
-        .get_or_open(topic, partition, t)
-        .map_err(storage_error)?;
+    let log = match known.filter(|log| !log.is_dropped()) {
+        Some(log) => log.clone(),
+        None => ctx
+            .logs
+            .get_or_open(topic, partition, t)
+            .map_err(storage_error)?,
+    };
     // The image may say this broker leads before the log has taken the role (its high
     // watermark, its epoch): until then the partition answers as Kafka's does, retriably.
     if !log.leads_at(p.leader_epoch) {

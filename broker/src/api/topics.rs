@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use tracing::{info, warn};
+use tracing::info;
 use uuid::Uuid;
 
 use super::configs::created_topic_entries;
@@ -135,7 +135,7 @@ pub async fn create_topic(
         })
         .await
         .map_err(controller_error)?;
-    sync_logs(ctx);
+    ctx.local_metadata_applied().await;
     info!(topic = %spec.name, partitions = shape.1, "created topic");
     Ok(shape)
 }
@@ -211,13 +211,6 @@ fn check_partition_limits(
         }
     }
     Ok(())
-}
-
-/// Brings local logs in line with the image right after a change this broker made.
-fn sync_logs(ctx: &Context) {
-    if let Err(e) = ctx.logs.sync_with_image(&ctx.controller.image()) {
-        warn!(error = %e, "could not apply a metadata change to local logs");
-    }
 }
 
 /// CreateTopics.
@@ -374,7 +367,7 @@ pub async fn delete_topics(
         }
         responses.push(result);
     }
-    sync_logs(ctx);
+    ctx.local_metadata_applied().await;
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
@@ -455,7 +448,7 @@ pub async fn create_partitions(
                 })
                 .await
                 .map_err(controller_error)?;
-            sync_logs(ctx);
+            ctx.local_metadata_applied().await;
             info!(topic = %name, partitions = topic.count, "added partitions");
             Ok(())
         }

@@ -25,6 +25,7 @@ mod role;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -207,9 +208,22 @@ pub struct PartitionLog {
     changed: Notify,
     /// The broker's cache of open segment files.
     open_files: Arc<OpenFiles>,
+    /// Set when the log manager lets go of this log (the partition left this broker, or its
+    /// topic was deleted): a request that looked it up earlier looks the partition up again.
+    dropped: AtomicBool,
 }
 
 impl PartitionLog {
+    /// Whether the log manager let go of this log.
+    pub fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
+    }
+
+    /// Marks this log as let go of by the log manager.
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+
     fn lock(&self) -> MutexGuard<'_, LogState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

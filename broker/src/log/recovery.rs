@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
@@ -187,6 +188,7 @@ impl PartitionLog {
             sync_turn: tokio::sync::Mutex::new(()),
             changed: Notify::new(),
             open_files,
+            dropped: AtomicBool::new(false),
         };
         Ok(log)
     }

@@ -155,7 +155,13 @@ impl ReplicaState {
     /// The ISR the leader should ask the controller for, if it differs from the current one:
     /// members that have not caught up within `lag_ms` leave, replicas that reached the high
     /// watermark (and this epoch's start) join.
-    pub fn wanted_isr(&self, high_watermark: i64, now_ms: i64, lag_ms: i64) -> Option<Vec<i32>> {
+    pub fn wanted_isr(
+        &self,
+        high_watermark: i64,
+        now_ms: i64,
+        lag_ms: i64,
+        fenced: &[i32],
+    ) -> Option<Vec<i32>> {
         if !self.is_leader || self.me < 0 {
             return None;
         }
@@ -172,7 +178,9 @@ impl ReplicaState {
             })
             .collect();
         for r in &self.replicas {
-            if isr.contains(r) {
+            // The controller refuses a fenced broker (one still catching up with the
+            // metadata) until it unfences.
+            if isr.contains(r) || fenced.contains(r) {
                 continue;
             }
             let caught_up = self.followers.get(r).is_some_and(|f| {
@@ -207,7 +215,7 @@ mod tests {
         s.isr = vec![1, 2];
         s.record_fetch(2, 100, 100, 0);
         s.record_fetch(3, 100, 100, 0);
-        assert_eq!(s.wanted_isr(100, 0, 1000), Some(vec![1, 2, 3]));
+        assert_eq!(s.wanted_isr(100, 0, 1000, &[]), Some(vec![1, 2, 3]));
         s.joining = vec![3];
         s.record_fetch(2, 110, 110, 1);
         assert_eq!(
@@ -266,16 +274,21 @@ mod tests {
         let mut s = leader();
         s.record_fetch(2, 100, 100, 1_000);
         s.record_fetch(3, 50, 100, 1_000);
-        assert_eq!(s.wanted_isr(50, 20_000, 30_000), None);
-        assert_eq!(s.wanted_isr(50, 31_000, 30_000), Some(vec![1, 2]));
+        assert_eq!(s.wanted_isr(50, 20_000, 30_000, &[]), None);
+        assert_eq!(s.wanted_isr(50, 31_000, 30_000, &[]), Some(vec![1, 2]));
         s.isr = vec![1, 2];
         s.record_fetch(3, 99, 100, 32_000);
         assert_eq!(
-            s.wanted_isr(100, 32_000, 30_000),
+            s.wanted_isr(100, 32_000, 30_000, &[]),
             None,
             "behind the high watermark"
         );
         s.record_fetch(3, 100, 100, 33_000);
-        assert_eq!(s.wanted_isr(100, 33_000, 30_000), Some(vec![1, 2, 3]));
+        assert_eq!(
+            s.wanted_isr(100, 33_000, 30_000, &[3]),
+            None,
+            "a fenced replica waits to be unfenced"
+        );
+        assert_eq!(s.wanted_isr(100, 33_000, 30_000, &[]), Some(vec![1, 2, 3]));
     }
 }

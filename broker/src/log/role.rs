@@ -79,14 +79,19 @@ impl PartitionLog {
     /// The ISR this leader should ask for, with the role it was computed under; none while
     /// an earlier ask is unanswered. Replicas it adds hold the high watermark from now until
     /// the controller answers.
-    pub fn wanted_isr(&self, now: i64, lag_ms: i64) -> Option<(ReplicaState, Vec<i32>)> {
+    pub fn wanted_isr(
+        &self,
+        now: i64,
+        lag_ms: i64,
+        fenced: &[i32],
+    ) -> Option<(ReplicaState, Vec<i32>)> {
         let mut state = self.lock();
         if state.replica.asked_at == Some(state.replica.partition_epoch) {
             return None;
         }
         let isr = state
             .replica
-            .wanted_isr(state.high_watermark, now, lag_ms)?;
+            .wanted_isr(state.high_watermark, now, lag_ms, fenced)?;
         let asked = state.replica.clone();
         state.replica.joining = isr
             .iter()
@@ -144,10 +149,10 @@ mod tests {
         append(&log, 5, 100);
         assert_eq!(log.high_watermark(), 5);
         log.record_follower_fetch(2, 5, now_ms());
-        let (_, isr) = log.wanted_isr(now_ms(), 30_000).unwrap();
+        let (_, isr) = log.wanted_isr(now_ms(), 30_000, &[]).unwrap();
         assert_eq!(isr, vec![1, 2]);
         assert!(
-            log.wanted_isr(now_ms(), 30_000).is_none(),
+            log.wanted_isr(now_ms(), 30_000, &[]).is_none(),
             "not asked again before the answer"
         );
 
@@ -161,7 +166,7 @@ mod tests {
         assert_eq!(log.high_watermark(), 10, "refused: it no longer does");
 
         log.record_follower_fetch(2, 10, now_ms());
-        log.wanted_isr(now_ms(), 30_000).unwrap();
+        log.wanted_isr(now_ms(), 30_000, &[]).unwrap();
         append(&log, 5, 100);
         assert_eq!(log.high_watermark(), 10);
         log.set_replica_role(1, 1, 0, 1, &[1, 2], &[1]).unwrap();

@@ -1,6 +1,7 @@
 //! The metadata image (what every broker serves Metadata from) and the records that change it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -178,8 +179,9 @@ pub struct MetadataImage {
     pub cluster_id: String,
     /// Registered brokers.
     pub brokers: BTreeMap<i32, BrokerRegistration>,
-    /// Topics by name.
-    pub topics: BTreeMap<String, TopicImage>,
+    /// Topics by name; an image shares each topic it did not change with the images
+    /// published before it, so publishing an image costs a pointer per topic.
+    pub topics: BTreeMap<String, Arc<TopicImage>>,
     /// The first producer id not yet handed out.
     #[serde(default)]
     pub next_producer_id: i64,
@@ -250,11 +252,15 @@ pub enum MetadataRecord {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
-    /// A partition leader changes the ISRs of many partitions in one record: all of them, or
-    /// none when any one is refused as [`MetadataRecord::AlterPartition`] would be.
+    /// A partition leader changes the ISRs of many partitions in one record. Each change is
+    /// checked as [`MetadataRecord::AlterPartition`] is; with `independent`, a refused change
+    /// leaves the others to apply (as Kafka's AlterPartition answers each partition),
+    /// otherwise (records written before the field) none applies when any one is refused.
     AlterPartitions {
         leader: i32,
         changes: Vec<IsrChange>,
+        #[serde(default)]
+        independent: bool,
     },
     /// Elects a leader for one partition (written before [`MetadataRecord::ElectLeaders`]).
     ElectLeader {
@@ -288,6 +294,25 @@ pub struct IsrChange {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub isr: Vec<i32>,
+}
+
+/// What applying a record produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// A value for the proposer (the start of an allocated producer id block, the number of
+    /// partitions elected).
+    pub value: Option<i64>,
+    /// The changes of an [`MetadataRecord::AlterPartitions`] refused, by index.
+    pub refused: Vec<u32>,
+}
+
+impl Applied {
+    fn value(value: i64) -> Self {
+        Applied {
+            value: Some(value),
+            refused: Vec::new(),
+        }
+    }
 }
 
 /// The most partitions one record may create (what one request may add), or change the ISR
@@ -409,20 +434,21 @@ impl MetadataImage {
     /// Applies one record, and marks what it changed with `applied_index` (see
     /// [`TopicImage::changed_at`]). Errors leave the image unchanged and are reported to the
     /// proposer; the same record gives the same result on every node.
-    pub fn apply(&mut self, record: &MetadataRecord) -> Result<Option<i64>, String> {
-        let value = self.apply_record(record)?;
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<Applied, String> {
+        let applied = self.apply_record(record)?;
         self.mark_changed(record);
-        Ok(value)
+        Ok(applied)
     }
 
     /// The topics (or the deletion) `record` changed get `applied_index`. Records about
-    /// brokers can move leaders and ISRs anywhere, so they mark every topic.
+    /// brokers mark the topics whose leaders or ISRs they moved as they move them (see
+    /// [`Self::partitions_mut_where`]).
     fn mark_changed(&mut self, record: &MetadataRecord) {
         let at = self.applied_index;
         let topics = &mut self.topics;
         let mut mark = |name: &str| {
             if let Some(t) = topics.get_mut(name) {
-                t.changed_at = at;
+                Arc::make_mut(t).changed_at = at;
             }
         };
         match record {
@@ -445,12 +471,8 @@ impl MetadataImage {
             MetadataRecord::DeleteTopic { .. } => self.topic_deleted_at = at,
             MetadataRecord::RegisterBroker(_)
             | MetadataRecord::FenceBroker { .. }
-            | MetadataRecord::UnfenceBroker { .. } => {
-                for t in self.topics.values_mut() {
-                    t.changed_at = at;
-                }
-            }
-            MetadataRecord::InitCluster { .. }
+            | MetadataRecord::UnfenceBroker { .. }
+            | MetadataRecord::InitCluster { .. }
             | MetadataRecord::AllocateProducerIds { .. }
             | MetadataRecord::Security(_) => {}
         }
@@ -462,7 +484,7 @@ impl MetadataImage {
     pub fn stamp_unknown_changes(&mut self) {
         let at = self.applied_index;
         for t in self.topics.values_mut().filter(|t| t.changed_at == 0) {
-            t.changed_at = at;
+            Arc::make_mut(t).changed_at = at;
         }
         if self.topic_deleted_at == 0 {
             self.topic_deleted_at = at;
@@ -478,12 +500,13 @@ impl MetadataImage {
         self.topics
             .iter()
             .filter(move |(_, t)| since.is_none_or(|since| t.changed_at > since))
+            .map(|(name, t)| (name, t.as_ref()))
     }
 
     /// Applies one record. Errors leave the image unchanged and are reported to the proposer;
     /// the same record gives the same result on every node. An invalid record is refused
     /// here too, so even one already in the log can never break a node.
-    fn apply_record(&mut self, record: &MetadataRecord) -> Result<Option<i64>, String> {
+    fn apply_record(&mut self, record: &MetadataRecord) -> Result<Applied, String> {
         record
             .validate()
             .map_err(|e| format!("INVALID_RECORD: {e}"))?;
@@ -497,7 +520,7 @@ impl MetadataImage {
             MetadataRecord::RegisterBroker(registration) => {
                 let previous = self.brokers.get(&registration.id);
                 if previous.is_some_and(|b| b.incarnation == registration.incarnation) {
-                    return Ok(None);
+                    return Ok(Applied::default());
                 }
                 let mut registration = registration.clone();
                 registration.fenced = true;
@@ -522,10 +545,8 @@ impl MetadataImage {
                 broker.fenced = false;
                 broker.unresponsive = false;
                 let id = *id;
-                for p in self.partitions_mut() {
-                    if p.leader == -1 && p.isr.contains(&id) {
-                        p.set_leader(id);
-                    }
+                for p in self.partitions_mut_where(|p| p.leader == -1 && p.isr.contains(&id)) {
+                    p.set_leader(id);
                 }
             }
             MetadataRecord::AlterPartition {
@@ -547,14 +568,32 @@ impl MetadataImage {
                 self.check_isr_change(*leader, &change, &live)?;
                 self.change_isr(&change, &live);
             }
-            MetadataRecord::AlterPartitions { leader, changes } => {
+            MetadataRecord::AlterPartitions {
+                leader,
+                changes,
+                independent,
+            } => {
                 let live = self.live_brokers();
-                for change in changes {
-                    self.check_isr_change(*leader, change, &live)?;
+                let checks: Vec<Result<(), String>> = changes
+                    .iter()
+                    .map(|change| self.check_isr_change(*leader, change, &live))
+                    .collect();
+                let refused: Vec<u32> = (0..changes.len() as u32)
+                    .filter(|i| checks[*i as usize].is_err())
+                    .collect();
+                if refused.len() == changes.len() || (!independent && !refused.is_empty()) {
+                    let first = checks.into_iter().find_map(Result::err);
+                    return Err(first.unwrap_or_default());
                 }
-                for change in changes {
-                    self.change_isr(change, &live);
+                for (change, check) in changes.iter().zip(&checks) {
+                    if check.is_ok() {
+                        self.change_isr(change, &live);
+                    }
                 }
+                return Ok(Applied {
+                    value: None,
+                    refused,
+                });
             }
             MetadataRecord::ElectLeader {
                 topic,
@@ -572,7 +611,7 @@ impl MetadataImage {
                         self.elect(topic, *partition, *kind, &live).is_ok()
                     })
                     .count();
-                return Ok(Some(elected as i64));
+                return Ok(Applied::value(elected as i64));
             }
             MetadataRecord::Reassign {
                 topic,
@@ -584,7 +623,7 @@ impl MetadataImage {
                 let p = self
                     .topics
                     .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                    .and_then(|t| Arc::make_mut(t).partitions.get_mut(*partition as usize))
                     .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
                 match target {
                     None => {
@@ -649,12 +688,12 @@ impl MetadataImage {
                 let partitions = self.new_partitions(assignments);
                 self.topics.insert(
                     name.clone(),
-                    TopicImage {
+                    Arc::new(TopicImage {
                         id: *id,
                         partitions,
                         configs: configs.clone(),
                         changed_at: self.applied_index,
-                    },
+                    }),
                 );
             }
             MetadataRecord::DeleteTopic { name } => {
@@ -684,20 +723,21 @@ impl MetadataImage {
                     .topics
                     .get_mut(name)
                     .ok_or_else(|| format!("Topic '{name}' does not exist."))?;
-                topic.partitions.extend(partitions);
+                Arc::make_mut(topic).partitions.extend(partitions);
             }
             MetadataRecord::AllocateProducerIds { count } => {
                 let start = self.next_producer_id;
                 self.next_producer_id = start
                     .checked_add(*count)
                     .ok_or("producer ids are exhausted")?;
-                return Ok(Some(start));
+                return Ok(Applied::value(start));
             }
             MetadataRecord::AlterTopicConfigs { name, set, delete } => {
-                let topic = self
-                    .topics
-                    .get_mut(name)
-                    .ok_or_else(|| format!("Topic '{name}' does not exist."))?;
+                let topic = Arc::make_mut(
+                    self.topics
+                        .get_mut(name)
+                        .ok_or_else(|| format!("Topic '{name}' does not exist."))?,
+                );
                 for key in delete {
                     topic.configs.remove(key);
                 }
@@ -706,7 +746,7 @@ impl MetadataImage {
                     .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
-        Ok(None)
+        Ok(Applied::default())
     }
 
     /// The leader an election of `kind` gives the partition, and whether the ISR is reset to
@@ -760,7 +800,7 @@ impl MetadataImage {
         let p = self
             .topics
             .get_mut(topic)
-            .and_then(|t| t.partitions.get_mut(partition as usize))
+            .and_then(|t| Arc::make_mut(t).partitions.get_mut(partition as usize))
             .ok_or_else(|| format!("partition {topic}-{partition} does not exist"))?;
         if reset_isr {
             p.isr = vec![leader];
@@ -810,10 +850,21 @@ impl MetadataImage {
         }
     }
 
-    fn partitions_mut(&mut self) -> impl Iterator<Item = &mut PartitionImage> {
+    /// The partitions `wanted` picks, to be changed: each topic holding one is marked
+    /// changed, and copied first when a published image still shares it.
+    fn partitions_mut_where(
+        &mut self,
+        wanted: impl Fn(&PartitionImage) -> bool + Copy,
+    ) -> impl Iterator<Item = &mut PartitionImage> {
+        let at = self.applied_index;
         self.topics
             .values_mut()
-            .flat_map(|t| t.partitions.iter_mut())
+            .filter(move |t| t.partitions.iter().any(wanted))
+            .flat_map(move |t| {
+                let t = Arc::make_mut(t);
+                t.changed_at = at;
+                t.partitions.iter_mut().filter(move |p| wanted(p))
+            })
     }
 
     /// New partitions start with every live replica in the ISR, led by the first of them.
@@ -892,11 +943,11 @@ impl MetadataImage {
     /// Applies a checked ISR change; a reassignment whose new replicas are all in the ISR
     /// now finishes.
     fn change_isr(&mut self, change: &IsrChange, live: &[i32]) {
-        let Some(p) = self
-            .topics
-            .get_mut(&change.topic)
-            .and_then(|t| t.partitions.get_mut(change.partition as usize))
-        else {
+        let Some(p) = self.topics.get_mut(&change.topic).and_then(|t| {
+            Arc::make_mut(t)
+                .partitions
+                .get_mut(change.partition as usize)
+        }) else {
             return;
         };
         p.isr = change.isr.clone();
@@ -916,7 +967,9 @@ impl MetadataImage {
     /// partitions it led move to the next live ISR member, or go offline (leader -1).
     fn fence(&mut self, id: i32) {
         let live = self.live_brokers();
-        for p in self.partitions_mut() {
+        let touched =
+            |p: &PartitionImage| p.leader == id || (p.isr.contains(&id) && p.isr.len() > 1);
+        for p in self.partitions_mut_where(touched) {
             let was_leader = p.leader == id;
             if p.isr.contains(&id) && p.isr.len() > 1 {
                 p.isr.retain(|r| *r != id);
@@ -1058,8 +1111,8 @@ mod tests {
         assert_eq!(image.cluster_id, "c1");
         register_live(&mut image, 1);
         let block = MetadataRecord::AllocateProducerIds { count: 1000 };
-        assert_eq!(image.apply(&block), Ok(Some(0)));
-        assert_eq!(image.apply(&block), Ok(Some(1000)));
+        assert_eq!(image.apply(&block), Ok(Applied::value(0)));
+        assert_eq!(image.apply(&block), Ok(Applied::value(1000)));
         let id = Uuid::new_v4();
         let create = MetadataRecord::CreateTopic {
             name: "t".into(),
@@ -1178,7 +1231,7 @@ mod tests {
                 ("gone".into(), 0),
             ],
         };
-        assert_eq!(image.apply(&record), Ok(Some(2)));
+        assert_eq!(image.apply(&record), Ok(Applied::value(2)));
         assert_eq!(leaders(&image), vec![1, 2, 1]);
         let negative = MetadataRecord::ElectLeaders {
             kind: ElectionKind::Preferred,
@@ -1326,6 +1379,7 @@ mod tests {
                     partition_epoch: 0,
                     isr: vec![1],
                 }],
+                independent: true,
             },
         );
         assert_eq!(changed(&image, before - 1), ["c"]);
@@ -1340,6 +1394,7 @@ mod tests {
                     partition_epoch: 0,
                     isr: vec![2],
                 }],
+                independent: true,
             },
         );
         assert!(
@@ -1353,14 +1408,18 @@ mod tests {
                 unresponsive: false,
             },
         );
-        assert_eq!(changed(&image, fenced - 1), ["a", "b", "c"]);
+        assert_eq!(
+            changed(&image, fenced - 1),
+            ["a", "b"],
+            "c's ISR no longer held broker 2"
+        );
         let deleted = apply(&mut image, MetadataRecord::DeleteTopic { name: "a".into() });
         assert_eq!(image.topic_deleted_at, deleted);
         assert!(changed(&image, deleted - 1).is_empty());
     }
 
     #[test]
-    fn a_batch_of_isr_changes_applies_whole_or_not_at_all() {
+    fn a_batch_of_isr_changes_applies_each_change_it_can() {
         let mut image = MetadataImage::default();
         for id in 1..=3 {
             register_live(&mut image, id);
@@ -1380,7 +1439,11 @@ mod tests {
             partition_epoch,
             isr: vec![1, 2],
         };
-        let batch = |changes| MetadataRecord::AlterPartitions { leader: 1, changes };
+        let batch = |changes| MetadataRecord::AlterPartitions {
+            leader: 1,
+            changes,
+            independent: true,
+        };
         let isrs = |image: &MetadataImage| {
             image.topics["t"]
                 .partitions
@@ -1389,12 +1452,27 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let before = isrs(&image);
-        let stale = batch(vec![shrink(0, 0), shrink(1, 7)]);
+        let stale = batch(vec![shrink(0, 7), shrink(1, 7)]);
         assert!(image
             .apply(&stale)
             .unwrap_err()
             .contains("INVALID_UPDATE_VERSION"));
-        assert_eq!(isrs(&image), before, "a refused batch changes nothing");
+        assert_eq!(
+            isrs(&image),
+            before,
+            "a batch refused whole changes nothing"
+        );
+        let written_before_independent = MetadataRecord::AlterPartitions {
+            leader: 1,
+            changes: vec![shrink(0, 0), shrink(1, 7)],
+            independent: false,
+        };
+        assert!(image.apply(&written_before_independent).is_err());
+        assert_eq!(
+            isrs(&image),
+            before,
+            "an older record applies whole or not at all"
+        );
         let repeated = batch(vec![shrink(0, 0), shrink(0, 0)]);
         assert!(image
             .apply(&repeated)
@@ -1404,9 +1482,12 @@ mod tests {
             .apply(&batch(Vec::new()))
             .unwrap_err()
             .starts_with("INVALID_RECORD"));
-        image
-            .apply(&batch(vec![shrink(0, 0), shrink(1, 0)]))
+        let applied = image
+            .apply(&batch(vec![shrink(0, 0), shrink(1, 7)]))
             .unwrap();
+        assert_eq!(applied.refused, [1], "the stale change is refused");
+        assert_eq!(isrs(&image), vec![(vec![1, 2], 1), before[1].clone()]);
+        image.apply(&batch(vec![shrink(1, 0)])).unwrap();
         assert_eq!(isrs(&image), vec![(vec![1, 2], 1), (vec![1, 2], 1)]);
     }
 

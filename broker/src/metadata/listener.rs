@@ -30,13 +30,21 @@ pub struct ControllerAccess {
     pub authorizer: Option<Arc<AuthorizerSettings>>,
 }
 
-/// Accepts controller connections until shutdown.
+/// Accepts controller connections until shutdown, registering the listener with the
+/// runtime it runs on.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     controller: Arc<Controller>,
     access: Arc<ControllerAccess>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            warn!(error = %e, "cannot serve the controller listener");
+            return;
+        }
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

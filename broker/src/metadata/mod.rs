@@ -6,6 +6,7 @@ pub mod listener;
 mod liveness;
 mod network;
 pub mod rpc;
+pub mod runtime;
 pub mod security;
 mod state_machine;
 mod store;
@@ -44,6 +45,9 @@ pub struct ApplyResult {
     /// A value the record produced (the start of an allocated producer id block).
     #[serde(default)]
     pub value: Option<i64>,
+    /// The changes of a batch refused while the others applied, by index.
+    #[serde(default)]
+    pub refused: Vec<u32>,
 }
 
 /// Errors from the metadata quorum.
@@ -165,14 +169,17 @@ impl Controller {
         }
         .validate()
         .map_err(|e| startup(&e))?;
-        let raft = Raft::new(
+        // Started on the quorum runtime, where openraft spawns its tasks.
+        let raft = runtime::spawn_on_quorum(Raft::new(
             config.node_id as u64,
             Arc::new(raft_config),
             network::QuorumNetwork { tls },
             log_store,
             state_machine,
-        )
+        ))
+        .map_err(|e| startup(&e))?
         .await
+        .map_err(|e| startup(&e))?
         .map_err(|e| startup(&e))?;
         if fresh {
             // Every voter initializes with the same membership, which openraft allows.
@@ -314,12 +321,25 @@ impl Controller {
         &self,
         record: MetadataRecord,
     ) -> Result<Option<i64>, ControllerError> {
+        self.propose_for_result(record).await.map(|r| r.value)
+    }
+
+    /// Proposes a batch of changes that apply independently; returns the indices of those
+    /// refused (an error when every one was).
+    pub async fn propose_batch(&self, record: MetadataRecord) -> Result<Vec<u32>, ControllerError> {
+        self.propose_for_result(record).await.map(|r| r.refused)
+    }
+
+    async fn propose_for_result(
+        &self,
+        record: MetadataRecord,
+    ) -> Result<ApplyResult, ControllerError> {
         match self.ask_leader(Request::Propose(record), None).await? {
-            Response::Proposed(Ok(ApplyResult { error: None, value })) => Ok(value),
             Response::Proposed(Ok(ApplyResult {
                 error: Some(reason),
                 ..
             })) => Err(ControllerError::Rejected(reason)),
+            Response::Proposed(Ok(result)) => Ok(result),
             other => Err(ControllerError::Unavailable(format!(
                 "unexpected answer {other:?}"
             ))),
@@ -454,7 +474,7 @@ impl Controller {
         if let Err(reason) = record.validate() {
             return Ok(ApplyResult {
                 error: Some(format!("INVALID_REQUEST: {reason}")),
-                value: None,
+                ..ApplyResult::default()
             });
         }
         let raft = self

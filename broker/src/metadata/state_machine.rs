@@ -126,7 +126,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let result = match entry.payload {
                 EntryPayload::Blank => ApplyResult::default(),
                 EntryPayload::Normal(record) => match self.image.apply(&record) {
-                    Ok(value) => ApplyResult { error: None, value },
+                    Ok(applied) => ApplyResult {
+                        error: None,
+                        value: applied.value,
+                        refused: applied.refused,
+                    },
                     Err(error) => {
                         if error.starts_with("INVALID_RECORD") {
                             // Committed by a node without the check, or corrupted: skip it.
@@ -135,7 +139,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         }
                         ApplyResult {
                             error: Some(error),
-                            value: None,
+                            ..ApplyResult::default()
                         }
                     }
                 },

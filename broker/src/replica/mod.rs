@@ -4,7 +4,7 @@
 
 mod fetcher;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use crate::log::manager::{LogManager, TopicPartition};
 use crate::log::segment::now_ms;
 use crate::log::PartitionLog;
 use crate::metadata::image::{IsrChange, MetadataImage, MetadataRecord, MAX_PARTITIONS_PER_RECORD};
-use crate::metadata::{Controller, ControllerError};
+use crate::metadata::Controller;
 use crate::security::Outgoing;
 use crate::shutdown::unless_shutdown;
 use fetcher::{Fetcher, FetcherSettings};
@@ -153,9 +153,9 @@ impl ReplicaManager {
     }
 
     /// Every half `replica.lag.time.max.ms` (at most every 500 ms), asks the controller to
-    /// change the ISR of each led partition whose followers fell behind or caught up: all of
-    /// them in one record (a restarted broker rejoins the ISRs of 100,000 partitions at once),
-    /// or, when the controller refuses the record, one record per partition.
+    /// change the ISR of each led partition whose followers fell behind or caught up, all of
+    /// them in one record (a restarted broker rejoins the ISRs of 100,000 partitions at once)
+    /// whose changes apply or are refused one by one.
     pub async fn maintain_isr(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let every = Duration::from_millis((self.lag_ms / 2).clamp(50, 500) as u64);
         let mut tick = tokio::time::interval(every);
@@ -164,9 +164,17 @@ impl ReplicaManager {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            let fenced: Vec<i32> = self
+                .controller
+                .image()
+                .brokers
+                .values()
+                .filter(|b| b.fenced)
+                .map(|b| b.id)
+                .collect();
             let mut wanted = Vec::new();
             for ((topic, partition), log) in self.logs.all() {
-                let Some((state, isr)) = log.wanted_isr(now_ms(), self.lag_ms) else {
+                let Some((state, isr)) = log.wanted_isr(now_ms(), self.lag_ms, &fenced) else {
                     continue;
                 };
                 debug!(%topic, partition, from = ?state.isr, to = ?isr, "asking the controller to change the ISR");
@@ -193,57 +201,49 @@ impl ReplicaManager {
                 );
             }
             for batch in wanted.chunks(MAX_PARTITIONS_PER_RECORD) {
-                let Some(outcome) = self.propose_isr_changes(batch, &mut shutdown).await else {
+                if self
+                    .propose_isr_changes(batch, &mut shutdown)
+                    .await
+                    .is_none()
+                {
                     return;
-                };
-                if batch.len() > 1 && matches!(outcome, Err(ControllerError::Rejected(_))) {
-                    for one in batch {
-                        if self
-                            .propose_isr_changes(std::slice::from_ref(one), &mut shutdown)
-                            .await
-                            .is_none()
-                        {
-                            return;
-                        }
-                    }
                 }
             }
         }
     }
 
-    /// Proposes `changes` in one record and counts them, or, when it fails, lets their logs
-    /// release the replicas they would have added. None when shutting down.
+    /// Proposes `changes` in one record and counts those applied; the logs of those refused
+    /// (all of them when the proposal fails) release the replicas they would have added and
+    /// ask again at a later tick. None when shutting down.
     async fn propose_isr_changes(
         &self,
         changes: &[(Arc<PartitionLog>, IsrChange, &'static str)],
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<Result<(), ControllerError>> {
+    ) -> Option<()> {
         let record = MetadataRecord::AlterPartitions {
             leader: self.me,
             changes: changes
                 .iter()
                 .map(|(_, change, _)| change.clone())
                 .collect(),
+            independent: true,
         };
-        let outcome = unless_shutdown(shutdown, self.controller.propose(record)).await?;
-        match &outcome {
-            Ok(()) => {
-                for (_, _, kind) in changes {
-                    self.isr_changes.with_label_values(&[kind]).inc();
+        let refused: BTreeSet<usize> =
+            match unless_shutdown(shutdown, self.controller.propose_batch(record)).await? {
+                Ok(refused) => refused.into_iter().map(|i| i as usize).collect(),
+                Err(e) => {
+                    debug!(changes = changes.len(), error = %e, "ISR changes refused");
+                    (0..changes.len()).collect()
                 }
-            }
-            // A refused batch is retried one partition at a time, and only a refusal of one
-            // partition releases its log.
-            Err(ControllerError::Rejected(reason)) if changes.len() > 1 => {
-                debug!(changes = changes.len(), %reason, "batched ISR change refused");
-            }
-            Err(e) => {
-                for (log, change, _) in changes {
-                    log.isr_change_refused();
-                    debug!(topic = %change.topic, partition = change.partition, error = %e, "ISR change refused");
-                }
+            };
+        for (index, (log, change, kind)) in changes.iter().enumerate() {
+            if refused.contains(&index) {
+                log.isr_change_refused();
+                debug!(topic = %change.topic, partition = change.partition, "ISR change refused");
+            } else {
+                self.isr_changes.with_label_values(&[kind]).inc();
             }
         }
-        Some(outcome)
+        Some(())
     }
 }
