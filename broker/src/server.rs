@@ -215,6 +215,7 @@ impl Server {
         };
         let logs = Arc::new(LogManager::new(config.clone()).map_err(storage)?);
         logs.sync_with_image(&controller.image()).map_err(storage)?;
+        info!(logs = logs.all().len(), "opened the partition logs");
         let offset_store = OffsetStore::new(logs.clone());
         let persist_store = OffsetStore::new(logs.clone());
         let persist_controller = controller.clone();

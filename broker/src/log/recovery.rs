@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::epochs::EpochCache;
 use super::open_files::OpenFiles;
@@ -160,7 +160,7 @@ impl PartitionLog {
         }
         txns.forget_before(log_start_offset);
         if !bases.is_empty() {
-            info!(dir = %dir.display(), segments = segments.len(), log_start_offset, next_offset, "loaded log");
+            debug!(dir = %dir.display(), segments = segments.len(), log_start_offset, next_offset, "loaded log");
         }
         let mut epochs = EpochCache::load(&dir.join(EPOCH_CHECKPOINT_FILE));
         if epochs.truncate_from(next_offset + 1) {
