@@ -453,10 +453,13 @@ def measure_scale(binary, workdir, partitions, replication):
         one_s = timed(lambda: admin.list_topics(topics[-1], timeout=30), 10)
         say(f"Metadata (confluent-kafka, median): all topics {all_s * 1000:.0f} ms, one topic {one_s * 1000:.1f} ms")
         restarted = cluster.nodes[-1]
+        start = time.monotonic()
         restarted.stop(timeout=300)
+        say(f"node {restarted.id} stopped (SIGTERM: controlled shutdown, every log flushed) after "
+            f"{time.monotonic() - start:.1f}s")
         start = time.monotonic()
         cluster.restart(restarted, timeout=600)
-        say(f"restart of node {restarted.id} (SIGTERM, start): ready after {time.monotonic() - start:.1f}s")
+        say(f"node {restarted.id} started again: serving after {time.monotonic() - start:.1f}s")
         wait_until(lambda: count(True) == total, 600, "every ISR full again", interval=2)
         say(f"node {restarted.id} back in every ISR after {time.monotonic() - start:.1f}s, "
             f"RSS {rss_mb(restarted.proc.pid):.0f} MB")
