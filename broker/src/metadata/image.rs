@@ -1169,20 +1169,26 @@ mod tests {
         image.apply(&MetadataRecord::UnfenceBroker { id }).unwrap();
     }
 
-    #[test]
-    fn one_record_elects_many_partitions_and_skips_the_rest() {
+    /// An image with live brokers 1 to `brokers` and a topic "t" of `assignments`.
+    fn live_brokers_with_topic_t(brokers: i32, assignments: Vec<Vec<i32>>) -> MetadataImage {
         let mut image = MetadataImage::default();
-        for id in 1..=2 {
+        for id in 1..=brokers {
             register_live(&mut image, id);
         }
         image
             .apply(&MetadataRecord::CreateTopic {
                 name: "t".into(),
                 id: Uuid::new_v4(),
-                assignments: vec![vec![1, 2], vec![2, 1], vec![1, 2]],
+                assignments,
                 configs: BTreeMap::new(),
             })
             .unwrap();
+        image
+    }
+
+    #[test]
+    fn one_record_elects_many_partitions_and_skips_the_rest() {
+        let mut image = live_brokers_with_topic_t(2, vec![vec![1, 2], vec![2, 1], vec![1, 2]]);
         image
             .apply(&MetadataRecord::FenceBroker {
                 id: 1,
@@ -1245,18 +1251,7 @@ mod tests {
 
     #[test]
     fn fencing_moves_leadership_within_the_isr() {
-        let mut image = MetadataImage::default();
-        for id in 1..=3 {
-            register_live(&mut image, id);
-        }
-        image
-            .apply(&MetadataRecord::CreateTopic {
-                name: "t".into(),
-                id: Uuid::new_v4(),
-                assignments: vec![vec![1, 2, 3]],
-                configs: BTreeMap::new(),
-            })
-            .unwrap();
+        let mut image = live_brokers_with_topic_t(3, vec![vec![1, 2, 3]]);
         let p = |image: &MetadataImage| image.topics["t"].partitions[0].clone();
         assert_eq!(
             (p(&image).leader, p(&image).isr.clone()),
@@ -1420,18 +1415,7 @@ mod tests {
 
     #[test]
     fn a_batch_of_isr_changes_applies_each_change_it_can() {
-        let mut image = MetadataImage::default();
-        for id in 1..=3 {
-            register_live(&mut image, id);
-        }
-        image
-            .apply(&MetadataRecord::CreateTopic {
-                name: "t".into(),
-                id: Uuid::new_v4(),
-                assignments: vec![vec![1, 2, 3], vec![1, 2, 3]],
-                configs: BTreeMap::new(),
-            })
-            .unwrap();
+        let mut image = live_brokers_with_topic_t(3, vec![vec![1, 2, 3], vec![1, 2, 3]]);
         let shrink = |partition, partition_epoch| IsrChange {
             topic: "t".into(),
             partition,
@@ -1493,18 +1477,7 @@ mod tests {
 
     #[test]
     fn a_reassignment_that_would_drop_every_in_sync_replica_is_refused() {
-        let mut image = MetadataImage::default();
-        for id in 1..=4 {
-            register_live(&mut image, id);
-        }
-        image
-            .apply(&MetadataRecord::CreateTopic {
-                name: "t".into(),
-                id: Uuid::new_v4(),
-                assignments: vec![vec![1]],
-                configs: BTreeMap::new(),
-            })
-            .unwrap();
+        let mut image = live_brokers_with_topic_t(4, vec![vec![1]]);
         let reassign = |target| MetadataRecord::Reassign {
             topic: "t".into(),
             partition: 0,
@@ -1550,18 +1523,7 @@ mod tests {
 
     #[test]
     fn reassignment_adds_then_removes_and_elections_follow_the_rules() {
-        let mut image = MetadataImage::default();
-        for id in 1..=4 {
-            register_live(&mut image, id);
-        }
-        image
-            .apply(&MetadataRecord::CreateTopic {
-                name: "t".into(),
-                id: Uuid::new_v4(),
-                assignments: vec![vec![1, 2, 3]],
-                configs: BTreeMap::new(),
-            })
-            .unwrap();
+        let mut image = live_brokers_with_topic_t(4, vec![vec![1, 2, 3]]);
         let p = |image: &MetadataImage| image.topics["t"].partitions[0].clone();
         image
             .apply(&MetadataRecord::Reassign {
