@@ -95,11 +95,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             membership: self.membership.clone(),
             image: self.image.clone(),
         };
-        let bytes = serde_json::to_vec(&file)
-            .map_err(|e| io_error(ErrorVerb::Write, io::Error::from(e)))?;
-        write_file_atomic(&self.path, &bytes).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        let meta = file.meta.clone();
+        let path = self.path.clone();
+        // Serialising a large image takes long enough to delay Raft heartbeats on the
+        // one-worker quorum runtime, so it runs on a blocking thread.
+        let bytes = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let bytes = serde_json::to_vec(&file)?;
+            write_file_atomic(&path, &bytes)?;
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| io_error(ErrorVerb::Write, io::Error::other(e)))?
+        .map_err(|e| io_error(ErrorVerb::Write, e))?;
         Ok(Snapshot {
-            meta: file.meta.clone(),
+            meta,
             snapshot: Box::new(Cursor::new(bytes)),
         })
     }
