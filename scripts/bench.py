@@ -393,6 +393,19 @@ def rss_mb(pid):
     return float("nan")
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time process `pid` has used, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_percent(pids, seconds):
+    """{pid: CPU % over `seconds`} of processes that should be idle."""
+    before = {pid: cpu_seconds(pid) for pid in pids}
+    time.sleep(seconds)
+    return {pid: 100 * (cpu_seconds(pid) - used) / seconds for pid, used in before.items()}
+
+
 def timed(call, repeat):
     """The median seconds of `repeat` calls of `call`."""
     times = []
@@ -407,9 +420,9 @@ def measure_scale(binary, workdir, partitions, replication):
     """Creates `partitions` partitions (topics of SCALE_TOPIC_PARTITIONS each, `replication`
     replicas) on 3 combined nodes and prints what they cost as each figure is measured: the time
     to create them (until Metadata gives every one a leader and a full ISR), each node's RSS
-    before and after and its open files, the Metadata response time for all topics and for one,
-    and the time for a node to restart (SIGTERM, then start) and be back in every ISR it belongs
-    to. A run stopped part way keeps what it printed."""
+    before and after, its open files and its CPU use with no client load, the Metadata response
+    time for all topics and for one, and the time for a node to restart (SIGTERM, then start)
+    and be back in every ISR it belongs to. A run stopped part way keeps what it printed."""
     def say(line):
         print(f"  {line}", flush=True)
 
@@ -449,6 +462,9 @@ def measure_scale(binary, workdir, partitions, replication):
         say("RSS MB loaded, open files: " + "; ".join(
             f"node {n.id} {rss_mb(n.proc.pid):.0f}, {len(os.listdir(f'/proc/{n.proc.pid}/fd'))}"
             for n in cluster.nodes))
+        idle = idle_cpu_percent([n.proc.pid for n in cluster.nodes], 20)
+        say("CPU % with no client load (replica fetches only), over 20 s: " + ", ".join(
+            f"node {n.id} {idle[n.proc.pid]:.0f}" for n in cluster.nodes))
         all_s = timed(lambda: admin.list_topics(timeout=120), 3)
         one_s = timed(lambda: admin.list_topics(topics[-1], timeout=30), 10)
         say(f"Metadata (confluent-kafka, median): all topics {all_s * 1000:.0f} ms, one topic {one_s * 1000:.1f} ms")

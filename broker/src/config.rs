@@ -170,6 +170,7 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("request.read.timeout.ms", Long(1), "30000"),
     def("queued.max.request.bytes", Long(-1), "536870912"),
     def("fetch.max.bytes", Int(1024), "57671680"),
+    def("max.incremental.fetch.session.cache.slots", Int(0), "1000"),
     def(
         "log.flush.interval.messages",
         Long(1),

@@ -64,6 +64,8 @@ pub struct BrokerMetrics {
     fenced_brokers: IntGauge,
     active_controllers: IntGauge,
     brokers: IntGauge,
+    fetch_sessions: IntGauge,
+    fetch_session_partitions: IntGauge,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -317,6 +319,16 @@ impl BrokerMetrics {
                 "strom_fenced_brokers",
                 "Registered brokers that are fenced (no leadership, out of the ISR)",
             ),
+            fetch_sessions: gauge(
+                r,
+                "strom_fetch_sessions",
+                "Incremental fetch sessions this broker keeps (KIP-227)",
+            ),
+            fetch_session_partitions: gauge(
+                r,
+                "strom_fetch_session_partitions",
+                "Partitions remembered by all incremental fetch sessions",
+            ),
             registry,
         };
         // Series that count rare events start at zero, so that dashboards and rate() see them
@@ -371,6 +383,9 @@ impl BrokerMetrics {
         self.under_min_isr.set(under_min_isr);
         self.offline.set(offline);
         self.brokers.set(image.brokers.len() as i64);
+        let (sessions, session_partitions) = ctx.fetch_sessions.size();
+        self.fetch_sessions.set(sessions as i64);
+        self.fetch_session_partitions.set(session_partitions as i64);
         self.fenced_brokers
             .set(image.brokers.values().filter(|b| b.fenced).count() as i64);
 

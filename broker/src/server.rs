@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::api::metadata::FencedBrokers;
-use crate::api::{transactions, Context};
+use crate::api::{transactions, Context, FetchSessions};
 use crate::config::{BrokerConfig, Role};
 use crate::coordinator::{ensure_internal_topic, InternalTopicSpec};
 use crate::group::store::{OffsetStore, OFFSETS_TOPIC};
@@ -254,6 +254,7 @@ impl Server {
             authorizer: security.authorizer.clone(),
             fenced_brokers: FencedBrokers::default(),
             applied_metadata: watch::channel(0).0,
+            fetch_sessions: FetchSessions::default(),
         });
         context.fenced_brokers.observe(&controller.image());
         let replicas = Arc::new(ReplicaManager::new(

@@ -180,6 +180,36 @@ def fetch_v4_answer(body):
     return answer
 
 
+def fetch_v7(partitions, session_id=0, session_epoch=-1, forgotten=(), max_wait_ms=0, max_bytes=1 << 20):
+    """Fetch v7 (KIP-227 sessions) as a consumer: `partitions` are (topic, partition, offset),
+    `forgotten` (topic, partition) pairs to drop from the session."""
+    by_topic = {}
+    for topic, partition, offset in partitions:
+        by_topic.setdefault(topic, []).append(struct.pack(">iqqi", partition, offset, -1, max_bytes))
+    forgotten_by_topic = {}
+    for topic, partition in forgotten:
+        forgotten_by_topic.setdefault(topic, []).append(struct.pack(">i", partition))
+    return (struct.pack(">iiiibii", -1, max_wait_ms, 0, max_bytes, 0, session_id, session_epoch)
+            + array(string(t) + array(ps) for t, ps in by_topic.items())
+            + array(string(t) + array(ps) for t, ps in forgotten_by_topic.items()))
+
+
+def fetch_v7_answer(body):
+    """(error code, session id, {(topic, partition): (error code, high watermark, record bytes)})
+    of a Fetch v7 response."""
+    r = Reader(body)
+    _throttle, error, session_id = r.take(">ihi")
+    answer = {}
+    for _ in range(r.take(">i")):
+        topic = r.string()
+        for _ in range(r.take(">i")):
+            partition, code, high_watermark, _last_stable, _log_start = r.take(">ihqqq")
+            aborted = r.take(">i")
+            r.at += 16 * max(aborted, 0)
+            answer[(topic, partition)] = (code, high_watermark, r.bytes())
+    return error, session_id, answer
+
+
 def join_group_v5(group, member_id, instance_id=None, protocols=(("range", b""),),
                   session_ms=10000, rebalance_ms=30000):
     body = string(group) + struct.pack(">ii", session_ms, rebalance_ms) + string(member_id)

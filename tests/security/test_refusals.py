@@ -1,10 +1,19 @@
 """What the secured broker refuses, and that it keeps serving good clients afterwards: wrong
 or unknown SASL credentials and mechanisms a listener does not enable, client certificates
 from another CA or none at all on the SSL listener, plaintext Kafka bytes on a TLS port, and a
-replica Fetch from a principal that is not allowed ClusterAction."""
+replica Fetch from a principal that is not allowed ClusterAction, and a fetch session's
+partitions once their READ ACL is gone."""
 
 import pytest
-from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from clients import (
     ADMIN_PASSWORD,
@@ -19,7 +28,7 @@ from clients import (
     ssl_conf,
 )
 from kafka_checks import wait_until
-from wire import API_VERSIONS, Connection, fetch_v4, fetch_v4_answer, request_frame
+from wire import API_VERSIONS, Connection, fetch_v4, fetch_v4_answer, fetch_v7, fetch_v7_answer, request_frame
 
 FETCH = 1
 TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED = 29, 31
@@ -90,3 +99,38 @@ def test_replica_fetch_needs_cluster_action(secure_broker, pki, admin_conf, topi
             assert error in (TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED), (replica_id, offset, error)
             assert records == b"", (replica_id, offset)
         assert fetch(0) == as_consumer
+
+
+def test_a_fetch_session_authorizes_its_partitions_on_every_fetch(secure_broker, pki, admin_conf, topic):
+    """alice opens a fetch session on a topic she may read; once her READ ACL is deleted, an
+    incremental fetch that names nothing answers the session's partition with
+    TOPIC_AUTHORIZATION_FAILED, as Kafka does."""
+    admin = admin_conf("SSL")
+    create_topic(admin, topic)
+    assert produce(admin, topic, [b"r0"]) == [None]
+    create_acls(admin, [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, pki.alice.principal,
+                                   "*", op, AclPermissionType.ALLOW)
+                        for op in (AclOperation.READ, AclOperation.DESCRIBE)])
+    with Connection(secure_broker.ports["SSL"], ssl_context=pki.context(pki.alice)) as alice:
+        def fetch(partitions, session, epoch):
+            return fetch_v7_answer(alice.request(FETCH, 7, fetch_v7(partitions, session, epoch)))
+
+        def opened():
+            error, session, answer = fetch([(topic, 0, 0)], 0, 0)
+            return session if error == 0 and session and answer[(topic, 0)][0] == 0 else None
+
+        session = wait_until(opened, 30, "alice's READ ACL to apply")
+        read = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, pki.alice.principal,
+                                "*", AclOperation.READ, AclPermissionType.ALLOW)
+        client = AdminClient(admin)
+        for future in client.delete_acls([read]).values():
+            future.result(timeout=30)
+        epochs = iter(range(1, 1000))
+
+        def refused_in_session():
+            error, same, answer = fetch([], session, next(epochs))
+            assert (error, same) == (0, session)
+            code, _, records = answer.get((topic, 0), (0, None, b""))
+            return code == TOPIC_AUTHORIZATION_FAILED and records == b""
+
+        wait_until(refused_in_session, 30, "the session's partition to be refused")

@@ -301,9 +301,20 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
         }
         RequestKind::Fetch(mut r) => {
             let replica = r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0;
-            let follower_allowed = !replica || cluster(CLUSTER_ACTION);
+            if replica && !cluster(CLUSTER_ACTION) {
+                // Refused whole: its fetch session may hold partitions it does not name.
+                let refused = std::mem::take(&mut r.topics)
+                    .into_iter()
+                    .map(refused_fetch)
+                    .collect();
+                return Checked::Refused(ResponseKind::Fetch(
+                    FetchResponse::default()
+                        .with_error_code(CLUSTER_DENIED)
+                        .with_responses(refused),
+                ));
+            }
             let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
-                follower_allowed && (replica || topic(READ, &t.topic))
+                replica || topic(READ, &t.topic)
             });
             let refused: Vec<_> = refused.into_iter().map(refused_fetch).collect();
             if allowed.is_empty() && !refused.is_empty() {

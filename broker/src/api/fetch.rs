@@ -1,5 +1,6 @@
-//! Fetch: sessionless, with long polling, size limits and isolation levels.
+//! Fetch: full or incremental (KIP-227), with long polling, size limits and isolation levels.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,112 +10,152 @@ use std::time::Duration;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
+use kafka_protocol::ResponseError;
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
-use super::{check_leader_epoch, led_log_known, ApiError, Context};
+use super::fetch_session::Partitions;
+use super::{check_leader_epoch, led_log_known, Access, ApiError, Context, RequestInfo};
 use crate::log::batch;
 use crate::log::segment::now_ms;
 use crate::log::{PartitionLog, ReadLimit};
+use crate::security::acl::operation::READ;
+use crate::security::acl::resource;
 
 /// The longest a fetch waits, whatever the client asks, so a connection is never stuck.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-/// Reads each partition of `request`; `logs` holds their logs in request order, as looked up
-/// when the request arrived (none for a partition this broker had no log of then).
+/// How a request reads, whichever partitions it names.
+struct ReadSettings {
+    /// The fetching replica (-1 for a consumer).
+    replica: i32,
+    limit: ReadLimit,
+    /// What one response may hold.
+    max_bytes: usize,
+}
+
+impl ReadSettings {
+    fn new(ctx: &Context, request: &FetchRequest) -> Self {
+        let limit = if request.isolation_level == 1 {
+            ReadLimit::LastStable
+        } else {
+            ReadLimit::HighWatermark
+        };
+        // The broker's fetch.max.bytes bounds what one response may hold, whatever is asked.
+        let max_bytes =
+            (request.max_bytes.max(0) as usize).min(ctx.config.int("fetch.max.bytes") as usize);
+        ReadSettings {
+            replica: request.replica_id.0,
+            limit,
+            max_bytes,
+        }
+    }
+}
+
+/// The topics of a consumer's fetch it may not read. A session holds partitions its request
+/// does not name, so they are authorized again on every fetch, as Kafka does; a follower's
+/// fetch is authorized whole (`ClusterAction`) before it runs.
+fn denied_topics(
+    ctx: &Context,
+    info: &RequestInfo,
+    settings: &ReadSettings,
+    partitions: &Partitions,
+) -> HashSet<TopicName> {
+    let mut denied = HashSet::new();
+    if ctx.authorizer.is_none() || settings.replica >= 0 {
+        return denied;
+    }
+    let access = Access::new(ctx, info, &ctx.controller.image());
+    let mut previous: Option<&TopicName> = None;
+    for (topic, _) in partitions.keys() {
+        if previous != Some(topic) && !access.allows(READ, resource::TOPIC, topic.0.as_str()) {
+            denied.insert(topic.clone());
+        }
+        previous = Some(topic);
+    }
+    denied
+}
+
+/// Reads each partition, in order; keeps the log each one was found in for the next read.
 fn read_all(
     ctx: &Context,
-    request: &FetchRequest,
-    logs: &[Option<Arc<PartitionLog>>],
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    let mut known = logs.iter();
+    settings: &ReadSettings,
+    denied: &HashSet<TopicName>,
+    partitions: &mut Partitions,
+) -> (Vec<PartitionData>, usize, bool) {
     let image = ctx.controller.image();
     let mut total = 0usize;
     let mut any_error = false;
-    let replica = request.replica_id.0;
-    let limit = if request.isolation_level == 1 {
-        ReadLimit::LastStable
-    } else {
-        ReadLimit::HighWatermark
-    };
-    // The broker's fetch.max.bytes bounds what one response may hold, whatever is asked.
-    let max_bytes =
-        (request.max_bytes.max(0) as usize).min(ctx.config.int("fetch.max.bytes") as usize);
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| {
-            let name = topic.topic.0.as_str();
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let r = PartitionData::default()
-                        .with_partition_index(p.partition)
-                        .with_aborted_transactions(Some(Vec::new()))
-                        .with_preferred_read_replica((-1).into());
-                    let log = known.next().and_then(Option::as_ref);
-                    let outcome = (|| {
-                        let (log, _, part) = led_log_known(ctx, &image, name, p.partition, log)
-                            .map_err(|e| (e, -1, -1))?;
-                        check_leader_epoch(p.current_leader_epoch, part.leader_epoch)
-                            .map_err(|e| (e, -1, -1))?;
-                        let budget = (p.partition_max_bytes.max(0) as usize)
-                            .min(max_bytes.saturating_sub(total));
-                        let read = if replica >= 0 {
-                            log.record_follower_fetch(replica, p.fetch_offset, now_ms());
-                            log.read_for_follower(p.fetch_offset, budget)
-                        } else {
-                            log.read_until(p.fetch_offset, budget, total == 0, limit)
-                        };
-                        read.map_err(|e| {
-                            (
-                                ApiError::from(e),
-                                log.high_watermark(),
-                                log.log_start_offset(),
-                            )
-                        })
-                    })();
-                    match outcome {
-                        Ok(read) => {
-                            total += read.records.len();
-                            let aborted = read
-                                .aborted
-                                .iter()
-                                .map(|a| {
-                                    AbortedTransaction::default()
-                                        .with_producer_id(ProducerId(a.producer_id))
-                                        .with_first_offset(a.first_offset)
-                                })
-                                .collect();
-                            r.with_high_watermark(read.high_watermark)
-                                .with_last_stable_offset(read.last_stable_offset)
-                                .with_log_start_offset(read.log_start_offset)
-                                .with_aborted_transactions(Some(aborted))
-                                .with_records(Some(read.records))
-                        }
-                        Err((e, hw, start)) => {
-                            any_error = true;
-                            ctx.metrics
-                                .request_errors
-                                .with_label_values(&["Fetch"])
-                                .inc();
-                            r.with_error_code(e.code())
-                                .with_high_watermark(hw)
-                                .with_last_stable_offset(hw)
-                                .with_log_start_offset(start)
-                        }
-                    }
+    let read = partitions
+        .iter_mut()
+        .map(|((topic, partition), p)| {
+            let r = PartitionData::default()
+                .with_partition_index(*partition)
+                .with_aborted_transactions(Some(Vec::new()))
+                .with_preferred_read_replica((-1).into());
+            let outcome = (|| {
+                if denied.contains(topic) {
+                    let e = ApiError::new(ResponseError::TopicAuthorizationFailed, "not allowed");
+                    return Err((e, -1, -1));
+                }
+                let (log, _, part) =
+                    led_log_known(ctx, &image, topic.0.as_str(), *partition, p.log.as_ref())
+                        .map_err(|e| (e, -1, -1))?;
+                if !p.log.as_ref().is_some_and(|known| Arc::ptr_eq(known, &log)) {
+                    p.log = Some(log.clone());
+                }
+                check_leader_epoch(p.current_leader_epoch, part.leader_epoch)
+                    .map_err(|e| (e, -1, -1))?;
+                let budget =
+                    (p.max_bytes.max(0) as usize).min(settings.max_bytes.saturating_sub(total));
+                let read = if settings.replica >= 0 {
+                    log.record_follower_fetch(settings.replica, p.fetch_offset, now_ms());
+                    log.read_for_follower(p.fetch_offset, budget)
+                } else {
+                    log.read_until(p.fetch_offset, budget, total == 0, settings.limit)
+                };
+                read.map_err(|e| {
+                    (
+                        ApiError::from(e),
+                        log.high_watermark(),
+                        log.log_start_offset(),
+                    )
                 })
-                .collect();
-            FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions)
+            })();
+            match outcome {
+                Ok(read) => {
+                    total += read.records.len();
+                    let aborted = read
+                        .aborted
+                        .iter()
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect();
+                    r.with_high_watermark(read.high_watermark)
+                        .with_last_stable_offset(read.last_stable_offset)
+                        .with_log_start_offset(read.log_start_offset)
+                        .with_aborted_transactions(Some(aborted))
+                        .with_records(Some(read.records))
+                }
+                Err((e, hw, start)) => {
+                    any_error = true;
+                    ctx.metrics
+                        .request_errors
+                        .with_label_values(&["Fetch"])
+                        .inc();
+                    r.with_error_code(e.code())
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(start)
+                }
+            }
         })
         .collect();
-    (topics, total, any_error)
+    (read, total, any_error)
 }
 
 /// Counts the record bytes and records (from batch headers) a response returns, per topic.
@@ -154,42 +195,54 @@ async fn any_change(changes: &mut [Pin<Box<Notified<'_>>>]) {
     .await
 }
 
-/// Reads from each partition; waits up to `max_wait_ms` for `min_bytes` to arrive.
-pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
+/// Reads from each partition of the request, or of its session; waits up to `max_wait_ms`
+/// for `min_bytes` to arrive.
+pub async fn handle(ctx: &Context, info: &RequestInfo, request: FetchRequest) -> FetchResponse {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let logs: Vec<Option<Arc<PartitionLog>>> = request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| ctx.logs.get(t.topic.0.as_str(), p.partition))
-        })
-        .collect();
-    loop {
+    let settings = ReadSettings::new(ctx, &request);
+    let mut fetch = match ctx.fetch_sessions.begin(&request, settings.replica) {
+        Ok(fetch) => fetch,
+        Err(code) => return FetchResponse::default().with_error_code(code),
+    };
+    drop(request);
+    // Looked up before the first read, so that the wait after it hears every partition.
+    for ((topic, partition), p) in fetch.partitions.iter_mut() {
+        if p.log.as_ref().is_none_or(|log| log.is_dropped()) {
+            p.log = ctx.logs.get(topic.0.as_str(), *partition);
+        }
+    }
+    let denied = denied_topics(ctx, info, &settings, &fetch.partitions);
+    let read = loop {
         // Enabled before the read, so a change during it is not missed.
-        let mut changes: Vec<Pin<Box<Notified<'_>>>> = logs
-            .iter()
-            .flatten()
-            .map(|log| Box::pin(log.changed()))
+        let logs: Vec<Arc<PartitionLog>> = fetch
+            .partitions
+            .values()
+            .filter_map(|p| p.log.clone())
             .collect();
+        let mut changes: Vec<Pin<Box<Notified<'_>>>> =
+            logs.iter().map(|log| Box::pin(log.changed())).collect();
         for change in &mut changes {
             change.as_mut().enable();
         }
-        let (topics, total, any_error) = read_all(ctx, &request, &logs);
+        let (read, total, any_error) = read_all(ctx, &settings, &denied, &mut fetch.partitions);
         if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
-            count_out(ctx, &topics);
-            return FetchResponse::default().with_responses(topics);
+            break read;
         }
         if tokio::time::timeout_at(deadline, any_change(&mut changes))
             .await
             .is_err()
         {
-            let (topics, _, _) = read_all(ctx, &request, &logs);
-            count_out(ctx, &topics);
-            return FetchResponse::default().with_responses(topics);
+            drop(changes);
+            break read_all(ctx, &settings, &denied, &mut fetch.partitions).0;
         }
-    }
+    };
+    let topics = fetch.respond(read);
+    count_out(ctx, &topics);
+    let slots = ctx.config.int("max.incremental.fetch.session.cache.slots") as usize;
+    let session_id = ctx.fetch_sessions.finish(fetch, slots);
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics)
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod configs;
 mod delete_records;
 mod fetch;
+mod fetch_session;
 mod groups;
 mod list_offsets;
 pub mod metadata;
@@ -48,6 +49,7 @@ use crate::txn::store::TxnStore;
 use crate::txn::TxnCoordinator;
 
 pub use api_versions::unsupported_version_response;
+pub use fetch_session::FetchSessions;
 
 /// Everything a handler needs: config, the metadata quorum and the local logs.
 pub struct Context {
@@ -77,6 +79,8 @@ pub struct Context {
     pub fenced_brokers: metadata::FencedBrokers,
     /// The metadata offset of the last image the local logs and replicas applied.
     pub applied_metadata: watch::Sender<u64>,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessions,
 }
 
 /// How long a handler that changed the metadata waits for the local logs and replicas to
@@ -236,7 +240,7 @@ async fn run(
             ResponseKind::Metadata(metadata::handle(ctx, info, r, version).await)
         }
         RequestKind::Produce(r) => return Ok(produce::handle(ctx, r)),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, info, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version))
         }

@@ -2,11 +2,11 @@
 //! follows with the Fetch API (replica id set), after cutting any divergent tail found with
 //! OffsetForLeaderEpoch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -53,6 +53,40 @@ struct Target {
 
 type Targets = Arc<Mutex<BTreeMap<TopicPartition, Target>>>;
 
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+
+/// What a fetch request says of one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    fetch_offset: i64,
+    log_start_offset: i64,
+    leader_epoch: i32,
+}
+
+/// This follower's side of its fetch session with the leader (KIP-227).
+#[derive(Default)]
+struct Session {
+    /// 0 until the leader opens one.
+    id: i32,
+    /// The next request's epoch; 0 asks for a full fetch and a new session (closing `id`).
+    epoch: i32,
+    /// What the leader's session holds for each partition.
+    sent: HashMap<TopicPartition, Position>,
+}
+
+impl Session {
+    fn incremental(&self) -> bool {
+        self.id != 0 && self.epoch > 0
+    }
+
+    /// After a failed request: the next one is full and replaces the session.
+    fn restart(&mut self) {
+        self.epoch = 0;
+        self.sent.clear();
+    }
+}
+
 /// The fetcher for one leader; dropping it stops the task.
 pub struct Fetcher {
     targets: Targets,
@@ -90,6 +124,7 @@ impl Fetcher {
                 targets: targets.clone(),
                 changed: changed.clone(),
                 connection: None,
+                session: Session::default(),
             }
             .run(shutdown),
         );
@@ -138,6 +173,7 @@ struct FetchLoop {
     targets: Targets,
     changed: Arc<Notify>,
     connection: Option<BrokerConnection>,
+    session: Session,
 }
 
 /// Leader-side errors after which a partition waits for newer metadata.
@@ -301,37 +337,115 @@ impl FetchLoop {
     }
 
     async fn fetch(&mut self, fetching: &[(TopicPartition, Target)]) -> std::io::Result<bool> {
-        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
-        for (tp, target) in fetching {
-            let Some(log) = self.log(tp) else { continue };
-            topics.entry(tp.0.clone()).or_default().push(
+        let next: HashMap<TopicPartition, Position> = fetching
+            .iter()
+            .filter_map(|(tp, target)| {
+                let log = self.log(tp)?;
+                Some((
+                    tp.clone(),
+                    Position {
+                        fetch_offset: log.log_end_offset(),
+                        log_start_offset: log.log_start_offset(),
+                        leader_epoch: target.leader_epoch,
+                    },
+                ))
+            })
+            .collect();
+        let incremental = self.session.incremental();
+        // An incremental request names only what the leader's session does not hold yet.
+        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for (tp, position) in &next {
+            if incremental && self.session.sent.get(tp) == Some(position) {
+                continue;
+            }
+            topics.entry(tp.0.as_str()).or_default().push(
                 FetchPartition::default()
                     .with_partition(tp.1)
-                    .with_current_leader_epoch(target.leader_epoch)
-                    .with_fetch_offset(log.log_end_offset())
-                    .with_log_start_offset(log.log_start_offset())
+                    .with_current_leader_epoch(position.leader_epoch)
+                    .with_fetch_offset(position.fetch_offset)
+                    .with_log_start_offset(position.log_start_offset)
                     .with_partition_max_bytes(self.settings.partition_max_bytes),
             );
+        }
+        let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        if incremental {
+            for tp in self
+                .session
+                .sent
+                .keys()
+                .filter(|tp| !next.contains_key(*tp))
+            {
+                forgotten.entry(tp.0.as_str()).or_default().push(tp.1);
+            }
         }
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(self.settings.me))
             .with_max_wait_ms(self.settings.max_wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(i32::MAX)
-            .with_session_epoch(-1)
+            .with_session_id(self.session.id)
+            .with_session_epoch(self.session.epoch)
             .with_topics(
                 topics
                     .into_iter()
                     .map(|(topic, partitions)| {
                         FetchTopic::default()
-                            .with_topic(topic_name(&topic))
+                            .with_topic(topic_name(topic))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            )
+            .with_forgotten_topics_data(
+                forgotten
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        ForgottenTopic::default()
+                            .with_topic(topic_name(topic))
                             .with_partitions(partitions)
                     })
                     .collect(),
             );
         let timeout =
             Duration::from_millis(self.settings.max_wait_ms as u64) + Duration::from_secs(30);
-        let response = self.connect().await?.send(&request, 12, timeout).await?;
+        let sent = self.connect().await?.send(&request, 12, timeout).await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                self.session.restart();
+                return Err(e);
+            }
+        };
+        match response.error_code {
+            0 => {}
+            FETCH_SESSION_ID_NOT_FOUND | INVALID_FETCH_SESSION_EPOCH => {
+                debug!(
+                    leader = self.leader,
+                    error = response.error_code,
+                    "fetch session lost; fetching in full"
+                );
+                if response.error_code == FETCH_SESSION_ID_NOT_FOUND {
+                    self.session.id = 0;
+                }
+                self.session.restart();
+                return Ok(false);
+            }
+            code => {
+                warn!(leader = self.leader, error = ?ResponseError::try_from_code(code), "replica fetch refused");
+                self.session.restart();
+                return Ok(true);
+            }
+        }
+        if response.session_id == 0 {
+            self.session = Session::default();
+        } else {
+            self.session.epoch = if incremental {
+                self.session.epoch.checked_add(1).unwrap_or(1)
+            } else {
+                1
+            };
+            self.session.id = response.session_id;
+            self.session.sent = next;
+        }
         let mut stalled = false;
         for topic in response.responses {
             for p in topic.partitions {
