@@ -313,25 +313,9 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
                         .with_responses(refused),
                 ));
             }
-            let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
-                replica || topic(READ, &t.topic)
-            });
-            let refused: Vec<_> = refused.into_iter().map(refused_fetch).collect();
-            if allowed.is_empty() && !refused.is_empty() {
-                // Nothing to wait for: answered at once, as Kafka does.
-                return Checked::Refused(ResponseKind::Fetch(
-                    FetchResponse::default().with_responses(refused),
-                ));
-            }
-            r.topics = allowed;
-            Checked::Run(
-                RequestKind::Fetch(r),
-                patch(move |response| {
-                    if let ResponseKind::Fetch(f) = response {
-                        f.responses.extend(refused);
-                    }
-                }),
-            )
+            // A consumer's topics are authorized by the handler, on every fetch: its session
+            // holds partitions the request does not name.
+            Checked::Run(RequestKind::Fetch(r), None)
         }
         RequestKind::ListOffsets(mut r) => {
             let (allowed, refused) =

@@ -67,12 +67,11 @@ fn denied_topics(
         return denied;
     }
     let access = Access::new(ctx, info, &ctx.controller.image());
-    let mut previous: Option<&TopicName> = None;
-    for (topic, _) in partitions.keys() {
-        if previous != Some(topic) && !access.allows(READ, resource::TOPIC, topic.0.as_str()) {
+    let topics: HashSet<&TopicName> = partitions.iter().map(|p| &p.topic).collect();
+    for topic in topics {
+        if !access.allows(READ, resource::TOPIC, topic.0.as_str()) {
             denied.insert(topic.clone());
         }
-        previous = Some(topic);
     }
     denied
 }
@@ -89,18 +88,18 @@ fn read_all(
     let mut any_error = false;
     let read = partitions
         .iter_mut()
-        .map(|((topic, partition), p)| {
+        .map(|p| {
             let r = PartitionData::default()
-                .with_partition_index(*partition)
+                .with_partition_index(p.partition)
                 .with_aborted_transactions(Some(Vec::new()))
                 .with_preferred_read_replica((-1).into());
             let outcome = (|| {
-                if denied.contains(topic) {
+                if denied.contains(&p.topic) {
                     let e = ApiError::new(ResponseError::TopicAuthorizationFailed, "not allowed");
                     return Err((e, -1, -1));
                 }
                 let (log, _, part) =
-                    led_log_known(ctx, &image, topic.0.as_str(), *partition, p.log.as_ref())
+                    led_log_known(ctx, &image, p.topic.0.as_str(), p.partition, p.log.as_ref())
                         .map_err(|e| (e, -1, -1))?;
                 if !p.log.as_ref().is_some_and(|known| Arc::ptr_eq(known, &log)) {
                     p.log = Some(log.clone());
@@ -142,7 +141,8 @@ fn read_all(
                         .with_records(Some(read.records))
                 }
                 Err((e, hw, start)) => {
-                    any_error = true;
+                    // A refused topic stays refused: it does not end the wait for the others.
+                    any_error |= e.error != ResponseError::TopicAuthorizationFailed;
                     ctx.metrics
                         .request_errors
                         .with_label_values(&["Fetch"])
@@ -208,17 +208,20 @@ pub async fn handle(ctx: &Context, info: &RequestInfo, request: FetchRequest) ->
     };
     drop(request);
     // Looked up before the first read, so that the wait after it hears every partition.
-    for ((topic, partition), p) in fetch.partitions.iter_mut() {
+    for p in fetch.partitions.iter_mut() {
         if p.log.as_ref().is_none_or(|log| log.is_dropped()) {
-            p.log = ctx.logs.get(topic.0.as_str(), *partition);
+            p.log = ctx.logs.get(p.topic.0.as_str(), p.partition);
         }
     }
     let denied = denied_topics(ctx, info, &settings, &fetch.partitions);
+    // Nothing to wait for when every partition is refused, as in Kafka.
+    let all_denied =
+        !fetch.partitions.is_empty() && fetch.partitions.iter().all(|p| denied.contains(&p.topic));
     let read = loop {
         // Enabled before the read, so a change during it is not missed.
         let logs: Vec<Arc<PartitionLog>> = fetch
             .partitions
-            .values()
+            .iter()
             .filter_map(|p| p.log.clone())
             .collect();
         let mut changes: Vec<Pin<Box<Notified<'_>>>> =
@@ -227,15 +230,15 @@ pub async fn handle(ctx: &Context, info: &RequestInfo, request: FetchRequest) ->
             change.as_mut().enable();
         }
         let (read, total, any_error) = read_all(ctx, &settings, &denied, &mut fetch.partitions);
-        if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
+        if total >= min_bytes.max(1) || any_error || all_denied || Instant::now() >= deadline {
             break read;
         }
         if tokio::time::timeout_at(deadline, any_change(&mut changes))
             .await
             .is_err()
         {
-            drop(changes);
-            break read_all(ctx, &settings, &denied, &mut fetch.partitions).0;
+            // Nothing changed since the wait was enabled, before the read: it still holds.
+            break read;
         }
     };
     let topics = fetch.respond(read);

@@ -17,9 +17,13 @@ use crate::log::PartitionLog;
 /// `min.incremental.fetch.session.eviction.ms` default).
 const EVICTABLE_AFTER: Duration = Duration::from_secs(120);
 
-/// The most partitions all sessions together remember; a request that would pass it gets no
-/// session (a full fetch) or loses its session, so clients cannot grow the cache unbounded.
-const CACHED_PARTITIONS_MAX: usize = 500_000;
+/// The most partitions all sessions together remember (each a few hundred bytes at most); a
+/// request that would pass it gets no session (a full fetch) or loses its session, so clients
+/// cannot grow the cache unbounded. Twice what 100,000 partitions over 3 brokers need.
+const CACHED_PARTITIONS_MAX: usize = 200_000;
+
+/// The longest topic name Kafka allows.
+const TOPIC_NAME_MAX: usize = 249;
 
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
@@ -39,6 +43,10 @@ struct Answered {
 
 /// One partition of a fetch: where to read, and what its fetcher was last told.
 pub struct FetchedPartition {
+    /// The topic's name.
+    pub topic: TopicName,
+    /// The partition's index.
+    pub partition: i32,
     /// Where the fetcher reads from.
     pub fetch_offset: i64,
     /// The leader epoch the fetcher knows (-1: unchecked).
@@ -51,8 +59,79 @@ pub struct FetchedPartition {
     answered: Option<Answered>,
 }
 
-/// A fetch's partitions by topic and partition.
-pub type Partitions = BTreeMap<(TopicName, i32), FetchedPartition>;
+/// A fetch's partitions in the order they are read: a full fetch's in request order; a
+/// session's in the order they joined, except that a partition that returned records goes
+/// to the back, as in Kafka, so `fetch.max.bytes` does not always run out on the same ones.
+#[derive(Default)]
+pub struct Partitions {
+    order: BTreeMap<u64, FetchedPartition>,
+    index: HashMap<(TopicName, i32), u64>,
+    next: u64,
+}
+
+impl Partitions {
+    /// The partition `(topic, partition)`, added at the back if it is new.
+    fn entry(&mut self, topic: &TopicName, partition: i32) -> &mut FetchedPartition {
+        let key = (topic.clone(), partition);
+        let seq = match self.index.get(&key) {
+            Some(seq) => *seq,
+            None => {
+                let seq = self.next;
+                self.next += 1;
+                self.index.insert(key, seq);
+                self.order.insert(
+                    seq,
+                    FetchedPartition {
+                        topic: topic.clone(),
+                        partition,
+                        fetch_offset: 0,
+                        current_leader_epoch: -1,
+                        max_bytes: 0,
+                        log: None,
+                        answered: None,
+                    },
+                );
+                seq
+            }
+        };
+        self.order.get_mut(&seq).expect("indexed above")
+    }
+
+    fn remove(&mut self, topic: &TopicName, partition: i32) {
+        if let Some(seq) = self.index.remove(&(topic.clone(), partition)) {
+            self.order.remove(&seq);
+        }
+    }
+
+    fn move_to_back(&mut self, seq: u64) {
+        if let Some(p) = self.order.remove(&seq) {
+            let back = self.next;
+            self.next += 1;
+            self.index.insert((p.topic.clone(), p.partition), back);
+            self.order.insert(back, p);
+        }
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The partitions in fetch order.
+    pub fn iter(&self) -> impl Iterator<Item = &FetchedPartition> {
+        self.order.values()
+    }
+
+    /// The partitions in fetch order, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut FetchedPartition> {
+        self.order.values_mut()
+    }
+}
 
 /// A fetch request placed in its session.
 pub struct Fetch {
@@ -98,28 +177,40 @@ impl Cache {
         }
     }
 
-    /// Frees a slot for a session of `owner`, as Kafka's cache does: a session unused for
-    /// [`EVICTABLE_AFTER`] goes first; a follower's new session may also push out a
-    /// consumer's. Whether there is a slot now.
-    fn make_room(&mut self, slots: usize, owner: i32, now: Instant) -> bool {
-        if self.sessions.len() < slots {
-            return true;
-        }
-        let victim = self
+    /// Drops the sessions unused for [`EVICTABLE_AFTER`]: their fetchers have gone (and they
+    /// may hold logs of deleted partitions).
+    fn drop_stale(&mut self, now: Instant) {
+        let stale: Vec<i32> = self
             .sessions
             .iter()
-            .filter(|(_, s)| {
-                now.duration_since(s.last_used) >= EVICTABLE_AFTER || (owner >= 0 && s.owner < 0)
-            })
-            .min_by_key(|(_, s)| (s.owner >= 0, s.last_used))
-            .map(|(id, _)| *id);
-        match victim {
-            Some(id) => {
-                self.remove(id);
-                true
-            }
-            None => false,
+            .filter(|(_, s)| now.duration_since(s.last_used) >= EVICTABLE_AFTER)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.remove(id);
         }
+    }
+
+    /// Frees a slot for a new session of `owner` holding `size` partitions, as Kafka's cache
+    /// does: stale sessions go first; a follower's new session may also push out consumers'.
+    /// Whether it fits now.
+    fn make_room(&mut self, slots: usize, owner: i32, size: usize, now: Instant) -> bool {
+        self.drop_stale(now);
+        while self.sessions.len() >= slots.max(1)
+            || self.cached_partitions + size > CACHED_PARTITIONS_MAX
+        {
+            let consumer = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| owner >= 0 && s.owner < 0)
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(id, _)| *id);
+            match consumer {
+                Some(id) => self.remove(id),
+                None => return false,
+            }
+        }
+        slots > 0
     }
 
     fn new_id(&self) -> i32 {
@@ -152,20 +243,17 @@ fn owned_name(name: &TopicName) -> TopicName {
     TopicName(StrBytes::from_string(name.0.to_string()))
 }
 
-/// Adds or updates the request's partitions.
+/// Adds or updates the request's partitions. A name longer than any topic's could be is left
+/// out, so a session's memory stays bounded by its partition count.
 fn add_requested(partitions: &mut Partitions, request: &FetchRequest) {
-    for topic in &request.topics {
+    for topic in request
+        .topics
+        .iter()
+        .filter(|t| t.topic.0.len() <= TOPIC_NAME_MAX)
+    {
         let name = owned_name(&topic.topic);
         for p in &topic.partitions {
-            let entry = partitions
-                .entry((name.clone(), p.partition))
-                .or_insert(FetchedPartition {
-                    fetch_offset: 0,
-                    current_leader_epoch: -1,
-                    max_bytes: 0,
-                    log: None,
-                    answered: None,
-                });
+            let entry = partitions.entry(&name, p.partition);
             entry.fetch_offset = p.fetch_offset;
             entry.current_leader_epoch = p.current_leader_epoch;
             entry.max_bytes = p.partition_max_bytes;
@@ -189,7 +277,7 @@ impl FetchSessions {
                     cache.remove(id);
                 }
             }
-            let mut partitions = Partitions::new();
+            let mut partitions = Partitions::default();
             add_requested(&mut partitions, request);
             let kind = if epoch == INITIAL_EPOCH {
                 Kind::Opening
@@ -220,7 +308,7 @@ impl FetchSessions {
         drop(cache);
         for topic in &request.forgotten_topics_data {
             for p in &topic.partitions {
-                partitions.remove(&(topic.topic.clone(), *p));
+                partitions.remove(&topic.topic, *p);
             }
         }
         add_requested(&mut partitions, request);
@@ -259,9 +347,7 @@ impl FetchSessions {
                 let now = Instant::now();
                 let size = fetch.partitions.len();
                 let owner = fetch.owner;
-                if cache.cached_partitions + size > CACHED_PARTITIONS_MAX
-                    || !cache.make_room(slots, owner, now)
-                {
+                if !cache.make_room(slots, owner, size, now) {
                     return 0;
                 }
                 let id = cache.new_id();
@@ -295,26 +381,35 @@ impl Fetch {
     pub fn respond(&mut self, read: Vec<PartitionData>) -> Vec<FetchableTopicResponse> {
         let incremental = matches!(self.kind, Kind::Incremental(_));
         let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-        for (((topic, _), partition), data) in self.partitions.iter_mut().zip(read) {
+        let mut returned_records = Vec::new();
+        for ((seq, partition), data) in self.partitions.order.iter_mut().zip(read) {
             let now = (data.error_code == 0).then_some(Answered {
                 high_watermark: data.high_watermark,
                 last_stable_offset: data.last_stable_offset,
                 log_start_offset: data.log_start_offset,
             });
-            let news = now.is_none()
-                || now != partition.answered
-                || data.records.as_ref().is_some_and(|r| !r.is_empty());
+            let has_records = data.records.as_ref().is_some_and(|r| !r.is_empty());
+            let news = now.is_none() || now != partition.answered || has_records;
             partition.answered = now;
+            if has_records {
+                returned_records.push(*seq);
+            }
             if incremental && !news {
                 continue;
             }
+            // Consecutive partitions of a topic share its entry, as in Kafka's responses.
             match topics.last_mut() {
-                Some(last) if last.topic == *topic => last.partitions.push(data),
+                Some(last) if last.topic == partition.topic => last.partitions.push(data),
                 _ => topics.push(
                     FetchableTopicResponse::default()
-                        .with_topic(topic.clone())
+                        .with_topic(partition.topic.clone())
                         .with_partitions(vec![data]),
                 ),
+            }
+        }
+        if self.kind != Kind::Sessionless {
+            for seq in returned_records {
+                self.partitions.move_to_back(seq);
             }
         }
         topics
@@ -361,6 +456,30 @@ mod tests {
             .with_records(Some(bytes::Bytes::from_static(records)))
     }
 
+    /// What a read of `fetch`'s partitions finds, each as `found` says, in fetch order.
+    fn read(
+        fetch: &Fetch,
+        found: impl Fn(&str, i32) -> (i64, &'static [u8], i16),
+    ) -> Vec<PartitionData> {
+        fetch
+            .partitions
+            .iter()
+            .map(|p| {
+                let (high_watermark, records, error) = found(p.topic.0.as_str(), p.partition);
+                data(p.partition, high_watermark, records).with_error_code(error)
+            })
+            .collect()
+    }
+
+    /// The (topic, partition) pairs of the fetch, in fetch order.
+    fn order(fetch: &Fetch) -> Vec<(String, i32)> {
+        fetch
+            .partitions
+            .iter()
+            .map(|p| (p.topic.0.to_string(), p.partition))
+            .collect()
+    }
+
     /// The (topic, partition) pairs of a response.
     fn answered(topics: &[FetchableTopicResponse]) -> Vec<(String, i32)> {
         topics
@@ -381,7 +500,8 @@ mod tests {
                 owner,
             )
             .unwrap();
-        let topics = fetch.respond(vec![data(0, 5, b""), data(1, 5, b""), data(0, 5, b"")]);
+        let read = read(&fetch, |_, _| (5, b"", 0));
+        let topics = fetch.respond(read);
         assert_eq!(
             answered(&topics).len(),
             3,
@@ -390,6 +510,10 @@ mod tests {
         let id = sessions.finish(fetch, 10);
         assert_ne!(id, 0);
         id
+    }
+
+    fn pair(topic: &str, partition: i32) -> (String, i32) {
+        (topic.to_string(), partition)
     }
 
     #[test]
@@ -404,24 +528,66 @@ mod tests {
             "the session remembers its partitions"
         );
         // a-0 has records, a-1 a new high watermark, b-0 nothing new.
-        let topics = fetch.respond(vec![data(0, 5, b"x"), data(1, 6, b""), data(0, 5, b"")]);
+        let found = read(&fetch, |topic, p| match (topic, p) {
+            ("a", 0) => (5, b"x", 0),
+            ("a", 1) => (6, b"", 0),
+            _ => (5, b"", 0),
+        });
+        let topics = fetch.respond(found);
+        assert_eq!(answered(&topics), [pair("a", 0), pair("a", 1)]);
         assert_eq!(
-            answered(&topics),
-            [("a".to_string(), 0), ("a".to_string(), 1)]
+            order(&fetch),
+            [pair("a", 1), pair("b", 0), pair("a", 0)],
+            "a partition that returned records is read last next time"
         );
         assert_eq!(sessions.finish(fetch, 10), id);
+
         let mut fetch = sessions.begin(&request(id, 2, &[]), 2).unwrap();
-        let error = PartitionData::default().with_error_code(6);
-        let topics = fetch.respond(vec![data(0, 5, b""), data(1, 6, b""), error]);
-        assert_eq!(answered(&topics), [("b".to_string(), 0)], "errors are news");
+        let found = read(&fetch, |topic, p| match (topic, p) {
+            ("a", 1) => (6, b"", 0),
+            ("b", 0) => (-1, b"", 6),
+            _ => (5, b"", 0),
+        });
+        let topics = fetch.respond(found);
+        assert_eq!(answered(&topics), [pair("b", 0)], "errors are news");
         sessions.finish(fetch, 10);
+
         let mut fetch = sessions.begin(&request(id, 3, &[]), 2).unwrap();
-        let topics = fetch.respond(vec![data(0, 5, b""), data(1, 6, b""), data(0, 5, b"")]);
+        let found = read(&fetch, |topic, p| match (topic, p) {
+            ("a", 1) => (6, b"", 0),
+            _ => (5, b"", 0),
+        });
+        let topics = fetch.respond(found);
         assert_eq!(
             answered(&topics),
-            [("b".to_string(), 0)],
+            [pair("b", 0)],
             "a partition whose error cleared is answered again"
         );
+    }
+
+    #[test]
+    fn a_full_fetch_reads_in_request_order() {
+        let sessions = FetchSessions::default();
+        let fetch = sessions
+            .begin(
+                &request(0, FINAL_EPOCH, &[("z", 1, 0), ("a", 0, 0), ("z", 0, 0)]),
+                -1,
+            )
+            .unwrap();
+        assert_eq!(order(&fetch), [pair("z", 1), pair("a", 0), pair("z", 0)]);
+    }
+
+    #[test]
+    fn names_longer_than_a_topic_name_are_not_kept() {
+        let sessions = FetchSessions::default();
+        let long = "x".repeat(TOPIC_NAME_MAX + 1);
+        let fetch = sessions
+            .begin(
+                &request(0, INITIAL_EPOCH, &[(long.as_str(), 0, 0), ("a", 0, 0)]),
+                -1,
+            )
+            .unwrap();
+        assert_eq!(order(&fetch), [pair("a", 0)]);
     }
 
     #[test]
@@ -438,7 +604,7 @@ mod tests {
         let offsets: Vec<(String, i32, i64)> = fetch
             .partitions
             .iter()
-            .map(|((t, p), f)| (t.0.to_string(), *p, f.fetch_offset))
+            .map(|f| (f.topic.0.to_string(), f.partition, f.fetch_offset))
             .collect();
         assert_eq!(
             offsets,

@@ -596,8 +596,11 @@ impl Controller {
                     broker = id,
                     "fencing a broker whose listeners refuse connections"
                 );
-                self.fence(id, false).await;
-                self.liveness.clear(id);
+                // A new controller's first commits can fail; the suspicion stays, so the
+                // next probe tries again instead of waiting for the session to end.
+                if self.fence(id, false).await {
+                    self.liveness.clear(id);
+                }
             }
         }
     }
@@ -622,10 +625,15 @@ impl Controller {
         self.liveness.suspected().await
     }
 
-    async fn fence(&self, id: i32, unresponsive: bool) {
+    /// Whether the broker is fenced now.
+    async fn fence(&self, id: i32, unresponsive: bool) -> bool {
         let record = MetadataRecord::FenceBroker { id, unresponsive };
-        if let Err(e) = self.commit(record).await {
-            warn!(broker = id, error = %e, "could not fence the broker");
+        match self.commit(record).await {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(broker = id, error = %e, "could not fence the broker");
+                false
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::io::{self, Cursor};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -29,10 +29,33 @@ struct SnapshotFile {
     image: MetadataImage,
 }
 
+/// Writes `metadata-snapshot.json`. A snapshot is built on a blocking thread while the state
+/// machine goes on (and may install a snapshot from the leader), so writes take turns and an
+/// older snapshot never replaces a newer one.
+#[derive(Clone)]
+struct SnapshotWriter {
+    path: PathBuf,
+    /// The last log id of the snapshot in the file.
+    written: Arc<Mutex<Option<LogId<NodeId>>>>,
+}
+
+impl SnapshotWriter {
+    /// Writes `bytes`, the snapshot up to `last`, unless the file holds a later one.
+    fn write(&self, last: Option<LogId<NodeId>>, bytes: &[u8]) -> io::Result<()> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if *written > last {
+            return Ok(());
+        }
+        write_file_atomic(&self.path, bytes)?;
+        *written = last;
+        Ok(())
+    }
+}
+
 /// Applies metadata records; cheap to clone for snapshot building.
 #[derive(Clone)]
 pub struct StateMachine {
-    path: PathBuf,
+    snapshot: SnapshotWriter,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
     image: MetadataImage,
@@ -56,7 +79,10 @@ impl StateMachine {
             Err(e) => return Err(e),
         };
         let mut machine = StateMachine {
-            path,
+            snapshot: SnapshotWriter {
+                path,
+                written: Arc::new(Mutex::new(snapshot.as_ref().and_then(|s| s.last_applied))),
+            },
             last_applied: None,
             membership: Membership::default(),
             image: MetadataImage::default(),
@@ -96,12 +122,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             image: self.image.clone(),
         };
         let meta = file.meta.clone();
-        let path = self.path.clone();
+        let writer = self.snapshot.clone();
         // Serialising a large image takes long enough to delay Raft heartbeats on the
         // one-worker quorum runtime, so it runs on a blocking thread.
         let bytes = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
             let bytes = serde_json::to_vec(&file)?;
-            write_file_atomic(&path, &bytes)?;
+            writer.write(file.last_applied, &bytes)?;
             Ok(bytes)
         })
         .await
@@ -181,7 +207,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let bytes = snapshot.into_inner();
         let file: SnapshotFile = serde_json::from_slice(&bytes)
             .map_err(|e| io_error(ErrorVerb::Read, io::Error::from(e)))?;
-        write_file_atomic(&self.path, &bytes).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        self.snapshot
+            .write(meta.last_log_id, &bytes)
+            .map_err(|e| io_error(ErrorVerb::Write, e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.image = file.image;
@@ -193,7 +221,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let on_disk = match std::fs::read(&self.path) {
+        let on_disk = match std::fs::read(&self.snapshot.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(ErrorVerb::Read, e)),
@@ -204,5 +232,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(on_disk)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn log_id(term: u64, index: u64) -> Option<LogId<NodeId>> {
+        Some(LogId::new(CommittedLeaderId::new(term, 1), index))
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SnapshotWriter {
+            path: dir.path().join("metadata-snapshot.json"),
+            written: Arc::default(),
+        };
+        writer.write(log_id(2, 10), b"installed at 10").unwrap();
+        writer.write(log_id(2, 7), b"built at 7").unwrap();
+        assert_eq!(std::fs::read(&writer.path).unwrap(), b"installed at 10");
+        writer.write(log_id(3, 8), b"built at 8 in term 3").unwrap();
+        assert_eq!(
+            std::fs::read(&writer.path).unwrap(),
+            b"built at 8 in term 3"
+        );
     }
 }

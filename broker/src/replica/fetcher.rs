@@ -477,7 +477,12 @@ impl FetchLoop {
                     Some(ResponseError::OffsetOutOfRange) => {
                         if log.log_end_offset() < p.log_start_offset {
                             info!(topic = %tp.0, partition = tp.1, start = p.log_start_offset, "behind the leader's log start; starting over there");
-                            log.truncate_fully_and_start_at(p.log_start_offset)?;
+                            if let Err(e) = log.truncate_fully_and_start_at(p.log_start_offset) {
+                                // The partitions after this one are not processed: the next
+                                // request starts over in full, so none of their news is lost.
+                                self.session.restart();
+                                return Err(e);
+                            }
                         } else {
                             self.mark_truncate(&tp);
                         }
