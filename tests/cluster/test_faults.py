@@ -77,8 +77,8 @@ def test_sigstop_leader_past_its_session(cluster, topic):
 
     def fault(writer):
         victim = c.node(c.leader(topic, 0))
-        stopped_at = time.monotonic()
         victim.pause()
+        stopped_at = time.monotonic()
         try:
             await_failover(c, writer, topic, victim, stopped_at, "SIGSTOP of a partition leader")
             time.sleep(2)
@@ -261,8 +261,10 @@ def test_cut_a_leader_off_the_network_and_heal(cluster, topic):
 
     def fault(writer):
         victim = c.node(c.leader(topic, 0))
-        cut_at = time.monotonic()
         victim.netns.cut()
+        # Taken once the link is down: a record produced while `ip` ran could still be
+        # acknowledged by the old leader, and the failover would measure as 0 s.
+        cut_at = time.monotonic()
         try:
             await_failover(c, writer, topic, victim, cut_at, "network cut of a partition leader")
             time.sleep(3)
