@@ -2,8 +2,10 @@
 # Installs what the test suite needs on a fresh machine: the `test` packages of
 # scripts/apt-packages (kcat, promtool, ip), the Python clients, the Helm SDK and
 # kubernetes-validate in a venv, quixstreams in another, and kafkajs, TypeScript and @grafana/schema with the machine's
-# npm (Node.js comes with the machine image: scripts/other-tools), and a current kube-apiserver
-# (scripts/build-kube-apiserver) for the CRD suite. Idempotent; caches under ~/.cache/strom.
+# npm (Node.js comes with the machine image: scripts/other-tools), Apache Kafka's jars from Maven
+# Central (tests/kafka/pom.xml, with the machine's Java and Maven) for scripts/kafka-tool, and a
+# current kube-apiserver (scripts/build-kube-apiserver) for the CRD suite. Idempotent; caches under
+# ~/.cache/strom.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/apt.sh
@@ -36,6 +38,14 @@ fi
 for dir in tests/compat/kafkajs tests/dashboards; do
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 done
+
+# Apache Kafka's tools and broker, pinned in tests/kafka/pom.xml, for scripts/kafka-tool.
+stamp="$CACHE/kafka/.pom-$(sha256sum tests/kafka/pom.xml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  rm -rf "$CACHE/kafka/lib" "$CACHE"/kafka/.pom-*
+  mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$CACHE/kafka/lib"
+  touch "$stamp"
+fi
 
 # The CRD suite's API server: a current kube-apiserver built from the Go module proxy (cached).
 scripts/build-kube-apiserver >/dev/null
