@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust unit and integration tests, the real-client
-# compatibility, hostile-client, security and cluster fault suites against a release build of the
-# broker, then a local Kubernetes for the smoke test, the operator suite and the end-to-end suite.
+# compatibility, hostile-client, security, Apache Kafka's tools and cluster fault suites against a
+# release build of the broker, then a local Kubernetes for the smoke test, the operator suite and
+# the end-to-end suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
@@ -58,6 +59,9 @@ BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:
 
 step "security suite (TLS, mTLS, SASL PLAIN/SCRAM, ACLs, real clients)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/security
+
+step "Apache Kafka's tools (kafka-topics, kafka-configs, ...) against Strom"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/kafka_tools
 
 step "cluster fault suite (several brokers, kill -9, SIGSTOP, restarts)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/cluster

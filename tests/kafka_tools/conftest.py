@@ -14,9 +14,8 @@ sys.path.insert(0, str(HERE.parents[1] / "tests" / "lib"))
 sys.path.insert(0, str(HERE))
 from broker import BROKER_BIN, Broker  # noqa: E402
 from cluster import Cluster  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
 from kafka_checks import FAST  # noqa: E402
-from tools import KAFKA_LIB  # noqa: E402
+from tools import KAFKA_LIB, Target  # noqa: E402
 
 AUTHORIZED = {
     "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -27,20 +26,6 @@ AUTHORIZED = {
 def pytest_configure(config):
     if not KAFKA_LIB.is_dir():
         raise pytest.UsageError(f"Apache Kafka is not installed in {KAFKA_LIB}: run scripts/install-test-deps.sh")
-
-
-class Target:
-    """What a test needs of a single node or a cluster: its bootstrap address, broker ids and
-    the replication factor its topics get."""
-
-    def __init__(self, name, bootstrap, broker_ids, replication):
-        self.name = name
-        self.bootstrap = bootstrap
-        self.broker_ids = broker_ids
-        self.replication = replication
-
-    def admin(self):
-        return AdminClient({"bootstrap.servers": self.bootstrap})
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,27 @@ import threading
 import time
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+
 from process import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_TOOL = ROOT / "scripts" / "kafka-tool"
 KAFKA_LIB = Path(os.environ.get("STROM_CACHE", Path.home() / ".cache" / "strom")) / "kafka" / "lib"
+
+
+class Target:
+    """What a test needs of a single node or a cluster: its bootstrap address, broker ids and
+    the replication factor its topics get."""
+
+    def __init__(self, name, bootstrap, broker_ids, replication):
+        self.name = name
+        self.bootstrap = bootstrap
+        self.broker_ids = broker_ids
+        self.replication = replication
+
+    def admin(self):
+        return AdminClient({"bootstrap.servers": self.bootstrap})
 
 
 def run(tool, *args, timeout=60, input=None, ok=True):
