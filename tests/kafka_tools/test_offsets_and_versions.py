@@ -77,8 +77,9 @@ def test_broker_api_versions(target):
 
 
 def test_features_describe(target):
-    """Kafka 4.4 prints one line per feature (metadata.version, kraft.version, group.version,
-    transaction.version, ...) with its supported range and finalized level from ApiVersions;
+    """Apache Kafka 4.4 prints one line per feature with its supported range and finalized level
+    from ApiVersions (eligible.leader.replicas.version, group.version, kraft.version,
+    metadata.version 3.3-IV3 to 4.4-IV2, share.version, streams.version, transaction.version);
     Strom reports no features yet (DescribeFeatures, issue 18), so the tool prints nothing."""
     done = admin_tool("features", target, "describe")
     assert done.stdout == ""
