@@ -21,8 +21,8 @@ def test_topic_configs_described_and_altered(target, topic):
     out = describe(target, "--entity-type", "topics", "--entity-name", topic)
     assert out.splitlines()[0] == f"Dynamic configs for topic {topic} are:"
     assert config_entries(out) == {
-        "cleanup.policy": "cleanup.policy=delete sensitive=false "
-                          "synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=delete, DEFAULT_CONFIG:log.cleanup.policy=delete}",
+        "cleanup.policy": "cleanup.policy=delete sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=delete, "
+                          "DEFAULT_CONFIG:log.cleanup.policy=delete}",
         "retention.ms": "retention.ms=1000000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=1000000}",
     }
 
@@ -34,17 +34,22 @@ def test_topic_configs_described_and_altered(target, topic):
     assert out.strip() == f"Completed updating config for topic {topic}."
 
     assert config_entries(describe(target, "--entity-type", "topics", "--entity-name", topic)) == {
-        "max.message.bytes": "max.message.bytes=200000 sensitive=false "
-                             "synonyms={DYNAMIC_TOPIC_CONFIG:max.message.bytes=200000, DEFAULT_CONFIG:message.max.bytes=1048588}",
+        "max.message.bytes": "max.message.bytes=200000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:"
+                             "max.message.bytes=200000, DEFAULT_CONFIG:message.max.bytes=1048588}",
         "retention.ms": "retention.ms=2000000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=2000000}",
     }
     out = describe(target, "--entity-type", "topics", "--entity-name", topic, "--all")
     assert out.splitlines()[0] == f"All configs for topic {topic} are:"
     every = config_entries(out)
-    assert every["cleanup.policy"] == "cleanup.policy=delete sensitive=false synonyms={DEFAULT_CONFIG:log.cleanup.policy=delete}"
-    assert every["segment.bytes"] == "segment.bytes=1073741824 sensitive=false synonyms={DEFAULT_CONFIG:log.segment.bytes=1073741824}"
-    assert every["compression.type"] == "compression.type=producer sensitive=false synonyms={DEFAULT_CONFIG:compression.type=producer}"
-    assert every["retention.ms"] == "retention.ms=2000000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=2000000}"
+    defaults = ("cleanup.policy", "segment.bytes", "compression.type", "retention.ms")
+    assert {name: every.get(name) for name in defaults} == {
+        "cleanup.policy": "cleanup.policy=delete sensitive=false synonyms={DEFAULT_CONFIG:log.cleanup.policy=delete}",
+        "segment.bytes": "segment.bytes=1073741824 sensitive=false "
+                         "synonyms={DEFAULT_CONFIG:log.segment.bytes=1073741824}",
+        "compression.type": "compression.type=producer sensitive=false "
+                            "synonyms={DEFAULT_CONFIG:compression.type=producer}",
+        "retention.ms": "retention.ms=2000000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=2000000}",
+    }
 
     admin, res = target.admin(), ConfigResource("topic", topic)
     configs = admin.describe_configs([res])[res].result(timeout=30)
@@ -65,8 +70,10 @@ def test_broker_configs_with_defaults_and_sources(target):
         assert out.splitlines()[0] == f"All configs for broker {broker_id} are:"
         every = config_entries(out)
         expected = {
-            "log.retention.hours": "log.retention.hours=168 sensitive=false synonyms={DEFAULT_CONFIG:log.retention.hours=168}",
-            "message.max.bytes": "message.max.bytes=1048588 sensitive=false synonyms={DEFAULT_CONFIG:message.max.bytes=1048588}",
+            "log.retention.hours": "log.retention.hours=168 sensitive=false "
+                                   "synonyms={DEFAULT_CONFIG:log.retention.hours=168}",
+            "message.max.bytes": "message.max.bytes=1048588 sensitive=false "
+                                 "synonyms={DEFAULT_CONFIG:message.max.bytes=1048588}",
             "num.partitions": "num.partitions=1 sensitive=false synonyms={DEFAULT_CONFIG:num.partitions=1}",
             "auto.create.topics.enable": "auto.create.topics.enable=true sensitive=false "
                                          "synonyms={DEFAULT_CONFIG:auto.create.topics.enable=true}",
@@ -79,8 +86,10 @@ def test_broker_configs_with_defaults_and_sources(target):
                                      "DEFAULT_CONFIG:authorizer.class.name=}",
         }
         if target.name == "cluster":
-            expected["node.id"] = f"node.id={broker_id} sensitive=false synonyms={{STATIC_BROKER_CONFIG:node.id={broker_id}}}"
-        wrong = [f"got  {every.get(name)}\nwant {line}" for name, line in expected.items() if every.get(name) != line]
+            expected["node.id"] = (f"node.id={broker_id} sensitive=false "
+                                   f"synonyms={{STATIC_BROKER_CONFIG:node.id={broker_id}}}")
+        wrong = [f"got  {every.get(name)}\nwant {line}" for name, line in expected.items()
+                 if every.get(name) != line]
         assert not wrong, f"broker {broker_id}:\n" + "\n".join(wrong)
 
         res = ConfigResource("broker", str(broker_id))

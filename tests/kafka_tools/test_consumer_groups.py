@@ -59,7 +59,8 @@ def test_members_state_and_lag(target, topic, group):
         [state] = table(describe(target, group, "--state").stdout)
         assert (state["ASSIGNMENT-STRATEGY"], state["STATE"], state["#MEMBERS"]) == ("range", "Stable", "1")
         assert group in admin_tool("consumer-groups", target, "--list").stdout.split()
-        listed = {r["GROUP"]: r["STATE"] for r in table(admin_tool("consumer-groups", target, "--list", "--state").stdout)}
+        states = table(admin_tool("consumer-groups", target, "--list", "--state").stdout)
+        listed = {r["GROUP"]: r["STATE"] for r in states}
         assert listed[group] == "Stable"
 
     produce(target, topic, 3, [0])

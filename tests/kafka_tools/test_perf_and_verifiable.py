@@ -39,8 +39,12 @@ def events(lines, name):
     return [e for e in (json.loads(line) for line in list(lines) if line.startswith("{")) if e["name"] == name]
 
 
-def test_verifiable_producer_and_consumer_through_a_leader_kill(cluster, topic, group):
+def test_verifiable_producer_and_consumer_through_a_leader_kill(cluster, topic, group, tmp_path):
+    """The verifiable producer turns retries off unless told otherwise; here it is an idempotent
+    producer that retries, so every record it sends must be acknowledged, and stored once."""
     total = 6000
+    producer_config = tmp_path / "producer.properties"
+    producer_config.write_text("enable.idempotence=true\nretries=2147483647\ndelivery.timeout.ms=120000\n")
     target = Target("cluster", cluster.bootstrap, [n.id for n in cluster.brokers], 3)
     admin_tool("topics", target, "--create", "--topic", topic, "--replica-assignment", "1:2:3,2:3:1,3:1:2",
                "--config", "min.insync.replicas=2")
@@ -56,7 +60,8 @@ def test_verifiable_producer_and_consumer_through_a_leader_kill(cluster, topic, 
         victim = cluster.node(cluster.leader(topic, partition))
 
         with Background("verifiable-producer", "--bootstrap-server", target.bootstrap, "--topic", topic,
-                        "--max-messages", total, "--throughput", 500, "--acks", -1) as producer:
+                        "--max-messages", total, "--throughput", 500, "--acks", -1,
+                        "--command-config", producer_config) as producer:
             wait_until(lambda: len(events(producer.lines, "producer_send_success")) >= 1000, 60,
                        "1000 acknowledged records")
             victim.kill()
@@ -67,10 +72,11 @@ def test_verifiable_producer_and_consumer_through_a_leader_kill(cluster, topic, 
                 cluster.restart(victim)
             assert producer.wait(120) == 0, "\n".join(producer.stderr[-30:])
 
+        errors = events(producer.lines, "producer_send_error")
+        assert not errors, f"{len(errors)} records not acknowledged, e.g. {errors[:3]}"
         acked = {e["value"]: (e["partition"], e["offset"]) for e in events(producer.lines, "producer_send_success")}
         [summary] = events(producer.lines, "tool_data")
         assert (summary["sent"], summary["acked"], len(acked)) == (total, total, total), summary
-        assert not events(producer.lines, "producer_send_error")
 
         def consumed():
             return [(e["value"], e["partition"], e["offset"]) for e in events(consumer.lines, "record_data")]
