@@ -204,7 +204,7 @@ pub async fn handle(ctx: &Context, info: &RequestInfo, request: FetchRequest) ->
     let settings = ReadSettings::new(ctx, &request);
     let mut fetch = match ctx.fetch_sessions.begin(&request, settings.replica) {
         Ok(fetch) => fetch,
-        Err(code) => return FetchResponse::default().with_error_code(code),
+        Err(e) => return FetchResponse::default().with_error_code(e.code()),
     };
     drop(request);
     // Looked up before the first read, so that the wait after it hears every partition.

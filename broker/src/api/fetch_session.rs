@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::log::PartitionLog;
 
@@ -24,9 +25,6 @@ const CACHED_PARTITIONS_MAX: usize = 200_000;
 
 /// The longest topic name Kafka allows.
 const TOPIC_NAME_MAX: usize = 249;
-
-const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
 
 /// The epoch of a request that asks for a full fetch and a new session.
 const INITIAL_EPOCH: i32 = 0;
@@ -229,7 +227,8 @@ pub struct FetchSessions {
     cache: Mutex<Cache>,
 }
 
-fn next_epoch(epoch: i32) -> i32 {
+/// The session epoch after `epoch`: it wraps to 1, since 0 and -1 ask for a full fetch.
+pub fn next_epoch(epoch: i32) -> i32 {
     if epoch == i32::MAX {
         1
     } else {
@@ -268,7 +267,7 @@ impl FetchSessions {
 
     /// Places `request` in its session: the partitions to read, or the Kafka error that
     /// answers the whole request. `owner` is the fetching replica (-1 for a consumer).
-    pub fn begin(&self, request: &FetchRequest, owner: i32) -> Result<Fetch, i16> {
+    pub fn begin(&self, request: &FetchRequest, owner: i32) -> Result<Fetch, ResponseError> {
         let (id, epoch) = (request.session_id, request.session_epoch);
         if epoch == FINAL_EPOCH || epoch == INITIAL_EPOCH {
             if id != 0 {
@@ -293,16 +292,16 @@ impl FetchSessions {
         let mut cache = self.lock();
         let session = match cache.sessions.get_mut(&id) {
             Some(session) if session.owner == owner => session,
-            _ => return Err(FETCH_SESSION_ID_NOT_FOUND),
+            _ => return Err(ResponseError::FetchSessionIdNotFound),
         };
         if session.next_epoch != epoch {
-            return Err(INVALID_FETCH_SESSION_EPOCH);
+            return Err(ResponseError::InvalidFetchSessionEpoch);
         }
         // A request still running holds the partitions; its successor is early.
         let mut partitions = session
             .partitions
             .take()
-            .ok_or(INVALID_FETCH_SESSION_EPOCH)?;
+            .ok_or(ResponseError::InvalidFetchSessionEpoch)?;
         session.next_epoch = next_epoch(epoch);
         session.last_used = Instant::now();
         drop(cache);
@@ -314,14 +313,14 @@ impl FetchSessions {
         add_requested(&mut partitions, request);
         let mut cache = self.lock();
         let Some(session) = cache.sessions.get_mut(&id) else {
-            return Err(FETCH_SESSION_ID_NOT_FOUND);
+            return Err(ResponseError::FetchSessionIdNotFound);
         };
         let before = session.size;
         session.size = partitions.len();
         cache.cached_partitions = cache.cached_partitions - before + partitions.len();
         if cache.cached_partitions > CACHED_PARTITIONS_MAX {
             cache.remove(id);
-            return Err(FETCH_SESSION_ID_NOT_FOUND);
+            return Err(ResponseError::FetchSessionIdNotFound);
         }
         Ok(Fetch {
             partitions,
@@ -624,21 +623,21 @@ mod tests {
         let id = open(&sessions, 1);
         assert_eq!(
             sessions.begin(&request(id, 2, &[]), 1).err(),
-            Some(INVALID_FETCH_SESSION_EPOCH)
+            Some(ResponseError::InvalidFetchSessionEpoch)
         );
         assert_eq!(
             sessions.begin(&request(id, 1, &[]), -1).err(),
-            Some(FETCH_SESSION_ID_NOT_FOUND),
+            Some(ResponseError::FetchSessionIdNotFound),
             "only the fetcher that opened a session may use it"
         );
         assert_eq!(
             sessions.begin(&request(id + 1, 1, &[]), 1).err(),
-            Some(FETCH_SESSION_ID_NOT_FOUND)
+            Some(ResponseError::FetchSessionIdNotFound)
         );
         let running = sessions.begin(&request(id, 1, &[]), 1).unwrap();
         assert_eq!(
             sessions.begin(&request(id, 2, &[]), 1).err(),
-            Some(INVALID_FETCH_SESSION_EPOCH),
+            Some(ResponseError::InvalidFetchSessionEpoch),
             "a request while the previous one runs"
         );
         sessions.finish(running, 10);
@@ -676,7 +675,7 @@ mod tests {
         assert_eq!(sessions.size(), (1, 1));
         assert_eq!(
             sessions.begin(&request(consumer, 1, &[]), -1).err(),
-            Some(FETCH_SESSION_ID_NOT_FOUND)
+            Some(ResponseError::FetchSessionIdNotFound)
         );
         let fetch = sessions
             .begin(&request(0, INITIAL_EPOCH, &[("a", 0, 0)]), 4)

@@ -9,7 +9,7 @@ mod cluster;
 mod configs;
 mod delete_records;
 mod fetch;
-mod fetch_session;
+pub mod fetch_session;
 mod groups;
 mod list_offsets;
 pub mod metadata;

@@ -2,7 +2,7 @@
 //! follows with the Fetch API (replica id set), after cutting any divergent tail found with
 //! OffsetForLeaderEpoch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::api::fetch_session::next_epoch;
 use crate::api::topic_name;
 use crate::log::manager::{LogManager, TopicPartition};
 use crate::log::{AppendError, PartitionLog};
@@ -43,18 +44,24 @@ pub struct FetcherSettings {
     pub security: Outgoing,
 }
 
-/// One partition a fetcher copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One partition a fetcher is asked to copy.
+#[derive(Debug, Clone, Copy)]
 struct Target {
     leader_epoch: i32,
-    /// Set on a new epoch: ask the leader where our epochs end before fetching.
-    truncate: bool,
+    /// A new partition or epoch, until the fetch loop takes it: it truncates first.
+    fresh: bool,
 }
 
-type Targets = Arc<Mutex<BTreeMap<TopicPartition, Target>>>;
+/// What the fetcher is asked to copy, shared with the replica manager.
+#[derive(Default)]
+struct Wanted {
+    /// By topic and partition index.
+    targets: BTreeMap<String, BTreeMap<i32, Target>>,
+    /// Moves on every update, so the loop reads the targets again only after a change.
+    generation: u64,
+}
 
-const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+type SharedWanted = Arc<Mutex<Wanted>>;
 
 /// What a fetch request says of one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +71,36 @@ struct Position {
     leader_epoch: i32,
 }
 
+/// A partition the fetch loop copies, with what it keeps between rounds.
+struct Followed {
+    leader_epoch: i32,
+    /// Ask the leader where our epochs end before fetching (a new epoch, a divergent log).
+    truncate: bool,
+    /// The local log, looked up again only once it is dropped.
+    log: Option<Arc<PartitionLog>>,
+    /// What the leader's fetch session holds for it.
+    sent: Option<Position>,
+    /// What this round's request says of it; `None` without a local log.
+    position: Option<Position>,
+}
+
+impl Followed {
+    fn log(
+        &mut self,
+        logs: &LogManager,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&Arc<PartitionLog>> {
+        if self.log.as_ref().is_none_or(|log| log.is_dropped()) {
+            self.log = logs.get(topic, partition);
+        }
+        self.log.as_ref()
+    }
+}
+
+/// The followed partitions by topic and index: a response's names are looked up as they are.
+type FollowedTopics = BTreeMap<String, BTreeMap<i32, Followed>>;
+
 /// This follower's side of its fetch session with the leader (KIP-227).
 #[derive(Default)]
 struct Session {
@@ -71,25 +108,19 @@ struct Session {
     id: i32,
     /// The next request's epoch; 0 asks for a full fetch and a new session (closing `id`).
     epoch: i32,
-    /// What the leader's session holds for each partition.
-    sent: HashMap<TopicPartition, Position>,
+    /// Partitions no longer followed that the leader's session still holds.
+    forgotten: Vec<TopicPartition>,
 }
 
 impl Session {
     fn incremental(&self) -> bool {
         self.id != 0 && self.epoch > 0
     }
-
-    /// After a failed request: the next one is full and replaces the session.
-    fn restart(&mut self) {
-        self.epoch = 0;
-        self.sent.clear();
-    }
 }
 
 /// The fetcher for one leader; dropping it stops the task.
 pub struct Fetcher {
-    targets: Targets,
+    wanted: SharedWanted,
     changed: Arc<Notify>,
     task: JoinHandle<()>,
 }
@@ -100,8 +131,8 @@ impl Drop for Fetcher {
     }
 }
 
-fn lock(targets: &Targets) -> std::sync::MutexGuard<'_, BTreeMap<TopicPartition, Target>> {
-    targets.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(wanted: &SharedWanted) -> std::sync::MutexGuard<'_, Wanted> {
+    wanted.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Fetcher {
@@ -113,7 +144,7 @@ impl Fetcher {
         logs: Arc<LogManager>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let targets: Targets = Arc::default();
+        let wanted: SharedWanted = Arc::default();
         let changed = Arc::new(Notify::new());
         let task = tokio::spawn(
             FetchLoop {
@@ -121,7 +152,9 @@ impl Fetcher {
                 settings,
                 controller,
                 logs,
-                targets: targets.clone(),
+                wanted: wanted.clone(),
+                seen_generation: 0,
+                followed: BTreeMap::new(),
                 changed: changed.clone(),
                 connection: None,
                 session: Session::default(),
@@ -129,7 +162,7 @@ impl Fetcher {
             .run(shutdown),
         );
         Fetcher {
-            targets,
+            wanted,
             changed,
             task,
         }
@@ -138,30 +171,42 @@ impl Fetcher {
     /// Starts copying partitions at a leader epoch (`Some`), or stops (`None`); a new
     /// partition or epoch starts with truncation.
     pub fn update(&self, changes: &[(TopicPartition, Option<i32>)]) {
-        let mut targets = lock(&self.targets);
+        let mut wanted = lock(&self.wanted);
         for (tp, epoch) in changes {
+            let (topic, partition) = tp;
             let Some(epoch) = *epoch else {
-                targets.remove(tp);
+                if let Some(partitions) = wanted.targets.get_mut(topic) {
+                    partitions.remove(partition);
+                    if partitions.is_empty() {
+                        wanted.targets.remove(topic);
+                    }
+                }
                 continue;
             };
-            let target = targets.entry(tp.clone()).or_insert(Target {
-                leader_epoch: epoch,
-                truncate: true,
-            });
+            let target = wanted
+                .targets
+                .entry(topic.clone())
+                .or_default()
+                .entry(*partition)
+                .or_insert(Target {
+                    leader_epoch: epoch,
+                    fresh: true,
+                });
             if target.leader_epoch != epoch {
                 *target = Target {
                     leader_epoch: epoch,
-                    truncate: true,
+                    fresh: true,
                 };
             }
         }
-        drop(targets);
+        wanted.generation += 1;
+        drop(wanted);
         self.changed.notify_one();
     }
 
     /// Whether it follows no partition any more.
     pub fn is_idle(&self) -> bool {
-        lock(&self.targets).is_empty()
+        lock(&self.wanted).targets.is_empty()
     }
 }
 
@@ -170,7 +215,10 @@ struct FetchLoop {
     settings: FetcherSettings,
     controller: Arc<Controller>,
     logs: Arc<LogManager>,
-    targets: Targets,
+    wanted: SharedWanted,
+    /// The generation of `wanted` that `followed` reflects.
+    seen_generation: u64,
+    followed: FollowedTopics,
     changed: Arc<Notify>,
     connection: Option<BrokerConnection>,
     session: Session,
@@ -192,11 +240,11 @@ fn waits_for_metadata(error: Option<ResponseError>) -> bool {
 impl FetchLoop {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let targets = lock(&self.targets).clone();
-            let outcome = if targets.is_empty() {
+            self.take_wanted();
+            let outcome = if self.followed.is_empty() {
                 Ok(true)
             } else {
-                self.round(&targets).await
+                self.round().await
             };
             let pause = match outcome {
                 Ok(false) => None,
@@ -216,6 +264,57 @@ impl FetchLoop {
             } else if *shutdown.borrow() {
                 return;
             }
+        }
+    }
+
+    /// Brings `followed` in line with what the replica manager asked for since the last look.
+    fn take_wanted(&mut self) {
+        let mut wanted = lock(&self.wanted);
+        if wanted.generation == self.seen_generation {
+            return;
+        }
+        self.seen_generation = wanted.generation;
+        for (topic, partitions) in &mut self.followed {
+            partitions.retain(|partition, followed| {
+                let kept = wanted
+                    .targets
+                    .get(topic)
+                    .is_some_and(|targets| targets.contains_key(partition));
+                if !kept && followed.sent.is_some() {
+                    self.session.forgotten.push((topic.clone(), *partition));
+                }
+                kept
+            });
+        }
+        self.followed.retain(|_, partitions| !partitions.is_empty());
+        for (topic, targets) in &mut wanted.targets {
+            let partitions = match self.followed.get_mut(topic) {
+                Some(partitions) => partitions,
+                None => self.followed.entry(topic.clone()).or_default(),
+            };
+            for (partition, target) in targets {
+                let followed = partitions.entry(*partition).or_insert(Followed {
+                    leader_epoch: target.leader_epoch,
+                    truncate: true,
+                    log: None,
+                    sent: None,
+                    position: None,
+                });
+                if target.fresh {
+                    target.fresh = false;
+                    followed.leader_epoch = target.leader_epoch;
+                    followed.truncate = true;
+                }
+            }
+        }
+    }
+
+    /// After a failed request: the next one is full and replaces the session.
+    fn restart_session(&mut self) {
+        self.session.epoch = 0;
+        self.session.forgotten.clear();
+        for followed in self.followed.values_mut().flat_map(|p| p.values_mut()) {
+            followed.sent = None;
         }
     }
 
@@ -241,50 +340,47 @@ impl FetchLoop {
         Ok(self.connection.as_mut().expect("connected above"))
     }
 
-    fn log(&self, tp: &TopicPartition) -> Option<Arc<PartitionLog>> {
-        self.logs.get(&tp.0, tp.1)
+    fn each_followed(&mut self) -> impl Iterator<Item = (&str, i32, &mut Followed)> {
+        self.followed.iter_mut().flat_map(|(topic, partitions)| {
+            partitions
+                .iter_mut()
+                .map(move |(partition, followed)| (topic.as_str(), *partition, followed))
+        })
     }
 
     /// One truncation and fetch round; `Ok(true)` asks for a pause before the next.
-    async fn round(&mut self, targets: &BTreeMap<TopicPartition, Target>) -> std::io::Result<bool> {
-        let truncating: Vec<_> = targets.iter().filter(|(_, t)| t.truncate).collect();
-        if !truncating.is_empty() {
-            self.truncate(&truncating).await?;
+    async fn round(&mut self) -> std::io::Result<bool> {
+        if self.each_followed().any(|(_, _, f)| f.truncate) {
+            self.truncate().await?;
         }
-        let fetching: Vec<_> = lock(&self.targets)
-            .iter()
-            .filter(|(_, t)| !t.truncate)
-            .map(|(tp, t)| (tp.clone(), *t))
-            .collect();
-        if fetching.is_empty() {
+        if self.each_followed().all(|(_, _, f)| f.truncate) {
             return Ok(true);
         }
-        self.fetch(&fetching).await
+        self.fetch().await
     }
 
-    fn done_truncating(&self, tp: &TopicPartition, epoch: i32) {
-        if let Some(t) = lock(&self.targets).get_mut(tp) {
-            if t.leader_epoch == epoch {
-                t.truncate = false;
-            }
-        }
-    }
-
-    async fn truncate(&mut self, truncating: &[(&TopicPartition, &Target)]) -> std::io::Result<()> {
+    async fn truncate(&mut self) -> std::io::Result<()> {
+        let logs = self.logs.clone();
         let mut topics: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
-        for (tp, target) in truncating {
-            let Some(log) = self.log(tp) else { continue };
+        for (topic, partition, followed) in self.each_followed() {
+            if !followed.truncate {
+                continue;
+            }
+            let leader_epoch = followed.leader_epoch;
+            let Some(log) = followed.log(&logs, topic, partition) else {
+                continue;
+            };
             match log.latest_epoch() {
-                Some(epoch) => topics.entry(tp.0.clone()).or_default().push(
+                Some(epoch) => topics.entry(topic.to_string()).or_default().push(
                     OffsetForLeaderPartition::default()
-                        .with_partition(tp.1)
-                        .with_current_leader_epoch(target.leader_epoch)
+                        .with_partition(partition)
+                        .with_current_leader_epoch(leader_epoch)
                         .with_leader_epoch(epoch),
                 ),
                 None => {
                     // No epochs recorded: keep only what is known to be committed.
                     log.truncate_to(log.high_watermark())?;
-                    self.done_truncating(tp, target.leader_epoch);
+                    followed.truncate = false;
                 }
             }
         }
@@ -309,16 +405,22 @@ impl FetchLoop {
             .send(&request, 3, Duration::from_secs(30))
             .await?;
         for topic in response.topics {
+            let Some(partitions) = self.followed.get_mut(topic.topic.0.as_str()) else {
+                continue;
+            };
             for p in topic.partitions {
-                let tp = (topic.topic.0.to_string(), p.partition);
-                let Some(target) = truncating.iter().find(|(t, _)| **t == tp).map(|(_, t)| **t)
-                else {
+                let Some(followed) = partitions.get_mut(&p.partition) else {
                     continue;
                 };
-                let Some(log) = self.log(&tp) else { continue };
+                if !followed.truncate {
+                    continue;
+                }
+                let Some(log) = followed.log(&logs, &topic.topic.0, p.partition) else {
+                    continue;
+                };
                 let error = ResponseError::try_from_code(p.error_code);
                 if error.is_some() {
-                    debug!(topic = %tp.0, partition = tp.1, ?error, "OffsetForLeaderEpoch failed");
+                    debug!(topic = %topic.topic.0, partition = p.partition, ?error, "OffsetForLeaderEpoch failed");
                     continue;
                 }
                 let end = if p.leader_epoch < 0 || p.end_offset < 0 {
@@ -327,111 +429,116 @@ impl FetchLoop {
                     p.end_offset
                 };
                 if end < log.log_end_offset() {
-                    info!(topic = %tp.0, partition = tp.1, to = end, "truncating a divergent tail");
+                    info!(topic = %topic.topic.0, partition = p.partition, to = end, "truncating a divergent tail");
                     log.truncate_to(end)?;
                 }
-                self.done_truncating(&tp, target.leader_epoch);
+                followed.truncate = false;
             }
         }
         Ok(())
     }
 
-    async fn fetch(&mut self, fetching: &[(TopicPartition, Target)]) -> std::io::Result<bool> {
-        let next: HashMap<TopicPartition, Position> = fetching
-            .iter()
-            .filter_map(|(tp, target)| {
-                let log = self.log(tp)?;
-                Some((
-                    tp.clone(),
-                    Position {
+    /// The fetch request of this round: in a session, only what the leader does not hold yet.
+    fn fetch_request(&mut self) -> FetchRequest {
+        let incremental = self.session.incremental();
+        let logs = self.logs.clone();
+        let partition_max_bytes = self.settings.partition_max_bytes;
+        let mut forgotten: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in self.session.forgotten.drain(..) {
+            forgotten.entry(topic).or_default().push(partition);
+        }
+        let mut topics = Vec::new();
+        for (topic, partitions) in &mut self.followed {
+            let mut sending = Vec::new();
+            for (partition, followed) in partitions.iter_mut() {
+                let leader_epoch = followed.leader_epoch;
+                followed.position = if followed.truncate {
+                    None
+                } else {
+                    followed.log(&logs, topic, *partition).map(|log| Position {
                         fetch_offset: log.log_end_offset(),
                         log_start_offset: log.log_start_offset(),
-                        leader_epoch: target.leader_epoch,
-                    },
-                ))
-            })
-            .collect();
-        let incremental = self.session.incremental();
-        // An incremental request names only what the leader's session does not hold yet.
-        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-        for (tp, position) in &next {
-            if incremental && self.session.sent.get(tp) == Some(position) {
-                continue;
+                        leader_epoch,
+                    })
+                };
+                match followed.position {
+                    Some(position) if !incremental || followed.sent != Some(position) => {
+                        sending.push(
+                            FetchPartition::default()
+                                .with_partition(*partition)
+                                .with_current_leader_epoch(position.leader_epoch)
+                                .with_fetch_offset(position.fetch_offset)
+                                .with_log_start_offset(position.log_start_offset)
+                                .with_partition_max_bytes(partition_max_bytes),
+                        );
+                    }
+                    None if incremental && followed.sent.is_some() => {
+                        forgotten.entry(topic.clone()).or_default().push(*partition);
+                    }
+                    _ => {}
+                }
             }
-            topics.entry(tp.0.as_str()).or_default().push(
-                FetchPartition::default()
-                    .with_partition(tp.1)
-                    .with_current_leader_epoch(position.leader_epoch)
-                    .with_fetch_offset(position.fetch_offset)
-                    .with_log_start_offset(position.log_start_offset)
-                    .with_partition_max_bytes(self.settings.partition_max_bytes),
-            );
-        }
-        let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        if incremental {
-            for tp in self
-                .session
-                .sent
-                .keys()
-                .filter(|tp| !next.contains_key(*tp))
-            {
-                forgotten.entry(tp.0.as_str()).or_default().push(tp.1);
+            if !sending.is_empty() {
+                topics.push(
+                    FetchTopic::default()
+                        .with_topic(topic_name(topic))
+                        .with_partitions(sending),
+                );
             }
         }
-        let request = FetchRequest::default()
+        FetchRequest::default()
             .with_replica_id(BrokerId(self.settings.me))
             .with_max_wait_ms(self.settings.max_wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(i32::MAX)
             .with_session_id(self.session.id)
             .with_session_epoch(self.session.epoch)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(topic, partitions)| {
-                        FetchTopic::default()
-                            .with_topic(topic_name(topic))
-                            .with_partitions(partitions)
-                    })
-                    .collect(),
-            )
+            .with_topics(topics)
             .with_forgotten_topics_data(
                 forgotten
                     .into_iter()
                     .map(|(topic, partitions)| {
                         ForgottenTopic::default()
-                            .with_topic(topic_name(topic))
+                            .with_topic(topic_name(&topic))
                             .with_partitions(partitions)
                     })
                     .collect(),
-            );
+            )
+    }
+
+    async fn fetch(&mut self) -> std::io::Result<bool> {
+        let incremental = self.session.incremental();
+        let request = self.fetch_request();
         let timeout =
             Duration::from_millis(self.settings.max_wait_ms as u64) + Duration::from_secs(30);
         let sent = self.connect().await?.send(&request, 12, timeout).await;
         let response = match sent {
             Ok(response) => response,
             Err(e) => {
-                self.session.restart();
+                self.restart_session();
                 return Err(e);
             }
         };
-        match response.error_code {
-            0 => {}
-            FETCH_SESSION_ID_NOT_FOUND | INVALID_FETCH_SESSION_EPOCH => {
+        match ResponseError::try_from_code(response.error_code) {
+            None => {}
+            Some(
+                error @ (ResponseError::FetchSessionIdNotFound
+                | ResponseError::InvalidFetchSessionEpoch),
+            ) => {
                 debug!(
                     leader = self.leader,
-                    error = response.error_code,
+                    ?error,
                     "fetch session lost; fetching in full"
                 );
-                if response.error_code == FETCH_SESSION_ID_NOT_FOUND {
+                if error == ResponseError::FetchSessionIdNotFound {
                     self.session.id = 0;
                 }
-                self.session.restart();
+                self.restart_session();
                 return Ok(false);
             }
-            code => {
-                warn!(leader = self.leader, error = ?ResponseError::try_from_code(code), "replica fetch refused");
-                self.session.restart();
+            Some(error) => {
+                warn!(leader = self.leader, ?error, "replica fetch refused");
+                self.restart_session();
                 return Ok(true);
             }
         }
@@ -439,28 +546,37 @@ impl FetchLoop {
             self.session = Session::default();
         } else {
             self.session.epoch = if incremental {
-                self.session.epoch.checked_add(1).unwrap_or(1)
+                next_epoch(self.session.epoch)
             } else {
                 1
             };
             self.session.id = response.session_id;
-            self.session.sent = next;
+        }
+        for followed in self.followed.values_mut().flat_map(|p| p.values_mut()) {
+            followed.sent = followed.position;
         }
         let mut stalled = false;
         for topic in response.responses {
+            let Some(partitions) = self.followed.get_mut(topic.topic.0.as_str()) else {
+                continue;
+            };
             for p in topic.partitions {
-                let tp = (topic.topic.0.to_string(), p.partition_index);
-                let Some(log) = self.log(&tp) else { continue };
+                let Some(followed) = partitions.get_mut(&p.partition_index) else {
+                    continue;
+                };
+                let Some(log) = followed.log.clone() else {
+                    continue;
+                };
                 let error = ResponseError::try_from_code(p.error_code);
-                tracing::trace!(topic = %tp.0, partition = tp.1, ?error, bytes = p.records.as_ref().map_or(0, |r| r.len()), high_watermark = p.high_watermark, "fetched");
+                tracing::trace!(topic = %topic.topic.0, partition = p.partition_index, ?error, bytes = p.records.as_ref().map_or(0, |r| r.len()), high_watermark = p.high_watermark, "fetched");
                 match error {
                     None => {
                         if let Some(records) = p.records.filter(|r| !r.is_empty()) {
                             match log.append_as_follower(&records) {
                                 Ok(()) => {}
-                                Err(AppendError::NotContiguous { .. }) => self.mark_truncate(&tp),
+                                Err(AppendError::NotContiguous { .. }) => followed.truncate = true,
                                 Err(e) => {
-                                    warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot append replicated batches");
+                                    warn!(topic = %topic.topic.0, partition = p.partition_index, error = %e, "cannot append replicated batches");
                                     stalled = true;
                                 }
                             }
@@ -470,37 +586,31 @@ impl FetchLoop {
                             // The leader deleted records (retention or DeleteRecords).
                             let start = p.log_start_offset.min(log.high_watermark());
                             if let Err(e) = log.delete_records_before(start) {
-                                debug!(topic = %tp.0, partition = tp.1, error = %e, "cannot follow the leader's log start");
+                                debug!(topic = %topic.topic.0, partition = p.partition_index, error = %e, "cannot follow the leader's log start");
                             }
                         }
                     }
                     Some(ResponseError::OffsetOutOfRange) => {
                         if log.log_end_offset() < p.log_start_offset {
-                            info!(topic = %tp.0, partition = tp.1, start = p.log_start_offset, "behind the leader's log start; starting over there");
+                            info!(topic = %topic.topic.0, partition = p.partition_index, start = p.log_start_offset, "behind the leader's log start; starting over there");
                             if let Err(e) = log.truncate_fully_and_start_at(p.log_start_offset) {
                                 // The partitions after this one are not processed: the next
                                 // request starts over in full, so none of their news is lost.
-                                self.session.restart();
+                                self.restart_session();
                                 return Err(e);
                             }
                         } else {
-                            self.mark_truncate(&tp);
+                            followed.truncate = true;
                         }
                     }
                     e if waits_for_metadata(e) => stalled = true,
                     Some(e) => {
-                        warn!(topic = %tp.0, partition = tp.1, error = ?e, "replica fetch error");
+                        warn!(topic = %topic.topic.0, partition = p.partition_index, error = ?e, "replica fetch error");
                         stalled = true;
                     }
                 }
             }
         }
         Ok(stalled)
-    }
-
-    fn mark_truncate(&self, tp: &TopicPartition) {
-        if let Some(t) = lock(&self.targets).get_mut(tp) {
-            t.truncate = true;
-        }
     }
 }
