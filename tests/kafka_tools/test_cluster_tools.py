@@ -3,9 +3,6 @@
 
 import json
 
-from kafka import KafkaAdminClient
-from kafka import TopicPartition as KafkaTopicPartition
-
 from kafka_checks import wait_until
 from tools import Target, admin_tool, describe_topic, retry
 
@@ -45,38 +42,34 @@ def test_preferred_leader_election(cluster, topic):
 
 
 def test_reassign_partitions(cluster, topic, tmp_path):
-    """--generate and --execute ask every broker for its log directories (DescribeLogDirs, issue
-    18), and --verify clears the replication throttles with broker configs (dynamic broker
-    configs, issue 18): those fail with the errors asserted here. The move itself goes through
-    kafka-python's alter_partition_reassignments, which --verify --preserve-throttles and
-    kafka-topics then see."""
+    """--generate proposes a plan from every broker's log directories (DescribeLogDirs),
+    --execute starts it, --verify --preserve-throttles and kafka-topics see it done. Plain
+    --verify clears the replication throttles with dynamic broker configs (issue 18), and fails
+    with the error asserted here."""
     target = three(cluster)
     admin_tool("topics", target, "--create", "--topic", topic, "--replica-assignment", "1:2,2:3,3:1")
     cluster.wait_isr(topic, 2)
     moves = tmp_path / "topics.json"
     moves.write_text(json.dumps({"version": 1, "topics": [{"topic": topic}]}))
-    done = admin_tool("reassign-partitions", target, "--topics-to-move-json-file", moves, "--broker-list", "1,2,3",
-                      "--generate", ok=False)
-    assert done.returncode == 1
-    assert done.stdout.startswith("Error: org.apache.kafka.common.errors.UnsupportedVersionException: "
-                                  "The node does not support DESCRIBE_LOG_DIRS")
+    out = admin_tool("reassign-partitions", target, "--topics-to-move-json-file", moves, "--broker-list", "1,2,3",
+                     "--generate").stdout.splitlines()
+    assert out[0] == "Current partition replica assignment" and out[3] == "Proposed partition reassignment configuration"
+    current = json.loads(out[1])
+    assert {p["partition"]: p["replicas"] for p in current["partitions"]} == {0: [1, 2], 1: [2, 3], 2: [3, 1]}
+    assert all(len(p["log_dirs"]) == 2 and all(d.startswith("/") for d in p["log_dirs"])
+               for p in current["partitions"]), "each replica's log directory, from its broker"
+    proposed = json.loads(out[4])["partitions"]
+    assert sorted(p["partition"] for p in proposed) == [0, 1, 2]
+    assert all(len(p["replicas"]) == 2 and set(p["replicas"]) <= {1, 2, 3} for p in proposed)
 
     target_replicas = {0: [3, 1], 1: [1, 2, 3], 2: [3, 1]}
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"version": 1, "partitions": [
         {"topic": topic, "partition": p, "replicas": r} for p, r in target_replicas.items()]}))
-    done = admin_tool("reassign-partitions", target, "--reassignment-json-file", plan, "--execute", ok=False)
-    assert done.returncode == 1
-    assert done.stdout.startswith("Error: org.apache.kafka.common.errors.UnsupportedVersionException: "
-                                  "The node does not support DESCRIBE_LOG_DIRS")
-
-    admin = KafkaAdminClient(bootstrap_servers=target.bootstrap.split(","))
-    try:
-        result = admin.alter_partition_reassignments(
-            {KafkaTopicPartition(topic, p): r for p, r in target_replicas.items()})
-        assert set(result.values()) == {None}, result
-    finally:
-        admin.close()
+    out = admin_tool("reassign-partitions", target, "--reassignment-json-file", plan, "--execute").stdout
+    printed = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert printed == [current], f"--execute prints the assignment it replaces:\n{out}"
+    assert f"Successfully started partition reassignments for {topic}-0,{topic}-1,{topic}-2" in out, out
 
     def completed():
         out = admin_tool("reassign-partitions", target, "--reassignment-json-file", plan, "--verify",

@@ -8,13 +8,6 @@ def unsupported(api):
     return f"org.apache.kafka.common.errors.UnsupportedVersionException: The node does not support {api}"
 
 
-def test_log_dirs(target):
-    done = admin_tool("log-dirs", target, "--describe", ok=False)
-    assert done.returncode == 1
-    assert done.stdout.strip() == "Querying brokers for log directories information"
-    assert unsupported("DESCRIBE_LOG_DIRS") in done.stderr
-
-
 def test_metadata_quorum(target):
     for what in ("--status", "--replication"):
         done = admin_tool("metadata-quorum", target, "describe", what, ok=False)

@@ -16,10 +16,10 @@ USED_APIS = {
     "DeleteTopics", "DeleteRecords", "InitProducerId", "DescribeAcls", "CreateAcls", "DeleteAcls",
     "DescribeConfigs", "IncrementalAlterConfigs", "CreatePartitions", "DeleteGroups", "ElectLeaders",
     "AlterPartitionReassignments", "ListPartitionReassignments", "OffsetDelete", "DescribeCluster",
-    "DescribeProducers", "DescribeTransactions", "ListTransactions",
+    "DescribeProducers", "DescribeTransactions", "ListTransactions", "DescribeLogDirs",
 }
 # The APIs of issue 18 that Strom does not have yet, as kafka-broker-api-versions reports them.
-NOT_YET = {"AlterReplicaLogDirs", "DescribeLogDirs", "DescribeClientQuotas", "AlterClientQuotas", "DescribeQuorum",
+NOT_YET = {"AlterReplicaLogDirs", "DescribeClientQuotas", "AlterClientQuotas", "DescribeQuorum",
            "UpdateFeatures", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "DescribeTopicPartitions"}
 
 

@@ -1,8 +1,11 @@
 """What the secured broker refuses, and that it keeps serving good clients afterwards: wrong
 or unknown SASL credentials and mechanisms a listener does not enable, client certificates
 from another CA or none at all on the SSL listener, plaintext Kafka bytes on a TLS port, and a
-replica Fetch from a principal that is not allowed ClusterAction, and a fetch session's
-partitions once their READ ACL is gone."""
+replica Fetch from a principal that is not allowed ClusterAction, a fetch session's
+partitions once their READ ACL is gone, and log directories to a principal that may not describe
+the cluster."""
+
+import struct
 
 import pytest
 from confluent_kafka.admin import (
@@ -31,6 +34,7 @@ from kafka_checks import wait_until
 from wire import API_VERSIONS, Connection, fetch_v4, fetch_v4_answer, fetch_v7, fetch_v7_answer, request_frame
 
 FETCH = 1
+DESCRIBE_LOG_DIRS = 35
 TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED = 29, 31
 API_VERSIONS_V0 = request_frame(API_VERSIONS, 0, 1, "probe", b"")
 
@@ -134,3 +138,19 @@ def test_a_fetch_session_authorizes_its_partitions_on_every_fetch(secure_broker,
             return code == TOPIC_AUTHORIZATION_FAILED and records == b""
 
         wait_until(refused_in_session, 30, "the session's partition to be refused")
+
+
+def test_log_dirs_need_describe_on_the_cluster(secure_broker, pki, admin_conf, topic):
+    """DescribeLogDirs (v1, all topics) shows the log directory to a super user and nothing to
+    alice, who may not describe the cluster (v1 has no error field: Kafka answers with no
+    directories)."""
+    create_topic(admin_conf("SSL"), topic)
+
+    def directories(identity):
+        with Connection(secure_broker.ports["SSL"], ssl_context=pki.context(identity)) as c:
+            body = c.request(DESCRIBE_LOG_DIRS, 1, struct.pack(">i", -1))
+        _throttle, count = struct.unpack_from(">ii", body)
+        return count
+
+    assert directories(pki.admin) == 1
+    assert directories(pki.alice) == 0

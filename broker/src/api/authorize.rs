@@ -834,6 +834,15 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
                 ListPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED),
             ))
         }
+        RequestKind::DescribeLogDirs(_) if !cluster(DESCRIBE) => {
+            // No directory is shown; v3 and later also say why (KIP-784).
+            let response = DescribeLogDirsResponse::default();
+            Checked::Refused(ResponseKind::DescribeLogDirs(if version >= 3 {
+                response.with_error_code(CLUSTER_DENIED)
+            } else {
+                response
+            }))
+        }
         // ApiVersions, Metadata, DescribeCluster, and the ACL and SCRAM APIs check inside.
         other => Checked::Run(other, None),
     }

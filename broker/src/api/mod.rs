@@ -12,6 +12,7 @@ mod fetch;
 pub mod fetch_session;
 mod groups;
 mod list_offsets;
+mod log_dirs;
 pub mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
@@ -155,6 +156,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
@@ -275,6 +277,7 @@ async fn run(
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
         }
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(log_dirs::handle(ctx, r)),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, info, r))
         }

@@ -1234,6 +1234,18 @@ mod tests {
             .with_unknown_tagged_fields(tags(v, 0))
     }
 
+    fn describe_log_dirs(v: i16, full: bool) -> DescribeLogDirsRequest {
+        use kafka_protocol::messages::describe_log_dirs_request::*;
+        DescribeLogDirsRequest::default()
+            .with_topics(full.then(|| {
+                vec![DescribableLogDirTopic::default()
+                    .with_topic(topic("orders"))
+                    .with_partitions(vec![0, 1])
+                    .with_unknown_tagged_fields(tags(v, 2))]
+            }))
+            .with_unknown_tagged_fields(tags(v, 2))
+    }
+
     fn offset_for_leader_epoch(v: i16, full: bool) -> OffsetForLeaderEpochRequest {
         use kafka_protocol::messages::offset_for_leader_epoch_request::*;
         let partition = |p| {
@@ -1435,6 +1447,7 @@ mod tests {
             ApiKey::OffsetDelete => kind(offset_delete(v, full)),
             ApiKey::IncrementalAlterConfigs => kind(incremental_alter_configs(v, full)),
             ApiKey::DescribeCluster => kind(describe_cluster(v, full)),
+            ApiKey::DescribeLogDirs => kind(describe_log_dirs(v, full)),
             ApiKey::OffsetForLeaderEpoch => kind(offset_for_leader_epoch(v, full)),
             ApiKey::ElectLeaders => kind(elect_leaders(v, full)),
             ApiKey::AlterPartitionReassignments => kind(alter_partition_reassignments(v, full)),

@@ -40,6 +40,7 @@ pub static REQUESTS: &[Message] = &[
     Message { api_key: 31, name: "DeleteAclsRequest", valid: V(1, 3), flexible: V(2, MAX), fields: DELETE_ACLS_REQUEST },
     Message { api_key: 32, name: "DescribeConfigsRequest", valid: V(1, 4), flexible: V(4, MAX), fields: DESCRIBE_CONFIGS_REQUEST },
     Message { api_key: 33, name: "AlterConfigsRequest", valid: V(0, 2), flexible: V(2, MAX), fields: ALTER_CONFIGS_REQUEST },
+    Message { api_key: 35, name: "DescribeLogDirsRequest", valid: V(1, 4), flexible: V(2, MAX), fields: DESCRIBE_LOG_DIRS_REQUEST },
     Message { api_key: 36, name: "SaslAuthenticateRequest", valid: V(0, 2), flexible: V(2, MAX), fields: SASL_AUTHENTICATE_REQUEST },
     Message { api_key: 37, name: "CreatePartitionsRequest", valid: V(0, 3), flexible: V(2, MAX), fields: CREATE_PARTITIONS_REQUEST },
     Message { api_key: 42, name: "DeleteGroupsRequest", valid: V(0, 2), flexible: V(2, MAX), fields: DELETE_GROUPS_REQUEST },
@@ -549,6 +550,17 @@ const ALTER_CONFIGS_RESOURCE: &[Field] = &[
 const ALTER_CONFIGS_ALTERABLE_CONFIG: &[Field] = &[
     Field::new("Name", String, V(0, MAX)),
     Field::new("Value", String, V(0, MAX)).nullable(V(0, MAX)),
+];
+
+/// DescribeLogDirsRequest
+const DESCRIBE_LOG_DIRS_REQUEST: &[Field] = &[
+    Field::new("Topics", Array(&Struct(DESCRIBE_LOG_DIRS_DESCRIBABLE_LOG_DIR_TOPIC)), V(0, MAX)).nullable(V(0, MAX)),
+];
+
+/// DescribeLogDirsRequest.Topics (DescribableLogDirTopic)
+const DESCRIBE_LOG_DIRS_DESCRIBABLE_LOG_DIR_TOPIC: &[Field] = &[
+    Field::new("Topic", String, V(0, MAX)),
+    Field::new("Partitions", Array(&Int32), V(0, MAX)),
 ];
 
 /// SaslAuthenticateRequest
