@@ -18,6 +18,9 @@ use super::{controller_error, str_bytes, Access, Context, RequestInfo};
 use crate::metadata::image::{MetadataRecord, SecurityRecord};
 use crate::security::acl::{operation, AclBinding, AclFilter};
 
+/// Kafka's answer to the ACL APIs on a broker without `authorizer.class.name`.
+const NO_AUTHORIZER: &str = "No Authorizer is configured.";
+
 fn filter(
     resource_type: i8,
     resource_name: Option<&StrBytes>,
@@ -38,7 +41,7 @@ fn filter(
     }
 }
 
-/// CreateAcls (Alter on the cluster): valid new bindings are committed in one record;
+/// CreateAcls (Alter on the cluster, with an authorizer): valid new bindings are committed in one record;
 /// bindings that already exist succeed without a copy.
 pub async fn create(
     ctx: &Context,
@@ -56,6 +59,19 @@ pub async fn create(
             .creations
             .iter()
             .map(|_| result(ResponseError::ClusterAuthorizationFailed.code(), None))
+            .collect();
+        return CreateAclsResponse::default().with_results(results);
+    }
+    if ctx.authorizer.is_none() {
+        let results = request
+            .creations
+            .iter()
+            .map(|_| {
+                result(
+                    ResponseError::SecurityDisabled.code(),
+                    Some(NO_AUTHORIZER.into()),
+                )
+            })
             .collect();
         return CreateAclsResponse::default().with_results(results);
     }
@@ -101,6 +117,11 @@ pub fn describe(ctx: &Context, info: &RequestInfo, r: DescribeAclsRequest) -> De
     if !Access::new(ctx, info, &image).allows_cluster(operation::DESCRIBE) {
         return DescribeAclsResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
+    if ctx.authorizer.is_none() {
+        return DescribeAclsResponse::default()
+            .with_error_code(ResponseError::SecurityDisabled.code())
+            .with_error_message(Some(str_bytes(NO_AUTHORIZER)));
     }
     let f = filter(
         r.resource_type_filter,
@@ -157,6 +178,18 @@ pub async fn delete(
             .map(|_| {
                 DeleteAclsFilterResult::default()
                     .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            })
+            .collect();
+        return DeleteAclsResponse::default().with_filter_results(results);
+    }
+    if ctx.authorizer.is_none() {
+        let results = request
+            .filters
+            .iter()
+            .map(|_| {
+                DeleteAclsFilterResult::default()
+                    .with_error_code(ResponseError::SecurityDisabled.code())
+                    .with_error_message(Some(str_bytes(NO_AUTHORIZER)))
             })
             .collect();
         return DeleteAclsResponse::default().with_filter_results(results);

@@ -150,16 +150,29 @@ fn broker_entries(ctx: &Context, keys: Option<&[StrBytes]>) -> Vec<ConfigEntry> 
             keys.is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == *name))
         })
         .map(|(name, value, source)| {
-            let ty = config::property(name).map(|p| p.ty);
+            let property = config::property(name);
+            let ty = property.map(|p| p.ty);
             // Kafka never returns a password's value, only that it is sensitive.
-            let value = value
-                .filter(|_| ty != Some(PropertyType::Password))
-                .map(str::to_string);
+            let shown = |value: Option<&str>| {
+                value
+                    .filter(|_| ty != Some(PropertyType::Password))
+                    .map(str::to_string)
+            };
+            let value = shown(value);
+            // As Kafka lists them: the static value, then the built-in default unless it is
+            // null.
+            let mut synonyms = Vec::new();
+            if source == ValueSource::Static {
+                synonyms.push((name, value.clone(), SOURCE_STATIC_BROKER));
+            }
+            if let Some(default) = property.and_then(|p| p.default) {
+                synonyms.push((name, shown(Some(default)), SOURCE_DEFAULT));
+            }
             ConfigEntry {
                 name,
-                value: value.clone(),
+                value,
                 source: broker_source(source),
-                synonyms: vec![(name, value, broker_source(source))],
+                synonyms,
                 config_type: ty.map_or(0, config_type),
                 read_only: true,
             }
