@@ -91,6 +91,15 @@ const fn unset(name: &'static str, ty: PropertyType) -> PropertyDef {
 
 use PropertyType::*;
 
+/// Properties Kafka requires (it has no default) that Strom defaults so that one command runs a
+/// single node; DescribeConfigs lists no default synonym for them, as Kafka lists none.
+pub const SINGLE_NODE_DEFAULTS: &[&str] = &[
+    "node.id",
+    "process.roles",
+    "controller.listener.names",
+    "log.dirs",
+];
+
 /// Every broker property Strom understands, with Kafka's defaults.
 pub static PROPERTIES: &[PropertyDef] = &[
     def("node.id", Int(0), "1"),

@@ -160,12 +160,15 @@ fn broker_entries(ctx: &Context, keys: Option<&[StrBytes]>) -> Vec<ConfigEntry> 
             };
             let value = shown(value);
             // As Kafka lists them: the static value, then the built-in default unless it is
-            // null.
+            // null (or Kafka has none).
             let mut synonyms = Vec::new();
             if source == ValueSource::Static {
                 synonyms.push((name, value.clone(), SOURCE_STATIC_BROKER));
             }
-            if let Some(default) = property.and_then(|p| p.default) {
+            let default = property
+                .and_then(|p| p.default)
+                .filter(|_| !config::SINGLE_NODE_DEFAULTS.contains(&name));
+            if let Some(default) = default {
                 synonyms.push((name, shown(Some(default)), SOURCE_DEFAULT));
             }
             ConfigEntry {
