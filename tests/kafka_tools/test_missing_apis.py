@@ -8,13 +8,6 @@ def unsupported(api):
     return f"org.apache.kafka.common.errors.UnsupportedVersionException: The node does not support {api}"
 
 
-def test_metadata_quorum(target):
-    for what in ("--status", "--replication"):
-        done = admin_tool("metadata-quorum", target, "describe", what, ok=False)
-        assert done.returncode == 1 and done.stdout == ""
-        assert unsupported("DESCRIBE_QUORUM") in done.stderr
-
-
 def test_consumer_group_protocol(target, topic, group):
     """A console consumer with group.protocol=consumer (KIP-848) gives up at its first
     ConsumerGroupHeartbeat; the classic group tools see no group."""

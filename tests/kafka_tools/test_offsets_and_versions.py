@@ -16,10 +16,10 @@ USED_APIS = {
     "DeleteTopics", "DeleteRecords", "InitProducerId", "DescribeAcls", "CreateAcls", "DeleteAcls",
     "DescribeConfigs", "IncrementalAlterConfigs", "CreatePartitions", "DeleteGroups", "ElectLeaders",
     "AlterPartitionReassignments", "ListPartitionReassignments", "OffsetDelete", "DescribeCluster",
-    "DescribeProducers", "DescribeTransactions", "ListTransactions", "DescribeLogDirs",
+    "DescribeProducers", "DescribeTransactions", "ListTransactions", "DescribeLogDirs", "DescribeQuorum",
 }
 # The APIs of issue 18 that Strom does not have yet, as kafka-broker-api-versions reports them.
-NOT_YET = {"AlterReplicaLogDirs", "DescribeClientQuotas", "AlterClientQuotas", "DescribeQuorum",
+NOT_YET = {"AlterReplicaLogDirs", "DescribeClientQuotas", "AlterClientQuotas",
            "UpdateFeatures", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "DescribeTopicPartitions"}
 
 

@@ -2,8 +2,8 @@
 or unknown SASL credentials and mechanisms a listener does not enable, client certificates
 from another CA or none at all on the SSL listener, plaintext Kafka bytes on a TLS port, and a
 replica Fetch from a principal that is not allowed ClusterAction, a fetch session's
-partitions once their READ ACL is gone, and log directories to a principal that may not describe
-the cluster."""
+partitions once their READ ACL is gone, and log directories and the metadata quorum to a principal
+that may not describe the cluster."""
 
 import struct
 
@@ -31,10 +31,21 @@ from clients import (
     ssl_conf,
 )
 from kafka_checks import wait_until
-from wire import API_VERSIONS, Connection, fetch_v4, fetch_v4_answer, fetch_v7, fetch_v7_answer, request_frame
+from wire import (
+    API_VERSIONS,
+    Connection,
+    compact_string,
+    fetch_v4,
+    fetch_v4_answer,
+    fetch_v7,
+    fetch_v7_answer,
+    request_frame,
+    uvarint,
+)
 
 FETCH = 1
 DESCRIBE_LOG_DIRS = 35
+DESCRIBE_QUORUM = 55
 TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED = 29, 31
 API_VERSIONS_V0 = request_frame(API_VERSIONS, 0, 1, "probe", b"")
 
@@ -154,3 +165,19 @@ def test_log_dirs_need_describe_on_the_cluster(secure_broker, pki, admin_conf, t
 
     assert directories(pki.admin) == 1
     assert directories(pki.alice) == 0
+
+
+def test_the_metadata_quorum_needs_describe_on_the_cluster(secure_broker, pki):
+    """DescribeQuorum (v0, flexible: a tagged-field byte after the v1 header) answers a super
+    user and refuses alice with CLUSTER_AUTHORIZATION_FAILED at the top."""
+    body = (b"\x00" + uvarint(2) + compact_string("__cluster_metadata") + uvarint(2) + struct.pack(">i", 0)
+            + b"\x00" * 3)
+
+    def error_code(identity):
+        with Connection(secure_broker.ports["SSL"], ssl_context=pki.context(identity)) as c:
+            answer = c.request(DESCRIBE_QUORUM, 0, body)
+        assert answer[0] == 0, "no tagged fields in the response header"
+        return struct.unpack_from(">h", answer, 1)[0]
+
+    assert error_code(pki.admin) == 0
+    assert error_code(pki.alice) == CLUSTER_AUTHORIZATION_FAILED

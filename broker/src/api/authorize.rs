@@ -834,6 +834,11 @@ pub fn check(access: &Access, version: i16, request: RequestKind) -> Checked {
                 ListPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED),
             ))
         }
+        RequestKind::DescribeQuorum(_) if !cluster(DESCRIBE) => {
+            Checked::Refused(ResponseKind::DescribeQuorum(
+                DescribeQuorumResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
         RequestKind::DescribeLogDirs(_) if !cluster(DESCRIBE) => {
             // No directory is shown; v3 and later also say why (KIP-784).
             let response = DescribeLogDirsResponse::default();

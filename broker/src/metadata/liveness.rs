@@ -34,8 +34,9 @@ struct Suspicion {
 /// The active controller's view of which brokers are alive.
 #[derive(Default)]
 pub struct Liveness {
-    /// When each broker last heartbeated to this node while it was the active controller.
-    heartbeats: Mutex<HashMap<i32, Instant>>,
+    /// When each broker last heartbeated to this node while it was the active controller,
+    /// and the metadata offset it had applied then.
+    heartbeats: Mutex<HashMap<i32, (Instant, u64)>>,
     /// Brokers to probe: their heartbeat connection closed, or a new term began.
     suspects: Mutex<HashMap<i32, Suspicion>>,
     /// Wakes the fencing loop when a broker becomes a suspect.
@@ -47,14 +48,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Liveness {
-    /// Records a heartbeat: the broker is alive now.
-    pub fn heartbeat(&self, id: i32) {
-        lock(&self.heartbeats).insert(id, Instant::now());
+    /// Records a heartbeat: the broker is alive now, and has applied `applied_index`.
+    pub fn heartbeat(&self, id: i32, applied_index: u64) {
+        lock(&self.heartbeats).insert(id, (Instant::now(), applied_index));
         lock(&self.suspects).remove(&id);
     }
 
     /// When `id` last heartbeated, if it has since this node started.
     pub fn last_heartbeat(&self, id: i32) -> Option<Instant> {
+        self.last_progress(id).map(|(at, _)| at)
+    }
+
+    /// When `id` last heartbeated and the metadata offset it had applied then.
+    pub fn last_progress(&self, id: i32) -> Option<(Instant, u64)> {
         lock(&self.heartbeats).get(&id).copied()
     }
 
@@ -206,7 +212,7 @@ mod tests {
     fn a_suspect_is_probed_again_until_it_heartbeats_or_its_suspicion_ends() {
         let liveness = Liveness::default();
         liveness.suspect([1, 2]);
-        liveness.heartbeat(1);
+        liveness.heartbeat(1, 7);
         let limit = Duration::from_secs(60);
         assert_eq!(liveness.due_for_probe(limit), vec![2]);
         assert!(
@@ -222,6 +228,10 @@ mod tests {
             "dropped past the limit"
         );
         assert!(liveness.last_heartbeat(1).is_some());
+        assert_eq!(
+            liveness.last_progress(1).map(|(_, applied)| applied),
+            Some(7)
+        );
         assert!(liveness.last_heartbeat(2).is_none());
     }
 }

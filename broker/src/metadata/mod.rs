@@ -5,6 +5,7 @@ pub mod image;
 pub mod listener;
 mod liveness;
 mod network;
+pub mod quorum;
 pub mod rpc;
 pub mod runtime;
 pub mod security;
@@ -95,6 +96,8 @@ pub struct Controller {
     broker_image_path: PathBuf,
     /// TLS for connections to the other voters, when the controller listener is SSL.
     tls: Option<Arc<ClientTls>>,
+    /// When each other voter last answered this node's AppendEntries.
+    peer_answers: Arc<quorum::PeerAnswers>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -114,8 +117,13 @@ impl Controller {
         let broker_image_path = dir.join(BROKER_IMAGE_FILE);
         let (publisher, image) = watch::channel(Arc::new(MetadataImage::default()));
         let publisher = Arc::new(publisher);
+        let peer_answers = Arc::new(quorum::PeerAnswers::default());
         let raft = if config.has_role(Role::Controller) {
-            Some(Self::start_voter(config, &dir, publisher.clone(), tls.clone()).await?)
+            let network = network::QuorumNetwork {
+                tls: tls.clone(),
+                answers: peer_answers.clone(),
+            };
+            Some(Self::start_voter(config, &dir, publisher.clone(), network).await?)
         } else {
             if let Ok(bytes) = std::fs::read(&broker_image_path) {
                 match serde_json::from_slice::<MetadataImage>(&bytes) {
@@ -139,6 +147,7 @@ impl Controller {
             answered_heartbeat: Mutex::new(None),
             broker_image_path,
             tls,
+            peer_answers,
         })
     }
 
@@ -146,7 +155,7 @@ impl Controller {
         config: &BrokerConfig,
         dir: &std::path::Path,
         publisher: Arc<watch::Sender<Arc<MetadataImage>>>,
-        tls: Option<Arc<ClientTls>>,
+        network: network::QuorumNetwork,
     ) -> Result<Raft<TypeConfig>, ControllerError> {
         let startup = |e: &dyn std::fmt::Display| ControllerError::Startup(e.to_string());
         let log_store = store::LogStore::open(dir).map_err(|e| startup(&e))?;
@@ -173,7 +182,7 @@ impl Controller {
         let raft = runtime::spawn_on_quorum(Raft::new(
             config.node_id as u64,
             Arc::new(raft_config),
-            network::QuorumNetwork { tls },
+            network,
             log_store,
             state_machine,
         ))
@@ -364,6 +373,84 @@ impl Controller {
         }
     }
 
+    /// The quorum's state from the active controller.
+    pub async fn describe_quorum(&self) -> Result<quorum::QuorumDescription, ControllerError> {
+        match self.ask_leader(Request::DescribeQuorum, None).await? {
+            Response::Quorum(Ok(description)) => Ok(description),
+            other => Err(ControllerError::Unavailable(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// This node's description of the quorum, which only the active controller can give.
+    fn quorum_description(
+        &self,
+        raft: &Raft<TypeConfig>,
+    ) -> Result<quorum::QuorumDescription, QuorumError> {
+        let metrics = raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.node_id as u64) {
+            return Err(QuorumError::NotLeader {
+                leader: metrics.current_leader.map(|id| id as i32),
+            });
+        }
+        let clock = quorum::WallClock::now();
+        let leader_end = metrics.last_log_index.map_or(0, |i| i + 1);
+        let matched = metrics.replication.clone().unwrap_or_default();
+        let voters = self
+            .voters
+            .iter()
+            .map(|v| {
+                if v.id == self.node_id {
+                    return quorum::ReplicaProgress {
+                        id: v.id,
+                        log_end_offset: leader_end as i64,
+                        last_fetch_ms: clock.now_ms(),
+                        last_caught_up_ms: clock.now_ms(),
+                    };
+                }
+                let end = matched
+                    .get(&(v.id as u64))
+                    .and_then(|m| m.as_ref())
+                    .map(|log_id| log_id.index + 1);
+                let answered = self.peer_answers.last(v.id as u64);
+                quorum::follower(v.id, end, answered, leader_end, &clock)
+            })
+            .collect();
+        let applied_end = metrics.last_applied.map_or(0, |l| l.index + 1);
+        let observers = self
+            .image()
+            .brokers
+            .keys()
+            .filter(|id| !self.voters.iter().any(|v| v.id == **id))
+            .map(|id| {
+                let progress = self.liveness.last_progress(*id);
+                quorum::follower(
+                    *id,
+                    progress.map(|(_, applied)| applied + 1),
+                    progress.map(|(at, _)| at),
+                    applied_end,
+                    &clock,
+                )
+            })
+            .collect();
+        Ok(quorum::QuorumDescription {
+            leader_id: self.node_id,
+            leader_epoch: metrics.current_term as i32,
+            high_watermark: applied_end as i64,
+            voters,
+            observers,
+        })
+    }
+
+    /// The controller listeners of the voters: (id, host, port).
+    pub fn voter_endpoints(&self) -> Vec<(i32, String, u16)> {
+        self.voters
+            .iter()
+            .map(|v| (v.id, v.host.clone(), v.port))
+            .collect()
+    }
+
     /// Sends a proposal or heartbeat to the active controller, following "not the leader"
     /// answers and trying each voter in turn while none is known. With `kept`, the connection
     /// to the voter is kept there for the next call; otherwise it is closed after the answer.
@@ -404,7 +491,8 @@ impl Controller {
             };
             let not_leader = match &response {
                 Ok(Response::Proposed(Err(QuorumError::NotLeader { leader })))
-                | Ok(Response::Heartbeat(Err(QuorumError::NotLeader { leader }))) => Some(*leader),
+                | Ok(Response::Heartbeat(Err(QuorumError::NotLeader { leader })))
+                | Ok(Response::Quorum(Err(QuorumError::NotLeader { leader }))) => Some(*leader),
                 _ => None,
             };
             match (response, not_leader) {
@@ -416,7 +504,8 @@ impl Controller {
                     }
                 }
                 (Ok(Response::Proposed(Err(QuorumError::Unavailable(e)))), _)
-                | (Ok(Response::Heartbeat(Err(QuorumError::Unavailable(e)))), _) => {
+                | (Ok(Response::Heartbeat(Err(QuorumError::Unavailable(e)))), _)
+                | (Ok(Response::Quorum(Err(QuorumError::Unavailable(e)))), _) => {
                     last_error = e;
                     target = None;
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -466,6 +555,7 @@ impl Controller {
             Request::Heartbeat(heartbeat) => {
                 Response::Heartbeat(self.on_heartbeat(heartbeat).await)
             }
+            Request::DescribeQuorum => Response::Quorum(self.quorum_description(raft)),
         }
     }
 
@@ -500,7 +590,8 @@ impl Controller {
                 leader: self.active_controller(),
             });
         }
-        self.liveness.heartbeat(heartbeat.id);
+        self.liveness
+            .heartbeat(heartbeat.id, heartbeat.applied_index);
         let image = self.image();
         let Some(registration) = image
             .brokers

@@ -13,6 +13,7 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 
+use super::quorum::PeerAnswers;
 use super::rpc::{Request, Response, RpcClient};
 use super::TypeConfig;
 use crate::security::tls::ClientTls;
@@ -23,12 +24,15 @@ type NodeId = u64;
 pub struct QuorumNetwork {
     /// TLS, when the controller listener is SSL.
     pub tls: Option<Arc<ClientTls>>,
+    /// Where answers to AppendEntries are recorded, for DescribeQuorum.
+    pub answers: Arc<PeerAnswers>,
 }
 
 /// A connection to one voter.
 pub struct PeerConnection {
     target: NodeId,
     client: RpcClient,
+    answers: Arc<PeerAnswers>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for QuorumNetwork {
@@ -38,6 +42,7 @@ impl RaftNetworkFactory<TypeConfig> for QuorumNetwork {
         PeerConnection {
             target,
             client: RpcClient::from_address(&node.addr, self.tls.clone()),
+            answers: self.answers.clone(),
         }
     }
 }
@@ -94,16 +99,21 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RaftResult<AppendEntriesResponse<NodeId>> {
-        self.call(
-            "AppendEntries",
-            Request::AppendEntries(rpc),
-            &option,
-            |r| match r {
-                Response::AppendEntries(r) => Some(r),
-                _ => None,
-            },
-        )
-        .await
+        let answer = self
+            .call(
+                "AppendEntries",
+                Request::AppendEntries(rpc),
+                &option,
+                |r| match r {
+                    Response::AppendEntries(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await;
+        if answer.is_ok() {
+            self.answers.answered(self.target);
+        }
+        answer
     }
 
     async fn install_snapshot(

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use super::image::{MetadataImage, MetadataRecord};
+use super::quorum::QuorumDescription;
 use super::{ApplyResult, TypeConfig};
 use crate::network::Transport;
 use crate::security::tls::ClientTls;
@@ -77,6 +78,8 @@ pub enum Request {
     FetchImage { after: u64, max_wait_ms: u64 },
     /// A broker heartbeat.
     Heartbeat(Heartbeat),
+    /// The quorum's state, from the active controller (DescribeQuorum).
+    DescribeQuorum,
 }
 
 /// The answer to a [`Request`].
@@ -100,6 +103,8 @@ pub enum Response {
     },
     /// Answer to [`Request::Heartbeat`].
     Heartbeat(Result<HeartbeatReply, QuorumError>),
+    /// Answer to [`Request::DescribeQuorum`].
+    Quorum(Result<QuorumDescription, QuorumError>),
     /// The request cannot be served by this node (for example Raft RPCs to a broker).
     Refused(String),
 }

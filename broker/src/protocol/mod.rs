@@ -1234,6 +1234,22 @@ mod tests {
             .with_unknown_tagged_fields(tags(v, 0))
     }
 
+    fn describe_quorum(v: i16, full: bool) -> DescribeQuorumRequest {
+        use kafka_protocol::messages::describe_quorum_request::*;
+        DescribeQuorumRequest::default()
+            .with_topics(if full {
+                vec![TopicData::default()
+                    .with_topic_name(topic("__cluster_metadata"))
+                    .with_partitions(vec![PartitionData::default()
+                        .with_partition_index(0)
+                        .with_unknown_tagged_fields(tags(v, 0))])
+                    .with_unknown_tagged_fields(tags(v, 0))]
+            } else {
+                vec![]
+            })
+            .with_unknown_tagged_fields(tags(v, 0))
+    }
+
     fn describe_log_dirs(v: i16, full: bool) -> DescribeLogDirsRequest {
         use kafka_protocol::messages::describe_log_dirs_request::*;
         DescribeLogDirsRequest::default()
@@ -1448,6 +1464,7 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => kind(incremental_alter_configs(v, full)),
             ApiKey::DescribeCluster => kind(describe_cluster(v, full)),
             ApiKey::DescribeLogDirs => kind(describe_log_dirs(v, full)),
+            ApiKey::DescribeQuorum => kind(describe_quorum(v, full)),
             ApiKey::OffsetForLeaderEpoch => kind(offset_for_leader_epoch(v, full)),
             ApiKey::ElectLeaders => kind(elect_leaders(v, full)),
             ApiKey::AlterPartitionReassignments => kind(alter_partition_reassignments(v, full)),

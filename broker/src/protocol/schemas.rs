@@ -51,6 +51,7 @@ pub static REQUESTS: &[Message] = &[
     Message { api_key: 47, name: "OffsetDeleteRequest", valid: V(0, 0), flexible: NONE, fields: OFFSET_DELETE_REQUEST },
     Message { api_key: 50, name: "DescribeUserScramCredentialsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST },
     Message { api_key: 51, name: "AlterUserScramCredentialsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: ALTER_USER_SCRAM_CREDENTIALS_REQUEST },
+    Message { api_key: 55, name: "DescribeQuorumRequest", valid: V(0, 2), flexible: V(0, MAX), fields: DESCRIBE_QUORUM_REQUEST },
     Message { api_key: 60, name: "DescribeClusterRequest", valid: V(0, 2), flexible: V(0, MAX), fields: DESCRIBE_CLUSTER_REQUEST },
     Message { api_key: 61, name: "DescribeProducersRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_PRODUCERS_REQUEST },
     Message { api_key: 65, name: "DescribeTransactionsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_TRANSACTIONS_REQUEST },
@@ -702,6 +703,22 @@ const ALTER_USER_SCRAM_CREDENTIALS_SCRAM_CREDENTIAL_UPSERTION: &[Field] = &[
     Field::new("Iterations", Int32, V(0, MAX)),
     Field::new("Salt", Bytes, V(0, MAX)),
     Field::new("SaltedPassword", Bytes, V(0, MAX)),
+];
+
+/// DescribeQuorumRequest
+const DESCRIBE_QUORUM_REQUEST: &[Field] = &[
+    Field::new("Topics", Array(&Struct(DESCRIBE_QUORUM_TOPIC_DATA)), V(0, MAX)),
+];
+
+/// DescribeQuorumRequest.Topics (TopicData)
+const DESCRIBE_QUORUM_TOPIC_DATA: &[Field] = &[
+    Field::new("TopicName", String, V(0, MAX)),
+    Field::new("Partitions", Array(&Struct(DESCRIBE_QUORUM_PARTITION_DATA)), V(0, MAX)),
+];
+
+/// DescribeQuorumRequest.Topics.Partitions (PartitionData)
+const DESCRIBE_QUORUM_PARTITION_DATA: &[Field] = &[
+    Field::new("PartitionIndex", Int32, V(0, MAX)),
 ];
 
 /// DescribeClusterRequest
