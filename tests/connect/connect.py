@@ -48,6 +48,8 @@ class Worker:
             "rest.advertised.host.name": "127.0.0.1",
             "rest.advertised.port": str(self.port),
             "offset.flush.interval.ms": "500",
+            # The connectors come with ServiceLoader manifests: no need to scan every jar.
+            "plugin.discovery": "service_load",
             **(extra or {}),
         }
         self.proc = None
