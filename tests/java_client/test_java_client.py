@@ -51,7 +51,7 @@ def junit_results(single, cluster):
                 element = case.find(kind)
                 if element is not None:
                     outcome = kind
-                    message = f"{element.get('type', '')}: {element.get('message', '')}\n{element.text or ''}"
+                    message = (element.text or f"{element.get('type', '')}: {element.get('message', '')}").strip()
                     break
             results[name] = (outcome, message)
     if not results:
