@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func kafkagoClient(o options) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(o.bootstrap), Timeout: 10 * time.Second}
+}
+
+func kafkagoCreate(ctx context.Context, c *kafka.Client, topic string, partitions int, configs map[string]string) error {
+	t := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}
+	for k, v := range configs {
+		t.ConfigEntries = append(t.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+	}
+	resp, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{t}})
+	if err != nil {
+		return err
+	}
+	return resp.Errors[topic]
+}
+
+func kafkagoDelete(ctx context.Context, c *kafka.Client, topic string) error {
+	resp, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	if err != nil {
+		return err
+	}
+	return resp.Errors[topic]
+}
+
+// kafkagoProduce writes recs with a Writer (acks=all, the sarama-compatible Hash balancer),
+// filling in each record's partition and offset from the Completion callback.
+func kafkagoProduce(ctx context.Context, o options, recs []Rec, codec kafka.Compression) error {
+	index := map[string]int{}
+	msgs := make([]kafka.Message, len(recs))
+	for i, r := range recs {
+		index[*r.Key] = i
+		msgs[i] = kafka.Message{Key: []byte(*r.Key), Value: []byte(*r.Value)}
+		for k, v := range r.Headers {
+			msgs[i].Headers = append(msgs[i].Headers, kafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	var mu sync.Mutex
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(o.bootstrap),
+		Topic:        o.topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 10 * time.Millisecond,
+		Compression:  codec,
+		Completion: func(done []kafka.Message, err error) {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range done {
+				i := index[string(m.Key)]
+				recs[i].Partition = m.Partition
+				recs[i].Offset = m.Offset
+			}
+		},
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// kafkagoConsume reads want records of o.topic with a Reader in group (from the first offset
+// when the group has none), committing each synchronously, and closes the Reader, which leaves
+// the group. Records are ordered by partition and offset.
+func kafkagoConsume(ctx context.Context, o options, group string, want int) ([]Rec, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           []string{o.bootstrap},
+		GroupID:           group,
+		Topic:             o.topic,
+		StartOffset:       kafka.FirstOffset,
+		MaxWait:           500 * time.Millisecond,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		ReadBackoffMin:    100 * time.Millisecond,
+		ReadBackoffMax:    500 * time.Millisecond,
+	})
+	got := []Rec{}
+	var err error
+	for len(got) < want {
+		var m kafka.Message
+		if m, err = r.FetchMessage(ctx); err != nil {
+			err = fmt.Errorf("received %d of %d records: %w", len(got), want, err)
+			break
+		}
+		rec := Rec{Partition: m.Partition, Offset: m.Offset, Key: bytesp(m.Key), Value: bytesp(m.Value), Headers: map[string]string{}}
+		for _, h := range m.Headers {
+			rec.Headers[h.Key] = string(h.Value)
+		}
+		got = append(got, rec)
+		if err = r.CommitMessages(ctx, m); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+			break
+		}
+	}
+	if cerr := r.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	sortRecs(got)
+	return got, err
+}
+
+func kafkagoCommitted(ctx context.Context, c *kafka.Client, group, topic string, partitions int) (map[string]int64, error) {
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != nil {
+		return nil, resp.Error
+	}
+	out := map[string]int64{}
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("partition %d: %w", p.Partition, p.Error)
+		}
+		out[fmt.Sprint(p.Partition)] = p.CommittedOffset
+	}
+	return out, nil
+}
+
+// kafkagoTopicNames lists the topics over a Conn: the Client's Metadata answers from the
+// Transport's cache, which may be older than a deletion.
+func kafkagoTopicNames(ctx context.Context, o options) ([]string, error) {
+	conn, err := kafka.DialContext(ctx, "tcp", o.bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	parts, err := conn.ReadPartitions()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	names := []string{}
+	for _, p := range parts {
+		if !seen[p.Topic] {
+			seen[p.Topic] = true
+			names = append(names, p.Topic)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func kafkagoAdmin(ctx context.Context, o options, res result) error {
+	c := kafkagoClient(o)
+	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return fail("metadata", err)
+	}
+	ids := []int{}
+	for _, b := range meta.Brokers {
+		ids = append(ids, b.ID)
+	}
+	res["brokers"] = ids
+	res["controller"] = meta.Controller.ID
+	res["cluster_id"] = meta.ClusterID
+
+	if err := kafkagoCreate(ctx, c, o.topic, 3, map[string]string{"retention.ms": "3600000", "cleanup.policy": "compact"}); err != nil {
+		return fail("create", err)
+	}
+	meta, err = c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{o.topic}})
+	if err != nil {
+		return fail("metadata of the topic", err)
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return fail("metadata of the topic", fmt.Errorf("%+v", meta.Topics))
+	}
+	res["partitions"] = len(meta.Topics[0].Partitions)
+	leaders := []int{}
+	for _, p := range meta.Topics[0].Partitions {
+		leaders = append(leaders, p.Leader.ID)
+	}
+	res["leaders"] = leaders
+
+	described, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: o.topic},
+	}})
+	if err != nil {
+		return fail("describe configs", err)
+	}
+	if described.Resources[0].Error != nil {
+		return fail("describe configs", described.Resources[0].Error)
+	}
+	configs := map[string]string{}
+	for _, e := range described.Resources[0].ConfigEntries {
+		if e.ConfigName == "retention.ms" || e.ConfigName == "cleanup.policy" || e.ConfigName == "segment.bytes" {
+			configs[e.ConfigName] = e.ConfigValue
+		}
+	}
+	res["configs"] = configs
+
+	res["create_again_error"] = errorName(kafkagoCreate(ctx, c, o.topic, 3, nil))
+
+	if err := kafkagoDelete(ctx, c, o.topic); err != nil {
+		return fail("delete", err)
+	}
+	if err := waitFor(ctx, "topic still listed", func() (bool, error) {
+		names, err := kafkagoTopicNames(ctx, o)
+		if err != nil {
+			return false, err
+		}
+		res["topics_after_delete"] = names
+		return !contains(names, o.topic), nil
+	}); err != nil {
+		return fail("list after delete", err)
+	}
+	res["delete_again_error"] = errorName(kafkagoDelete(ctx, c, o.topic))
+	return nil
+}
+
+func kafkagoGroup(ctx context.Context, o options, res result) error {
+	c := kafkagoClient(o)
+	if err := kafkagoCreate(ctx, c, o.topic, 3, nil); err != nil {
+		return fail("create", err)
+	}
+
+	sent := records("first", o.n)
+	if err := kafkagoProduce(ctx, o, sent, kafka.Compression(0)); err != nil {
+		return fail("produce", err)
+	}
+	res["produced"] = sent
+	got, err := kafkagoConsume(ctx, o, o.group, len(sent))
+	res["consumed"] = got
+	if err != nil {
+		return fail("consume", err)
+	}
+	if res["committed"], err = kafkagoCommitted(ctx, c, o.group, o.topic, 3); err != nil {
+		return fail("committed offsets", err)
+	}
+
+	late := records("late", o.more)
+	if err := kafkagoProduce(ctx, o, late, kafka.Compression(0)); err != nil {
+		return fail("produce more", err)
+	}
+	res["produced_more"] = late
+	again, err := kafkagoConsume(ctx, o, o.group, len(late))
+	res["consumed_again"] = again
+	if err != nil {
+		return fail("consume again", err)
+	}
+	if res["committed_again"], err = kafkagoCommitted(ctx, c, o.group, o.topic, 3); err != nil {
+		return fail("committed offsets again", err)
+	}
+
+	groups, err := c.ListGroups(ctx, &kafka.ListGroupsRequest{})
+	if err != nil {
+		return fail("list groups", err)
+	}
+	res["group_listed"] = ""
+	for _, g := range groups.Groups {
+		if g.GroupID == o.group {
+			res["group_listed"] = g.ProtocolType
+		}
+	}
+	desc, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{o.group}})
+	if err != nil {
+		return fail("describe group", err)
+	}
+	if desc.Groups[0].Error != nil {
+		return fail("describe group", desc.Groups[0].Error)
+	}
+	res["group_state"] = desc.Groups[0].GroupState
+
+	if err := kafkagoDelete(ctx, c, o.topic); err != nil {
+		return fail("delete", err)
+	}
+	return nil
+}

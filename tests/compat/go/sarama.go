@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/segmentio/kafka-go"
+)
+
+func saramaConfig(o options) (*sarama.Config, error) {
+	cfg := sarama.NewConfig()
+	cfg.ClientID = "strom-compat-sarama"
+	if o.kafkaVersion != "" {
+		v, err := sarama.ParseKafkaVersion(o.kafkaVersion)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Version = v
+	}
+	cfg.Metadata.Retry.Backoff = 100 * time.Millisecond
+	cfg.Admin.Timeout = 10 * time.Second
+	return cfg, nil
+}
+
+func newSaramaAdmin(o options) (sarama.ClusterAdmin, error) {
+	cfg, err := saramaConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	return sarama.NewClusterAdmin([]string{o.bootstrap}, cfg)
+}
+
+func saramaCreate(admin sarama.ClusterAdmin, topic string, partitions int32, configs map[string]string) error {
+	entries := map[string]*string{}
+	for k, v := range configs {
+		entries[k] = strp(v)
+	}
+	return admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: entries}, false)
+}
+
+// saramaProduce sends recs with an idempotent SyncProducer (acks=all) and the default hash
+// partitioner, filling in each record's partition and offset.
+func saramaProduce(o options, recs []Rec, codec sarama.CompressionCodec) error {
+	cfg, err := saramaConfig(o)
+	if err != nil {
+		return err
+	}
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Retry.Max = 5
+	cfg.Producer.Compression = codec
+	cfg.Net.MaxOpenRequests = 1
+	producer, err := sarama.NewSyncProducer([]string{o.bootstrap}, cfg)
+	if err != nil {
+		return err
+	}
+	msgs := make([]*sarama.ProducerMessage, len(recs))
+	for i, r := range recs {
+		msgs[i] = &sarama.ProducerMessage{Topic: o.topic, Key: sarama.StringEncoder(*r.Key), Value: sarama.StringEncoder(*r.Value)}
+		for k, v := range r.Headers {
+			msgs[i].Headers = append(msgs[i].Headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)})
+		}
+	}
+	if err := producer.SendMessages(msgs); err != nil {
+		producer.Close()
+		return err
+	}
+	for i, m := range msgs {
+		recs[i].Partition = int(m.Partition)
+		recs[i].Offset = m.Offset
+	}
+	return producer.Close()
+}
+
+type saramaHandler struct {
+	mu   sync.Mutex
+	want int
+	got  []Rec
+	done chan struct{}
+}
+
+func (h *saramaHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *saramaHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim records and marks each message; the one that completes the count commits the
+// marked offsets (auto-commit is off). Committing each message would wait behind the long-poll
+// fetch that sarama pipelines on the same connection.
+func (h *saramaHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case msg, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			r := Rec{Partition: int(msg.Partition), Offset: msg.Offset, Key: bytesp(msg.Key), Value: bytesp(msg.Value), Headers: map[string]string{}}
+			for _, hd := range msg.Headers {
+				r.Headers[string(hd.Key)] = string(hd.Value)
+			}
+			sess.MarkMessage(msg, "")
+			h.mu.Lock()
+			h.got = append(h.got, r)
+			if len(h.got) == h.want {
+				sess.Commit()
+				close(h.done)
+			}
+			h.mu.Unlock()
+		case <-sess.Context().Done():
+			return nil
+		}
+	}
+}
+
+// saramaConsume joins group on o.topic (from the oldest offset when the group has none) and
+// returns the first want records, ordered by partition and offset, after leaving the group.
+func saramaConsume(ctx context.Context, o options, group string, want int) ([]Rec, error) {
+	cfg, err := saramaConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Consumer.Offsets.AutoCommit.Enable = false
+	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	cfg.Consumer.MaxWaitTime = 500 * time.Millisecond
+	cg, err := sarama.NewConsumerGroup([]string{o.bootstrap}, group, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h := &saramaHandler{want: want, done: make(chan struct{})}
+	cctx, cancel := context.WithCancel(ctx)
+	consumeErr := make(chan error, 1)
+	go func() {
+		for cctx.Err() == nil {
+			if err := cg.Consume(cctx, []string{o.topic}, h); err != nil && !errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				consumeErr <- err
+				return
+			}
+		}
+		consumeErr <- nil
+	}()
+	var waitErr error
+	select {
+	case <-h.done:
+	case <-ctx.Done():
+		waitErr = fmt.Errorf("received %d of %d records: %w", len(h.got), want, ctx.Err())
+	case err := <-consumeErr:
+		waitErr = err
+	}
+	cancel()
+	if waitErr == nil {
+		waitErr = <-consumeErr
+	}
+	if err := cg.Close(); err != nil && waitErr == nil {
+		waitErr = err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sortRecs(h.got)
+	return h.got, waitErr
+}
+
+func sortRecs(recs []Rec) {
+	sort.Slice(recs, func(i, j int) bool {
+		if recs[i].Partition != recs[j].Partition {
+			return recs[i].Partition < recs[j].Partition
+		}
+		return recs[i].Offset < recs[j].Offset
+	})
+}
+
+// saramaCommitted is the group's committed offset per partition of topic ("0": 12, ...).
+func saramaCommitted(admin sarama.ClusterAdmin, group, topic string, partitions int32) (map[string]int64, error) {
+	ps := make([]int32, partitions)
+	for i := range ps {
+		ps[i] = int32(i)
+	}
+	resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: ps})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Err != sarama.ErrNoError {
+		return nil, resp.Err
+	}
+	out := map[string]int64{}
+	for p, b := range resp.Blocks[topic] {
+		if b.Err != sarama.ErrNoError {
+			return nil, fmt.Errorf("partition %d: %w", p, b.Err)
+		}
+		out[fmt.Sprint(p)] = b.Offset
+	}
+	return out, nil
+}
+
+func saramaTopicNames(admin sarama.ClusterAdmin) ([]string, error) {
+	topics, err := admin.ListTopics()
+	if err != nil {
+		return nil, err
+	}
+	names := []string{}
+	for name := range topics {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func saramaAdmin(ctx context.Context, o options, res result) error {
+	admin, err := newSaramaAdmin(o)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer admin.Close()
+
+	brokers, controller, err := admin.DescribeCluster()
+	if err != nil {
+		return fail("describe cluster", err)
+	}
+	ids := []int32{}
+	for _, b := range brokers {
+		ids = append(ids, b.ID())
+	}
+	res["brokers"] = ids
+	res["controller"] = controller
+
+	if err := saramaCreate(admin, o.topic, 3, map[string]string{"retention.ms": "3600000", "cleanup.policy": "compact"}); err != nil {
+		return fail("create", err)
+	}
+	meta, err := admin.DescribeTopics([]string{o.topic})
+	if err != nil {
+		return fail("describe topics", err)
+	}
+	if meta[0].Err != sarama.ErrNoError {
+		return fail("describe topics", meta[0].Err)
+	}
+	res["partitions"] = len(meta[0].Partitions)
+	topics, err := admin.ListTopics()
+	if err != nil {
+		return fail("list topics", err)
+	}
+	detail := topics[o.topic]
+	res["listed_partitions"] = detail.NumPartitions
+	res["listed_replication_factor"] = detail.ReplicationFactor
+
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: o.topic})
+	if err != nil {
+		return fail("describe config", err)
+	}
+	configs := map[string]string{}
+	for _, e := range entries {
+		if e.Name == "retention.ms" || e.Name == "cleanup.policy" || e.Name == "segment.bytes" {
+			configs[e.Name] = e.Value
+		}
+	}
+	res["configs"] = configs
+
+	err = saramaCreate(admin, o.topic, 3, nil)
+	res["create_again_error"] = errorName(err)
+
+	if err := admin.DeleteTopic(o.topic); err != nil {
+		return fail("delete", err)
+	}
+	if err := waitFor(ctx, "topic still listed", func() (bool, error) {
+		names, err := saramaTopicNames(admin)
+		if err != nil {
+			return false, err
+		}
+		res["topics_after_delete"] = names
+		return !contains(names, o.topic), nil
+	}); err != nil {
+		return fail("list after delete", err)
+	}
+	err = admin.DeleteTopic(o.topic)
+	res["delete_again_error"] = errorName(err)
+	return nil
+}
+
+// errorName is the Kafka error name of err ("TOPIC_ALREADY_EXISTS"), its text when it is not
+// a Kafka error code, or null for no error.
+func errorName(err error) any {
+	if err == nil {
+		return nil
+	}
+	var te *sarama.TopicError
+	if errors.As(err, &te) {
+		return codeName(int(te.Err))
+	}
+	var ke sarama.KError
+	if errors.As(err, &ke) {
+		return codeName(int(ke))
+	}
+	var kge kafka.Error
+	if errors.As(err, &kge) {
+		return codeName(int(kge))
+	}
+	return err.Error()
+}
+
+func codeName(code int) string {
+	names := map[int]string{
+		3:  "UNKNOWN_TOPIC_OR_PARTITION",
+		36: "TOPIC_ALREADY_EXISTS",
+		37: "INVALID_PARTITIONS",
+		40: "INVALID_CONFIG",
+	}
+	if n, ok := names[code]; ok {
+		return n
+	}
+	return fmt.Sprintf("error code %d", code)
+}
+
+func contains(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func saramaGroup(ctx context.Context, o options, res result) error {
+	admin, err := newSaramaAdmin(o)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer admin.Close()
+	if err := saramaCreate(admin, o.topic, 3, nil); err != nil {
+		return fail("create", err)
+	}
+
+	sent := records("first", o.n)
+	if err := saramaProduce(o, sent, sarama.CompressionNone); err != nil {
+		return fail("produce", err)
+	}
+	res["produced"] = sent
+	got, err := saramaConsume(ctx, o, o.group, len(sent))
+	res["consumed"] = got
+	if err != nil {
+		return fail("consume", err)
+	}
+	if res["committed"], err = saramaCommitted(admin, o.group, o.topic, 3); err != nil {
+		return fail("committed offsets", err)
+	}
+
+	late := records("late", o.more)
+	if err := saramaProduce(o, late, sarama.CompressionNone); err != nil {
+		return fail("produce more", err)
+	}
+	res["produced_more"] = late
+	again, err := saramaConsume(ctx, o, o.group, len(late))
+	res["consumed_again"] = again
+	if err != nil {
+		return fail("consume again", err)
+	}
+	if res["committed_again"], err = saramaCommitted(admin, o.group, o.topic, 3); err != nil {
+		return fail("committed offsets again", err)
+	}
+
+	groups, err := admin.ListConsumerGroups()
+	if err != nil {
+		return fail("list groups", err)
+	}
+	res["group_listed"] = groups[o.group]
+	desc, err := admin.DescribeConsumerGroups([]string{o.group})
+	if err != nil {
+		return fail("describe group", err)
+	}
+	res["group_state"] = desc[0].State
+	res["group_protocol_type"] = desc[0].ProtocolType
+
+	if err := admin.DeleteTopic(o.topic); err != nil {
+		return fail("delete", err)
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+"""The Go clients github.com/IBM/sarama and github.com/segmentio/kafka-go (pinned in
+tests/compat/go/go.mod): admin create and delete, idempotent keyed produce, a consumer group that
+commits and resumes from its commits, and records crossing from one client to the other.
+
+tests/compat/go/ is one program with a subcommand per scenario; it prints a JSON object that the
+tests check. It is built once per session into ${STROM_CACHE:-~/.cache/strom}/go-clients/bin, with
+the module downloads under ${STROM_CACHE}/gomod (scripts/install-test-deps.sh fills it)."""
+
+import json
+import os
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+GO_DIR = Path(__file__).parent / "go"
+CACHE = Path(os.environ.get("STROM_CACHE", Path.home() / ".cache" / "strom"))
+# sarama's default protocol version (Kafka 2.8) and its newest, which takes the newest API
+# versions the broker advertises.
+SARAMA_VERSIONS = ["2.8.0", "4.3.1"]
+
+
+@pytest.fixture(scope="session")
+def goclients():
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    binary = CACHE / "go-clients" / "bin" / "goclients"
+    env = {**os.environ, "GOMODCACHE": str(CACHE / "gomod"), "GOFLAGS": "-mod=readonly -buildvcs=false",
+           "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+    build = subprocess.run(["nice", "-n", "10", go, "build", "-o", str(binary), "."], cwd=GO_DIR, env=env,
+                           capture_output=True, timeout=900)
+    assert build.returncode == 0, build.stderr.decode()
+    return binary
+
+
+def run(goclients, scenario, broker, topic, *args):
+    """The JSON object the scenario printed; a failure shows the step it failed at."""
+    proc = subprocess.run([str(goclients), scenario, "-bootstrap", broker.bootstrap, "-topic", topic,
+                           "-timeout", "90s", *args], capture_output=True, timeout=120)
+    out = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    assert proc.returncode == 0, (f"{scenario} failed at {out.get('step')!r}: {out.get('error')}\n"
+                                  f"{proc.stderr.decode()[-3000:]}")
+    return out
+
+
+def ordered(recs):
+    return sorted(recs, key=lambda r: (r["partition"], r["offset"]))
+
+
+def next_offsets(recs):
+    """{partition: offset after the last record} for records that start each partition at 0."""
+    return {str(p): n for p, n in Counter(r["partition"] for r in recs).items()}
+
+
+def assert_dense(recs):
+    """Each partition's records have the offsets 0, 1, 2, ..."""
+    for p in {r["partition"] for r in recs}:
+        assert sorted(r["offset"] for r in recs if r["partition"] == p) == list(range(sum(
+            r["partition"] == p for r in recs)))
+
+
+def assert_admin(out, topic):
+    assert out["brokers"] == [1]
+    assert out["controller"] == 1
+    assert out["partitions"] == 3
+    assert out["configs"]["retention.ms"] == "3600000"
+    assert out["configs"]["cleanup.policy"] == "compact"
+    assert out["create_again_error"] == "TOPIC_ALREADY_EXISTS"
+    assert topic not in out["topics_after_delete"]
+    assert out["delete_again_error"] == "UNKNOWN_TOPIC_OR_PARTITION"
+
+
+def assert_group(out, n=30, more=3):
+    produced = out["produced"]
+    assert len(produced) == n
+    assert {p["partition"] for p in produced} == {0, 1, 2}
+    assert_dense(produced)
+    assert out["consumed"] == ordered(produced)
+    assert out["committed"] == {str(p): next_offsets(produced).get(str(p), 0) for p in range(3)}
+    # The second run of the group starts at the committed offsets: it reads only the new records.
+    assert out["consumed_again"] == ordered(out["produced_more"])
+    assert len(out["produced_more"]) == more
+    assert_dense(produced + out["produced_more"])
+    everything = next_offsets(produced + out["produced_more"])
+    assert out["committed_again"] == {str(p): everything.get(str(p), 0) for p in range(3)}
+    assert out["group_listed"] == "consumer"
+    assert out["group_state"] == "Empty"
+
+
+@pytest.mark.parametrize("version", SARAMA_VERSIONS)
+def test_sarama_admin(goclients, broker, topic, version):
+    out = run(goclients, "sarama-admin", broker, topic, "-kafka-version", version)
+    assert_admin(out, topic)
+    assert out["listed_partitions"] == 3
+    assert out["listed_replication_factor"] == 1
+
+
+def test_kafkago_admin(goclients, broker, topic):
+    out = run(goclients, "kafkago-admin", broker, topic)
+    assert_admin(out, topic)
+    assert out["leaders"] == [1, 1, 1]
+    assert out["cluster_id"]
+
+
+@pytest.mark.parametrize("version", SARAMA_VERSIONS)
+def test_sarama_produce_consume_group(goclients, broker, topic, version):
+    out = run(goclients, "sarama-group", broker, topic, "-kafka-version", version)
+    assert_group(out)
+    assert out["group_protocol_type"] == "consumer"
+
+
+def test_kafkago_produce_consume_group(goclients, broker, topic):
+    assert_group(run(goclients, "kafkago-group", broker, topic))
+
+
+def test_records_cross_between_clients(goclients, broker, topic):
+    """sarama (zstd) to a kafka-go group, then kafka-go (lz4) to a sarama group: keys, values and
+    headers arrive as sent, at the partitions and offsets the producers were told."""
+    out = run(goclients, "cross", broker, topic)
+    assert len(out["sarama_produced"]) == len(out["kafkago_produced"]) == 30
+    assert out["kafkago_consumed"] == ordered(out["sarama_produced"])
+    assert out["sarama_consumed"] == ordered(out["sarama_produced"] + out["kafkago_produced"])
+    assert_dense(out["sarama_produced"] + out["kafkago_produced"])
+    assert {r["headers"]["source"] for r in out["sarama_consumed"]} == {"sarama", "kafkago"}
