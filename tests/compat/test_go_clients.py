@@ -123,3 +123,31 @@ def test_records_cross_between_clients(goclients, broker, topic):
     assert out["sarama_consumed"] == ordered(out["sarama_produced"] + out["kafkago_produced"])
     assert_dense(out["sarama_produced"] + out["kafkago_produced"])
     assert {r["headers"]["source"] for r in out["sarama_consumed"]} == {"sarama", "kafkago"}
+
+
+def assert_ops(out):
+    assert out["partitions"] == 4
+    assert out["create_partitions_fewer_error"] == "INVALID_PARTITIONS"
+    assert out["configs_incremental"] == {"retention.ms": "7200000", "segment.ms": "604800000"}
+    # AlterConfigs replaces the whole topic config: the incremental retention.ms is gone.
+    assert out["configs_altered"] == {"retention.ms": "604800000", "segment.ms": "600000"}
+    assert out["committed"] == {"0": 7, "1": 0}
+    assert out["committed_after_offset_delete"] == {"0": -1, "1": 0}
+    assert out["group_listed"] is True
+    assert out["group_listed_after_delete"] is False
+
+
+@pytest.mark.parametrize("version", SARAMA_VERSIONS)
+def test_sarama_admin_operations(goclients, broker, topic, version):
+    out = run(goclients, "sarama-ops", broker, topic, "-kafka-version", version)
+    assert_ops(out)
+    assert out["offsets_after_delete_records"] == {"oldest": 4, "newest": 10}
+    sizes = out["log_dir_sizes"]
+    assert set(sizes) == {"0", "1", "2", "3"}
+    assert sizes["0"] > 0 and sizes["1"] == sizes["2"] == sizes["3"] == 0
+
+
+def test_kafkago_admin_operations(goclients, broker, topic):
+    out = run(goclients, "kafkago-ops", broker, topic)
+    assert_ops(out)
+    assert out["offsets"] == {"0": [0, 10], "1": [0, 0]}

@@ -287,3 +287,177 @@ func kafkagoGroup(ctx context.Context, o options, res result) error {
 	}
 	return nil
 }
+
+func kafkagoConfigs(ctx context.Context, c *kafka.Client, topic string, names ...string) (map[string]string, error) {
+	resp, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: names},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Resources[0].Error != nil {
+		return nil, resp.Resources[0].Error
+	}
+	out := map[string]string{}
+	for _, e := range resp.Resources[0].ConfigEntries {
+		out[e.ConfigName] = e.ConfigValue
+	}
+	return out, nil
+}
+
+// kafkagoOps: partitions added, configs altered both ways, first and last offsets listed, a
+// group's offsets committed outside a generation, one of them deleted, then the group.
+func kafkagoOps(ctx context.Context, o options, res result) error {
+	c := kafkagoClient(o)
+	if err := kafkagoCreate(ctx, c, o.topic, 2, nil); err != nil {
+		return fail("create", err)
+	}
+
+	grow := func(count int32) error {
+		resp, err := c.CreatePartitions(ctx, &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: o.topic, Count: count}}})
+		if err != nil {
+			return err
+		}
+		return resp.Errors[o.topic]
+	}
+	if err := grow(4); err != nil {
+		return fail("create partitions", err)
+	}
+	conn, err := kafka.DialContext(ctx, "tcp", o.bootstrap)
+	if err != nil {
+		return fail("dial", err)
+	}
+	parts, err := conn.ReadPartitions(o.topic)
+	conn.Close()
+	if err != nil {
+		return fail("read partitions", err)
+	}
+	res["partitions"] = len(parts)
+	res["create_partitions_fewer_error"] = errorName(grow(3))
+
+	names := []string{"retention.ms", "segment.ms"}
+	inc, err := c.IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{Resources: []kafka.IncrementalAlterConfigsRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: o.topic,
+		Configs: []kafka.IncrementalAlterConfigsRequestConfig{{Name: "retention.ms", Value: "7200000", ConfigOperation: kafka.ConfigOperationSet}},
+	}}})
+	if err == nil {
+		err = inc.Resources[0].Error
+	}
+	if err != nil {
+		return fail("incremental alter configs", err)
+	}
+	if res["configs_incremental"], err = kafkagoConfigs(ctx, c, o.topic, names...); err != nil {
+		return fail("describe configs", err)
+	}
+	// AlterConfigs replaces the topic's whole config: retention.ms goes back to its default.
+	alt, err := c.AlterConfigs(ctx, &kafka.AlterConfigsRequest{Resources: []kafka.AlterConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: o.topic,
+		Configs: []kafka.AlterConfigRequestConfig{{Name: "segment.ms", Value: "600000"}},
+	}}})
+	if err == nil {
+		for _, e := range alt.Errors {
+			if e != nil {
+				err = e
+			}
+		}
+	}
+	if err != nil {
+		return fail("alter configs", err)
+	}
+	if res["configs_altered"], err = kafkagoConfigs(ctx, c, o.topic, names...); err != nil {
+		return fail("describe configs", err)
+	}
+
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(o.bootstrap),
+		Topic:        o.topic,
+		Balancer:     kafka.BalancerFunc(func(kafka.Message, ...int) int { return 0 }),
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 10 * time.Millisecond,
+	}
+	for _, r := range records("ops", 10) {
+		if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(*r.Key), Value: []byte(*r.Value)}); err != nil {
+			w.Close()
+			return fail("produce", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return fail("produce", err)
+	}
+	lo, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		o.topic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0), kafka.FirstOffsetOf(1), kafka.LastOffsetOf(1)},
+	}})
+	if err != nil {
+		return fail("list offsets", err)
+	}
+	offsets := map[string][2]int64{}
+	for _, p := range lo.Topics[o.topic] {
+		if p.Error != nil {
+			return fail("list offsets", p.Error)
+		}
+		offsets[fmt.Sprint(p.Partition)] = [2]int64{p.FirstOffset, p.LastOffset}
+	}
+	res["offsets"] = offsets
+
+	commit, err := c.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: o.group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{
+		o.topic: {{Partition: 0, Offset: 7, Metadata: "meta"}, {Partition: 1, Offset: 0}},
+	}})
+	if err == nil {
+		for _, p := range commit.Topics[o.topic] {
+			if p.Error != nil {
+				err = p.Error
+			}
+		}
+	}
+	if err != nil {
+		return fail("commit offsets", err)
+	}
+	if res["committed"], err = kafkagoCommitted(ctx, c, o.group, o.topic, 2); err != nil {
+		return fail("committed offsets", err)
+	}
+	del, err := c.OffsetDelete(ctx, &kafka.OffsetDeleteRequest{GroupID: o.group, Topics: map[string][]int{o.topic: {0}}})
+	if err == nil {
+		err = del.Error
+		for _, p := range del.Topics[o.topic] {
+			if p.Error != nil {
+				err = p.Error
+			}
+		}
+	}
+	if err != nil {
+		return fail("delete group offset", err)
+	}
+	if res["committed_after_offset_delete"], err = kafkagoCommitted(ctx, c, o.group, o.topic, 2); err != nil {
+		return fail("committed offsets", err)
+	}
+	listed := func() (bool, error) {
+		groups, err := c.ListGroups(ctx, &kafka.ListGroupsRequest{})
+		if err != nil {
+			return false, err
+		}
+		for _, g := range groups.Groups {
+			if g.GroupID == o.group {
+				return true, nil
+			}
+		}
+		return false, groups.Error
+	}
+	if res["group_listed"], err = listed(); err != nil {
+		return fail("list groups", err)
+	}
+	dg, err := c.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: []string{o.group}})
+	if err == nil {
+		err = dg.Errors[o.group]
+	}
+	if err != nil {
+		return fail("delete group", err)
+	}
+	if res["group_listed_after_delete"], err = listed(); err != nil {
+		return fail("list groups", err)
+	}
+
+	if err := kafkagoDelete(ctx, c, o.topic); err != nil {
+		return fail("delete", err)
+	}
+	return nil
+}

@@ -10,6 +10,9 @@
 //	sarama-group, kafkago-group   produce keyed records, consume them in a group committing each,
 //	                              read the committed offsets, produce more, a second run of the
 //	                              group reads only those, delete the topic
+//	sarama-ops, kafkago-ops       add partitions, alter configs incrementally and wholesale, list
+//	                              (and with sarama delete) records, commit a group's offsets
+//	                              outside a generation, delete one of them, delete the group
 //	cross                         sarama produces records with headers, a kafka-go group reads
 //	                              them; kafka-go produces, a sarama group reads them
 //
@@ -86,14 +89,16 @@ func records(prefix string, n int) []Rec {
 var scenarios = map[string]func(context.Context, options, result) error{
 	"sarama-admin":  saramaAdmin,
 	"sarama-group":  saramaGroup,
+	"sarama-ops":    saramaOps,
 	"kafkago-admin": kafkagoAdmin,
 	"kafkago-group": kafkagoGroup,
+	"kafkago-ops":   kafkagoOps,
 	"cross":         cross,
 }
 
 func main() {
 	if len(os.Args) < 2 || scenarios[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|kafkago-admin|kafkago-group|cross [flags]")
+		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|kafkago-admin|kafkago-group|kafkago-ops|cross [flags]")
 		os.Exit(2)
 	}
 	var o options

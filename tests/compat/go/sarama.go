@@ -377,3 +377,151 @@ func saramaGroup(ctx context.Context, o options, res result) error {
 	}
 	return nil
 }
+
+// saramaConfigs is the topic's value of each of names.
+func saramaConfigs(admin sarama.ClusterAdmin, topic string, names ...string) (map[string]string, error) {
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: names})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		out[e.Name] = e.Value
+	}
+	return out, nil
+}
+
+// saramaOps: partitions added, configs altered both ways, records deleted, log dirs described,
+// a group's offsets committed outside a generation, one of them deleted, then the group.
+func saramaOps(ctx context.Context, o options, res result) error {
+	admin, err := newSaramaAdmin(o)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer admin.Close()
+	if err := saramaCreate(admin, o.topic, 2, nil); err != nil {
+		return fail("create", err)
+	}
+
+	if err := admin.CreatePartitions(o.topic, 4, nil, false); err != nil {
+		return fail("create partitions", err)
+	}
+	meta, err := admin.DescribeTopics([]string{o.topic})
+	if err != nil {
+		return fail("describe topics", err)
+	}
+	res["partitions"] = len(meta[0].Partitions)
+	res["create_partitions_fewer_error"] = errorName(admin.CreatePartitions(o.topic, 3, nil, false))
+
+	names := []string{"retention.ms", "segment.ms"}
+	if err := admin.IncrementalAlterConfig(sarama.TopicResource, o.topic, map[string]sarama.IncrementalAlterConfigsEntry{
+		"retention.ms": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: strp("7200000")},
+	}, false); err != nil {
+		return fail("incremental alter configs", err)
+	}
+	if res["configs_incremental"], err = saramaConfigs(admin, o.topic, names...); err != nil {
+		return fail("describe configs", err)
+	}
+	// AlterConfigs replaces the topic's whole config: retention.ms goes back to its default.
+	if err := admin.AlterConfig(sarama.TopicResource, o.topic, map[string]*string{"segment.ms": strp("600000")}, false); err != nil {
+		return fail("alter configs", err)
+	}
+	if res["configs_altered"], err = saramaConfigs(admin, o.topic, names...); err != nil {
+		return fail("describe configs", err)
+	}
+
+	recs := records("ops", 10)
+	cfg, err := saramaConfig(o)
+	if err != nil {
+		return fail("config", err)
+	}
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	client, err := sarama.NewClient([]string{o.bootstrap}, cfg)
+	if err != nil {
+		return fail("client", err)
+	}
+	defer client.Close()
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		return fail("producer", err)
+	}
+	for _, r := range recs {
+		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: o.topic, Partition: 0, Key: sarama.StringEncoder(*r.Key), Value: sarama.StringEncoder(*r.Value)}); err != nil {
+			return fail("produce", err)
+		}
+	}
+	if err := producer.Close(); err != nil {
+		return fail("produce", err)
+	}
+	if err := admin.DeleteRecords(o.topic, map[int32]int64{0: 4}); err != nil {
+		return fail("delete records", err)
+	}
+	offsets := map[string]int64{}
+	for name, which := range map[string]int64{"oldest": sarama.OffsetOldest, "newest": sarama.OffsetNewest} {
+		if offsets[name], err = client.GetOffset(o.topic, 0, which); err != nil {
+			return fail("list offsets", err)
+		}
+	}
+	res["offsets_after_delete_records"] = offsets
+
+	dirs, err := admin.DescribeLogDirs([]int32{1})
+	if err != nil {
+		return fail("describe log dirs", err)
+	}
+	sizes := map[string]int64{}
+	for _, d := range dirs[1] {
+		if d.ErrorCode != sarama.ErrNoError {
+			return fail("describe log dirs", d.ErrorCode)
+		}
+		for _, t := range d.Topics {
+			if t.Topic == o.topic {
+				for _, p := range t.Partitions {
+					sizes[fmt.Sprint(p.PartitionID)] = p.Size
+				}
+			}
+		}
+	}
+	res["log_dir_sizes"] = sizes
+
+	om, err := sarama.NewOffsetManagerFromClient(o.group, client)
+	if err != nil {
+		return fail("offset manager", err)
+	}
+	for p, off := range map[int32]int64{0: 7, 1: 0} {
+		pom, err := om.ManagePartition(o.topic, p)
+		if err != nil {
+			return fail("offset manager", err)
+		}
+		pom.MarkOffset(off, "meta")
+		defer pom.Close()
+	}
+	om.Commit()
+	if res["committed"], err = saramaCommitted(admin, o.group, o.topic, 2); err != nil {
+		return fail("committed offsets", err)
+	}
+	if err := admin.DeleteConsumerGroupOffset(o.group, o.topic, 0); err != nil {
+		return fail("delete group offset", err)
+	}
+	if res["committed_after_offset_delete"], err = saramaCommitted(admin, o.group, o.topic, 2); err != nil {
+		return fail("committed offsets", err)
+	}
+	groups, err := admin.ListConsumerGroups()
+	if err != nil {
+		return fail("list groups", err)
+	}
+	_, res["group_listed"] = groups[o.group]
+	if err := admin.DeleteConsumerGroup(o.group); err != nil {
+		return fail("delete group", err)
+	}
+	if groups, err = admin.ListConsumerGroups(); err != nil {
+		return fail("list groups", err)
+	}
+	_, res["group_listed_after_delete"] = groups[o.group]
+
+	if err := admin.DeleteTopic(o.topic); err != nil {
+		return fail("delete", err)
+	}
+	return nil
+}
