@@ -151,3 +151,13 @@ def test_kafkago_admin_operations(goclients, broker, topic):
     out = run(goclients, "kafkago-ops", broker, topic)
     assert_ops(out)
     assert out["offsets"] == {"0": [0, 10], "1": [0, 0]}
+
+
+@pytest.mark.parametrize("version", SARAMA_VERSIONS)
+def test_sarama_transactions(goclients, broker, topic, version):
+    out = run(goclients, "sarama-txn", broker, topic, "-kafka-version", version)
+    # c0 c1 at 0 1, a marker at 2, a0 a1 at 3 4, a marker at 5, c2 at 6, a marker at 7.
+    assert out["offsets"] == {"c0": 0, "c1": 1, "a0": 3, "a1": 4, "c2": 6}
+    assert out["read_committed"] == ["c0", "c1", "c2"]
+    assert out["read_uncommitted"] == ["c0", "c1", "a0", "a1", "c2"]
+    assert out["committed"] == {"0": 8}

@@ -13,6 +13,8 @@
 //	sarama-ops, kafkago-ops       add partitions, alter configs incrementally and wholesale, list
 //	                              (and with sarama delete) records, commit a group's offsets
 //	                              outside a generation, delete one of them, delete the group
+//	sarama-txn                    a transactional producer commits, aborts, commits with a group's
+//	                              offset; read_committed and read_uncommitted readers
 //	cross                         sarama produces records with headers, a kafka-go group reads
 //	                              them; kafka-go produces, a sarama group reads them
 //
@@ -90,6 +92,7 @@ var scenarios = map[string]func(context.Context, options, result) error{
 	"sarama-admin":  saramaAdmin,
 	"sarama-group":  saramaGroup,
 	"sarama-ops":    saramaOps,
+	"sarama-txn":    saramaTxn,
 	"kafkago-admin": kafkagoAdmin,
 	"kafkago-group": kafkagoGroup,
 	"kafkago-ops":   kafkagoOps,
@@ -98,7 +101,7 @@ var scenarios = map[string]func(context.Context, options, result) error{
 
 func main() {
 	if len(os.Args) < 2 || scenarios[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|kafkago-admin|kafkago-group|kafkago-ops|cross [flags]")
+		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|sarama-txn|kafkago-admin|kafkago-group|kafkago-ops|cross [flags]")
 		os.Exit(2)
 	}
 	var o options

@@ -525,3 +525,119 @@ func saramaOps(ctx context.Context, o options, res result) error {
 	}
 	return nil
 }
+
+// saramaRead reads partition 0 of topic from the start at isolation level, up to and including
+// the record at offset last, and returns the values read.
+func saramaRead(ctx context.Context, o options, topic string, level sarama.IsolationLevel, last int64) ([]string, error) {
+	cfg, err := saramaConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Consumer.IsolationLevel = level
+	cfg.Consumer.MaxWaitTime = 200 * time.Millisecond
+	consumer, err := sarama.NewConsumer([]string{o.bootstrap}, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(topic, 0, sarama.OffsetOldest)
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	values := []string{}
+	for {
+		select {
+		case msg := <-pc.Messages():
+			values = append(values, string(msg.Value))
+			if msg.Offset >= last {
+				return values, nil
+			}
+		case err := <-pc.Errors():
+			return values, err
+		case <-ctx.Done():
+			return values, fmt.Errorf("read %v before offset %d: %w", values, last, ctx.Err())
+		}
+	}
+}
+
+// saramaTxn: a transactional producer commits c0 c1, aborts a0 a1, then commits c2 together
+// with the offset 8 for a group (AddOffsetsToTxn); readers at both isolation levels read the log.
+func saramaTxn(ctx context.Context, o options, res result) error {
+	admin, err := newSaramaAdmin(o)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer admin.Close()
+	if err := saramaCreate(admin, o.topic, 1, nil); err != nil {
+		return fail("create", err)
+	}
+	cfg, err := saramaConfig(o)
+	if err != nil {
+		return fail("config", err)
+	}
+	cfg.Producer.Idempotent = true
+	cfg.Producer.Transaction.ID = o.topic + "-txn"
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Return.Successes = true
+	cfg.Net.MaxOpenRequests = 1
+	producer, err := sarama.NewSyncProducer([]string{o.bootstrap}, cfg)
+	if err != nil {
+		return fail("transactional producer", err)
+	}
+	defer producer.Close()
+	offsets := map[string]int64{}
+	send := func(values ...string) error {
+		for _, v := range values {
+			_, off, err := producer.SendMessage(&sarama.ProducerMessage{Topic: o.topic, Value: sarama.StringEncoder(v)})
+			if err != nil {
+				return err
+			}
+			offsets[v] = off
+		}
+		return nil
+	}
+	steps := []struct {
+		name string
+		fn   func() error
+	}{
+		{"begin", producer.BeginTxn},
+		{"send c0 c1", func() error { return send("c0", "c1") }},
+		{"commit", producer.CommitTxn},
+		{"begin", producer.BeginTxn},
+		{"send a0 a1", func() error { return send("a0", "a1") }},
+		{"abort", producer.AbortTxn},
+		{"begin", producer.BeginTxn},
+		{"send c2", func() error { return send("c2") }},
+		{"add offsets", func() error {
+			return producer.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{
+				o.topic: {{Partition: 0, Offset: 8, LeaderEpoch: -1}},
+			}, o.group)
+		}},
+		{"commit", producer.CommitTxn},
+	}
+	for _, s := range steps {
+		if err := s.fn(); err != nil {
+			return fail(s.name, err)
+		}
+	}
+	res["offsets"] = offsets
+	if res["read_committed"], err = saramaRead(ctx, o, o.topic, sarama.ReadCommitted, offsets["c2"]); err != nil {
+		return fail("read committed", err)
+	}
+	if res["read_uncommitted"], err = saramaRead(ctx, o, o.topic, sarama.ReadUncommitted, offsets["c2"]); err != nil {
+		return fail("read uncommitted", err)
+	}
+	// The offsets land with the commit markers, which Kafka may write after answering EndTxn.
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = waitFor(wait, "the transaction's offset", func() (bool, error) {
+		committed, err := saramaCommitted(admin, o.group, o.topic, 1)
+		res["committed"] = committed
+		return committed["0"] == 8, err
+	})
+	if err := admin.DeleteTopic(o.topic); err != nil {
+		return fail("delete", err)
+	}
+	return nil
+}
