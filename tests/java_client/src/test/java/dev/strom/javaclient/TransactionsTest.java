@@ -2,6 +2,8 @@ package dev.strom.javaclient;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
@@ -11,6 +13,7 @@ import java.util.Set;
 import java.util.stream.Collectors;
 
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.FenceProducersResult;
 import org.apache.kafka.clients.admin.ListOffsetsOptions;
 import org.apache.kafka.clients.admin.ListTransactionsOptions;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -20,11 +23,14 @@ import org.apache.kafka.clients.admin.TransactionState;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.IsolationLevel;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.ProducerFencedException;
+import org.apache.kafka.common.errors.TransactionalIdNotFoundException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -142,5 +148,91 @@ class TransactionsTest {
             assertTrue(admin.describeProducers(List.of(tp)).partitionResult(tp).get().activeProducers().get(0)
                     .currentTransactionStartOffset().isEmpty());
         }
+    }
+
+    /** Consume-transform-produce: offsets sent with an aborted transaction are dropped, with a committed one they are the group's. */
+    @Test
+    void offsetsSentToTransactionCommitWithIt() throws Exception {
+        String input = Strom.name("txn-in");
+        String output = Strom.name("txn-out");
+        Strom.createTopic(admin, input, 1, (short) 1, Map.of());
+        Strom.createTopic(admin, output, 1, (short) 1, Map.of());
+        TopicPartition in = new TopicPartition(input, 0);
+        try (KafkaProducer<String, String> p = Strom.producer(Strom.single(), Map.of())) {
+            for (int i = 0; i < 5; i++) {
+                p.send(new ProducerRecord<>(input, 0, null, "in-" + i));
+            }
+            p.flush();
+        }
+        String group = Strom.name("group");
+        try (KafkaConsumer<String, String> c = Strom.consumer(Strom.single(), group,
+                Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"));
+             KafkaProducer<String, String> p = transactional(Strom.name("txn-id"))) {
+            c.subscribe(List.of(input));
+            List<ConsumerRecord<String, String>> records = Strom.poll(c, 5);
+            Map<TopicPartition, OffsetAndMetadata> next = Map.of(in, new OffsetAndMetadata(5));
+
+            p.beginTransaction();
+            records.forEach(r -> p.send(new ProducerRecord<>(output, 0, null, r.value().replace("in", "dropped"))));
+            p.sendOffsetsToTransaction(next, c.groupMetadata());
+            p.abortTransaction();
+            assertTrue(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get().isEmpty());
+
+            p.beginTransaction();
+            records.forEach(r -> p.send(new ProducerRecord<>(output, 0, null, r.value().replace("in", "out"))));
+            p.sendOffsetsToTransaction(next, c.groupMetadata());
+            p.commitTransaction();
+            Strom.eventually(() -> {
+                OffsetAndMetadata committed = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()
+                        .get().get(in);
+                return committed != null && committed.offset() == 5;
+            }, "the group's offset to be 5");
+            assertEquals(5, c.committed(Set.of(in)).get(in).offset());
+        }
+        assertEquals(List.of("out-0", "out-1", "out-2", "out-3", "out-4"), values(output, "read_committed", 5));
+    }
+
+    /** Admin.fenceProducers bumps the transactional id's epoch: the open transaction is aborted and the old producer is fenced. */
+    @Test
+    void fenceProducersAbortsAndFencesTheOldProducer() throws Exception {
+        String topic = Strom.name("txn");
+        Strom.createTopic(admin, topic, 1, (short) 1, Map.of());
+        TopicPartition tp = new TopicPartition(topic, 0);
+        String id = Strom.name("txn-id");
+        try (KafkaProducer<String, String> p = transactional(id)) {
+            p.beginTransaction();
+            p.send(new ProducerRecord<>(topic, 0, null, "zombie")).get();
+            TransactionDescription open = admin.describeTransactions(List.of(id)).description(id).get();
+
+            FenceProducersResult fenced = admin.fenceProducers(List.of(id));
+            fenced.all().get();
+            assertEquals(open.producerId(), (long) fenced.producerId(id).get());
+            assertTrue(fenced.epochId(id).get() > open.producerEpoch(),
+                    "epoch " + fenced.epochId(id).get() + " after " + open.producerEpoch());
+
+            assertThrows(ProducerFencedException.class, p::commitTransaction);
+            // The coordinator aborted the open transaction, then gave the id its new epoch with
+            // no transaction: the state is Empty, as after initTransactions.
+            TransactionDescription after = admin.describeTransactions(List.of(id)).description(id).get();
+            assertEquals(TransactionState.EMPTY, after.state());
+            assertEquals(open.producerId(), after.producerId());
+            assertEquals((int) fenced.epochId(id).get(), after.producerEpoch());
+            assertTrue(after.topicPartitions().isEmpty());
+        }
+        Strom.eventually(() -> end(tp, IsolationLevel.READ_COMMITTED) == 2, "the abort marker to be written");
+        try (KafkaConsumer<String, String> c = Strom.consumer(Strom.single(), null,
+                Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"))) {
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            assertTrue(c.poll(Duration.ofMillis(500)).isEmpty());
+            assertEquals(2, c.position(tp));
+        }
+    }
+
+    @Test
+    void describeUnknownTransactionalId() throws Exception {
+        String id = Strom.name("txn-id");
+        Throwable unknown = Strom.cause(() -> admin.describeTransactions(List.of(id)).description(id).get());
+        assertInstanceOf(TransactionalIdNotFoundException.class, unknown);
     }
 }
