@@ -161,3 +161,18 @@ def test_sarama_transactions(goclients, broker, topic, version):
     assert out["read_committed"] == ["c0", "c1", "c2"]
     assert out["read_uncommitted"] == ["c0", "c1", "a0", "a1", "c2"]
     assert out["committed"] == {"0": 8}
+
+
+def test_group_shared_by_sarama_and_kafkago(goclients, broker, topic):
+    """A sarama member joins a new group, a kafka-go member joins it within the initial rebalance
+    delay: Kafka makes the first member to join the leader, so sarama assigns (kafka-go cannot
+    read sarama's version 1+ subscription). The group settles with the 4 partitions split, every
+    record consumed and the committed offsets at the end of each partition."""
+    out = run(goclients, "mixed-group", broker, topic, "-n", "40")
+    assert out["group_state"] == "Stable"
+    assignments = out["assignments"]
+    assert sorted(assignments) == ["strom-compat-kafka-go", "strom-compat-sarama"]
+    assert sorted(p for ps in assignments.values() for p in ps) == [0, 1, 2, 3]
+    assert all(len(ps) == 2 for ps in assignments.values())
+    assert out["committed"] == out["end_offsets"]
+    assert set(out["consumed_by_member"]) == {"sarama", "kafka-go"}

@@ -17,6 +17,8 @@
 //	                              offset; read_committed and read_uncommitted readers
 //	cross                         sarama produces records with headers, a kafka-go group reads
 //	                              them; kafka-go produces, a sarama group reads them
+//	mixed-group                   a sarama and a kafka-go member share one group until it is
+//	                              stable, split, done and committed
 //
 // Each scenario prints one JSON object on stdout. A failing step adds "error" and "step" to it
 // and the exit status is 1.
@@ -97,11 +99,12 @@ var scenarios = map[string]func(context.Context, options, result) error{
 	"kafkago-group": kafkagoGroup,
 	"kafkago-ops":   kafkagoOps,
 	"cross":         cross,
+	"mixed-group":   mixedGroup,
 }
 
 func main() {
 	if len(os.Args) < 2 || scenarios[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|sarama-txn|kafkago-admin|kafkago-group|kafkago-ops|cross [flags]")
+		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|sarama-txn|kafkago-admin|kafkago-group|kafkago-ops|cross|mixed-group [flags]")
 		os.Exit(2)
 	}
 	var o options
