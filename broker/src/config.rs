@@ -180,6 +180,7 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("queued.max.request.bytes", Long(-1), "536870912"),
     def("fetch.max.bytes", Int(1024), "57671680"),
     def("max.incremental.fetch.session.cache.slots", Int(0), "1000"),
+    def("max.request.partition.size.limit", Int(1), "2000"),
     def(
         "log.flush.interval.messages",
         Long(1),

@@ -1,6 +1,8 @@
 """kafka-topics: create with configs and with a replica assignment, list, describe, alter the
 partition count and delete, each cross-checked with confluent-kafka's AdminClient."""
 
+import re
+
 from confluent_kafka.admin import ConfigResource
 
 from kafka_checks import wait_until
@@ -67,3 +69,20 @@ def test_create_with_replica_assignment(target, topic):
 
     retry(described, 30, "every replica of the assignment in sync")
     assert metadata_partitions(target, topic) == {p: sorted(r) for p, r in enumerate(assignment)}
+
+
+def test_describe_pages_through_every_partition(target, topic):
+    """kafka-topics describes with DescribeTopicPartitions (KIP-966), which pages by a partition
+    limit and a cursor: with one partition per response, the tool still lists every partition of
+    every topic once, with the eligible leader replica columns Kafka 4.4 prints."""
+    other = f"{topic}-b"
+    for name, count in ((topic, 4), (other, 3)):
+        admin_tool("topics", target, "--create", "--topic", name, "--partitions", count,
+                   "--replication-factor", target.replication)
+    out = admin_tool("topics", target, "--describe", "--topic", f"{topic}.*",
+                     "--partition-size-limit-per-response", 1).stdout
+    rows = re.findall(r"^\tTopic: (\S+)\tPartition: (\d+)\tLeader: \d+\tReplicas: [\d,]+\tIsr: [\d,]+"
+                      r"\tElr: \tLastKnownElr: $", out, re.M)
+    assert sorted((t, int(p)) for t, p in rows) == [(topic, p) for p in range(4)] + [(other, p) for p in range(3)], out
+    summaries = re.findall(r"^Topic: (\S+)\tTopicId: \S+\tPartitionCount: (\d+)\t", out, re.M)
+    assert sorted(summaries) == [(topic, "4"), (other, "3")]

@@ -62,11 +62,16 @@ impl FencedBrokers {
     }
 }
 
+/// Whether a topic is one of the broker's own (`__consumer_offsets`, `__transaction_state`).
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
 fn describe_topic(name: &str, topic: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(name)))
         .with_topic_id(topic.id)
-        .with_is_internal(name.starts_with("__"))
+        .with_is_internal(is_internal(name))
         .with_partitions(
             topic
                 .partitions

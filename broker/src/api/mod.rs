@@ -9,6 +9,7 @@ mod cluster;
 mod configs;
 mod delete_records;
 mod describe_quorum;
+mod describe_topic_partitions;
 mod fetch;
 pub mod fetch_session;
 mod groups;
@@ -159,6 +160,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
@@ -283,6 +285,9 @@ async fn run(
             ResponseKind::DescribeQuorum(describe_quorum::handle(ctx, r, version).await)
         }
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(log_dirs::handle(ctx, r)),
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, info, r))
+        }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, info, r))
         }

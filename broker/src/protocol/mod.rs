@@ -1262,6 +1262,26 @@ mod tests {
             .with_unknown_tagged_fields(tags(v, 2))
     }
 
+    fn describe_topic_partitions(v: i16, full: bool) -> DescribeTopicPartitionsRequest {
+        use kafka_protocol::messages::describe_topic_partitions_request::*;
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(if full {
+                vec![TopicRequest::default()
+                    .with_name(topic("orders"))
+                    .with_unknown_tagged_fields(tags(v, 0))]
+            } else {
+                vec![]
+            })
+            .with_response_partition_limit(100)
+            .with_cursor(full.then(|| {
+                Cursor::default()
+                    .with_topic_name(topic("orders"))
+                    .with_partition_index(3)
+                    .with_unknown_tagged_fields(tags(v, 0))
+            }))
+            .with_unknown_tagged_fields(tags(v, 0))
+    }
+
     fn offset_for_leader_epoch(v: i16, full: bool) -> OffsetForLeaderEpochRequest {
         use kafka_protocol::messages::offset_for_leader_epoch_request::*;
         let partition = |p| {
@@ -1465,6 +1485,7 @@ mod tests {
             ApiKey::DescribeCluster => kind(describe_cluster(v, full)),
             ApiKey::DescribeLogDirs => kind(describe_log_dirs(v, full)),
             ApiKey::DescribeQuorum => kind(describe_quorum(v, full)),
+            ApiKey::DescribeTopicPartitions => kind(describe_topic_partitions(v, full)),
             ApiKey::OffsetForLeaderEpoch => kind(offset_for_leader_epoch(v, full)),
             ApiKey::ElectLeaders => kind(elect_leaders(v, full)),
             ApiKey::AlterPartitionReassignments => kind(alter_partition_reassignments(v, full)),

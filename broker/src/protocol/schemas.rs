@@ -56,6 +56,7 @@ pub static REQUESTS: &[Message] = &[
     Message { api_key: 61, name: "DescribeProducersRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_PRODUCERS_REQUEST },
     Message { api_key: 65, name: "DescribeTransactionsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_TRANSACTIONS_REQUEST },
     Message { api_key: 66, name: "ListTransactionsRequest", valid: V(0, 2), flexible: V(0, MAX), fields: LIST_TRANSACTIONS_REQUEST },
+    Message { api_key: 75, name: "DescribeTopicPartitionsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_TOPIC_PARTITIONS_REQUEST },
 ];
 
 /// ProduceRequest
@@ -750,4 +751,22 @@ const LIST_TRANSACTIONS_REQUEST: &[Field] = &[
     Field::new("ProducerIdFilters", Array(&Int64), V(0, MAX)),
     Field::new("DurationFilter", Int64, V(1, MAX)),
     Field::new("TransactionalIdPattern", String, V(2, MAX)).nullable(V(2, MAX)),
+];
+
+/// DescribeTopicPartitionsRequest
+const DESCRIBE_TOPIC_PARTITIONS_REQUEST: &[Field] = &[
+    Field::new("Topics", Array(&Struct(DESCRIBE_TOPIC_PARTITIONS_TOPIC_REQUEST)), V(0, MAX)),
+    Field::new("ResponsePartitionLimit", Int32, V(0, MAX)),
+    Field::new("Cursor", Struct(DESCRIBE_TOPIC_PARTITIONS_CURSOR), V(0, MAX)).nullable(V(0, MAX)),
+];
+
+/// DescribeTopicPartitionsRequest.Topics (TopicRequest)
+const DESCRIBE_TOPIC_PARTITIONS_TOPIC_REQUEST: &[Field] = &[
+    Field::new("Name", String, V(0, MAX)),
+];
+
+/// DescribeTopicPartitionsRequest.Cursor (Cursor)
+const DESCRIBE_TOPIC_PARTITIONS_CURSOR: &[Field] = &[
+    Field::new("TopicName", String, V(0, MAX)),
+    Field::new("PartitionIndex", Int32, V(0, MAX)),
 ];
