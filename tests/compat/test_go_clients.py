@@ -176,3 +176,14 @@ def test_group_shared_by_sarama_and_kafkago(goclients, broker, topic):
     assert all(len(ps) == 2 for ps in assignments.values())
     assert out["committed"] == out["end_offsets"]
     assert set(out["consumed_by_member"]) == {"sarama", "kafka-go"}
+
+
+def test_kafkago_conn(goclients, broker, topic):
+    """kafka-go's Conn: three uncompressed, three gzip and three snappy messages with headers."""
+    out = run(goclients, "kafkago-conn", broker, topic)
+    assert out["base_offsets"] == {"gzip": 3, "snappy": 6}
+    assert (out["first"], out["last"], out["offset_by_time"]) == (0, 9, 0)
+    assert [r["offset"] for r in out["read"]] == list(range(9))
+    assert [(r["key"], r["value"], r["headers"]) for r in out["read"]] == [
+        (f"{source}-key-{i}", f"{source}-value-{i}", {"index": str(i), "source": source})
+        for source in ("plain", "gzip", "snappy") for i in range(3)]

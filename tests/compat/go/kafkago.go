@@ -461,3 +461,84 @@ func kafkagoOps(ctx context.Context, o options, res result) error {
 	}
 	return nil
 }
+
+// kafkagoConn: the Conn API on a partition leader. Writes uncompressed, gzip and snappy
+// messages with headers, lists offsets, then reads everything back in batches.
+func kafkagoConn(ctx context.Context, o options, res result) error {
+	c := kafkagoClient(o)
+	if err := kafkagoCreate(ctx, c, o.topic, 1, nil); err != nil {
+		return fail("create", err)
+	}
+	conn, err := kafka.DialLeader(ctx, "tcp", o.bootstrap, o.topic, 0)
+	if err != nil {
+		return fail("dial leader", err)
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	sent := []Rec{}
+	batch := func(prefix string) []kafka.Message {
+		recs := records(prefix, 3)
+		msgs := make([]kafka.Message, len(recs))
+		for i, r := range recs {
+			msgs[i] = kafka.Message{Key: []byte(*r.Key), Value: []byte(*r.Value)}
+			for k, v := range r.Headers {
+				msgs[i].Headers = append(msgs[i].Headers, kafka.Header{Key: k, Value: []byte(v)})
+			}
+		}
+		sent = append(sent, recs...)
+		return msgs
+	}
+	if _, err := conn.WriteMessages(batch("plain")...); err != nil {
+		return fail("write", err)
+	}
+	bases := map[string]int64{}
+	for _, codec := range []kafka.Compression{kafka.Gzip, kafka.Snappy} {
+		name := codec.String()
+		_, _, base, _, err := conn.WriteCompressedMessagesAt(codec.Codec(), batch(name)...)
+		if err != nil {
+			return fail("write "+name, err)
+		}
+		bases[name] = base
+	}
+	res["base_offsets"] = bases
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return fail("read offsets", err)
+	}
+	res["first"], res["last"] = first, last
+	if res["offset_by_time"], err = conn.ReadOffset(time.Now().Add(-time.Hour)); err != nil {
+		return fail("read offset by time", err)
+	}
+
+	if _, err := conn.Seek(0, kafka.SeekAbsolute); err != nil {
+		return fail("seek", err)
+	}
+	got := []Rec{}
+	for len(got) < len(sent) {
+		b := conn.ReadBatch(1, 1<<20)
+		for {
+			m, err := b.ReadMessage()
+			if err != nil {
+				break
+			}
+			r := Rec{Partition: m.Partition, Offset: m.Offset, Key: bytesp(m.Key), Value: bytesp(m.Value), Headers: map[string]string{}}
+			for _, h := range m.Headers {
+				r.Headers[h.Key] = string(h.Value)
+			}
+			got = append(got, r)
+		}
+		if err := b.Close(); err != nil {
+			res["read"] = got
+			return fail("read batch", err)
+		}
+	}
+	res["read"] = got
+	conn.Close()
+
+	if err := kafkagoDelete(ctx, c, o.topic); err != nil {
+		return fail("delete", err)
+	}
+	return nil
+}

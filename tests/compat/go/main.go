@@ -13,6 +13,8 @@
 //	sarama-ops, kafkago-ops       add partitions, alter configs incrementally and wholesale, list
 //	                              (and with sarama delete) records, commit a group's offsets
 //	                              outside a generation, delete one of them, delete the group
+//	kafkago-conn                  kafka-go's Conn on the partition leader: uncompressed, gzip and
+//	                              snappy writes, offsets listed, everything read back in batches
 //	sarama-txn                    a transactional producer commits, aborts, commits with a group's
 //	                              offset; read_committed and read_uncommitted readers
 //	cross                         sarama produces records with headers, a kafka-go group reads
@@ -98,13 +100,14 @@ var scenarios = map[string]func(context.Context, options, result) error{
 	"kafkago-admin": kafkagoAdmin,
 	"kafkago-group": kafkagoGroup,
 	"kafkago-ops":   kafkagoOps,
+	"kafkago-conn":  kafkagoConn,
 	"cross":         cross,
 	"mixed-group":   mixedGroup,
 }
 
 func main() {
 	if len(os.Args) < 2 || scenarios[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|sarama-txn|kafkago-admin|kafkago-group|kafkago-ops|cross|mixed-group [flags]")
+		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|sarama-txn|kafkago-admin|kafkago-group|kafkago-ops|kafkago-conn|cross|mixed-group [flags]")
 		os.Exit(2)
 	}
 	var o options
