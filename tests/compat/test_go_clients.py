@@ -187,3 +187,21 @@ def test_kafkago_conn(goclients, broker, topic):
     assert [(r["key"], r["value"], r["headers"]) for r in out["read"]] == [
         (f"{source}-key-{i}", f"{source}-value-{i}", {"index": str(i), "source": source})
         for source in ("plain", "gzip", "snappy") for i in range(3)]
+
+
+def test_sarama_static_membership(goclients, broker, topic):
+    """A static member closes without leaving; restarted with its group.instance.id it gets a new
+    member id in the same generation, with the same partitions, and resumes from its commits."""
+    out = run(goclients, "sarama-static", broker, topic, "-kafka-version", SARAMA_VERSIONS[-1])
+    first, second = out["first"], out["second"]
+    for run_ in (first, second):
+        assert run_["consumed"] == ordered(run_["produced"])
+    [before], [after] = first["sessions"], second["sessions"]
+    assert after["generation"] == before["generation"]
+    assert after["member_id"] != before["member_id"]
+    assert after["claims"] == before["claims"] == {topic: [0, 1]}
+    instance = f"{topic}-instance"
+    assert out["members_after_run_1"] == [{"member_id": before["member_id"], "instance_id": instance}]
+    assert out["members_after_run_2"] == [{"member_id": after["member_id"], "instance_id": instance}]
+    everything = next_offsets(first["produced"] + second["produced"])
+    assert out["committed"] == {str(p): everything.get(str(p), 0) for p in range(2)}

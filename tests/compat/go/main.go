@@ -13,6 +13,8 @@
 //	sarama-ops, kafkago-ops       add partitions, alter configs incrementally and wholesale, list
 //	                              (and with sarama delete) records, commit a group's offsets
 //	                              outside a generation, delete one of them, delete the group
+//	sarama-static                 a static member consumes, closes without leaving the group and
+//	                              comes back with its instance id to what was produced meanwhile
 //	kafkago-conn                  kafka-go's Conn on the partition leader: uncompressed, gzip and
 //	                              snappy writes, offsets listed, everything read back in batches
 //	sarama-txn                    a transactional producer commits, aborts, commits with a group's
@@ -97,6 +99,7 @@ var scenarios = map[string]func(context.Context, options, result) error{
 	"sarama-group":  saramaGroup,
 	"sarama-ops":    saramaOps,
 	"sarama-txn":    saramaTxn,
+	"sarama-static": saramaStatic,
 	"kafkago-admin": kafkagoAdmin,
 	"kafkago-group": kafkagoGroup,
 	"kafkago-ops":   kafkagoOps,
@@ -107,7 +110,7 @@ var scenarios = map[string]func(context.Context, options, result) error{
 
 func main() {
 	if len(os.Args) < 2 || scenarios[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|sarama-txn|kafkago-admin|kafkago-group|kafkago-ops|kafkago-conn|cross|mixed-group [flags]")
+		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|sarama-txn|sarama-static|kafkago-admin|kafkago-group|kafkago-ops|kafkago-conn|cross|mixed-group [flags]")
 		os.Exit(2)
 	}
 	var o options

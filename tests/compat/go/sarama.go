@@ -83,9 +83,23 @@ type saramaHandler struct {
 	want int
 	got  []Rec
 	done chan struct{}
+	// sessions: the generation, member id and claims of each session, as Setup saw them.
+	sessions []saramaSession
 }
 
-func (h *saramaHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+type saramaSession struct {
+	Generation int32              `json:"generation"`
+	MemberID   string             `json:"member_id"`
+	Claims     map[string][]int32 `json:"claims"`
+}
+
+func (h *saramaHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sessions = append(h.sessions, saramaSession{sess.GenerationID(), sess.MemberID(), sess.Claims()})
+	return nil
+}
+
 func (h *saramaHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim records and marks each message; the one that completes the count commits the
@@ -119,17 +133,25 @@ func (h *saramaHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 // saramaConsume joins group on o.topic (from the oldest offset when the group has none) and
 // returns the first want records, ordered by partition and offset, after leaving the group.
 func saramaConsume(ctx context.Context, o options, group string, want int) ([]Rec, error) {
+	got, _, err := saramaConsumeWith(ctx, o, group, want, "")
+	return got, err
+}
+
+// saramaConsumeWith is saramaConsume as a static member when instance is not empty; it also
+// returns the sessions the member had.
+func saramaConsumeWith(ctx context.Context, o options, group string, want int, instance string) ([]Rec, []saramaSession, error) {
 	cfg, err := saramaConfig(o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	cfg.Consumer.Group.InstanceId = instance
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Offsets.AutoCommit.Enable = false
 	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
 	cfg.Consumer.MaxWaitTime = 500 * time.Millisecond
 	cg, err := sarama.NewConsumerGroup([]string{o.bootstrap}, group, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h := &saramaHandler{want: want, done: make(chan struct{})}
 	cctx, cancel := context.WithCancel(ctx)
@@ -161,7 +183,7 @@ func saramaConsume(ctx context.Context, o options, group string, want int) ([]Re
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sortRecs(h.got)
-	return h.got, waitErr
+	return h.got, h.sessions, waitErr
 }
 
 func sortRecs(recs []Rec) {
@@ -636,6 +658,47 @@ func saramaTxn(ctx context.Context, o options, res result) error {
 		res["committed"] = committed
 		return committed["0"] == 8, err
 	})
+	if err := admin.DeleteTopic(o.topic); err != nil {
+		return fail("delete", err)
+	}
+	return nil
+}
+
+// saramaStatic: a static member (group.instance.id) consumes, closes without leaving, then
+// restarts with the same instance id and consumes what was produced meanwhile.
+func saramaStatic(ctx context.Context, o options, res result) error {
+	admin, err := newSaramaAdmin(o)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer admin.Close()
+	if err := saramaCreate(admin, o.topic, 2, nil); err != nil {
+		return fail("create", err)
+	}
+	instance := o.topic + "-instance"
+	for i, prefix := range []string{"first", "second"} {
+		sent := records(prefix, o.more)
+		if err := saramaProduce(o, sent, sarama.CompressionNone); err != nil {
+			return fail("produce "+prefix, err)
+		}
+		got, sessions, err := saramaConsumeWith(ctx, o, o.group, len(sent), instance)
+		res[prefix] = map[string]any{"produced": sent, "consumed": got, "sessions": sessions}
+		if err != nil {
+			return fail("consume "+prefix, err)
+		}
+		desc, err := admin.DescribeConsumerGroups([]string{o.group})
+		if err != nil {
+			return fail("describe group", err)
+		}
+		members := []map[string]any{}
+		for _, m := range desc[0].Members {
+			members = append(members, map[string]any{"member_id": m.MemberId, "instance_id": m.GroupInstanceId})
+		}
+		res[fmt.Sprintf("members_after_run_%d", i+1)] = members
+	}
+	if res["committed"], err = saramaCommitted(admin, o.group, o.topic, 2); err != nil {
+		return fail("committed offsets", err)
+	}
 	if err := admin.DeleteTopic(o.topic); err != nil {
 		return fail("delete", err)
 	}
