@@ -76,20 +76,25 @@ class Input:
 
 class Output:
     """Everything a read_committed consumer has read of a topic so far: {key: [values in offset
-    order]} (a key always goes to one partition)."""
+    order]} (a key always goes to one partition). It never skips: a position the brokers call
+    invalid (after a leader change, the new leader's answer to OffsetForLeaderEpoch) fails the
+    test rather than resetting."""
 
     def __init__(self, bootstrap, topic):
         self.topic = topic
         self.values = defaultdict(list)
         self.errors = []
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:8]}",
-                                  "isolation.level": "read_committed", "enable.auto.commit": False})
+                                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                                  "auto.offset.reset": "error"})
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
 
     def read(self, timeout=0.5):
         for m in self.consumer.consume(1000, timeout=timeout):
             if m.error() is None:
                 self.values[m.key().decode()].append(m.value().decode())
+            elif m.error().code() == KafkaError._AUTO_OFFSET_RESET:
+                raise AssertionError(f"the reader of {self.topic} lost its position: {m.error()}")
             elif m.error().code() != KafkaError._PARTITION_EOF:
                 self.errors.append(str(m.error()))
         return self
@@ -155,9 +160,9 @@ def test_word_count_and_windowed_sum_survive_a_broker_kill(cluster, streams_app,
 
         try:
             wait_until(final, 120, "the final counts and sums")
-        except AssertionError:
+        except AssertionError as e:
             raise AssertionError(
-                f"{guarantee}: (key, expected, last seen) counts {mismatches(final_counts, counts.last())[:10]} "
+                f"{e}\n{guarantee}: (key, expected, last seen) counts {mismatches(final_counts, counts.last())[:10]} "
                 f"sums {mismatches(final_sums, windows.last())[:10]}; consumer errors "
                 f"{(counts.errors + windows.errors)[:5]}\n{app.log_tail()}") from None
 
