@@ -16,6 +16,7 @@ import java.util.stream.Collectors;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.CreateTopicsOptions;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
@@ -39,12 +40,18 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.Node;
+import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.GroupNotEmptyException;
+import org.apache.kafka.common.errors.GroupSubscribedToTopicException;
+import org.apache.kafka.common.errors.InvalidConfigurationException;
 import org.apache.kafka.common.errors.InvalidPartitionsException;
 import org.apache.kafka.common.errors.OffsetOutOfRangeException;
 import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.errors.UnknownMemberIdException;
+import org.apache.kafka.common.errors.UnknownTopicIdException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -107,10 +114,39 @@ class AdminTest {
         Throwable exists = Strom.cause(() -> admin.createTopics(List.of(new NewTopic(name, 1, (short) 1))).all().get());
         assertInstanceOf(TopicExistsException.class, exists);
 
+        String notCreated = Strom.name("admin");
+        admin.createTopics(List.of(new NewTopic(notCreated, 2, (short) 1)), new CreateTopicsOptions().validateOnly(true))
+                .all().get();
+        assertFalse(admin.listTopics().names().get().contains(notCreated));
+
         admin.deleteTopics(List.of(name)).all().get();
         Strom.eventually(() -> !admin.listTopics().names().get().contains(name), "listTopics to drop " + name);
         Throwable gone = Strom.cause(() -> admin.describeTopics(List.of(name)).allTopicNames().get());
         assertInstanceOf(UnknownTopicOrPartitionException.class, gone);
+    }
+
+    /** Topics named by their ids: Metadata v12 and DeleteTopics v6 with topic ids. */
+    @Test
+    void describeAndDeleteTopicsById() throws Exception {
+        String name = topic(3);
+        Uuid id = admin.describeTopics(List.of(name)).allTopicNames().get().get(name).topicId();
+
+        TopicDescription byId = admin.describeTopics(TopicCollection.ofTopicIds(List.of(id))).allTopicIds().get()
+                .get(id);
+        assertEquals(name, byId.name());
+        assertEquals(id, byId.topicId());
+        assertEquals(3, byId.partitions().size());
+
+        Uuid unknown = Uuid.randomUuid();
+        Throwable notFound = Strom.cause(() -> admin.describeTopics(TopicCollection.ofTopicIds(List.of(unknown)))
+                .allTopicIds().get());
+        assertInstanceOf(UnknownTopicIdException.class, notFound);
+
+        admin.deleteTopics(TopicCollection.ofTopicIds(List.of(id))).all().get();
+        Strom.eventually(() -> !admin.listTopics().names().get().contains(name), "listTopics to drop " + name);
+        Throwable deleted = Strom.cause(() -> admin.deleteTopics(TopicCollection.ofTopicIds(List.of(id))).all()
+                .get());
+        assertInstanceOf(UnknownTopicIdException.class, deleted);
     }
 
     @Test
@@ -140,6 +176,12 @@ class AdminTest {
         assertEquals("604800000", after.get("retention.ms").value());
         assertEquals(ConfigEntry.ConfigSource.DEFAULT_CONFIG, after.get("retention.ms").source());
         assertEquals("delete,compact", after.get("cleanup.policy").value());
+
+        Throwable invalid = Strom.cause(() -> admin.incrementalAlterConfigs(Map.of(resource, List.of(
+                new AlterConfigOp(new ConfigEntry("retention.ms", "soon"), AlterConfigOp.OpType.SET)))).all().get());
+        assertInstanceOf(InvalidConfigurationException.class, invalid);
+        assertEquals("604800000", admin.describeConfigs(List.of(resource)).all().get().get(resource)
+                .get("retention.ms").value());
     }
 
     @Test
@@ -186,6 +228,11 @@ class AdminTest {
 
             Throwable notEmpty = Strom.cause(() -> admin.deleteConsumerGroups(List.of(group)).all().get());
             assertInstanceOf(GroupNotEmptyException.class, notEmpty);
+            Throwable active = Strom.cause(() -> admin.alterConsumerGroupOffsets(group,
+                    Map.of(p0, new OffsetAndMetadata(0))).all().get());
+            assertInstanceOf(UnknownMemberIdException.class, active);
+            Throwable subscribed = Strom.cause(() -> admin.deleteConsumerGroupOffsets(group, Set.of(p1)).all().get());
+            assertInstanceOf(GroupSubscribedToTopicException.class, subscribed);
         }
         Map<TopicPartition, OffsetAndMetadata> committed = admin.listConsumerGroupOffsets(group)
                 .partitionsToOffsetAndMetadata().get();

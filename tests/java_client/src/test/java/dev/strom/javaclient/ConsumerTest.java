@@ -132,10 +132,11 @@ class ConsumerTest {
     /**
      * A static member (group.instance.id) that closes without leaving and comes back within the
      * session timeout gets its partitions back in the same generation: the group does not
-     * rebalance, so the other member keeps its partitions and sees no callback.
+     * rebalance, so the other member keeps its partitions and sees no callback. That holds for
+     * a follower (member-a) and for the group's leader (member-b, which joined first).
      */
     @Test
-    void staticMemberRestartGetsItsAssignmentBackWithoutRebalance() throws Exception {
+    void staticMembersRestartWithoutRebalance() throws Exception {
         String topic = topic(4);
         String group = Strom.name("group");
         Map<String, Object> common = Map.of(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
@@ -175,6 +176,18 @@ class ConsumerTest {
                 var members = admin.describeConsumerGroups(List.of(group)).all().get().get(group).members();
                 assertEquals(Set.of("member-a", "member-b"),
                         members.stream().map(m -> m.groupInstanceId().orElse("")).collect(Collectors.toSet()));
+
+                b.close();
+                try (KafkaConsumer<String, String> leader = Strom.consumer(Strom.single(), group, asB)) {
+                    leader.subscribe(List.of(topic));
+                    pollUntil(List.of(leader, again), () -> !leader.assignment().isEmpty(), () -> { },
+                            "member-b to be assigned again");
+                    assertEquals(ofB, leader.assignment());
+                    assertEquals(generation, leader.groupMetadata().generationId());
+                    again.poll(Duration.ofMillis(100));
+                    assertEquals(first, again.assignment());
+                    assertEquals(generation, again.groupMetadata().generationId());
+                }
             }
         }
     }
@@ -228,6 +241,8 @@ class ConsumerTest {
             assertEquals(10, c.position(tp));
             c.seek(tp, 4);
             assertEquals("v4", Strom.poll(c, 1).get(0).value());
+            assertEquals(Map.of(tp, 0L), c.beginningOffsets(List.of(tp)));
+            assertEquals(Map.of(tp, 10L), c.endOffsets(List.of(tp)));
         }
     }
 
