@@ -1,6 +1,7 @@
 """Fixtures for Kafka's Java client against Strom: a single node and a 3-node cluster (combined
 nodes, leaders moved only when a test asks), started once for the session."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +12,11 @@ sys.path.insert(0, str(HERE.parents[1] / "tests" / "lib"))
 from broker import BROKER_BIN, Broker  # noqa: E402
 from cluster import Cluster  # noqa: E402
 from kafka_checks import FAST  # noqa: E402
+
+
+def pytest_configure(config):
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise pytest.UsageError("Maven and a JDK are needed: run scripts/install-test-deps.sh")
 
 
 @pytest.fixture(scope="session")
