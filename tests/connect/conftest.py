@@ -1,5 +1,6 @@
-"""Fixtures for Kafka Connect against Strom: a 3-node Strom cluster (combined nodes) and a way
-to start distributed Connect workers on it, stopped at the end of each test (connect.py)."""
+"""Fixtures for Kafka Connect against Strom: a 3-node Strom cluster (combined nodes), a second,
+single-node Strom cluster for MirrorMaker 2 to copy into, and a way to start distributed Connect
+workers on either, stopped at the end of each test (connect.py)."""
 
 import sys
 from pathlib import Path
@@ -9,8 +10,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tests" / "lib"))
 sys.path.insert(0, str(HERE))
-from broker import BROKER_BIN  # noqa: E402
+from broker import BROKER_BIN, Broker  # noqa: E402
 from cluster import Cluster  # noqa: E402
+from kafka_checks import FAST  # noqa: E402
 from connect import CONNECT_LIB, Worker  # noqa: E402
 
 
@@ -30,13 +32,23 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture
+def target(tmp_path):
+    b = Broker(tmp_path / "target", FAST)
+    try:
+        yield b.start()
+    finally:
+        b.kill()
+
+
+@pytest.fixture
 def workers(cluster, tmp_path):
-    """`workers(group)` starts a Connect worker of the Connect cluster `group` on Strom; every
-    worker started is killed at the end of the test."""
+    """`workers(group)` starts a Connect worker of the Connect cluster `group` whose internal
+    topics are on the 3-node cluster (or on `bootstrap`, with `replication`); every worker
+    started is killed at the end of the test."""
     started = []
 
-    def start(group, **kwargs):
-        w = Worker(tmp_path / f"worker{len(started) + 1}", cluster.bootstrap, group=group, **kwargs)
+    def start(group, bootstrap=None, **kwargs):
+        w = Worker(tmp_path / f"worker{len(started) + 1}", bootstrap or cluster.bootstrap, group=group, **kwargs)
         started.append(w)
         return w.start()
 
