@@ -179,36 +179,24 @@ func kafkagoAdmin(ctx context.Context, o options, res result) error {
 	if err := kafkagoCreate(ctx, c, o.topic, 3, map[string]string{"retention.ms": "3600000", "cleanup.policy": "compact"}); err != nil {
 		return fail("create", err)
 	}
-	meta, err = c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{o.topic}})
-	if err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		parts, err := kafkagoPartitions(ctx, o)
+		leaders := []int{}
+		for _, p := range parts {
+			leaders = append(leaders, p.Leader.ID)
+		}
+		res["partitions"], res["leaders"] = len(parts), leaders
+		return len(parts) == 3, err
+	}); err != nil {
 		return fail("metadata of the topic", err)
 	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return fail("metadata of the topic", fmt.Errorf("%+v", meta.Topics))
-	}
-	res["partitions"] = len(meta.Topics[0].Partitions)
-	leaders := []int{}
-	for _, p := range meta.Topics[0].Partitions {
-		leaders = append(leaders, p.Leader.ID)
-	}
-	res["leaders"] = leaders
-
-	described, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
-		{ResourceType: kafka.ResourceTypeTopic, ResourceName: o.topic},
-	}})
-	if err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		configs, err := kafkagoConfigs(ctx, c, o.topic, "retention.ms", "cleanup.policy", "segment.bytes")
+		res["configs"] = configs
+		return configs["retention.ms"] == "3600000", err
+	}); err != nil {
 		return fail("describe configs", err)
 	}
-	if described.Resources[0].Error != nil {
-		return fail("describe configs", described.Resources[0].Error)
-	}
-	configs := map[string]string{}
-	for _, e := range described.Resources[0].ConfigEntries {
-		if e.ConfigName == "retention.ms" || e.ConfigName == "cleanup.policy" || e.ConfigName == "segment.bytes" {
-			configs[e.ConfigName] = e.ConfigValue
-		}
-	}
-	res["configs"] = configs
 
 	res["create_again_error"] = errorName(kafkagoCreate(ctx, c, o.topic, 3, nil))
 
@@ -288,6 +276,17 @@ func kafkagoGroup(ctx context.Context, o options, res result) error {
 	return nil
 }
 
+// kafkagoPartitions is topic's partitions as a fresh Conn reads them (the Client's Metadata
+// answers from the Transport's cache).
+func kafkagoPartitions(ctx context.Context, o options) ([]kafka.Partition, error) {
+	conn, err := kafka.DialContext(ctx, "tcp", o.bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ReadPartitions(o.topic)
+}
+
 func kafkagoConfigs(ctx context.Context, c *kafka.Client, topic string, names ...string) (map[string]string, error) {
 	resp, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
 		{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: names},
@@ -323,16 +322,13 @@ func kafkagoOps(ctx context.Context, o options, res result) error {
 	if err := grow(4); err != nil {
 		return fail("create partitions", err)
 	}
-	conn, err := kafka.DialContext(ctx, "tcp", o.bootstrap)
-	if err != nil {
-		return fail("dial", err)
-	}
-	parts, err := conn.ReadPartitions(o.topic)
-	conn.Close()
-	if err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		parts, err := kafkagoPartitions(ctx, o)
+		res["partitions"] = len(parts)
+		return len(parts) == 4, err
+	}); err != nil {
 		return fail("read partitions", err)
 	}
-	res["partitions"] = len(parts)
 	res["create_partitions_fewer_error"] = errorName(grow(3))
 
 	names := []string{"retention.ms", "segment.ms"}
@@ -346,7 +342,11 @@ func kafkagoOps(ctx context.Context, o options, res result) error {
 	if err != nil {
 		return fail("incremental alter configs", err)
 	}
-	if res["configs_incremental"], err = kafkagoConfigs(ctx, c, o.topic, names...); err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		configs, err := kafkagoConfigs(ctx, c, o.topic, names...)
+		res["configs_incremental"] = configs
+		return configs["retention.ms"] == "7200000", err
+	}); err != nil {
 		return fail("describe configs", err)
 	}
 	// AlterConfigs replaces the topic's whole config: retention.ms goes back to its default.
@@ -364,7 +364,11 @@ func kafkagoOps(ctx context.Context, o options, res result) error {
 	if err != nil {
 		return fail("alter configs", err)
 	}
-	if res["configs_altered"], err = kafkagoConfigs(ctx, c, o.topic, names...); err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		configs, err := kafkagoConfigs(ctx, c, o.topic, names...)
+		res["configs_altered"] = configs
+		return configs["segment.ms"] == "600000", err
+	}); err != nil {
 		return fail("describe configs", err)
 	}
 

@@ -168,6 +168,26 @@ func waitFor(ctx context.Context, what string, check func() (bool, error)) error
 	}
 }
 
+// eventually calls check every 100 ms for up to 5 s until it returns true, and returns its last
+// error. Kafka's brokers answer Metadata and DescribeConfigs from a cache that follows the
+// controller, so a topic just created or altered may show the change a moment later; the caller
+// records what check saw last, for the test to judge.
+func eventually(ctx context.Context, check func() (bool, error)) error {
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		ok, err := check()
+		if ok {
+			return nil
+		}
+		select {
+		case <-wait.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 func cross(ctx context.Context, o options, res result) error {
 	admin, err := newSaramaAdmin(o)
 	if err != nil {

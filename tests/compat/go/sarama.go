@@ -252,33 +252,29 @@ func saramaAdmin(ctx context.Context, o options, res result) error {
 	if err := saramaCreate(admin, o.topic, 3, map[string]string{"retention.ms": "3600000", "cleanup.policy": "compact"}); err != nil {
 		return fail("create", err)
 	}
-	meta, err := admin.DescribeTopics([]string{o.topic})
-	if err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		n, err := saramaPartitions(admin, o.topic)
+		res["partitions"] = n
+		return n == 3, err
+	}); err != nil {
 		return fail("describe topics", err)
 	}
-	if meta[0].Err != sarama.ErrNoError {
-		return fail("describe topics", meta[0].Err)
-	}
-	res["partitions"] = len(meta[0].Partitions)
-	topics, err := admin.ListTopics()
-	if err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		topics, err := admin.ListTopics()
+		detail := topics[o.topic]
+		res["listed_partitions"] = detail.NumPartitions
+		res["listed_replication_factor"] = detail.ReplicationFactor
+		return detail.NumPartitions == 3, err
+	}); err != nil {
 		return fail("list topics", err)
 	}
-	detail := topics[o.topic]
-	res["listed_partitions"] = detail.NumPartitions
-	res["listed_replication_factor"] = detail.ReplicationFactor
-
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: o.topic})
-	if err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		configs, err := saramaConfigs(admin, o.topic, "retention.ms", "cleanup.policy", "segment.bytes")
+		res["configs"] = configs
+		return configs["retention.ms"] == "3600000", err
+	}); err != nil {
 		return fail("describe config", err)
 	}
-	configs := map[string]string{}
-	for _, e := range entries {
-		if e.Name == "retention.ms" || e.Name == "cleanup.policy" || e.Name == "segment.bytes" {
-			configs[e.Name] = e.Value
-		}
-	}
-	res["configs"] = configs
 
 	err = saramaCreate(admin, o.topic, 3, nil)
 	res["create_again_error"] = errorName(err)
@@ -400,6 +396,18 @@ func saramaGroup(ctx context.Context, o options, res result) error {
 	return nil
 }
 
+// saramaPartitions is the number of partitions of topic in the metadata.
+func saramaPartitions(admin sarama.ClusterAdmin, topic string) (int, error) {
+	meta, err := admin.DescribeTopics([]string{topic})
+	if err != nil {
+		return 0, err
+	}
+	if meta[0].Err != sarama.ErrNoError {
+		return 0, meta[0].Err
+	}
+	return len(meta[0].Partitions), nil
+}
+
 // saramaConfigs is the topic's value of each of names.
 func saramaConfigs(admin sarama.ClusterAdmin, topic string, names ...string) (map[string]string, error) {
 	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: names})
@@ -428,11 +436,13 @@ func saramaOps(ctx context.Context, o options, res result) error {
 	if err := admin.CreatePartitions(o.topic, 4, nil, false); err != nil {
 		return fail("create partitions", err)
 	}
-	meta, err := admin.DescribeTopics([]string{o.topic})
-	if err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		n, err := saramaPartitions(admin, o.topic)
+		res["partitions"] = n
+		return n == 4, err
+	}); err != nil {
 		return fail("describe topics", err)
 	}
-	res["partitions"] = len(meta[0].Partitions)
 	res["create_partitions_fewer_error"] = errorName(admin.CreatePartitions(o.topic, 3, nil, false))
 
 	names := []string{"retention.ms", "segment.ms"}
@@ -441,14 +451,22 @@ func saramaOps(ctx context.Context, o options, res result) error {
 	}, false); err != nil {
 		return fail("incremental alter configs", err)
 	}
-	if res["configs_incremental"], err = saramaConfigs(admin, o.topic, names...); err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		configs, err := saramaConfigs(admin, o.topic, names...)
+		res["configs_incremental"] = configs
+		return configs["retention.ms"] == "7200000", err
+	}); err != nil {
 		return fail("describe configs", err)
 	}
 	// AlterConfigs replaces the topic's whole config: retention.ms goes back to its default.
 	if err := admin.AlterConfig(sarama.TopicResource, o.topic, map[string]*string{"segment.ms": strp("600000")}, false); err != nil {
 		return fail("alter configs", err)
 	}
-	if res["configs_altered"], err = saramaConfigs(admin, o.topic, names...); err != nil {
+	if err := eventually(ctx, func() (bool, error) {
+		configs, err := saramaConfigs(admin, o.topic, names...)
+		res["configs_altered"] = configs
+		return configs["segment.ms"] == "600000", err
+	}); err != nil {
 		return fail("describe configs", err)
 	}
 
