@@ -1,6 +1,8 @@
 """The Go clients github.com/IBM/sarama and github.com/segmentio/kafka-go (pinned in
-tests/compat/go/go.mod): admin create and delete, idempotent keyed produce, a consumer group that
-commits and resumes from its commits, and records crossing from one client to the other.
+tests/compat/go/go.mod): admin create, alter and delete, idempotent keyed produce, consumer groups
+that commit and resume from their commits (a static member, a group shared by both clients),
+sarama's transactions, kafka-go's Conn, and records crossing from one client to the other. Every
+expectation here is what Apache Kafka 4.4 answers.
 
 tests/compat/go/ is one program with a subcommand per scenario; it prints a JSON object that the
 tests check. It is built once per session into ${STROM_CACHE:-~/.cache/strom}/go-clients/bin, with

@@ -7,18 +7,18 @@
 //
 //	sarama-admin, kafkago-admin   create a topic with partitions and a config, describe it,
 //	                              create it again, delete it
-//	sarama-group, kafkago-group   produce keyed records, consume them in a group committing each,
+//	sarama-group, kafkago-group   produce keyed records, consume them in a group and commit,
 //	                              read the committed offsets, produce more, a second run of the
 //	                              group reads only those, delete the topic
 //	sarama-ops, kafkago-ops       add partitions, alter configs incrementally and wholesale, list
 //	                              (and with sarama delete) records, commit a group's offsets
 //	                              outside a generation, delete one of them, delete the group
+//	sarama-txn                    a transactional producer commits, aborts, commits with a group's
+//	                              offset; read_committed and read_uncommitted readers
 //	sarama-static                 a static member consumes, closes without leaving the group and
 //	                              comes back with its instance id to what was produced meanwhile
 //	kafkago-conn                  kafka-go's Conn on the partition leader: uncompressed, gzip and
 //	                              snappy writes, offsets listed, everything read back in batches
-//	sarama-txn                    a transactional producer commits, aborts, commits with a group's
-//	                              offset; read_committed and read_uncommitted readers
 //	cross                         sarama produces records with headers, a kafka-go group reads
 //	                              them; kafka-go produces, a sarama group reads them
 //	mixed-group                   a sarama and a kafka-go member share one group until it is
@@ -34,6 +34,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -110,7 +112,12 @@ var scenarios = map[string]func(context.Context, options, result) error{
 
 func main() {
 	if len(os.Args) < 2 || scenarios[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: goclients sarama-admin|sarama-group|sarama-ops|sarama-txn|sarama-static|kafkago-admin|kafkago-group|kafkago-ops|kafkago-conn|cross|mixed-group [flags]")
+		names := []string{}
+		for name := range scenarios {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(os.Stderr, "usage: goclients %s [flags]\n", strings.Join(names, "|"))
 		os.Exit(2)
 	}
 	var o options

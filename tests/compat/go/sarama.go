@@ -488,7 +488,8 @@ func saramaOps(ctx context.Context, o options, res result) error {
 		return fail("producer", err)
 	}
 	for _, r := range recs {
-		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: o.topic, Partition: 0, Key: sarama.StringEncoder(*r.Key), Value: sarama.StringEncoder(*r.Value)}); err != nil {
+		msg := &sarama.ProducerMessage{Topic: o.topic, Partition: 0, Key: sarama.StringEncoder(*r.Key), Value: sarama.StringEncoder(*r.Value)}
+		if _, _, err := producer.SendMessage(msg); err != nil {
 			return fail("produce", err)
 		}
 	}
