@@ -21,8 +21,9 @@ MAIN = "dev.strom.tests.streams.WordCountApp"
 
 
 def pytest_configure(config):
-    sources = [HERE / "pom.xml", *(HERE / "src").rglob("*.java")]
-    if not CLASSPATH.is_file() or CLASSPATH.stat().st_mtime < max(s.stat().st_mtime for s in sources):
+    built = CLASSES / (MAIN.replace(".", "/") + ".class")
+    newest_source = max(s.stat().st_mtime for s in (HERE / "src").rglob("*.java"))
+    if not CLASSPATH.is_file() or not built.is_file() or built.stat().st_mtime < newest_source:
         raise pytest.UsageError(f"the Streams application is not built or is older than its sources: "
                                 f"run `mvn -q -B -f {HERE / 'pom.xml'} package` (scripts/install-test-deps.sh)")
 
