@@ -1,0 +1,136 @@
+"""Raw requests through kafka-python's protocol classes (kafka.protocol): one connection to one
+broker, a request encoded at a chosen version, its response decoded into the same classes."""
+
+import importlib
+import socket
+import struct
+
+
+class Raw:
+    """A connection to 127.0.0.1:`port` that sends requests one at a time."""
+
+    def __init__(self, bootstrap, timeout=15):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.correlation = 0
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _read(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("connection closed by the broker")
+            data += chunk
+        return data
+
+    def request(self, request_class, version, **fields):
+        """Sends `request_class` at `version` with `fields`; its decoded response."""
+        self.correlation += 1
+        req = request_class(version=version, **fields)
+        req.with_header(correlation_id=self.correlation, client_id="differential")
+        self.sock.sendall(req.encode(header=True, framed=True))
+        size = struct.unpack(">i", self._read(4))[0]
+        data = self._read(size)
+        module = importlib.import_module(request_class.__module__)
+        response_class = getattr(module, request_class.__name__.replace("Request", "Response"))
+        return response_class.decode(data, version=version, header=True)
+
+
+def batch(values, timestamps=None):
+    """A v2 record batch of `values` (bytes) with `timestamps` (ms, default now)."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 22)
+    for i, value in enumerate(values):
+        builder.append(i, timestamp=None if timestamps is None else timestamps[i], key=None, value=value, headers=[])
+    return bytes(builder.build())
+
+
+def create_topic(r, name, partitions=1, replication=1, configs=None, version=7):
+    """A CreateTopics request for one topic; its response."""
+    from kafka.protocol.admin import CreateTopicsRequest as C
+
+    topic = C.CreatableTopic(name=name, num_partitions=partitions, replication_factor=replication, assignments=[],
+                             configs=[C.CreatableTopic.CreatableTopicConfig(name=k, value=v)
+                                      for k, v in (configs or {}).items()])
+    return r.request(C, version, topics=[topic], timeout_ms=15000, validate_only=False)
+
+
+def produce(r, topic, values, partition=0, timestamps=None, acks=-1, version=9):
+    from kafka.protocol.producer import ProduceRequest as P
+
+    data = P.TopicProduceData(name=topic, partition_data=[P.TopicProduceData.PartitionProduceData(
+        index=partition, records=batch(values, timestamps))])
+    return r.request(P, version, transactional_id=None, acks=acks, timeout_ms=15000, topic_data=[data])
+
+
+def list_offsets(r, topic, timestamp, partition=0, version=7):
+    from kafka.protocol.consumer import ListOffsetsRequest as L
+
+    t = L.ListOffsetsTopic(name=topic, partitions=[L.ListOffsetsTopic.ListOffsetsPartition(
+        partition_index=partition, current_leader_epoch=-1, timestamp=timestamp)])
+    return r.request(L, version, replica_id=-1, isolation_level=0, topics=[t])
+
+
+def describe_configs(r, resource_type, name, version=4):
+    from kafka.protocol.admin import DescribeConfigsRequest as D
+
+    res = D.DescribeConfigsResource(resource_type=resource_type, resource_name=name, configuration_keys=None)
+    return r.request(D, version, resources=[res], include_synonyms=False, include_documentation=False)
+
+
+def incremental_alter(r, resource_type, name, configs, version=1):
+    """IncrementalAlterConfigs SET of `configs` on one resource."""
+    from kafka.protocol.admin import IncrementalAlterConfigsRequest as I
+
+    res = I.AlterConfigsResource(resource_type=resource_type, resource_name=name, configs=[
+        I.AlterConfigsResource.AlterableConfig(name=k, config_operation=0, value=v) for k, v in configs.items()])
+    return r.request(I, version, resources=[res], validate_only=False)
+
+
+def alter_configs(r, resource_type, name, configs, version=2):
+    """AlterConfigs (the legacy whole-set replace) of one resource."""
+    from kafka.protocol.admin import AlterConfigsRequest as A
+
+    res = A.AlterConfigsResource(resource_type=resource_type, resource_name=name, configs=[
+        A.AlterConfigsResource.AlterableConfig(name=k, value=v) for k, v in configs.items()])
+    return r.request(A, version, resources=[res], validate_only=False)
+
+
+def find_coordinator(r, group, timeout=30):
+    """Waits until the group coordinator is available (the offsets topic exists); its response."""
+    import time
+
+    from kafka.protocol.metadata import FindCoordinatorRequest as F
+
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = r.request(F, 4, key_type=0, coordinator_keys=[group])
+        if resp.coordinators[0].error_code == 0 or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.3)
+
+
+def produce_ok(r, topic, values, partition=0, timestamps=None, timeout=30):
+    """Produces until the partition's leader accepts (a new topic's leader may need a moment);
+    the accepted response."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = produce(r, topic, values, partition, timestamps)
+        error = resp.responses[0].partition_responses[0].error_code
+        if error == 0:
+            return resp
+        assert time.monotonic() < deadline, f"produce to {topic}-{partition} still fails with error {error}"
+        time.sleep(0.2)
