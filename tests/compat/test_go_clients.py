@@ -207,3 +207,15 @@ def test_sarama_static_membership(goclients, broker, topic):
     assert out["members_after_run_2"] == [{"member_id": after["member_id"], "instance_id": instance}]
     everything = next_offsets(first["produced"] + second["produced"])
     assert out["committed"] == {str(p): everything.get(str(p), 0) for p in range(2)}
+
+
+def test_sarama_codecs(goclients, broker, topic):
+    """An idempotent AsyncProducer sends 1000 records with each codec in batches of 50: every
+    record is acknowledged, and read back exactly once at dense offsets."""
+    out = run(goclients, "sarama-codecs", broker, topic, "-n", "1000", "-kafka-version", SARAMA_VERSIONS[-1])
+    codecs = {"none", "gzip", "snappy", "lz4", "zstd"}
+    assert out["acked"] == {codec: 1000 for codec in codecs}
+    assert out["distinct_read"] == {codec: 1000 for codec in codecs}
+    assert out["duplicates_read"] == 0
+    assert out["offset_gaps"] == 0
+    assert sum(out["end_offsets"].values()) == 5000

@@ -17,6 +17,8 @@
 //	                              offset; read_committed and read_uncommitted readers
 //	sarama-static                 a static member consumes, closes without leaving the group and
 //	                              comes back with its instance id to what was produced meanwhile
+//	sarama-codecs                 an idempotent AsyncProducer sends -n records with each codec
+//	                              (none, gzip, snappy, lz4, zstd); everything is read back
 //	kafkago-conn                  kafka-go's Conn on the partition leader: uncompressed, gzip and
 //	                              snappy writes, offsets listed, everything read back in batches
 //	cross                         sarama produces records with headers, a kafka-go group reads
@@ -102,6 +104,7 @@ var scenarios = map[string]func(context.Context, options, result) error{
 	"sarama-ops":    saramaOps,
 	"sarama-txn":    saramaTxn,
 	"sarama-static": saramaStatic,
+	"sarama-codecs": saramaCodecs,
 	"kafkago-admin": kafkagoAdmin,
 	"kafkago-group": kafkagoGroup,
 	"kafkago-ops":   kafkagoOps,

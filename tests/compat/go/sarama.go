@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -718,6 +719,125 @@ func saramaStatic(ctx context.Context, o options, res result) error {
 	if res["committed"], err = saramaCommitted(admin, o.group, o.topic, 2); err != nil {
 		return fail("committed offsets", err)
 	}
+	if err := admin.DeleteTopic(o.topic); err != nil {
+		return fail("delete", err)
+	}
+	return nil
+}
+
+// saramaCodecs: an idempotent AsyncProducer sends o.n records in small batches with each
+// compression codec in turn; a partition consumer reads every partition back.
+func saramaCodecs(ctx context.Context, o options, res result) error {
+	admin, err := newSaramaAdmin(o)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer admin.Close()
+	if err := saramaCreate(admin, o.topic, 3, nil); err != nil {
+		return fail("create", err)
+	}
+	codecs := []sarama.CompressionCodec{sarama.CompressionNone, sarama.CompressionGZIP, sarama.CompressionSnappy,
+		sarama.CompressionLZ4, sarama.CompressionZSTD}
+	acked := map[string]int{}
+	for _, codec := range codecs {
+		cfg, err := saramaConfig(o)
+		if err != nil {
+			return fail("config", err)
+		}
+		cfg.Producer.Idempotent = true
+		cfg.Producer.RequiredAcks = sarama.WaitForAll
+		cfg.Producer.Return.Successes = true
+		cfg.Producer.Compression = codec
+		cfg.Producer.Flush.Messages = 50
+		cfg.Producer.Flush.Frequency = 5 * time.Millisecond
+		cfg.Net.MaxOpenRequests = 1
+		producer, err := sarama.NewAsyncProducer([]string{o.bootstrap}, cfg)
+		if err != nil {
+			return fail("producer", err)
+		}
+		go func() {
+			for i := 0; i < o.n; i++ {
+				producer.Input() <- &sarama.ProducerMessage{Topic: o.topic, Key: sarama.StringEncoder(fmt.Sprint(i)),
+					Value: sarama.StringEncoder(fmt.Sprintf("%s-%d", codec, i))}
+			}
+		}()
+		for done := 0; done < o.n; done++ {
+			select {
+			case <-producer.Successes():
+				acked[codec.String()]++
+			case perr := <-producer.Errors():
+				producer.AsyncClose()
+				return fail("produce "+codec.String(), perr.Err)
+			case <-ctx.Done():
+				producer.AsyncClose()
+				return fail("produce "+codec.String(), ctx.Err())
+			}
+		}
+		if err := producer.Close(); err != nil {
+			return fail("produce "+codec.String(), err)
+		}
+	}
+	res["acked"] = acked
+
+	cfg, err := saramaConfig(o)
+	if err != nil {
+		return fail("config", err)
+	}
+	client, err := sarama.NewClient([]string{o.bootstrap}, cfg)
+	if err != nil {
+		return fail("client", err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fail("consumer", err)
+	}
+	defer consumer.Close()
+	values := map[string]int{}
+	gaps := 0
+	ends := map[string]int64{}
+	for p := int32(0); p < 3; p++ {
+		end, err := client.GetOffset(o.topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return fail("list offsets", err)
+		}
+		ends[fmt.Sprint(p)] = end
+		if end == 0 {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(o.topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return fail("consume", err)
+		}
+		next := int64(0)
+		for next < end {
+			select {
+			case m := <-pc.Messages():
+				if m.Offset != next {
+					gaps++
+				}
+				next = m.Offset + 1
+				values[string(m.Value)]++
+			case cerr := <-pc.Errors():
+				pc.Close()
+				return fail("consume", cerr)
+			case <-ctx.Done():
+				pc.Close()
+				return fail("consume", fmt.Errorf("partition %d at %d of %d: %w", p, next, end, ctx.Err()))
+			}
+		}
+		pc.Close()
+	}
+	res["end_offsets"] = ends
+	res["offset_gaps"] = gaps
+	perCodec := map[string]int{}
+	duplicates := 0
+	for v, count := range values {
+		perCodec[strings.SplitN(v, "-", 2)[0]]++
+		duplicates += count - 1
+	}
+	res["distinct_read"] = perCodec
+	res["duplicates_read"] = duplicates
 	if err := admin.DeleteTopic(o.topic); err != nil {
 		return fail("delete", err)
 	}
