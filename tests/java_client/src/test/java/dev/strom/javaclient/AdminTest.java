@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.stream.Collectors;
 
@@ -37,6 +38,7 @@ import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.Node;
@@ -44,6 +46,7 @@ import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.GroupIdNotFoundException;
 import org.apache.kafka.common.errors.GroupNotEmptyException;
 import org.apache.kafka.common.errors.GroupSubscribedToTopicException;
 import org.apache.kafka.common.errors.InvalidConfigurationException;
@@ -254,6 +257,26 @@ class AdminTest {
         admin.deleteConsumerGroups(List.of(group)).all().get();
         assertTrue(admin.listConsumerGroups().all().get().stream().noneMatch(g -> g.groupId().equals(group)));
         assertTrue(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get().isEmpty());
+    }
+
+    /** Kafka 4 answers DescribeGroups (v6) for a group that does not exist with GROUP_ID_NOT_FOUND. */
+    @Test
+    void describeUnknownConsumerGroupIsNotFound() throws Exception {
+        String group = Strom.name("group");
+        Throwable unknown = Strom.cause(() -> admin.describeConsumerGroups(List.of(group)).all().get());
+        assertInstanceOf(GroupIdNotFoundException.class, unknown, String.valueOf(unknown));
+    }
+
+    /**
+     * A preferred election for all partitions (partitions null) lists only the partitions it
+     * tried to elect: on one node every leader is already the preferred one, so none.
+     */
+    @Test
+    void electAllPreferredLeadersListsNoPartitionAlreadyLed() throws Exception {
+        topic(3);
+        Map<TopicPartition, Optional<Throwable>> result = admin.electLeaders(ElectionType.PREFERRED, null)
+                .partitions().get();
+        assertEquals(Map.of(), result);
     }
 
     @Test

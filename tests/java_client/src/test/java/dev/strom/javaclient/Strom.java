@@ -158,11 +158,12 @@ final class Strom {
 
     /** The cause of a failed future's ExecutionException. */
     static Throwable cause(Callable<?> call) throws Exception {
+        Object value;
         try {
-            call.call();
+            value = call.call();
         } catch (ExecutionException e) {
             return e.getCause();
         }
-        throw new AssertionError("expected the call to fail");
+        throw new AssertionError("expected the call to fail; it returned " + value);
     }
 }
