@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from kafka.protocol.metadata import MetadataRequest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tests" / "lib"))
@@ -19,6 +20,7 @@ from broker import Broker  # noqa: E402
 from compare import RESULTS, summary  # noqa: E402
 from ports import free_port  # noqa: E402
 from process import stop  # noqa: E402
+from raw import Raw  # noqa: E402
 
 ROOT = HERE.parents[1]
 KAFKA_TOOL = ROOT / "scripts" / "kafka-tool"
@@ -75,12 +77,11 @@ class KafkaNode:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(KAFKA_TOOL), "server", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
-        from raw import Raw
-        from kafka.protocol.metadata import MetadataRequest
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"Apache Kafka exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"Apache Kafka exited with {self.proc.returncode}: "
+                                   f"{self.log_path.read_text()[-3000:]}")
             try:
                 with Raw(self.bootstrap, timeout=2) as r:
                     if r.request(MetadataRequest, 12, topics=[]).brokers:

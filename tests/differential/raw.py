@@ -107,17 +107,23 @@ def alter_configs(r, resource_type, name, configs, version=2):
     return r.request(A, version, resources=[res], validate_only=False)
 
 
-def find_coordinator(r, group, timeout=30):
-    """Waits until the group coordinator is available (the offsets topic exists); its response."""
+def group_coordinator_ready(r, group, timeout=30):
+    """Waits until `r`'s broker coordinates `group` and has loaded its offsets partition
+    (FindCoordinator and DescribeGroups no longer answer COORDINATOR_NOT_AVAILABLE or
+    COORDINATOR_LOAD_IN_PROGRESS)."""
     import time
 
+    from kafka.protocol.admin import DescribeGroupsRequest as D
     from kafka.protocol.metadata import FindCoordinatorRequest as F
 
     deadline = time.monotonic() + timeout
     while True:
-        resp = r.request(F, 4, key_type=0, coordinator_keys=[group])
-        if resp.coordinators[0].error_code == 0 or time.monotonic() > deadline:
-            return resp
+        error = r.request(F, 4, key_type=0, coordinator_keys=[group]).coordinators[0].error_code
+        if error == 0:
+            error = r.request(D, 5, groups=[group], include_authorized_operations=False).groups[0].error_code
+        if error not in (14, 15):
+            return
+        assert time.monotonic() < deadline, f"the coordinator of {group} still answers error {error}"
         time.sleep(0.3)
 
 

@@ -10,7 +10,7 @@ from kafka.protocol.consumer import FetchRequest, HeartbeatRequest, JoinGroupReq
 from kafka.protocol.metadata import MetadataRequest
 
 from compare import compare
-from raw import Raw, alter_configs, create_topic, describe_configs, find_coordinator, incremental_alter, \
+from raw import Raw, alter_configs, create_topic, describe_configs, group_coordinator_ready, incremental_alter, \
     list_offsets, produce, produce_ok
 
 TOPIC = 2
@@ -118,7 +118,7 @@ def test_record_too_large(both):
 def test_unknown_group(both):
     def scenario(r, suffix):
         group = f"nogroup-{suffix}"
-        assert find_coordinator(r, group).coordinators[0].error_code == 0
+        group_coordinator_ready(r, group)
         out = {
             "describe": r.request(DescribeGroupsRequest, 5, groups=[group], include_authorized_operations=False)
             .to_dict(),
@@ -137,7 +137,7 @@ def test_wrong_generation(both):
     def scenario(r, suffix):
         group, topic = f"gen-{suffix}", f"gen-{suffix}"
         assert create_topic(r, topic).topics[0].error_code == 0
-        assert find_coordinator(r, group).coordinators[0].error_code == 0
+        group_coordinator_ready(r, group)
         protocols = [JoinGroupRequest.JoinGroupRequestProtocol(name="range", metadata=b"")]
 
         def join(member_id):

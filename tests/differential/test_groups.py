@@ -5,13 +5,13 @@ confluent-kafka's AdminClient and raw DescribeGroups and OffsetFetch requests.""
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka.protocol.admin import DescribeGroupsRequest
 from kafka.protocol.consumer import OffsetFetchRequest
 
 from compare import compare
-from raw import Raw, create_topic, find_coordinator, produce_ok
+from raw import Raw, create_topic, group_coordinator_ready, produce_ok
 
 PARTITIONS = 2
 
@@ -51,15 +51,15 @@ def describe(admin, group, owner):
 
 
 def committed(admin, group, topic, owner):
-    from confluent_kafka import ConsumerGroupTopicPartitions
     [future] = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
     result = future.result(timeout=30)
-    return {str(owner.get(tp.partition, tp.partition)): tp.offset for tp in result.topic_partitions if tp.topic == topic}
+    return {str(owner.get(tp.partition, tp.partition)): tp.offset
+            for tp in result.topic_partitions if tp.topic == topic}
 
 
 def raw_state(bootstrap, group, topic, owner):
     with Raw(bootstrap) as r:
-        find_coordinator(r, group)
+        group_coordinator_ready(r, group)
         groups = r.request(DescribeGroupsRequest, 5, groups=[group], include_authorized_operations=False).to_dict()
         offsets = r.request(OffsetFetchRequest, 8, require_stable=True, groups=[
             OffsetFetchRequest.OffsetFetchRequestGroup(group_id=group, topics=None)]).to_dict()
