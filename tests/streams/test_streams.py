@@ -74,6 +74,10 @@ class Input:
         assert producer.flush(120) == 0, "input not acknowledged"
 
 
+class LostPosition(Exception):
+    """An output reader was told its position is gone (raised past the waits' error handling)."""
+
+
 class Output:
     """Everything a read_committed consumer has read of a topic so far: {key: [values in offset
     order]} (a key always goes to one partition). It never skips: a position the brokers call
@@ -94,7 +98,7 @@ class Output:
             if m.error() is None:
                 self.values[m.key().decode()].append(m.value().decode())
             elif m.error().code() == KafkaError._AUTO_OFFSET_RESET:
-                raise AssertionError(f"the reader of {self.topic} lost its position: {m.error()}")
+                raise LostPosition(f"the reader of {self.topic} lost its position: {m.error()}")
             elif m.error().code() != KafkaError._PARTITION_EOF:
                 self.errors.append(str(m.error()))
         return self
