@@ -35,6 +35,8 @@ KNOWN = {
     "offsets/offset_for_leader_epoch_future.*.leader_epoch": "see offset_for_leader_epoch_future end_offset",
     "record_too_large/*.error_message":
         "Produce answered MESSAGE_TOO_LARGE: Strom says why in error_message, Kafka leaves it null",
+    "topic_admin/partitions_unknown_topic.*.error_message":
+        "CreatePartitions of an unknown topic: Strom says why in error_message, Kafka leaves it null",
     # Topic configs
     "describe_configs_topic/errors.deadletterqueue.group.enable.*":
         "Kafka 4.4 topic config for share groups' dead-letter queue (KIP-1191); Strom has no share groups",

@@ -1,6 +1,7 @@
 """The error code (and the rest of the response) of each bad request, sent as the same raw
 request to Apache Kafka and to Strom."""
 
+import time
 import uuid
 
 import pytest
@@ -176,3 +177,92 @@ def test_wrong_generation(both):
             "commit_ok": commit(generation, member),
         }
     check(both, "group_generation", scenario)
+
+
+def test_topic_admin_errors(both):
+    from kafka.protocol.admin import CreatePartitionsRequest as P
+    from kafka.protocol.admin import DeleteTopicsRequest
+
+    def create_partitions(r, name, count):
+        resp = r.request(P, 3, topics=[P.CreatePartitionsTopic(name=name, count=count, assignments=None)],
+                         timeout_ms=15000, validate_only=False).to_dict()
+        resp["results"][0]["name"] = "<topic>"
+        return resp
+
+    def scenario(r, suffix):
+        name = f"admin-{suffix}"
+        assert create_topic(r, name, 2).topics[0].error_code == 0
+        out = {
+            "create_existing": create_topic(r, name, 2).to_dict(),
+            "create_bad_name": create_topic(r, "bad name!").to_dict(),
+            "create_dot": create_topic(r, "..").to_dict(),
+            "create_long_name": create_topic(r, "x" * 250).to_dict(),
+            "partitions_fewer": create_partitions(r, name, 1),
+            "partitions_same": create_partitions(r, name, 2),
+            "partitions_unknown_topic": create_partitions(r, MISSING, 3),
+            "delete_unknown_topic": r.request(DeleteTopicsRequest, 4, topic_names=[MISSING], timeout_ms=15000)
+            .to_dict(),
+            "describe_configs_other_broker": describe_configs(r, 4, "2").to_dict(),
+            "describe_configs_bad_broker_id": describe_configs(r, 4, "one").to_dict(),
+        }
+        out["create_existing"]["topics"][0]["name"] = "<topic>"
+        out["create_long_name"]["topics"][0]["name"] = "<250 characters>"
+        return out
+    check(both, "topic_admin", scenario)
+
+
+def test_commit_without_a_member(both):
+    """Commits outside any generation (as a consumer with assign() does), to an unknown topic and
+    to an unknown partition, and a heartbeat to a group that does not exist."""
+    def commit(r, group, topic, partition, generation=-1, member=""):
+        resp = r.request(OffsetCommitRequest, 8, group_id=group, generation_id_or_member_epoch=generation,
+                         member_id=member, group_instance_id=None, topics=[
+                             OffsetCommitRequest.OffsetCommitRequestTopic(name=topic, partitions=[
+                                 OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition(
+                                     partition_index=partition, committed_offset=1, committed_leader_epoch=-1,
+                                     committed_metadata="")])]).to_dict()
+        resp["topics"][0]["name"] = "<topic>"
+        return resp
+
+    def scenario(r, suffix):
+        group, topic = f"simple-{suffix}", f"simple-{suffix}"
+        assert create_topic(r, topic).topics[0].error_code == 0
+        group_coordinator_ready(r, group)
+        return {
+            "commit_simple": commit(r, group, topic, 0),
+            "commit_unknown_topic": commit(r, group, MISSING, 0),
+            "commit_unknown_partition": commit(r, group, topic, 5),
+            "commit_generation_of_empty_group": commit(r, group, topic, 0, 3, "someone"),
+            "heartbeat_unknown_group": r.request(HeartbeatRequest, 4, group_id=f"none-{suffix}", generation_id=1,
+                                                 member_id="someone", group_instance_id=None).to_dict(),
+        }
+    check(both, "commit_without_member", scenario)
+
+
+def test_consumer_reset_error(both):
+    """A confluent-kafka consumer with auto.offset.reset=error told to start past the end."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    def scenario(r, suffix):
+        name = f"reset-{suffix}"
+        assert create_topic(r, name).topics[0].error_code == 0
+        produce_ok(r, name, [b"a", b"b"])
+        c = Consumer({"bootstrap.servers": both[side], "group.id": f"reset-{suffix}", "auto.offset.reset": "error",
+                      "enable.auto.commit": False})
+        try:
+            c.assign([TopicPartition(name, 0, 50)])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None:
+                    return {"error": m.error().name() if m.error() else None, "offset": m.offset()}
+            return {"error": "no message or error in 30 s"}
+        finally:
+            c.close()
+
+    found = {}
+    suffix = uuid.uuid4().hex[:8]
+    for side, bootstrap in both.items():
+        with Raw(bootstrap) as r:
+            found[side] = scenario(r, suffix)
+    compare("consumer_reset_error", found["kafka"], found["strom"])
