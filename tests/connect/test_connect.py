@@ -48,9 +48,10 @@ class Pipeline:
         # One partition, so that the sink sees the lines in the order the source read them.
         cluster.create_topic(self.topic, partitions=1, replication=3)
 
-    def create(self, worker):
+    def create(self, worker, source_config=None):
         worker.put_connector(f"{self.name}-source", {"connector.class": SOURCE, "tasks.max": "1",
-                                                    "file": str(self.input), "topic": self.topic})
+                                                    "file": str(self.input), "topic": self.topic,
+                                                    **(source_config or {})})
         worker.put_connector(f"{self.name}-sink", {"connector.class": SINK, "tasks.max": "1",
                                                   "file": str(self.output), "topics": self.topic})
         self.wait_running(worker)
@@ -247,21 +248,22 @@ def test_tasks_move_to_the_other_worker_when_one_is_killed(cluster, workers, tmp
 
 def test_exactly_once_source_survives_a_worker_crash(cluster, workers, tmp_path):
     """KIP-618: with exactly.once.source.support, the source task writes its records and its
-    file position in one Strom transaction, so a worker killed mid-stream leaves aborted
-    records that read_committed consumers skip, and its successor resumes from the position
-    committed with the last committed records: the topic holds every line once."""
+    file position in one Strom transaction (here one a second), so a worker killed mid-stream
+    leaves an open transaction, which its successor's producer fences and aborts; the
+    successor resumes from the position committed with the last committed records, and
+    read_committed consumers see every line once."""
     group = f"connect-{uuid.uuid4().hex[:6]}"
     eos = {**QUICK_FAILOVER, "exactly.once.source.support": "enabled", "consumer.isolation.level": "read_committed"}
     p = Pipeline(cluster, tmp_path, "eos")
     worker = workers(group, extra=eos)
-    p.create(worker)
+    p.create(worker, {"transaction.boundary": "interval", "transaction.boundary.interval.ms": "1000"})
 
     expected = lines(0, 6000)
 
     def feed():
         for i in range(0, len(expected), 100):
             append(p.input, expected[i:i + 100])
-            time.sleep(0.02)
+            time.sleep(0.1)
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
