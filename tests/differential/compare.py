@@ -84,6 +84,9 @@ KNOWN = {
 # Every comparison of the session: (field, kafka value, strom value, equal).
 RESULTS = []
 
+# Lines for the end of the session that are not field comparisons (what only one side has).
+NOTES = []
+
 ABSENT = "<absent>"
 
 
@@ -141,8 +144,20 @@ def compare(scenario, kafka, strom):
 def summary():
     """The lines printed at the end of the session."""
     equal = sum(1 for r in RESULTS if r[3])
-    lines = [f"{equal} of {len(RESULTS)} compared fields equal"]
+    lines = [f"{equal} of {len(RESULTS)} compared fields equal", *NOTES]
     for field, kv, sv, eq in RESULTS:
         if not eq:
             lines.append(f"  {field}: kafka={kv!r} strom={sv!r}" + ("" if known(field) else "  [NOT KNOWN]"))
     return lines
+
+
+def markdown():
+    """KNOWN as a markdown table (for the README's compatibility section)."""
+    rows = ["| Field (scenario/path pattern) | Difference |", "|---|---|"]
+    for pattern, reason in KNOWN.items():
+        rows.append(f"| `{pattern}` | {reason.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown())

@@ -4,7 +4,7 @@ listed at the end of the session."""
 
 from kafka.protocol.metadata import ApiVersionsRequest
 
-from compare import compare
+from compare import NOTES, compare
 from raw import Raw
 
 try:
@@ -33,9 +33,9 @@ def test_strom_advertises_a_subset_of_kafka(both):
     above = {api_name(k): (strom[k], kafka[k]) for k in strom if k in kafka and strom[k][1] > kafka[k][1]}
     narrower = {api_name(k): (strom[k], kafka[k]) for k in strom if k in kafka and strom[k] != kafka[k]}
     only_kafka = [f"{api_name(k)} ({k})" for k in sorted(set(kafka) - set(strom))]
-    print(f"\nAPIs only Kafka advertises: {len(only_kafka)}: {', '.join(only_kafka)}")
-    for name, (s, k) in sorted(narrower.items()):
-        print(f"ApiVersions range of {name}: strom {s[0]}..{s[1]}, kafka {k[0]}..{k[1]}")
+    NOTES.append(f"APIs only Kafka advertises: {len(only_kafka)}: {', '.join(only_kafka)}")
+    NOTES.append("ApiVersions ranges that differ: " + ", ".join(
+        f"{name} strom {s[0]}..{s[1]} kafka {k[0]}..{k[1]}" for name, (s, k) in sorted(narrower.items())))
     compare("api_versions", {api_name(k): {"min": kafka[k][0], "max": kafka[k][1]} for k in strom if k in kafka},
             {api_name(k): {"min": strom[k][0], "max": strom[k][1]} for k in strom if k in kafka})
     assert not not_in_kafka, f"Strom advertises APIs Kafka does not: {not_in_kafka}"

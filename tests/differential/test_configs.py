@@ -3,7 +3,7 @@ sensitive flags and type, Apache Kafka's against Strom's."""
 
 import uuid
 
-from compare import compare
+from compare import NOTES, compare
 from raw import Raw, create_topic, describe_configs
 
 TOPIC, BROKER = 2, 4
@@ -41,7 +41,7 @@ def test_broker_configs(both):
     common = set(found["kafka"]) & set(found["strom"])
     only = {side: sorted(set(found[side]) - common) for side in found}
     for side, names in only.items():
-        print(f"broker configs only {side} describes: {len(names)}: {', '.join(names)}")
+        NOTES.append(f"broker configs only {side} describes: {len(names)}: {', '.join(names)}")
     for side in found:
         for name in LOCAL & common:
             found[side][name].update(value="<local>", config_source="<local>")
