@@ -60,6 +60,8 @@ def junit_results(single, cluster):
 
 @pytest.mark.parametrize("name", junit_tests())
 def test_junit(junit_results, name):
-    assert name in junit_results, f"JUnit did not report {name}; it reported {sorted(junit_results)}"
+    if name not in junit_results:
+        pytest.fail(f"JUnit did not report {name}; it reported {sorted(junit_results)}", pytrace=False)
     outcome, message = junit_results[name]
-    assert outcome == "passed", f"{name}: {outcome}\n{message}"
+    if outcome != "passed":
+        pytest.fail(f"{name}: {outcome}\n{message}", pytrace=False)

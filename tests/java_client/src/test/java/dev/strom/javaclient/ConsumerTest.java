@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.function.BooleanSupplier;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
 
@@ -79,7 +80,7 @@ class ConsumerTest {
     }
 
     /** Polls every consumer in turn until `done` holds, checking `invariant` after each poll. */
-    private static void pollUntil(List<KafkaConsumer<String, String>> consumers, java.util.function.BooleanSupplier done,
+    private static void pollUntil(List<KafkaConsumer<String, String>> consumers, BooleanSupplier done,
                                   Runnable invariant, String what) {
         long deadline = System.nanoTime() + Strom.WAIT.toNanos();
         while (!done.getAsBoolean()) {
