@@ -71,8 +71,10 @@ class KafkaNode:
         config = self.workdir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        subprocess.run([str(KAFKA_TOOL), "storage", "format", "--standalone", "-t", cluster_id, "-c", str(config)],
-                       check=True, capture_output=True, timeout=120)
+        done = subprocess.run([str(KAFKA_TOOL), "storage", "format", "--standalone", "-t", cluster_id,
+                               "-c", str(config)], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"kafka-storage format exited {done.returncode}: {done.stdout}{done.stderr}")
         env = {**os.environ, "KAFKA_HEAP_OPTS": "-Xmx512m -Xms512m"}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(KAFKA_TOOL), "server", str(config)], stdout=log, stderr=subprocess.STDOUT,

@@ -243,11 +243,12 @@ def test_consumer_reset_error(both):
     """A confluent-kafka consumer with auto.offset.reset=error told to start past the end."""
     from confluent_kafka import Consumer, TopicPartition
 
-    def scenario(r, suffix):
+    def scenario(bootstrap, suffix):
         name = f"reset-{suffix}"
-        assert create_topic(r, name).topics[0].error_code == 0
-        produce_ok(r, name, [b"a", b"b"])
-        c = Consumer({"bootstrap.servers": both[side], "group.id": f"reset-{suffix}", "auto.offset.reset": "error",
+        with Raw(bootstrap) as r:
+            assert create_topic(r, name).topics[0].error_code == 0
+            produce_ok(r, name, [b"a", b"b"])
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": name, "auto.offset.reset": "error",
                       "enable.auto.commit": False})
         try:
             c.assign([TopicPartition(name, 0, 50)])
@@ -260,9 +261,6 @@ def test_consumer_reset_error(both):
         finally:
             c.close()
 
-    found = {}
     suffix = uuid.uuid4().hex[:8]
-    for side, bootstrap in both.items():
-        with Raw(bootstrap) as r:
-            found[side] = scenario(r, suffix)
+    found = {side: scenario(bootstrap, suffix) for side, bootstrap in both.items()}
     compare("consumer_reset_error", found["kafka"], found["strom"])
