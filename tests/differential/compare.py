@@ -6,7 +6,7 @@ from fnmatch import fnmatchcase
 
 # Fields that differ between any two clusters: dropped before comparing.
 IGNORED = {"throttle_time_ms", "cluster_id", "host", "port", "topic_id", "client_host", "member_id",
-           "leader_id", "generation_id_unused", "log_append_time_ms", "client_software_version",
+           "log_append_time_ms", "client_software_version",
            "client_software_name", "supported_features", "finalized_features", "finalized_features_epoch",
            "zk_migration_ready", "node_endpoints"}
 

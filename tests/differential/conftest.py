@@ -41,6 +41,16 @@ def pytest_configure(config):
         raise pytest.UsageError(f"Apache Kafka is not installed in {KAFKA_LIB}: run scripts/install-test-deps.sh")
 
 
+def new_cluster_id():
+    """A random cluster id as Kafka writes them (a UUID in URL-safe base64), not starting with
+    "-", which the storage tool's argument parser would take for an option."""
+    for _ in range(100):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+    raise RuntimeError("no cluster id without a leading '-' in 100 tries")
+
+
 class KafkaNode:
     """An Apache Kafka broker+controller in `workdir`, formatted standalone (a quorum of one)."""
 
@@ -70,7 +80,7 @@ class KafkaNode:
         }
         config = self.workdir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         done = subprocess.run([str(KAFKA_TOOL), "storage", "format", "--standalone", "-t", cluster_id,
                                "-c", str(config)], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
