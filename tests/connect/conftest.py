@@ -21,6 +21,14 @@ def pytest_configure(config):
         raise pytest.UsageError(f"Kafka Connect is not installed in {CONNECT_LIB}: run scripts/install-test-deps.sh")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.call_failed = report.failed
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = Cluster(BROKER_BIN, tmp_path_factory.mktemp("cluster"), combined=3)
@@ -41,10 +49,10 @@ def target(tmp_path):
 
 
 @pytest.fixture
-def workers(cluster, tmp_path):
+def workers(request, cluster, tmp_path):
     """`workers(group)` starts a Connect worker of the Connect cluster `group` whose internal
     topics are on the 3-node cluster (or on `bootstrap`, with `replication`); every worker
-    started is killed at the end of the test."""
+    started is killed at the end of the test, and its log shown if the test failed."""
     started = []
 
     def start(group, bootstrap=None, **kwargs):
@@ -55,3 +63,5 @@ def workers(cluster, tmp_path):
     yield start
     for w in started:
         w.kill()
+        if getattr(request.node, "call_failed", False):
+            print(f"\n--- {w.log_path}:\n{w.log_tail()}")

@@ -3,7 +3,8 @@ FileStream source connector reads a file into a topic and a FileStream sink conn
 that topic to another file. Every line arrives, in order; a worker stopped and started again
 resumes from the offsets it committed to Strom, so no line is lost or repeated; a Strom node
 killed under a running pipeline loses nothing; when one of two workers is killed, the other
-takes over its tasks from the offsets committed to Strom."""
+takes over its tasks from the offsets committed to Strom; with exactly-once source support the
+source writes through Strom transactions and a killed worker's open one is aborted."""
 
 import os
 import threading
