@@ -140,3 +140,23 @@ def produce_ok(r, topic, values, partition=0, timestamps=None, timeout=30):
             return resp
         assert time.monotonic() < deadline, f"produce to {topic}-{partition} still fails with error {error}"
         time.sleep(0.2)
+
+
+def create_ready_topic(r, name, partitions=1, configs=None, timeout=30):
+    """Creates a topic and waits until the broker's metadata shows a leader for each partition
+    (Kafka answers CreateTopics once the controller has the topic, a moment before its brokers)."""
+    import time
+
+    from kafka.protocol.metadata import MetadataRequest as M
+
+    created = create_topic(r, name, partitions, 1, configs)
+    assert created.topics[0].error_code == 0, created
+    deadline = time.monotonic() + timeout
+    while True:
+        [topic] = r.request(M, 12, topics=[M.MetadataRequestTopic(name=name)],
+                            allow_auto_topic_creation=False).topics
+        if (topic.error_code == 0 and len(topic.partitions) == partitions
+                and all(p.error_code == 0 and p.leader_id >= 0 for p in topic.partitions)):
+            return created
+        assert time.monotonic() < deadline, f"{name} has no leader for every partition after {timeout}s"
+        time.sleep(0.2)

@@ -4,7 +4,7 @@ sensitive flags and type, Apache Kafka's against Strom's."""
 import uuid
 
 from compare import NOTES, compare
-from raw import Raw, create_topic, describe_configs
+from raw import Raw, create_ready_topic, describe_configs
 
 TOPIC, BROKER = 2, 4
 
@@ -27,8 +27,8 @@ def test_topic_configs(both):
     found = {}
     for side, bootstrap in both.items():
         with Raw(bootstrap) as r:
-            assert create_topic(r, name, 2, 1, {"retention.ms": "3600000", "cleanup.policy": "compact",
-                                                "min.insync.replicas": "1"}).topics[0].error_code == 0
+            create_ready_topic(r, name, 2, {"retention.ms": "3600000", "cleanup.policy": "compact",
+                                            "min.insync.replicas": "1"})
             found[side] = entries(describe_configs(r, TOPIC, name))
     compare("describe_configs_topic", found["kafka"], found["strom"])
 

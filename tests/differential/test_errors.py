@@ -11,8 +11,8 @@ from kafka.protocol.consumer import FetchRequest, HeartbeatRequest, JoinGroupReq
 from kafka.protocol.metadata import MetadataRequest
 
 from compare import compare
-from raw import Raw, alter_configs, create_topic, describe_configs, group_coordinator_ready, incremental_alter, \
-    list_offsets, produce, produce_ok
+from raw import Raw, alter_configs, create_ready_topic, create_topic, describe_configs, group_coordinator_ready, \
+    incremental_alter, list_offsets, produce, produce_ok
 
 TOPIC = 2
 MISSING = "no-such-topic"
@@ -74,7 +74,7 @@ def test_bad_config_on_create(both, case):
 def test_bad_config_on_alter(both, case):
     def scenario(r, suffix):
         name = f"alter-{suffix}"
-        assert create_topic(r, name).topics[0].error_code == 0
+        create_ready_topic(r, name)
         out = {"incremental": incremental_alter(r, TOPIC, name, BAD_CONFIGS[case]).to_dict(),
                "legacy": alter_configs(r, TOPIC, name, BAD_CONFIGS[case]).to_dict()}
         for resp in out.values():
@@ -87,7 +87,7 @@ def test_bad_config_on_alter(both, case):
 def test_offset_out_of_range_on_fetch(both):
     def scenario(r, suffix):
         name = f"fetch-{suffix}"
-        assert create_topic(r, name).topics[0].error_code == 0
+        create_ready_topic(r, name)
         produce_ok(r, name, [b"a", b"b", b"c"])
         out = {}
         for label, offset in (("beyond_end", 100), ("negative", -5), ("at_end", 3)):
@@ -108,7 +108,7 @@ def test_offset_out_of_range_on_fetch(both):
 def test_record_too_large(both):
     def scenario(r, suffix):
         name = f"large-{suffix}"
-        assert create_topic(r, name, configs={"max.message.bytes": "1000"}).topics[0].error_code == 0
+        create_ready_topic(r, name, configs={"max.message.bytes": "1000"})
         produce_ok(r, name, [b"small"])
         resp = produce(r, name, [b"x" * 2000]).to_dict()
         resp["responses"][0]["name"] = "<topic>"
@@ -137,7 +137,7 @@ def test_unknown_group(both):
 def test_wrong_generation(both):
     def scenario(r, suffix):
         group, topic = f"gen-{suffix}", f"gen-{suffix}"
-        assert create_topic(r, topic).topics[0].error_code == 0
+        create_ready_topic(r, topic)
         group_coordinator_ready(r, group)
         protocols = [JoinGroupRequest.JoinGroupRequestProtocol(name="range", metadata=b"")]
 
@@ -191,7 +191,7 @@ def test_topic_admin_errors(both):
 
     def scenario(r, suffix):
         name = f"admin-{suffix}"
-        assert create_topic(r, name, 2).topics[0].error_code == 0
+        create_ready_topic(r, name, 2)
         out = {
             "create_existing": create_topic(r, name, 2).to_dict(),
             "create_bad_name": create_topic(r, "bad name!").to_dict(),
@@ -226,7 +226,7 @@ def test_commit_without_a_member(both):
 
     def scenario(r, suffix):
         group, topic = f"simple-{suffix}", f"simple-{suffix}"
-        assert create_topic(r, topic).topics[0].error_code == 0
+        create_ready_topic(r, topic)
         group_coordinator_ready(r, group)
         return {
             "commit_simple": commit(r, group, topic, 0),
@@ -246,7 +246,7 @@ def test_consumer_reset_error(both):
     def scenario(bootstrap, suffix):
         name = f"reset-{suffix}"
         with Raw(bootstrap) as r:
-            assert create_topic(r, name).topics[0].error_code == 0
+            create_ready_topic(r, name)
             produce_ok(r, name, [b"a", b"b"])
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": name, "auto.offset.reset": "error",
                       "enable.auto.commit": False})

@@ -11,7 +11,7 @@ from kafka.protocol.admin import DescribeGroupsRequest
 from kafka.protocol.consumer import OffsetFetchRequest
 
 from compare import compare
-from raw import Raw, create_topic, group_coordinator_ready, produce_ok
+from raw import Raw, create_ready_topic, group_coordinator_ready, produce_ok
 
 PARTITIONS = 2
 
@@ -78,7 +78,7 @@ def scenario(bootstrap):
     suffix = uuid.uuid4().hex[:8]
     topic, group = f"grp-{suffix}", f"grp-{suffix}"
     with Raw(bootstrap) as r:
-        assert create_topic(r, topic, PARTITIONS).topics[0].error_code == 0
+        create_ready_topic(r, topic, PARTITIONS)
         for p in range(PARTITIONS):
             produce_ok(r, topic, [b"%d" % i for i in range(10)], partition=p)
     admin = AdminClient({"bootstrap.servers": bootstrap})

@@ -7,7 +7,7 @@ from kafka.protocol.admin import DescribeClusterRequest
 from kafka.protocol.metadata import MetadataRequest
 
 from compare import compare
-from raw import Raw, create_topic, produce_ok
+from raw import Raw, create_ready_topic, produce_ok
 
 
 def test_metadata_of_a_topic_and_the_cluster(both):
@@ -15,7 +15,7 @@ def test_metadata_of_a_topic_and_the_cluster(both):
     found = {}
     for side, bootstrap in both.items():
         with Raw(bootstrap) as r:
-            assert create_topic(r, name, 3).topics[0].error_code == 0
+            create_ready_topic(r, name, 3)
             for p in range(3):
                 produce_ok(r, name, [b"x"], partition=p)
             meta = r.request(MetadataRequest, 12, topics=[MetadataRequest.MetadataRequestTopic(name=name)],

@@ -7,7 +7,7 @@ import uuid
 from kafka.protocol.consumer import OffsetForLeaderEpochRequest as E
 
 from compare import compare
-from raw import Raw, create_topic, list_offsets, produce_ok
+from raw import Raw, create_ready_topic, list_offsets, produce_ok
 
 # Record timestamps, relative to a base a minute ago, out of order: the maximum is not the last.
 DELTAS = [0, 1000, 2000, 4000, 3000]
@@ -29,7 +29,7 @@ def test_list_offsets_and_leader_epochs(both):
     found = {}
     for side, bootstrap in both.items():
         with Raw(bootstrap) as r:
-            assert create_topic(r, name).topics[0].error_code == 0
+            create_ready_topic(r, name)
             stamps = [base + d for d in DELTAS]
             out = {"produce": produce_ok(r, name, [b"v0", b"v1", b"v2"], timestamps=stamps[:3]).to_dict(),
                    "produce_2": produce_ok(r, name, [b"v3", b"v4"], timestamps=stamps[3:]).to_dict()}
