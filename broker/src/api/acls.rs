@@ -14,12 +14,23 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::{controller_error, str_bytes, Access, Context, RequestInfo};
+use super::{controller_error, str_bytes, Access, ApiError, Context, RequestInfo};
 use crate::metadata::image::{MetadataRecord, SecurityRecord};
 use crate::security::acl::{operation, AclBinding, AclFilter};
 
 /// Kafka's answer to the ACL APIs on a broker without `authorizer.class.name`.
 const NO_AUTHORIZER: &str = "No Authorizer is configured.";
+
+/// Why an ACL request is refused whole, if it is: the principal lacks `cluster_operation`
+/// on the cluster, or the broker has no authorizer to keep ACLs for.
+fn refusal(ctx: &Context, info: &RequestInfo, cluster_operation: i8) -> Option<ApiError> {
+    if !Access::new(ctx, info, &ctx.controller.image()).allows_cluster(cluster_operation) {
+        return Some(ResponseError::ClusterAuthorizationFailed.into());
+    }
+    ctx.authorizer
+        .is_none()
+        .then(|| ApiError::new(ResponseError::SecurityDisabled, NO_AUTHORIZER))
+}
 
 fn filter(
     resource_type: i8,
@@ -54,24 +65,11 @@ pub async fn create(
             .with_error_code(code)
             .with_error_message(message.as_deref().map(str_bytes))
     };
-    if !Access::new(ctx, info, &image).allows_cluster(operation::ALTER) {
+    if let Some(e) = refusal(ctx, info, operation::ALTER) {
         let results = request
             .creations
             .iter()
-            .map(|_| result(ResponseError::ClusterAuthorizationFailed.code(), None))
-            .collect();
-        return CreateAclsResponse::default().with_results(results);
-    }
-    if ctx.authorizer.is_none() {
-        let results = request
-            .creations
-            .iter()
-            .map(|_| {
-                result(
-                    ResponseError::SecurityDisabled.code(),
-                    Some(NO_AUTHORIZER.into()),
-                )
-            })
+            .map(|_| result(e.code(), e.message.clone()))
             .collect();
         return CreateAclsResponse::default().with_results(results);
     }
@@ -114,14 +112,10 @@ pub async fn create(
 /// resource pattern.
 pub fn describe(ctx: &Context, info: &RequestInfo, r: DescribeAclsRequest) -> DescribeAclsResponse {
     let image = ctx.controller.image();
-    if !Access::new(ctx, info, &image).allows_cluster(operation::DESCRIBE) {
+    if let Some(e) = refusal(ctx, info, operation::DESCRIBE) {
         return DescribeAclsResponse::default()
-            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
-    }
-    if ctx.authorizer.is_none() {
-        return DescribeAclsResponse::default()
-            .with_error_code(ResponseError::SecurityDisabled.code())
-            .with_error_message(Some(str_bytes(NO_AUTHORIZER)));
+            .with_error_code(e.code())
+            .with_error_message(e.message());
     }
     let f = filter(
         r.resource_type_filter,
@@ -171,25 +165,14 @@ pub async fn delete(
     request: DeleteAclsRequest,
 ) -> DeleteAclsResponse {
     let image = ctx.controller.image();
-    if !Access::new(ctx, info, &image).allows_cluster(operation::ALTER) {
+    if let Some(e) = refusal(ctx, info, operation::ALTER) {
         let results = request
             .filters
             .iter()
             .map(|_| {
                 DeleteAclsFilterResult::default()
-                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-            })
-            .collect();
-        return DeleteAclsResponse::default().with_filter_results(results);
-    }
-    if ctx.authorizer.is_none() {
-        let results = request
-            .filters
-            .iter()
-            .map(|_| {
-                DeleteAclsFilterResult::default()
-                    .with_error_code(ResponseError::SecurityDisabled.code())
-                    .with_error_message(Some(str_bytes(NO_AUTHORIZER)))
+                    .with_error_code(e.code())
+                    .with_error_message(e.message())
             })
             .collect();
         return DeleteAclsResponse::default().with_filter_results(results);

@@ -61,25 +61,6 @@ pub async fn handle(
             return top_level_error(e.error, e.message, version);
         }
     };
-    let listener = ctx
-        .config
-        .controller_listener_names
-        .first()
-        .cloned()
-        .unwrap_or_default();
-    let nodes = ctx
-        .controller
-        .voter_endpoints()
-        .into_iter()
-        .map(|(id, host, port)| {
-            Node::default()
-                .with_node_id(BrokerId(id))
-                .with_listeners(vec![Listener::default()
-                    .with_name(str_bytes(&listener))
-                    .with_host(str_bytes(&host))
-                    .with_port(port)])
-        })
-        .collect();
     let partition = PartitionData::default()
         .with_partition_index(0)
         .with_leader_id(BrokerId(quorum.leader_id))
@@ -103,9 +84,27 @@ pub async fn handle(
         .with_topic_name(topic_name(METADATA_TOPIC))
         .with_partitions(vec![partition])]);
     // The voters' endpoints exist from v2.
-    if version >= 2 {
-        response.with_nodes(nodes)
-    } else {
-        response
+    if version < 2 {
+        return response;
     }
+    let listener = ctx
+        .config
+        .controller_listener_names
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let nodes = ctx
+        .controller
+        .voter_endpoints()
+        .into_iter()
+        .map(|(id, host, port)| {
+            Node::default()
+                .with_node_id(BrokerId(id))
+                .with_listeners(vec![Listener::default()
+                    .with_name(str_bytes(&listener))
+                    .with_host(str_bytes(&host))
+                    .with_port(port)])
+        })
+        .collect();
+    response.with_nodes(nodes)
 }

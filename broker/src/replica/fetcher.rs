@@ -350,22 +350,25 @@ impl FetchLoop {
 
     /// One truncation and fetch round; `Ok(true)` asks for a pause before the next.
     async fn round(&mut self) -> std::io::Result<bool> {
-        if self.each_followed().any(|(_, _, f)| f.truncate) {
-            self.truncate().await?;
-        }
-        if self.each_followed().all(|(_, _, f)| f.truncate) {
+        let (followed, awaiting_truncation) = self.truncate().await?;
+        if awaiting_truncation == followed {
             return Ok(true);
         }
         self.fetch().await
     }
 
-    async fn truncate(&mut self) -> std::io::Result<()> {
+    /// Truncates the partitions that may have diverged from their leader, in one request;
+    /// returns how many partitions are followed and how many still await truncation.
+    async fn truncate(&mut self) -> std::io::Result<(usize, usize)> {
         let logs = self.logs.clone();
         let mut topics: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
+        let (mut followed_count, mut awaiting) = (0, 0);
         for (topic, partition, followed) in self.each_followed() {
+            followed_count += 1;
             if !followed.truncate {
                 continue;
             }
+            awaiting += 1;
             let leader_epoch = followed.leader_epoch;
             let Some(log) = followed.log(&logs, topic, partition) else {
                 continue;
@@ -381,11 +384,12 @@ impl FetchLoop {
                     // No epochs recorded: keep only what is known to be committed.
                     log.truncate_to(log.high_watermark())?;
                     followed.truncate = false;
+                    awaiting -= 1;
                 }
             }
         }
         if topics.is_empty() {
-            return Ok(());
+            return Ok((followed_count, awaiting));
         }
         let request = OffsetForLeaderEpochRequest::default()
             .with_replica_id(BrokerId(self.settings.me))
@@ -433,9 +437,10 @@ impl FetchLoop {
                     log.truncate_to(end)?;
                 }
                 followed.truncate = false;
+                awaiting -= 1;
             }
         }
-        Ok(())
+        Ok((followed_count, awaiting))
     }
 
     /// The fetch request of this round: in a session, only what the leader does not hold yet.
