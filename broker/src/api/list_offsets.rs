@@ -66,10 +66,8 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                             .with_offset(offset)
                             .with_timestamp(timestamp)
                             .with_leader_epoch(epoch),
-                        Ok((None, epoch)) => r
-                            .with_offset(-1)
-                            .with_timestamp(-1)
-                            .with_leader_epoch(epoch),
+                        // No such record: Kafka answers no epoch either.
+                        Ok((None, _)) => r.with_offset(-1).with_timestamp(-1).with_leader_epoch(-1),
                         Err(e) => r
                             .with_error_code(e.code())
                             .with_offset(-1)

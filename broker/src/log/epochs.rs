@@ -63,15 +63,22 @@ impl EpochCache {
     }
 
     /// Kafka's OffsetForLeaderEpoch answer: the largest epoch not above `epoch`, and the
-    /// offset where the next epoch starts (or the log end when it is the latest).
-    /// `None` when the cache has no epoch that old.
+    /// offset where the next epoch starts (the log end for the latest). An epoch older than
+    /// every recorded one answers itself and the start of the first recorded epoch, as the
+    /// data before it is gone; `None` for an undefined epoch, or one above the latest.
     pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
-        let index = self.entries.iter().rposition(|(e, _)| *e <= epoch)?;
-        let end = self
-            .entries
-            .get(index + 1)
-            .map_or(log_end_offset, |(_, start)| *start);
-        Some((self.entries[index].0, end))
+        if epoch < 0 {
+            return None;
+        }
+        if self.latest() == Some(epoch) {
+            return Some((epoch, log_end_offset));
+        }
+        let next = self.entries.iter().position(|(e, _)| *e > epoch)?;
+        let start_of_next = self.entries[next].1;
+        match next.checked_sub(1) {
+            Some(floor) => Some((self.entries[floor].0, start_of_next)),
+            None => Some((epoch, start_of_next)),
+        }
     }
 }
 
@@ -95,6 +102,17 @@ mod tests {
         assert_eq!(cache.end_offset_for(4, 40), Some((2, 30)));
         assert_eq!(cache.end_offset_for(5, 40), Some((5, 40)));
         assert_eq!(cache.end_offset_for(-1, 40), None);
+        assert_eq!(cache.end_offset_for(6, 40), None, "above the latest");
+        let mut after_a_failover = EpochCache::default();
+        assert!(after_a_failover.assign(1, 0));
+        assert!(after_a_failover.assign(3, 7));
+        assert_eq!(
+            after_a_failover.end_offset_for(0, 9),
+            Some((0, 0)),
+            "older than any recorded: itself, ending where the first recorded starts"
+        );
+        assert_eq!(after_a_failover.end_offset_for(2, 9), Some((1, 7)));
+        assert_eq!(EpochCache::default().end_offset_for(0, 0), None);
         let mut cache = cache;
         assert!(cache.truncate_from(30));
         assert_eq!(cache.latest(), Some(2));
