@@ -44,6 +44,8 @@ pub enum ValueSource {
 /// The type of a property, used to validate values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PropertyType {
+    /// A 16-bit signed integer with a lower bound.
+    Short(i16),
     /// A 32-bit signed integer with a lower bound.
     Int(i32),
     /// A 64-bit signed integer with a lower bound.
@@ -71,6 +73,10 @@ pub struct PropertyDef {
     pub ty: PropertyType,
     /// The default, `None` for "unset" (Kafka's `null`).
     pub default: Option<&'static str>,
+    /// Whether Kafka has a default of its own: false for the properties Kafka requires and
+    /// Strom defaults so that one command runs a single node. DescribeConfigs lists no
+    /// default synonym for those, as Kafka lists none.
+    pub kafka_default: bool,
 }
 
 const fn def(name: &'static str, ty: PropertyType, default: &'static str) -> PropertyDef {
@@ -78,6 +84,17 @@ const fn def(name: &'static str, ty: PropertyType, default: &'static str) -> Pro
         name,
         ty,
         default: Some(default),
+        kafka_default: true,
+    }
+}
+
+/// A property Kafka requires, defaulted for Strom's single node.
+const fn single_node(name: &'static str, ty: PropertyType, default: &'static str) -> PropertyDef {
+    PropertyDef {
+        name,
+        ty,
+        default: Some(default),
+        kafka_default: false,
     }
 }
 
@@ -86,24 +103,16 @@ const fn unset(name: &'static str, ty: PropertyType) -> PropertyDef {
         name,
         ty,
         default: None,
+        kafka_default: true,
     }
 }
 
 use PropertyType::*;
 
-/// Properties Kafka requires (it has no default) that Strom defaults so that one command runs a
-/// single node; DescribeConfigs lists no default synonym for them, as Kafka lists none.
-pub const SINGLE_NODE_DEFAULTS: &[&str] = &[
-    "node.id",
-    "process.roles",
-    "controller.listener.names",
-    "log.dirs",
-];
-
 /// Every broker property Strom understands, with Kafka's defaults.
 pub static PROPERTIES: &[PropertyDef] = &[
-    def("node.id", Int(0), "1"),
-    def("process.roles", List, "broker,controller"),
+    single_node("node.id", Int(0), "1"),
+    single_node("process.roles", List, "broker,controller"),
     def(
         "listeners",
         List,
@@ -111,21 +120,21 @@ pub static PROPERTIES: &[PropertyDef] = &[
     ),
     unset("advertised.listeners", List),
     unset("broker.rack", Text),
-    def("controller.listener.names", List, "CONTROLLER"),
+    single_node("controller.listener.names", List, "CONTROLLER"),
     unset("inter.broker.listener.name", Text),
     def("security.inter.broker.protocol", Text, "PLAINTEXT"),
     def(
         "listener.security.protocol.map",
-        List,
+        Text,
         "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
     ),
     def("ssl.keystore.type", Text, "PEM"),
     unset("ssl.keystore.location", Text),
     unset("ssl.keystore.key", Password),
-    unset("ssl.keystore.certificate.chain", Text),
+    unset("ssl.keystore.certificate.chain", Password),
     def("ssl.truststore.type", Text, "PEM"),
     unset("ssl.truststore.location", Text),
-    unset("ssl.truststore.certificates", Text),
+    unset("ssl.truststore.certificates", Password),
     def("ssl.client.auth", Text, "none"),
     def("ssl.principal.mapping.rules", Text, "DEFAULT"),
     def("ssl.endpoint.identification.algorithm", Text, "https"),
@@ -138,8 +147,8 @@ pub static PROPERTIES: &[PropertyDef] = &[
     unset("super.users", Text),
     def("allow.everyone.if.no.acl.found", Bool, "false"),
     def("controller.quorum.voters", List, "1@localhost:9093"),
-    def("controller.quorum.election.timeout.ms", Long(50), "500"),
-    def("log.dirs", Text, "./data"),
+    def("controller.quorum.election.timeout.ms", Int(50), "500"),
+    single_node("log.dirs", List, "./data"),
     def("num.partitions", Int(1), "1"),
     def("max.partitions", Int(1), "2147483647"),
     def("max.broker.partitions", Int(1), "5000"),
@@ -209,13 +218,13 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("log.cleaner.backoff.ms", Long(1), "15000"),
     def("metadata.max.snapshot.entries", Long(1), "1000"),
     def("offsets.topic.num.partitions", Int(1), "50"),
-    def("offsets.topic.replication.factor", Int(1), "3"),
+    def("offsets.topic.replication.factor", Short(1), "3"),
     def("offsets.topic.segment.bytes", Int(14), "104857600"),
     def("offsets.retention.minutes", Int(1), "10080"),
     def("offsets.retention.check.interval.ms", Long(1), "600000"),
-    def("producer.id.expiration.ms", Long(1), "86400000"),
+    def("producer.id.expiration.ms", Int(1), "86400000"),
     def("transaction.state.log.num.partitions", Int(1), "50"),
-    def("transaction.state.log.replication.factor", Int(1), "3"),
+    def("transaction.state.log.replication.factor", Short(1), "3"),
     def("transaction.state.log.min.isr", Int(1), "2"),
     def("transaction.state.log.segment.bytes", Int(14), "104857600"),
     def("transaction.max.timeout.ms", Int(1), "900000"),
@@ -234,8 +243,8 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("group.min.session.timeout.ms", Int(0), "6000"),
     def("group.max.session.timeout.ms", Int(0), "1800000"),
     def("group.max.size", Int(1), "2147483647"),
-    def("broker.session.timeout.ms", Long(1), "9000"),
-    def("broker.heartbeat.interval.ms", Long(1), "2000"),
+    def("broker.session.timeout.ms", Int(1), "9000"),
+    def("broker.heartbeat.interval.ms", Int(1), "2000"),
     def("replica.lag.time.max.ms", Long(1), "30000"),
     def("replica.fetch.max.bytes", Int(1024), "1048576"),
     def("replica.fetch.wait.max.ms", Int(0), "500"),
@@ -895,6 +904,11 @@ pub fn validate_value(def: &PropertyDef, value: &str) -> Result<(), ConfigError>
     let value = value.trim();
     let fail = |reason: String| invalid(def.name, value, &reason);
     match def.ty {
+        Short(min) => match value.parse::<i16>() {
+            Ok(v) if v >= min => Ok(()),
+            Ok(_) => Err(fail(format!("must be at least {min}"))),
+            Err(_) => Err(fail("not a 16-bit integer".into())),
+        },
         Int(min) => match value.parse::<i32>() {
             Ok(v) if v >= min => Ok(()),
             Ok(_) => Err(fail(format!("must be at least {min}"))),

@@ -50,6 +50,7 @@ fn config_type(ty: PropertyType) -> i8 {
         PropertyType::Bool => 1,
         PropertyType::Text | PropertyType::Address => 2,
         PropertyType::Int(_) => 3,
+        PropertyType::Short(_) => 4,
         PropertyType::Long(_) => 5,
         PropertyType::Ratio => 6,
         PropertyType::List => 7,
@@ -165,9 +166,7 @@ fn broker_entries(ctx: &Context, keys: Option<&[StrBytes]>) -> Vec<ConfigEntry> 
             if source == ValueSource::Static {
                 synonyms.push((name, value.clone(), SOURCE_STATIC_BROKER));
             }
-            let default = property
-                .and_then(|p| p.default)
-                .filter(|_| !config::SINGLE_NODE_DEFAULTS.contains(&name));
+            let default = property.filter(|p| p.kafka_default).and_then(|p| p.default);
             if let Some(default) = default {
                 synonyms.push((name, shown(Some(default)), SOURCE_DEFAULT));
             }
@@ -245,6 +244,9 @@ pub fn describe(
                                 .with_config_source(e.source)
                                 .with_synonyms(synonyms)
                                 .with_config_type(if version >= 3 { e.config_type } else { 0 })
+                                // Strom keeps no documentation: null, as Kafka answers
+                                // without include_documentation.
+                                .with_documentation(None)
                         })
                         .collect(),
                 ),
