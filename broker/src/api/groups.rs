@@ -203,12 +203,8 @@ pub async fn sync_group(
     if version >= 5 {
         response
             .with_protocol_type(opt_str(result.protocol_type))
-            .with_protocol_name(match result.protocol_name {
-                Some(name) => Some(StrBytes::from_string(name)),
-                // Before v7 the field is not nullable.
-                None if version < 7 => Some(StrBytes::default()),
-                None => None,
-            })
+            // Nullable in every version that has it (v5+), unlike JoinGroup's before v7.
+            .with_protocol_name(result.protocol_name.map(StrBytes::from_string))
     } else {
         response
     }
@@ -556,6 +552,12 @@ pub fn describe_groups(
                         })
                         .collect(),
                 ),
+            // From v6 (KIP-1043) an unknown group is an error rather than a Dead group.
+            None if version >= 6 => DescribedGroup::default()
+                .with_error_code(ResponseError::GroupIdNotFound.code())
+                .with_error_message(Some(str_bytes(&format!("Group {} not found.", id.0))))
+                .with_group_id(id)
+                .with_group_state(str_bytes(GroupState::Dead.name())),
             None => DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(str_bytes(GroupState::Dead.name()))

@@ -10,6 +10,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::topics::{create_topic, TopicSpec};
 use super::{client_facing_controller, str_bytes, topic_name, Access, Context, RequestInfo};
@@ -97,9 +98,35 @@ pub async fn handle(
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
+    // Topics asked by id (v12+, where a response topic may have no name; KIP-516) are
+    // resolved to names; an unknown id answers UNKNOWN_TOPIC_ID, and none is created.
+    let ids: Vec<Uuid> = request
+        .topics
+        .iter()
+        .flatten()
+        .map(|t| t.topic_id)
+        .filter(|id| version >= 12 && !id.is_nil())
+        .collect();
+    let mut unknown_ids = Vec::new();
     let requested: Option<Vec<String>> = match request.topics {
         None => None,
         Some(list) if list.is_empty() && version == 0 => None,
+        Some(_) if !ids.is_empty() => {
+            let image = ctx.controller.image();
+            let names: HashMap<Uuid, &str> = image
+                .topics
+                .iter()
+                .map(|(name, t)| (t.id, name.as_str()))
+                .collect();
+            let mut known = Vec::new();
+            for id in ids.iter().copied() {
+                match names.get(&id) {
+                    Some(name) => known.push(name.to_string()),
+                    None => unknown_ids.push(id),
+                }
+            }
+            Some(known)
+        }
         Some(list) => Some(
             list.iter()
                 .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
@@ -107,7 +134,8 @@ pub async fn handle(
         ),
     };
     let auto_create = ctx.config.bool("auto.create.topics.enable")
-        && (version < 4 || request.allow_auto_topic_creation);
+        && (version < 4 || request.allow_auto_topic_creation)
+        && ids.is_empty();
     let mut errors: BTreeMap<String, i16> = BTreeMap::new();
     if let (Some(names), true) = (&requested, auto_create) {
         let image = ctx.controller.image();
@@ -147,6 +175,13 @@ pub async fn handle(
         Some(names) => names
             .iter()
             .map(|name| match image.topics.get(name) {
+                // Topic ids are not secret: a refusal by id names the id, not the topic.
+                Some(t) if !ids.is_empty() && !access.allows(DESCRIBE, resource::TOPIC, name) => {
+                    MetadataResponseTopic::default()
+                        .with_name(None)
+                        .with_topic_id(t.id)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                }
                 _ if !access.allows(DESCRIBE, resource::TOPIC, name) => {
                     MetadataResponseTopic::default()
                         .with_name(Some(topic_name(name)))
@@ -162,6 +197,12 @@ pub async fn handle(
                             .unwrap_or(ResponseError::UnknownTopicOrPartition.code()),
                     ),
             })
+            .chain(unknown_ids.iter().map(|id| {
+                MetadataResponseTopic::default()
+                    .with_name(None)
+                    .with_topic_id(*id)
+                    .with_error_code(ResponseError::UnknownTopicId.code())
+            }))
             .collect(),
     };
     let topics = topics

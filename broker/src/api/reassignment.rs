@@ -40,6 +40,8 @@ pub async fn elect_leaders(ctx: &Context, request: ElectLeadersRequest) -> Elect
         }
     };
     let image = ctx.controller.image();
+    // Asked for every partition, Kafka answers only those that needed an election.
+    let all = request.topic_partitions.is_none();
     let wanted: Vec<(String, Vec<i32>)> = match request.topic_partitions {
         Some(topics) => topics
             .into_iter()
@@ -88,11 +90,14 @@ pub async fn elect_leaders(ctx: &Context, request: ElectLeadersRequest) -> Elect
         .map(|(topic, partitions)| {
             let partition_results = partitions
                 .iter()
-                .map(|&partition| {
+                .filter_map(|&partition| {
                     let r = PartitionResult::default().with_partition_id(partition);
                     match errors.get(&(topic.clone(), partition)) {
-                        None => r,
-                        Some(e) => r.with_error_code(e.code()).with_error_message(e.message()),
+                        None => Some(r),
+                        Some(e) if all && e.error == ResponseError::ElectionNotNeeded => None,
+                        Some(e) => {
+                            Some(r.with_error_code(e.code()).with_error_message(e.message()))
+                        }
                     }
                 })
                 .collect();

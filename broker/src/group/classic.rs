@@ -514,6 +514,11 @@ impl GroupCoordinator {
         group
             .members
             .insert(member_id.clone(), Member::from_request(request, now));
+        // As in Kafka, the first member added leads; with clients that read only their own
+        // kind of subscription (kafka-go and sarama), another pick fails the rebalance.
+        if group.leader.is_none() {
+            group.leader = Some(member_id.clone());
+        }
         if let Some(instance) = &request.group_instance_id {
             group
                 .static_members
