@@ -3,7 +3,8 @@
 # scripts/apt-packages (kcat, promtool, ip), the Python clients, the Helm SDK and
 # kubernetes-validate in a venv, quixstreams in another, and kafkajs, TypeScript and @grafana/schema with the machine's
 # npm (Node.js comes with the machine image: scripts/other-tools), Apache Kafka's jars from Maven
-# Central (tests/kafka/pom.xml, with the machine's Java and Maven) for scripts/kafka-tool, and a
+# Central (tests/kafka/pom.xml, with the machine's Java and Maven) for scripts/kafka-tool, the Java
+# client, Kafka Streams and Kafka Connect suites' Maven builds, the Go clients' modules, and a
 # current kube-apiserver (scripts/build-kube-apiserver) for the CRD suite. Idempotent; caches under
 # ~/.cache/strom.
 set -euo pipefail
@@ -46,6 +47,43 @@ if [ ! -f "$stamp" ]; then
   mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$CACHE/kafka/lib"
   touch "$stamp"
 fi
+
+# Kafka's Java client suite (tests/java_client): Maven's plugins, kafka-clients, JUnit and their
+# dependencies, fetched by compiling the suite and starting Surefire on a selection of no test
+# (Surefire fetches its JUnit Platform provider only when it runs).
+stamp="$CACHE/java_client/.pom-$(sha256sum tests/java_client/pom.xml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  mkdir -p "$CACHE/java_client"
+  rm -f "$CACHE"/java_client/.pom-*
+  mvn -q -B -f tests/java_client/pom.xml test -Dstrom.build.dir="$CACHE/java_client/target" \
+    -Dtest='*Test#none' -Dsurefire.failIfNoSpecifiedTests=false
+  touch "$stamp"
+fi
+
+# The Kafka Streams suite's application (tests/streams/pom.xml): kafka-streams and Maven's plugins
+# once per pom, then compiled into tests/streams/target (quick when nothing changed), its runtime
+# classpath written to target/classpath.txt.
+stamp="$CACHE/streams/.pom-$(sha256sum tests/streams/pom.xml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  rm -rf "$CACHE"/streams/.pom-*
+  mvn -q -B -f tests/streams/pom.xml dependency:resolve dependency:resolve-plugins
+  mkdir -p "$CACHE/streams"
+  touch "$stamp"
+fi
+mvn -q -B -f tests/streams/pom.xml package
+
+# Kafka Connect's worker and its FileStream and MirrorMaker 2 connectors (4.3.1, the newest
+# release with connect-file on Maven Central), pinned in tests/connect/pom.xml.
+stamp="$CACHE/connect/.pom-$(sha256sum tests/connect/pom.xml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  rm -rf "$CACHE/connect/lib" "$CACHE"/connect/.pom-*
+  mvn -q -B -f tests/connect/pom.xml dependency:copy-dependencies -DoutputDirectory="$CACHE/connect/lib"
+  touch "$stamp"
+fi
+
+# The Go clients of the compatibility suite (tests/compat/go): their modules, pinned in go.mod and
+# go.sum, into the module cache tests/compat/test_go_clients.py builds with.
+(cd tests/compat/go && GOMODCACHE="$CACHE/gomod" GOFLAGS=-mod=readonly GOTOOLCHAIN=local go mod download)
 
 # The CRD suite's API server: a current kube-apiserver built from the Go module proxy (cached).
 scripts/build-kube-apiserver >/dev/null

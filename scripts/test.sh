@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust unit and integration tests, the real-client
-# compatibility, hostile-client, security, Apache Kafka's tools and cluster fault suites against a
-# release build of the broker, then a local Kubernetes for the smoke test, the operator suite and
-# the end-to-end suite.
+# compatibility, hostile-client, security, Apache Kafka's tools, Java client, differential, Kafka
+# Streams, Kafka Connect and cluster fault suites against a release build of the broker, then a
+# local Kubernetes for the smoke test, the operator suite and the end-to-end suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${STROM_CACHE:-$HOME/.cache/strom}"
@@ -62,6 +62,18 @@ BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:
 
 step "Apache Kafka's tools (kafka-topics, kafka-configs, ...) against Strom"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/kafka_tools
+
+step "Kafka's Java client (kafka-clients 4.4, JUnit 5) against Strom"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/java_client
+
+step "differential: Apache Kafka 4.4 and Strom side by side, field by field"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/differential
+
+step "Kafka Streams (word count and windowed sum, at-least-once and exactly-once, kill -9)"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/streams
+
+step "Kafka Connect (distributed workers, FileStream, MirrorMaker 2, exactly-once source) on Strom"
+BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -p no:cacheprovider tests/connect
 
 step "cluster fault suite (several brokers, kill -9, SIGSTOP, restarts)"
 BROKER_BIN="$PWD/target/release/strom-broker" "$CACHE/venv/bin/pytest" -q -s -p no:cacheprovider tests/cluster

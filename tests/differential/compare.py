@@ -26,13 +26,6 @@ KNOWN = {
         "offset and log start offset, Strom the real ones; clients ignore them on an error",
     "fetch_offset/[bn]e*.last_stable_offset": "see fetch_offset high_watermark",
     "fetch_offset/[bn]e*.log_start_offset": "see fetch_offset high_watermark",
-    "offsets/list_offsets_ts_after_all.*.leader_epoch":
-        "Strom bug: ListOffsets by a timestamp later than every record answers offset -1 with leader epoch 0; "
-        "Kafka answers leader epoch -1",
-    "offsets/offset_for_leader_epoch_future.*.end_offset":
-        "Strom bug: OffsetForLeaderEpoch for an epoch above the partition's latest answers the log end offset "
-        "and the latest epoch; Kafka answers -1 and -1 (UNDEFINED_EPOCH_OFFSET, UNDEFINED_EPOCH)",
-    "offsets/offset_for_leader_epoch_future.*.leader_epoch": "see offset_for_leader_epoch_future end_offset",
     "record_too_large/*.error_message":
         "Produce answered MESSAGE_TOO_LARGE: Strom says why in error_message, Kafka leaves it null",
     "topic_admin/partitions_unknown_topic.*.error_message":
@@ -62,23 +55,6 @@ KNOWN = {
     "describe_configs_broker/sasl.mechanism.inter.broker.protocol.value":
         "Strom has no GSSAPI (Kerberos); its default is PLAIN",
     "describe_configs_broker/ssl.*store.type.value": "Strom reads PEM stores only; Kafka's default is JKS",
-    "describe_configs_broker/broker.heartbeat.interval.ms.config_type":
-        "Strom bug: type LONG, Kafka declares INT",
-    "describe_configs_broker/broker.session.timeout.ms.config_type": "Strom bug: type LONG, Kafka declares INT",
-    "describe_configs_broker/controller.quorum.election.timeout.ms.config_type":
-        "Strom bug: type LONG, Kafka declares INT",
-    "describe_configs_broker/producer.id.expiration.ms.config_type": "Strom bug: type LONG, Kafka declares INT",
-    "describe_configs_broker/offsets.topic.replication.factor.config_type":
-        "Strom bug: type INT, Kafka declares SHORT",
-    "describe_configs_broker/transaction.state.log.replication.factor.config_type":
-        "Strom bug: type INT, Kafka declares SHORT",
-    "describe_configs_broker/listener.security.protocol.map.config_type":
-        "Strom bug: type LIST, Kafka declares STRING",
-    "describe_configs_broker/log.dirs.config_type": "Strom bug: type STRING, Kafka declares LIST",
-    "describe_configs_broker/ssl.keystore.certificate.chain.*":
-        "Strom bug: type STRING and not sensitive, Kafka declares PASSWORD (sensitive)",
-    "describe_configs_broker/ssl.truststore.certificates.*":
-        "Strom bug: type STRING and not sensitive, Kafka declares PASSWORD (sensitive)",
 }
 
 # Every comparison of the session: (field, kafka value, strom value, equal).
