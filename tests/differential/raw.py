@@ -5,6 +5,8 @@ import importlib
 import socket
 import struct
 
+from wire import read_exactly
+
 
 class Raw:
     """A connection to 127.0.0.1:`port` that sends requests one at a time."""
@@ -24,13 +26,7 @@ class Raw:
         self.close()
 
     def _read(self, n):
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("connection closed by the broker")
-            data += chunk
-        return data
+        return read_exactly(self.sock, n)
 
     def request(self, request_class, version, **fields):
         """Sends `request_class` at `version` with `fields`; its decoded response."""
