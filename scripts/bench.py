@@ -1,9 +1,12 @@
-"""Side-by-side benchmark: the same rdkafka_performance load against Strom and a peer broker.
+"""Side-by-side benchmark: the same loads against Strom, Apache Kafka 4.4 and Tansu, each broker alone on
+the machine while measured.
 
-Prints produce and consume throughput (msgs/s, MB/s) and produce latency p50/p99 for each
-message size, then Strom's ratio to the peer, and the cost of TLS (an SSL listener, and
+Prints produce (acks=1 and acks=all) and consume throughput (msgs/s, MB/s) with rdkafka_performance
+and with Kafka's kafka-producer-perf-test / kafka-consumer-perf-test, produce latency p50/p99/p999
+at a fixed rate, each broker's start-to-serving time and RSS (idle, and its peak under the loads),
+for each message size, then Strom's ratios to the peers, and the cost of TLS (an SSL listener, and
 SASL_SSL with SCRAM-SHA-512) beside plaintext, transactions, and failover times of a 3-node
-cluster at default session settings. Then loads over many partitions (12 partitions written by
+cluster of Strom and one of Apache Kafka at default session settings. Then loads over many partitions (12 partitions written by
 4 producers at once, and 1,000 partitions written by one) and a latency sweep at fixed shares of
 each broker's peak produce rate. With --scale-partitions, what many partitions cost 3 nodes (RSS,
 creation, Metadata and restart times). Numbers are printed, never asserted.
@@ -16,9 +19,11 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,15 +31,31 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "lib"))
+from apache_kafka import KAFKA_LIB, KAFKA_TOOL, KafkaCluster, KafkaNode, new_cluster_id  # noqa: E402
 from cluster import Cluster  # noqa: E402
-from kafka_checks import Writer, wait_until  # noqa: E402
+from kafka_checks import FAST, Writer, wait_until  # noqa: E402
 from pki import make_pki  # noqa: E402
+from wire import Connection, metadata_v4, metadata_v4_broker_ids  # noqa: E402
 
 # The SCRAM user of the SASL_SSL run.
 BENCH_USER, BENCH_PASSWORD = "bench", "bench-secret"
 
 PRODUCED = re.compile(r"% (\d+) messages produced \((\d+) bytes\).* in (\d+)ms")
 CONSUMED = re.compile(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms")
+# kafka-producer-perf-test's summary line: records sent and records/sec.
+JAVA_PRODUCED = re.compile(r"^(\d+) records sent, ([\d.]+) records/sec", re.MULTILINE)
+
+# Apache Kafka's heap in the benchmark (kafka-server-start.sh's default), and what one node needs
+# beside its defaults: internal topics of one replica.
+KAFKA_HEAP = "-Xms1g -Xmx1g"
+KAFKA_SINGLE_NODE = {
+    "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+}
+# The goals for Strom against Apache Kafka on this machine, as Strom's figure over Kafka's: at least
+# this for throughput, at most this for the others.
+THROUGHPUT_GOAL, P99_GOAL, IDLE_RSS_GOAL, START_GOAL, FAILOVER_GOAL = 1.5, 1 / 5, 1 / 20, 1 / 50, 1 / 3
 
 # The multi-producer load: partitions of its topic, and rdkafka_performance processes at once.
 SPREAD_PARTITIONS, SPREAD_PRODUCERS = 12, 4
@@ -43,6 +64,8 @@ SWEEP_SHARES = (0.25, 0.5, 0.75)
 SWEEP_SECONDS, SWEEP_MAX_COUNT = 3, 500_000
 # Longest run of one rdkafka_performance process in the loads above.
 LOAD_TIMEOUT = 300
+# How long a broker idles between serving and the idle RSS sample.
+IDLE_SECONDS = 5
 # The scale run: partitions per topic, and topics per CreateTopics request.
 SCALE_TOPIC_PARTITIONS, SCALE_TOPICS_PER_REQUEST = 100, 10
 
@@ -127,13 +150,17 @@ class Strom:
                                     "sasl.password": BENCH_PASSWORD})
         self.ports = [p for p, _, _ in ports]
         self.cwd = workdir
-        self.storage = ("segmented log on disk, fsync before every acknowledgement (flush.messages=1), "
+        self.env = {"RUST_LOG": "warn"}
+        self.storage = ("Strom, segmented log on disk, fsync before every acknowledgement (flush.messages=1), "
                         "group commit" if durable else
-                        "segmented log on disk (page cache, Kafka's default flush policy)")
+                        "Strom, segmented log on disk (page cache, Kafka's default flush policy)")
         if nodes > 1:
             self.storage += f"; {nodes} combined nodes, replication factor {nodes}, acks=all"
         if security:
             self.storage += f"; {security} listener" + (" (SCRAM-SHA-512)" if security == "SASL_SSL" else "")
+
+    def prepare(self):
+        """Nothing to do before the first start."""
 
 
 class Tansu:
@@ -150,7 +177,35 @@ class Tansu:
         self.commands = [[binary, "broker", "--listener-url", url, "--advertised-listener-url", url]]
         self.cwd = workdir / "tansu-run"
         self.cwd.mkdir(exist_ok=True)
-        self.storage = "memory:// (its default engine)"
+        self.env = {"RUST_LOG": "warn"}
+        self.storage = "Tansu 0.6.0, memory:// (its default engine)"
+
+    def prepare(self):
+        """Nothing to do before the first start."""
+
+
+class ApacheKafka:
+    """Apache Kafka 4.4.0, one combined broker+controller node (KRaft) with KAFKA_HEAP."""
+
+    name = "kafka"
+    replication = 1
+    acks = "1"
+    client = {}
+
+    def __init__(self, workdir):
+        self.node = KafkaNode(workdir / "kafka-run", heap=KAFKA_HEAP, props=KAFKA_SINGLE_NODE)
+        self.port = self.node.port
+        self.ports = [self.port]
+        self.bootstrap = self.node.bootstrap
+        self.commands = [[str(KAFKA_TOOL), "server", str(self.node.config)]]
+        self.cwd = self.node.workdir
+        self.env = {"KAFKA_HEAP_OPTS": KAFKA_HEAP}
+        self.storage = (f"Apache Kafka 4.4.0, segmented log on disk (page cache, its default flush policy), "
+                        f"heap {KAFKA_HEAP}, G1")
+
+    def prepare(self):
+        """Writes server.properties and formats the log directory (not part of the start time)."""
+        self.node.format(new_cluster_id(), None)
 
 
 def run_perf(perf, args, timeout=600):
@@ -214,14 +269,21 @@ def latency_quantiles(path):
 
 
 def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
+    """rdkafka_performance on a topic of one partition: produce `count` messages with the broker's
+    acks (and, for one node, again with acks=all), consume them, then produce `latency_count`
+    at `latency_rate` msgs/s for the latencies."""
     topic = f"bench-{size}"
     create_topic(broker, topic, 1)
     common = [*perf_args(broker, topic, size), "-p", "0"]
 
-    produced, produced_bytes, produce_ms = summary(PRODUCED, run_perf(
-        perf, ["-P", *common, "-c", str(count), "-a", broker.acks, "-X", "linger.ms=5", "-X", "batch.size=1000000"]))
+    def produce(acks):
+        return summary(PRODUCED, run_perf(
+            perf, ["-P", *common, "-c", str(count), "-a", acks, "-X", "linger.ms=5", "-X", "batch.size=1000000"]))
+
+    produced, produced_bytes, produce_ms = produce(broker.acks)
     consumed, consumed_bytes, consume_ms = summary(CONSUMED, run_perf(
         perf, ["-C", *common, "-c", str(count), "-o", "beginning", "-e"]))
+    all_produced, _, all_ms = produce("-1") if broker.acks != "-1" else (produced, 0, produce_ms)
 
     latency_file = workdir / f"latency-{broker.name}-{size}.txt"
     run_perf(perf, ["-P", *common, "-c", str(latency_count), "-a", broker.acks, "-r", str(latency_rate),
@@ -232,11 +294,87 @@ def measure(perf, broker, size, count, latency_rate, latency_count, workdir):
         "produce_mb": produced_bytes / (produce_ms / 1000) / 1e6,
         "consume_msgs": consumed / (consume_ms / 1000),
         "consume_mb": consumed_bytes / (consume_ms / 1000) / 1e6,
+        "produce_all_msgs": all_produced / (all_ms / 1000),
         "p50_ms": q[499],
         "p99_ms": q[989],
+        "p999_ms": q[998],
         "produced": produced,
         "consumed": consumed,
     }
+
+
+def measure_java(broker, size, count):
+    """Kafka's kafka-producer-perf-test (the broker's acks, linger.ms=5 and batch.size as
+    rdkafka_performance's run) writes `count` `size`-byte records to a topic of one partition,
+    then kafka-consumer-perf-test reads them in a group. Consume throughput is its fetch rate,
+    which leaves out the group's join. A batch the broker has not acknowledged in 40 s fails the
+    run (delivery.timeout.ms, 120 s by default)."""
+    topic = f"bench-java-{size}"
+    create_topic(broker, topic, 1)
+    client = [f"{key}={value}" for key, value in broker.client.items()]
+    out = subprocess.run(
+        [str(KAFKA_TOOL), "producer-perf-test", "--topic", topic, "--num-records", str(count),
+         "--record-size", str(size), "--throughput", "-1", "--command-property",
+         f"bootstrap.servers={broker.bootstrap}", f"acks={broker.acks}", "linger.ms=5", "batch.size=1000000",
+         "delivery.timeout.ms=40000", *client],
+        capture_output=True, text=True, timeout=LOAD_TIMEOUT)
+    m = JAVA_PRODUCED.search(out.stdout)
+    if out.returncode != 0 or not m or int(m.group(1)) != count:
+        raise RuntimeError(f"kafka-producer-perf-test failed: {(out.stdout + out.stderr)[-2000:]}")
+    produce_msgs = float(m.group(2))
+    out = subprocess.run(
+        [str(KAFKA_TOOL), "consumer-perf-test", "--bootstrap-server", broker.bootstrap, "--topic", topic,
+         "--num-records", str(count), "--hide-header", "--timeout", "60000",
+         "--command-property", "auto.offset.reset=earliest", *client],
+        capture_output=True, text=True, timeout=LOAD_TIMEOUT)
+    fields = [f.strip() for f in (out.stdout.strip().splitlines() or [""])[-1].split(",")]
+    if out.returncode != 0 or len(fields) != 10 or int(fields[4]) < count:
+        raise RuntimeError(f"kafka-consumer-perf-test failed: {(out.stdout + out.stderr)[-2000:]}")
+    consume_msgs = float(fields[9])
+    return {"produce_msgs": produce_msgs, "produce_mb": produce_msgs * size / 1e6,
+            "consume_msgs": consume_msgs, "consume_mb": consume_msgs * size / 1e6}
+
+
+def serving_seconds(port, proc, started, brokers, timeout=120):
+    """Seconds from `started` until the broker on `port` answers a Metadata request that lists
+    `brokers` brokers, polled every 5 ms."""
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {proc.returncode}")
+        try:
+            with Connection(port, timeout=2) as conn:
+                if len(metadata_v4_broker_ids(conn.request(3, 4, metadata_v4([])))) >= brokers:
+                    return time.monotonic() - started
+        except (OSError, struct.error, AssertionError):
+            pass
+        time.sleep(0.005)
+    raise RuntimeError(f"broker not serving after {timeout}s")
+
+
+class PeakRss:
+    """Samples the summed RSS of `pids` every 0.2 s in a thread until stopped; `peak` is the
+    largest sum, in MB."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, sum(rss_mb(pid) for pid in self.pids))
+            except OSError:
+                return
+            self._stop.wait(0.2)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 def measure_partitions(perf, broker, size, count, partitions, producers):
@@ -349,14 +487,15 @@ def measure_transactions(broker, count, per_txn):
     return result
 
 
-def measure_failover(binary, workdir, kills):
-    """Kills (SIGKILL) `kills` times a partition leader (not the active controller), then `kills`
-    times the active controller, of 3 combined nodes at default session settings, under an
-    idempotent acks=all writer. Returns
+def measure_failover(name, cluster, kills):
+    """Starts `cluster`, 3 combined nodes (a Strom cluster.Cluster or an
+    apache_kafka.KafkaCluster) at default session settings, and kills (SIGKILL) `kills` times a
+    partition leader (not the active controller), then `kills` times the active controller,
+    under an idempotent acks=all writer. Returns
     {fault: [seconds from the kill to the first acknowledgement of a record produced after it]}."""
-    cluster = Cluster(binary, workdir / "failover", combined=3).start()
     times = {"partition leader": [], "active controller": []}
     try:
+        cluster.start()
         cluster.create_topic("failover", 3, 3, {"min.insync.replicas": "2"})
         writer = Writer(cluster.bootstrap, "failover", 3).start()
         try:
@@ -375,7 +514,8 @@ def measure_failover(binary, workdir, kills):
                     for p in led:
                         wait_until(lambda: writer.first_ack_after(p, killed_at), 60, f"an ack on partition {p}")
                     seconds.append(max(writer.first_ack_after(p, killed_at) for p in led) - killed_at)
-                    print(f"... failover after a kill of the {fault}: {seconds[-1]:.2f}s", file=sys.stderr, flush=True)
+                    print(f"... {name}: failover after a kill of the {fault}: {seconds[-1]:.2f}s", file=sys.stderr,
+                          flush=True)
                     cluster.restart(victim)
                     cluster.wait_isr("failover", 3)
         finally:
@@ -498,7 +638,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--perf", required=True, help="rdkafka_performance binary")
     parser.add_argument("--strom", required=True, help="strom-broker binary")
-    parser.add_argument("--tansu", help="tansu binary (the peer); omitted: Strom alone")
+    parser.add_argument("--tansu", help="tansu binary (a peer); omitted: no Tansu")
+    parser.add_argument("--no-kafka", action="store_true", help="leave Apache Kafka out")
+    parser.add_argument("--no-java-tools", action="store_true",
+                        help="skip the kafka-producer-perf-test / kafka-consumer-perf-test runs")
     parser.add_argument("--count", type=int, default=2_000_000, help="100-byte messages per throughput run (a quarter as many of 1 KiB)")
     parser.add_argument("--latency-rate", type=int, default=10_000, help="msgs/s for the latency run")
     parser.add_argument("--latency-count", type=int, default=30_000)
@@ -508,7 +651,8 @@ def main():
     parser.add_argument("--txn-count", type=int, default=200_000,
                         help="100-byte records per transactional run (confluent-kafka); 0: skip")
     parser.add_argument("--failover-kills", type=int, default=10,
-                        help="kills of a partition leader, and of the active controller, in a 3-node cluster; 0: skip")
+                        help="kills of a partition leader, and of the active controller, in a 3-node cluster of Strom "
+                             "and one of Apache Kafka; 0: skip")
     parser.add_argument("--no-multi-producer", action="store_true",
                         help=f"skip the {SPREAD_PARTITIONS} partitions x {SPREAD_PRODUCERS} producers load")
     parser.add_argument("--no-many-partitions", action="store_true", help="skip the many-partitions load")
@@ -531,26 +675,38 @@ def main():
     if args.scale_only:
         run_scale(args)
         return
+    if not args.no_kafka and not KAFKA_LIB.is_dir():
+        parser.error(f"Apache Kafka is not installed in {KAFKA_LIB}: run scripts/install-test-deps.sh, or --no-kafka")
     workdir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
     kinds = [Strom(args.strom, workdir), Strom(args.strom, workdir, durable=True)]
     if not args.no_tls:
         pki = make_pki(workdir / "pki")
         kinds += [Strom(args.strom, workdir, security=s, pki=pki) for s in ("SSL", "SASL_SSL")]
+    kinds += [ApacheKafka(workdir)] if not args.no_kafka else []
     kinds += [Tansu(args.tansu, workdir)] if args.tansu else []
     if args.cluster_nodes > 1:
         kinds.append(Strom(args.strom, workdir, nodes=args.cluster_nodes))
     results = {}
-    # The loads over many partitions, {(broker, size): result} and {broker: result}, and the
-    # latency sweep, {broker: steps}; a failed run's result is its reason.
-    spread, many, sweep = {}, {}, {}
+    # The loads over many partitions, {(broker, size): result} and {broker: result}, the
+    # latency sweep, {broker: steps}, and Kafka's perf tools, {(broker, size): result}; a failed
+    # run's result is its reason.
+    spread, many, sweep, java = {}, {}, {}, {}
+    # {broker: {"start_s", "idle_rss", "load_rss"}} (MB), for brokers on plaintext listeners.
+    resources = {}
     try:
         for broker in kinds:
+            broker.prepare()
             log = open(workdir / f"{broker.name}.log", "w")
+            started = time.monotonic()
             procs = [subprocess.Popen(command, cwd=broker.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+                                      stdin=subprocess.DEVNULL, env={**os.environ, **broker.env})
                      for command in broker.commands]
+            peak = None
             try:
                 try:
+                    if not broker.client:
+                        resources[broker.name] = {
+                            "start_s": serving_seconds(broker.port, procs[0], started, broker.replication)}
                     for port, proc in zip(broker.ports, procs):
                         wait_port(port, proc, timeout=60)
                 except RuntimeError:
@@ -558,33 +714,42 @@ def main():
                     print((workdir / f"{broker.name}.log").read_text()[-3000:], file=sys.stderr)
                     raise
                 wait_brokers(broker.bootstrap, broker.replication, broker.client)
+                if broker.name in resources:
+                    time.sleep(IDLE_SECONDS)
+                    resources[broker.name]["idle_rss"] = sum(rss_mb(proc.pid) for proc in procs)
+                    peak = PeakRss([proc.pid for proc in procs])
                 for size in (100, 1024):
                     count = args.count if size == 100 else args.count // 4
                     print(f"... {broker.name}: {count} x {size} B", file=sys.stderr, flush=True)
                     results[(broker.name, size)] = measure(
                         args.perf, broker, size, count, args.latency_rate, args.latency_count, workdir)
+                    if not args.no_java_tools and broker.name in ("strom", "kafka", "tansu", f"strom-{args.cluster_nodes}"):
+                        print(f"... {broker.name}: {count} x {size} B, Kafka's perf tools", file=sys.stderr, flush=True)
+                        java[(broker.name, size)] = attempt(measure_java, broker, size, count)
                 if args.txn_count and isinstance(broker, Strom) and broker.name in ("strom", f"strom-{args.cluster_nodes}"):
                     for per_txn in (None, 100, 10_000):
                         print(f"... {broker.name}: {args.txn_count} x 100 B, transactions of {per_txn}",
                               file=sys.stderr, flush=True)
                         results[(broker.name, "txn", per_txn)] = measure_transactions(broker, args.txn_count, per_txn)
-                if not args.no_multi_producer and broker.name in ("strom", "strom-fsync", "tansu"):
+                if not args.no_multi_producer and broker.name in ("strom", "strom-fsync", "kafka", "tansu"):
                     for size in (1024, 100):
                         count = args.count if size == 100 else args.count // 4
                         print(f"... {broker.name}: {count} x {size} B, {SPREAD_PARTITIONS} partitions, "
                               f"{SPREAD_PRODUCERS} producers", file=sys.stderr, flush=True)
                         spread[(broker.name, size)] = attempt(
                             measure_partitions, args.perf, broker, size, count, SPREAD_PARTITIONS, SPREAD_PRODUCERS)
-                if not args.no_many_partitions and broker.name in ("strom", "tansu"):
+                if not args.no_many_partitions and broker.name in ("strom", "kafka", "tansu"):
                     print(f"... {broker.name}: {args.count // 4} x 100 B, {args.partitions_many} partitions",
                           file=sys.stderr, flush=True)
                     many[broker.name] = attempt(
                         measure_partitions, args.perf, broker, 100, args.count // 4, args.partitions_many, 1)
-                if not args.no_latency_sweep and broker.name in ("strom", f"strom-{args.cluster_nodes}", "tansu"):
+                if not args.no_latency_sweep and broker.name in ("strom", f"strom-{args.cluster_nodes}", "kafka", "tansu"):
                     print(f"... {broker.name}: latency sweep", file=sys.stderr, flush=True)
                     sweep[broker.name] = attempt(
                         measure_sweep, args.perf, broker, results[(broker.name, 100)]["produce_msgs"], workdir)
             finally:
+                if peak:
+                    resources[broker.name]["load_rss"] = peak.stop()
                 for proc in procs:
                     proc.send_signal(signal.SIGTERM)
                 for proc in procs:
@@ -593,22 +758,42 @@ def main():
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait()
-        failover = measure_failover(args.strom, workdir, args.failover_kills) if args.failover_kills else {}
+        failover = {}
+        if args.failover_kills:
+            failover["strom"] = attempt(measure_failover, "strom", Cluster(args.strom, workdir / "failover", combined=3),
+                                        args.failover_kills)
+            if not args.no_kafka:
+                failover["kafka"] = attempt(measure_failover, "kafka",
+                                            KafkaCluster(workdir / "kafka-failover", 3, KAFKA_HEAP, FAST),
+                                            args.failover_kills)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\nrdkafka_performance, 1 partition, acks=1 unless noted, {os.cpu_count()} cores")
+    print(f"\nrdkafka_performance, 1 partition, acks=1 unless noted, {os.cpu_count()} cores; acks=all: the same "
+          f"produce with acks=all;\nlatency: {args.latency_count:,} messages at {args.latency_rate:,} msg/s, linger.ms=0")
     for broker in kinds:
         print(f"  {broker.name}: {broker.storage}")
-    header = f"{'broker':<16}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'consume msg/s':>15}{'MB/s':>8}" \
-             f"{'p50 ms':>9}{'p99 ms':>9}"
+    header = f"{'broker':<16}{'size':>6}{'produce msg/s':>15}{'MB/s':>8}{'acks=all msg/s':>16}{'consume msg/s':>15}" \
+             f"{'MB/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
     print(header)
     for key, r in results.items():
         if len(key) != 2:
             continue
         name, size = key
-        print(f"{name:<16}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['consume_msgs']:>15,.0f}"
-              f"{r['consume_mb']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+        print(f"{name:<16}{size:>6}{r['produce_msgs']:>15,.0f}{r['produce_mb']:>8.1f}{r['produce_all_msgs']:>16,.0f}"
+              f"{r['consume_msgs']:>15,.0f}{r['consume_mb']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+              f"{r['p999_ms']:>9.2f}")
+    if java:
+        print("\nKafka's kafka-producer-perf-test (acks as above, linger.ms=5) and kafka-consumer-perf-test (its fetch "
+              "rate,\nwithout the group's join), 1 partition")
+        print_partition_table(java)
+    if resources:
+        print(f"\nstart to serving (from the process's start to a Metadata answer listing every broker), RSS {IDLE_SECONDS} s"
+              "\nafter that (idle) and its peak over the loads above (all the broker's processes)")
+        print(f"{'broker':<16}{'start ms':>10}{'idle RSS MB':>13}{'peak RSS MB':>13}")
+        for name, r in resources.items():
+            print(f"{name:<16}{r['start_s'] * 1000:>10.0f}{r.get('idle_rss', float('nan')):>13.1f}"
+                  f"{r.get('load_rss', float('nan')):>13.1f}")
     print("\ndurable mode (fsync before the acknowledgement) / page cache")
     for size in (100, 1024):
         d, s = results[("strom-fsync", size)], results[("strom", size)]
@@ -633,9 +818,13 @@ def main():
     if failover:
         print("\nfailover, 3 combined nodes, default session settings: from kill -9 to the first acknowledgement of a"
               "\nrecord produced after it, on every partition the victim led (idempotent acks=all writer, 2000 msg/s)")
-        for fault, seconds in failover.items():
-            print(f"  {fault:<18} min {min(seconds):.2f}s  median {statistics.median(seconds):.2f}s  "
-                  f"max {max(seconds):.2f}s  over {len(seconds)} kills")
+        for name, times in failover.items():
+            if isinstance(times, str):
+                print(f"  {name:<8}{times}")
+                continue
+            for fault, seconds in times.items():
+                print(f"  {name:<8}{fault:<18} min {min(seconds):.2f}s  median {statistics.median(seconds):.2f}s  "
+                      f"max {max(seconds):.2f}s  over {len(seconds)} kills")
     if args.tansu:
         print("\nratio strom / tansu (throughput: higher is better; latency: lower is better)")
         for size in (100, 1024):
@@ -643,6 +832,8 @@ def main():
             print(f"  {size:>5} B: produce {s['produce_msgs'] / t['produce_msgs']:.2f}x, "
                   f"consume {s['consume_msgs'] / t['consume_msgs']:.2f}x, "
                   f"p99 latency {s['p99_ms'] / t['p99_ms']:.3g}x")
+    if not args.no_kafka:
+        print_kafka_ratios(results, java, resources, failover)
     if spread:
         print(f"\n{SPREAD_PARTITIONS} partitions x {SPREAD_PRODUCERS} producers (rdkafka_performance processes at once, "
               "each message to a random partition;\nproduce: their sum over the time of the slowest), "
@@ -670,6 +861,42 @@ def main():
                       f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['p999_ms']:>9.2f}")
     if args.scale_partitions:
         run_scale(args)
+
+
+def print_kafka_ratios(results, java, resources, failover):
+    """Strom's figures over Apache Kafka's from this run, each beside its goal (issue 20)."""
+    def line(what, strom, kafka, goal, at_least):
+        if not isinstance(strom, (int, float)) or not isinstance(kafka, (int, float)) or not kafka:
+            print(f"  {what:<44} n/a")
+            return
+        ratio = strom / kafka
+        if goal is None:
+            print(f"  {what:<44}{ratio:>8.3g}x")
+            return
+        met = ratio >= goal if at_least else ratio <= goal
+        print(f"  {what:<44}{ratio:>8.3g}x  (goal {'>=' if at_least else '<='} {goal:.3g}x: {'met' if met else 'missed'})")
+
+    print("\nratio strom / kafka (Apache Kafka 4.4.0) in this run")
+    for size in (100, 1024):
+        s, k = results[("strom", size)], results[("kafka", size)]
+        line(f"{size} B produce acks=1 msg/s", s["produce_msgs"], k["produce_msgs"], THROUGHPUT_GOAL, True)
+        line(f"{size} B produce acks=all msg/s", s["produce_all_msgs"], k["produce_all_msgs"], THROUGHPUT_GOAL, True)
+        line(f"{size} B consume msg/s", s["consume_msgs"], k["consume_msgs"], THROUGHPUT_GOAL, True)
+        sj, kj = java.get(("strom", size)), java.get(("kafka", size))
+        if isinstance(sj, dict) and isinstance(kj, dict):
+            line(f"{size} B produce msg/s (Kafka's perf tool)", sj["produce_msgs"], kj["produce_msgs"], THROUGHPUT_GOAL, True)
+            line(f"{size} B consume msg/s (Kafka's perf tool)", sj["consume_msgs"], kj["consume_msgs"], THROUGHPUT_GOAL, True)
+        line(f"{size} B produce p99 latency", s["p99_ms"], k["p99_ms"], P99_GOAL, False)
+        line(f"{size} B produce p999 latency", s["p999_ms"], k["p999_ms"], P99_GOAL, False)
+    s, k = resources.get("strom", {}), resources.get("kafka", {})
+    line("idle RSS", s.get("idle_rss"), k.get("idle_rss"), IDLE_RSS_GOAL, False)
+    line("peak RSS under load", s.get("load_rss"), k.get("load_rss"), None, False)
+    line("start to serving", s.get("start_s"), k.get("start_s"), START_GOAL, False)
+    s, k = failover.get("strom"), failover.get("kafka")
+    for fault in ("partition leader", "active controller"):
+        if isinstance(s, dict) and isinstance(k, dict):
+            line(f"failover, kill of the {fault} (median)", statistics.median(s[fault]),
+                 statistics.median(k[fault]), FAILOVER_GOAL, False)
 
 
 def print_partition_table(rows):

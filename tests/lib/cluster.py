@@ -181,7 +181,44 @@ class Network:
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
 
-class Cluster:
+class ClusterClient:
+    """What a client sees of a cluster: an admin client and the state of a topic's partitions.
+    Subclasses give `bootstrap` and `client_config`."""
+
+    def admin(self):
+        return AdminClient({"bootstrap.servers": self.bootstrap, **self.client_config})
+
+    def create_topic(self, name, partitions=3, replication=3, config=None):
+        admin = self.admin()
+        futures = admin.create_topics([NewTopic(name, partitions, replication, config=config or {})], operation_timeout=30)
+        futures[name].result(timeout=60)
+        self.wait_isr(name, replication)
+
+    def partitions(self, topic):
+        """{partition: (leader, replicas, isrs)} from a Metadata request; empty when none
+        answered in time (a new client bootstraps from one node at random, and a SIGSTOPped
+        node accepts connections without ever answering)."""
+        try:
+            md = self.admin().list_topics(topic, timeout=10)
+        except KafkaException:
+            return {}
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            return {}
+        return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in t.partitions.values()}
+
+    def leader(self, topic, partition):
+        return self.partitions(topic).get(partition, (-1,))[0]
+
+    def wait_isr(self, topic, size, timeout=60):
+        def full():
+            parts = self.partitions(topic)
+            return parts and all(len(isr) >= size and leader >= 0 for leader, _, isr in parts.values())
+
+        wait_until(full, timeout, f"every partition of {topic} with an ISR of {size}")
+
+
+class Cluster(ClusterClient):
     """`binary` run as combined nodes (broker,controller) or dedicated controllers plus brokers, on loopback
     or each in its own network namespace. Brokers serve one client listener named `listener`;
     the suite's own clients (admin) add `client_config` (TLS or SASL settings) to theirs.
@@ -232,38 +269,6 @@ class Cluster:
             n.kill()
         if self.network:
             self.network.delete()
-
-    def admin(self):
-        return AdminClient({"bootstrap.servers": self.bootstrap, **self.client_config})
-
-    def create_topic(self, name, partitions=3, replication=3, config=None):
-        admin = self.admin()
-        futures = admin.create_topics([NewTopic(name, partitions, replication, config=config or {})], operation_timeout=30)
-        futures[name].result(timeout=60)
-        self.wait_isr(name, replication)
-
-    def partitions(self, topic):
-        """{partition: (leader, replicas, isrs)} from a Metadata request; empty when none
-        answered in time (a new client bootstraps from one node at random, and a SIGSTOPped
-        node accepts connections without ever answering)."""
-        try:
-            md = self.admin().list_topics(topic, timeout=10)
-        except KafkaException:
-            return {}
-        t = md.topics.get(topic)
-        if t is None or t.error is not None:
-            return {}
-        return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in t.partitions.values()}
-
-    def leader(self, topic, partition):
-        return self.partitions(topic).get(partition, (-1,))[0]
-
-    def wait_isr(self, topic, size, timeout=60):
-        def full():
-            parts = self.partitions(topic)
-            return parts and all(len(isr) >= size and leader >= 0 for leader, _, isr in parts.values())
-
-        wait_until(full, timeout, f"every partition of {topic} with an ISR of {size}")
 
     def active_controller(self):
         """The node id the voters report as the Raft leader."""

@@ -348,6 +348,19 @@ def topic_results(body):
     return results
 
 
+def metadata_v4_broker_ids(body):
+    """The node ids of the brokers a Metadata v4 response lists."""
+    r = Reader(body)
+    r.take(">i")
+    ids = []
+    for _ in range(r.take(">i")):
+        ids.append(r.take(">i"))
+        r.string()
+        r.take(">i")
+        r.string()
+    return ids
+
+
 def metadata_v4_topics(body):
     """{topic: (error code, partition count)} of a Metadata v4 response."""
     r = Reader(body)
