@@ -42,7 +42,7 @@ BENCH_USER, BENCH_PASSWORD = "bench", "bench-secret"
 
 PRODUCED = re.compile(r"% (\d+) messages produced \((\d+) bytes\).* in (\d+)ms")
 CONSUMED = re.compile(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms")
-# kafka-producer-perf-test's summary line: records sent and records/sec.
+# kafka-producer-perf-test's lines every 5 s and its summary, the last: records sent and records/sec.
 JAVA_PRODUCED = re.compile(r"^(\d+) records sent, ([\d.]+) records/sec", re.MULTILINE)
 
 # Apache Kafka's heap in the benchmark (kafka-server-start.sh's default), and what one node needs
@@ -64,6 +64,8 @@ SWEEP_SHARES = (0.25, 0.5, 0.75)
 SWEEP_SECONDS, SWEEP_MAX_COUNT = 3, 500_000
 # Longest run of one rdkafka_performance process in the loads above.
 LOAD_TIMEOUT = 300
+# Longest run of one of Kafka's perf tools: far above what any broker here needs.
+JAVA_TIMEOUT = 120
 # How long a broker idles between serving and the idle RSS sample.
 IDLE_SECONDS = 5
 # The scale run: partitions per topic, and topics per CreateTopics request.
@@ -308,7 +310,7 @@ def measure_java(broker, size, count):
     rdkafka_performance's run) writes `count` `size`-byte records to a topic of one partition,
     then kafka-consumer-perf-test reads them in a group. Consume throughput is its fetch rate,
     which leaves out the group's join. A batch the broker has not acknowledged in 40 s fails the
-    run (delivery.timeout.ms, 120 s by default)."""
+    run (delivery.timeout.ms, 120 s by default), as does a send blocked that long (max.block.ms)."""
     topic = f"bench-java-{size}"
     create_topic(broker, topic, 1)
     client = [f"{key}={value}" for key, value in broker.client.items()]
@@ -316,17 +318,17 @@ def measure_java(broker, size, count):
         [str(KAFKA_TOOL), "producer-perf-test", "--topic", topic, "--num-records", str(count),
          "--record-size", str(size), "--throughput", "-1", "--command-property",
          f"bootstrap.servers={broker.bootstrap}", f"acks={broker.acks}", "linger.ms=5", "batch.size=1000000",
-         "delivery.timeout.ms=40000", *client],
-        capture_output=True, text=True, timeout=LOAD_TIMEOUT)
-    m = JAVA_PRODUCED.search(out.stdout)
-    if out.returncode != 0 or not m or int(m.group(1)) != count:
+         "delivery.timeout.ms=40000", "max.block.ms=40000", *client],
+        capture_output=True, text=True, timeout=JAVA_TIMEOUT)
+    lines = JAVA_PRODUCED.findall(out.stdout)
+    if out.returncode != 0 or not lines or int(lines[-1][0]) != count:
         raise RuntimeError(f"kafka-producer-perf-test failed: {(out.stdout + out.stderr)[-2000:]}")
-    produce_msgs = float(m.group(2))
+    produce_msgs = float(lines[-1][1])
     out = subprocess.run(
         [str(KAFKA_TOOL), "consumer-perf-test", "--bootstrap-server", broker.bootstrap, "--topic", topic,
          "--num-records", str(count), "--hide-header", "--timeout", "60000",
          "--command-property", "auto.offset.reset=earliest", *client],
-        capture_output=True, text=True, timeout=LOAD_TIMEOUT)
+        capture_output=True, text=True, timeout=JAVA_TIMEOUT)
     fields = [f.strip() for f in (out.stdout.strip().splitlines() or [""])[-1].split(",")]
     if out.returncode != 0 or len(fields) != 10 or int(fields[4]) < count:
         raise RuntimeError(f"kafka-consumer-perf-test failed: {(out.stdout + out.stderr)[-2000:]}")
