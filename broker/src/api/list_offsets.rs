@@ -35,16 +35,23 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                             } else {
                                 log.high_watermark()
                             };
+                            // Kafka's epochs: the current leader's for the latest offset,
+                            // the epoch cache's for the log start, the found batch's otherwise.
                             let found = match p.timestamp {
-                                LATEST => Some((visible_end, -1)),
-                                EARLIEST => Some((log.log_start_offset(), -1)),
-                                MAX_TIMESTAMP => {
-                                    log.max_timestamp_offset().map_err(storage_error)?
+                                LATEST => Some((visible_end, -1, partition.leader_epoch)),
+                                EARLIEST => {
+                                    let start = log.log_start_offset();
+                                    Some((start, -1, log.epoch_at(start).unwrap_or(-1)))
                                 }
+                                MAX_TIMESTAMP => log
+                                    .max_timestamp_offset()
+                                    .map_err(storage_error)?
+                                    .map(|m| (m.offset, m.timestamp, m.leader_epoch)),
                                 ts if ts >= 0 => log
                                     .offset_for_timestamp(ts)
                                     .map_err(storage_error)?
-                                    .filter(|(offset, _)| *offset < visible_end),
+                                    .filter(|m| m.offset < visible_end)
+                                    .map(|m| (m.offset, m.timestamp, m.leader_epoch)),
                                 other => {
                                     return Err(ApiError::new(
                                         ResponseError::InvalidRequest,
@@ -52,22 +59,17 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                                     ))
                                 }
                             };
-                            // The epoch field exists from v4; older versions must leave it unset.
-                            let epoch = if version >= 4 {
-                                partition.leader_epoch
-                            } else {
-                                -1
-                            };
-                            Ok((found, epoch))
+                            Ok(found)
                         },
                     );
                     match outcome {
-                        Ok((Some((offset, timestamp)), epoch)) => r
+                        Ok(Some((offset, timestamp, epoch))) => r
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(epoch),
+                            // The epoch field exists from v4; older versions leave it unset.
+                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                         // No such record: Kafka answers no epoch either.
-                        Ok((None, _)) => r.with_offset(-1).with_timestamp(-1).with_leader_epoch(-1),
+                        Ok(None) => r.with_offset(-1).with_timestamp(-1).with_leader_epoch(-1),
                         Err(e) => r
                             .with_error_code(e.code())
                             .with_offset(-1)

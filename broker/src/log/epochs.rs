@@ -62,6 +62,15 @@ impl EpochCache {
         self.entries.len() != before
     }
 
+    /// The epoch `offset` was written in: the latest one starting at or before it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= offset)
+            .map(|(epoch, _)| *epoch)
+    }
+
     /// Kafka's OffsetForLeaderEpoch answer: the largest epoch not above `epoch`, and the
     /// offset where the next epoch starts (the log end for the latest). An epoch older than
     /// every recorded one answers itself and the start of the first recorded epoch, as the
@@ -98,6 +107,9 @@ mod tests {
         cache.save(&path).unwrap();
         let cache = EpochCache::load(&path);
         assert_eq!(cache.end_offset_for(0, 40), Some((0, 10)));
+        assert_eq!(cache.epoch_at(9), Some(0));
+        assert_eq!(cache.epoch_at(10), Some(2));
+        assert_eq!(cache.epoch_at(45), Some(5));
         assert_eq!(cache.end_offset_for(1, 40), Some((0, 10)));
         assert_eq!(cache.end_offset_for(4, 40), Some((2, 30)));
         assert_eq!(cache.end_offset_for(5, 40), Some((5, 40)));

@@ -44,6 +44,7 @@ pub use files::{
     remove_deleted_dirs, schedule_dir_deletion, sync_parent, write_file_atomic, Swept,
     DELETE_DIR_SUFFIX,
 };
+pub use read::TimestampMatch;
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 const LOG_START_FILE: &str = "log-start-offset";

@@ -154,8 +154,8 @@ impl PartitionLog {
         segment.read_at(position, size)
     }
 
-    /// The offset and timestamp of the first record with a timestamp at or after `timestamp`.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+    /// The first record with a timestamp at or after `timestamp`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> io::Result<Option<TimestampMatch>> {
         let candidate = {
             let state = self.lock();
             let mut found = None;
@@ -175,17 +175,19 @@ impl PartitionLog {
         };
         let bytes = self.read_batch(base, pos, header.size)?;
         let records = records_in(&bytes, self.config().max_uncompressed_bytes);
-        let hit = records
+        let (offset, timestamp) = records
             .into_iter()
-            .find(|(offset, ts)| *ts >= timestamp && *offset >= log_start);
-        Ok(hit.or(Some((
-            header.base_offset.max(log_start),
-            header.max_timestamp,
-        ))))
+            .find(|(offset, ts)| *ts >= timestamp && *offset >= log_start)
+            .unwrap_or((header.base_offset.max(log_start), header.max_timestamp));
+        Ok(Some(TimestampMatch {
+            offset,
+            timestamp,
+            leader_epoch: header.partition_leader_epoch,
+        }))
     }
 
-    /// The offset and timestamp of the record with the largest timestamp.
-    pub fn max_timestamp_offset(&self) -> io::Result<Option<(i64, i64)>> {
+    /// The record with the largest timestamp.
+    pub fn max_timestamp_offset(&self) -> io::Result<Option<TimestampMatch>> {
         let max = {
             let state = self.lock();
             state
@@ -199,8 +201,22 @@ impl PartitionLog {
             return Ok(None);
         }
         let hit = self.offset_for_timestamp(max)?;
-        Ok(hit.map(|(offset, _)| (offset, max)))
+        Ok(hit.map(|hit| TimestampMatch {
+            timestamp: max,
+            ..hit
+        }))
     }
+}
+
+/// A record found by its timestamp, and the leader epoch of the batch holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampMatch {
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// The partition leader epoch its batch was written in.
+    pub leader_epoch: i32,
 }
 
 /// Reads `len` bytes of `file` from `position` into a new buffer, which is filled by the reads
@@ -250,17 +266,37 @@ fn records_in(batch: &[u8], max_uncompressed_bytes: u64) -> Vec<(i64, i64)> {
 
 #[cfg(test)]
 mod tests {
+    use super::TimestampMatch;
+    use crate::log::batch::{self, tests::make_batch};
     use crate::log::tests::{append, config, open_leader};
+    use crate::log::Leadership;
+
+    fn found(offset: i64, timestamp: i64, leader_epoch: i32) -> Option<TimestampMatch> {
+        Some(TimestampMatch {
+            offset,
+            timestamp,
+            leader_epoch,
+        })
+    }
 
     #[test]
-    fn timestamps_resolve_to_records() {
+    fn timestamps_resolve_to_records_and_their_batch_epochs() {
         let dir = tempfile::tempdir().unwrap();
         let log = open_leader(dir.path(), config(&[]), "t").unwrap();
         append(&log, 3, 100);
-        append(&log, 3, 200);
-        assert_eq!(log.offset_for_timestamp(150).unwrap(), Some((3, 200)));
-        assert_eq!(log.offset_for_timestamp(101).unwrap(), Some((1, 101)));
+        log.set_replica_role(1, 1, 4, 1, &[1], &[1]).unwrap();
+        let b = make_batch(3, 200);
+        let headers = batch::validate_all(&b).unwrap();
+        let leadership = Leadership {
+            leader_epoch: 4,
+            min_isr: None,
+        };
+        log.append(&b, &headers, leadership).unwrap();
+        assert_eq!(log.offset_for_timestamp(150).unwrap(), found(3, 200, 4));
+        assert_eq!(log.offset_for_timestamp(101).unwrap(), found(1, 101, 0));
         assert_eq!(log.offset_for_timestamp(999).unwrap(), None);
-        assert_eq!(log.max_timestamp_offset().unwrap(), Some((5, 202)));
+        assert_eq!(log.max_timestamp_offset().unwrap(), found(5, 202, 4));
+        assert_eq!(log.epoch_at(log.log_start_offset()), Some(0));
+        assert_eq!(log.epoch_at(4), Some(4));
     }
 }

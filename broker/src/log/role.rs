@@ -129,6 +129,11 @@ impl PartitionLog {
         self.lock().epochs.latest()
     }
 
+    /// The leader epoch `offset` was written in, from the epoch cache.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        self.lock().epochs.epoch_at(offset)
+    }
+
     /// OffsetForLeaderEpoch: the largest epoch not above `epoch` and where it ends.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let state = self.lock();
