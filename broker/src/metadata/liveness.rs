@@ -77,6 +77,14 @@ impl Liveness {
         self.suspected.notify_one();
     }
 
+    /// Replaces every suspicion with a fresh one of each of `ids`, as a newly elected
+    /// controller does: a suspicion left from an earlier term would count from then and could
+    /// expire before its first probe.
+    pub fn suspect_afresh(&self, ids: impl IntoIterator<Item = i32>) {
+        lock(&self.suspects).clear();
+        self.suspect(ids);
+    }
+
     /// The suspects due for a probe now; suspicions older than `limit` are dropped (the
     /// session timeout takes over).
     pub fn due_for_probe(&self, limit: Duration) -> Vec<i32> {
@@ -206,6 +214,28 @@ mod tests {
             found,
             vec![(1, Probe::Alive), (2, Probe::Dead), (3, Probe::Alive)]
         );
+    }
+
+    #[test]
+    fn a_new_term_suspects_afresh_where_an_old_suspicion_has_run_out() {
+        let liveness = Liveness::default();
+        let limit = Duration::from_millis(50);
+        liveness.suspect([1]);
+        std::thread::sleep(limit * 2);
+        liveness.suspect([1]);
+        assert!(
+            liveness.due_for_probe(limit).is_empty(),
+            "suspect keeps the earlier suspicion"
+        );
+        liveness.suspect([1]);
+        std::thread::sleep(limit * 2);
+        liveness.suspect_afresh([1, 2]);
+        assert_eq!(sorted(liveness.due_for_probe(limit)), vec![1, 2]);
+    }
+
+    fn sorted(mut ids: Vec<i32>) -> Vec<i32> {
+        ids.sort_unstable();
+        ids
     }
 
     #[test]

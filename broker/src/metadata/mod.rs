@@ -697,11 +697,11 @@ impl Controller {
     }
 
     /// On the active controller: suspects every unfenced broker, as a new controller has not
-    /// heard from them yet.
+    /// heard from them yet, and forgets the suspicions of its earlier terms.
     pub fn suspect_all_brokers(&self) {
         let image = self.image();
         let unfenced = image.brokers.values().filter(|b| !b.fenced).map(|b| b.id);
-        self.liveness.suspect(unfenced);
+        self.liveness.suspect_afresh(unfenced);
     }
 
     /// The broker `id`'s heartbeat connection closed: it is probed at once.
