@@ -66,6 +66,9 @@ SWEEP_SECONDS, SWEEP_MAX_COUNT = 3, 500_000
 LOAD_TIMEOUT = 300
 # Longest run of one of Kafka's perf tools: far above what any broker here needs.
 JAVA_TIMEOUT = 120
+# librdkafka's reconnect.backoff.max.ms (its default), in seconds: the longest a client waits
+# before it connects again to a broker it could not reach.
+RECONNECT_BACKOFF_MAX = 10
 # How long a broker idles between serving and the idle RSS sample.
 IDLE_SECONDS = 5
 # The scale run: partitions per topic, and topics per CreateTopics request.
@@ -493,7 +496,10 @@ def measure_failover(name, cluster, kills):
     """Starts `cluster`, 3 combined nodes (a Strom cluster.Cluster or an
     apache_kafka.KafkaCluster) at default session settings, and kills (SIGKILL) `kills` times a
     partition leader (not the active controller), then `kills` times the active controller,
-    under an idempotent acks=all writer. Returns
+    under an idempotent acks=all writer. After a victim is restarted, the next kill waits until
+    RECONNECT_BACKOFF_MAX has passed: the writer tried to reach the victim while it was down,
+    and a new leader it has not reconnected to since would otherwise be waited for by the
+    client's backoff, not the broker's failover. Returns
     {fault: [seconds from the kill to the first acknowledgement of a record produced after it]}."""
     times = {"partition leader": [], "active controller": []}
     try:
@@ -518,8 +524,10 @@ def measure_failover(name, cluster, kills):
                     seconds.append(max(writer.first_ack_after(p, killed_at) for p in led) - killed_at)
                     print(f"... {name}: failover after a kill of the {fault}: {seconds[-1]:.2f}s", file=sys.stderr,
                           flush=True)
+                    restarted = time.monotonic()
                     cluster.restart(victim)
                     cluster.wait_isr("failover", 3)
+                    time.sleep(max(0.0, RECONNECT_BACKOFF_MAX - (time.monotonic() - restarted)))
         finally:
             writer.stop()
     finally:
