@@ -6,6 +6,7 @@ quorum (the benchmark's failover runs)."""
 import base64
 import os
 import re
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from cluster import ClusterClient
 from kafka_checks import wait_until
 from ports import free_port
+from process import stop
 from wire import Connection, metadata_v4, metadata_v4_broker_ids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,20 +117,12 @@ class KafkaNode:
 
     def stop(self, timeout=30):
         """SIGTERM (a controlled shutdown), then SIGKILL after `timeout` s."""
-        if self.running:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, timeout=timeout)
         self.proc = None
 
     def kill(self):
         """Crash: SIGKILL."""
-        if self.running:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, signal.SIGKILL)
         self.proc = None
 
 
