@@ -185,6 +185,8 @@ pub static PROPERTIES: &[PropertyDef] = &[
     def("max.connections", Int(0), "2147483647"),
     def("max.connections.per.ip", Int(0), "2147483647"),
     def("connections.max.idle.ms", Long(1), "600000"),
+    def("quota.window.num", Int(1), "11"),
+    def("quota.window.size.seconds", Int(1), "1"),
     def("request.read.timeout.ms", Long(1), "30000"),
     def("queued.max.request.bytes", Long(-1), "536870912"),
     def("fetch.max.bytes", Int(1024), "57671680"),

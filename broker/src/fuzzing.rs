@@ -386,7 +386,10 @@ impl Dispatcher {
             let listener = Arc::new(ListenerSecurity::plaintext("PLAINTEXT"));
             let mut session = Session::new(listener, Principal::anonymous());
             let outcome = match network::process(&ctx, &mut session, PEER, frame).await {
-                Ok(Some(Outgoing::Later(response))) => response.await.map(|_| ()),
+                Ok(network::Processed {
+                    response: Some(Outgoing::Later(response)),
+                    ..
+                }) => response.await.map(|_| ()),
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
             };

@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod network;
 pub mod protocol;
+pub mod quota;
 pub mod replica;
 pub mod security;
 pub mod server;

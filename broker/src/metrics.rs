@@ -40,6 +40,11 @@ pub struct BrokerMetrics {
     pub isr_changes: IntCounterVec,
     /// Transactions completed, by outcome (commit, abort).
     pub txn_completed: IntCounterVec,
+    /// Responses that told a client over its quota to wait, by quota (produce, fetch,
+    /// request).
+    pub throttled_responses: IntCounterVec,
+    /// Milliseconds clients over their quotas were told to wait, by quota.
+    pub throttle_time_ms: IntCounterVec,
     partitions: IntGauge,
     leaders: IntGauge,
     under_replicated: IntGauge,
@@ -200,6 +205,18 @@ impl BrokerMetrics {
                 "ISR shrinks and expands committed for partitions this broker leads",
                 &["change"],
             ),
+            throttled_responses: counter_vec(
+                r,
+                "strom_quota_throttled_responses_total",
+                "Responses that told a client over its quota to wait, by the quota it exceeded",
+                &["quota"],
+            ),
+            throttle_time_ms: counter_vec(
+                r,
+                "strom_quota_throttle_time_ms_total",
+                "Milliseconds clients over their quotas were told to wait, by the quota they exceeded",
+                &["quota"],
+            ),
             txn_completed: counter_vec(
                 r,
                 "strom_transactions_completed_total",
@@ -338,6 +355,10 @@ impl BrokerMetrics {
         }
         for change in ["shrink", "expand"] {
             metrics.isr_changes.with_label_values(&[change]);
+        }
+        for quota in ["produce", "fetch", "request"] {
+            metrics.throttled_responses.with_label_values(&[quota]);
+            metrics.throttle_time_ms.with_label_values(&[quota]);
         }
         metrics
     }

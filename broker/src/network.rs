@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use crate::api::{self, Context, Handled, RequestInfo};
 use crate::frame::{Frame, FrameBuf};
+use crate::quota;
 use crate::security::principal::{subject_dn, Principal};
 use crate::security::session::{After, Session};
 use crate::security::ListenerSecurity;
@@ -88,15 +89,19 @@ pub enum CloseReason {
     Idle,
     /// A started request did not arrive within `request.read.timeout.ms`.
     RequestReadTimeout,
+    /// The peer's address opened connections faster than its `connection_creation_rate`
+    /// quota; the connection is closed unserved after the throttle time, as Kafka does.
+    ConnectionRate,
 }
 
 impl CloseReason {
     /// Every reason, so the metric's series exist before the first close.
-    pub const ALL: [CloseReason; 4] = [
+    pub const ALL: [CloseReason; 5] = [
         CloseReason::MaxConnections,
         CloseReason::MaxConnectionsPerIp,
         CloseReason::Idle,
         CloseReason::RequestReadTimeout,
+        CloseReason::ConnectionRate,
     ];
 
     /// The metric label.
@@ -106,6 +111,7 @@ impl CloseReason {
             CloseReason::MaxConnectionsPerIp => "max_connections_per_ip",
             CloseReason::Idle => "idle",
             CloseReason::RequestReadTimeout => "request_read_timeout",
+            CloseReason::ConnectionRate => "connection_rate",
         }
     }
 }
@@ -187,6 +193,17 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => match limits.admit(peer.ip()) {
                     Ok(admission) => {
+                        let quotas = &ctx.controller.image().client_quotas;
+                        let wait = ctx.quotas.record_connection(quotas, peer.ip());
+                        if !wait.is_zero() {
+                            // Held open unserved, then closed, so the client slows down.
+                            closed(&ctx, &listener_name, peer, CloseReason::ConnectionRate);
+                            tokio::spawn(async move {
+                                tokio::time::sleep(wait).await;
+                                drop((stream, admission));
+                            });
+                            continue;
+                        }
                         let _ = stream.set_nodelay(true);
                         tokio::spawn(connection(
                             stream,
@@ -287,6 +304,8 @@ async fn connection(
     // A connection with nothing in flight that stays silent this long is closed.
     let idle = tokio::time::sleep(limits.idle);
     tokio::pin!(idle);
+    // A client over its quota is not read from until then (Kafka mutes its channel).
+    let mut muted_until: Option<tokio::time::Instant> = None;
     loop {
         idle.as_mut()
             .reset(tokio::time::Instant::now() + limits.idle);
@@ -305,9 +324,11 @@ async fn connection(
             return;
         }
         let head_waits = matches!(queued.front(), Some(Outgoing::Later(_)));
-        let more = queued.len() < MAX_QUEUED_RESPONSES
+        let more = muted_until.is_none()
+            && queued.len() < MAX_QUEUED_RESPONSES
             && !matches!(queued.back(), Some(Outgoing::Last(_)));
         tokio::select! {
+            _ = sleep_until_some(muted_until) => muted_until = None,
             done = complete_head(&mut queued), if head_waits => match done {
                 Ok(frame) => queued[0] = Outgoing::Ready(frame),
                 Err(e) => {
@@ -367,8 +388,12 @@ async fn connection(
             continue;
         }
         match process(&ctx, &mut session, peer, frame).await {
-            Ok(Some(response)) => queued.push_back(response),
-            Ok(None) => {}
+            Ok(processed) => {
+                queued.extend(processed.response);
+                if !processed.throttle.is_zero() {
+                    muted_until = Some(tokio::time::Instant::now() + processed.throttle);
+                }
+            }
             Err(e) => {
                 malformed(&ctx, peer, e);
                 break;
@@ -391,6 +416,14 @@ async fn connection(
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
     drop(admission);
+}
+
+/// Sleeps until `deadline`; never completes without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn size_prefixed(bytes: &[u8]) -> Frame {
@@ -576,13 +609,31 @@ pub fn decode_request(mut frame: Bytes) -> Result<DecodedFrame, FrameError> {
     })
 }
 
+/// What running one request frame produced.
+pub struct Processed {
+    /// The response frame, if one is sent.
+    pub response: Option<Outgoing>,
+    /// How long the connection is not read from: the client went over a quota.
+    pub throttle: Duration,
+}
+
+impl Processed {
+    fn unthrottled(response: Outgoing) -> Self {
+        Processed {
+            response: Some(response),
+            throttle: Duration::ZERO,
+        }
+    }
+}
+
 /// Decodes one request frame, runs it, and returns the response frame (or none).
 pub async fn process(
     ctx: &Arc<Context>,
     session: &mut Session,
     peer: SocketAddr,
     frame: Bytes,
-) -> Result<Option<Outgoing>, FrameError> {
+) -> Result<Processed, FrameError> {
+    let size = frame.len();
     let (api_key, version, header, request) = match decode_request(frame)? {
         DecodedFrame::Request {
             api_key,
@@ -593,7 +644,7 @@ pub async fn process(
         DecodedFrame::UnsupportedApiVersions { correlation_id } => {
             let response = ResponseKind::ApiVersions(api::unsupported_version_response());
             return encode(correlation_id, ApiKey::ApiVersions, 0, &response)
-                .map(|b| Some(Outgoing::Ready(b)));
+                .map(|b| Processed::unthrottled(Outgoing::Ready(b)));
         }
     };
     debug!(
@@ -624,25 +675,68 @@ pub async fn process(
             }
             (ResponseKind::SaslAuthenticate(response), after)
         }
-        request => return dispatch(ctx, session, peer, &header, api_key, version, request).await,
+        request => {
+            let call = Call {
+                header: &header,
+                api_key,
+                version,
+                size,
+            };
+            return dispatch(ctx, session, peer, call, request).await;
+        }
     };
     let bytes = encode(correlation_id, api_key, version, &response)?;
-    Ok(Some(match after {
+    Ok(Processed::unthrottled(match after {
         After::KeepOpen => Outgoing::Ready(bytes),
         After::Close => Outgoing::Last(bytes),
     }))
 }
 
-/// Runs an API request as the session's principal.
+/// A decoded request's header, API, version and size on the wire.
+struct Call<'a> {
+    header: &'a RequestHeader,
+    api_key: ApiKey,
+    version: i16,
+    size: usize,
+}
+
+/// A future that also reports the time spent inside its `poll`: the time a request kept a
+/// worker thread, which Kafka's request-time quota measures (waits for data or replicas
+/// do not count).
+struct Busy<F> {
+    inner: F,
+    busy: Duration,
+}
+
+impl<F: Future + Unpin> Future for Busy<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let start = std::time::Instant::now();
+        let polled = Pin::new(&mut self.inner).poll(cx);
+        self.busy += start.elapsed();
+        let busy = self.busy;
+        polled.map(|out| (out, busy))
+    }
+}
+
+/// Runs an API request as the session's principal, and charges it to the client's quotas.
 async fn dispatch(
     ctx: &Arc<Context>,
     session: &Session,
     peer: SocketAddr,
-    header: &RequestHeader,
-    api_key: ApiKey,
-    version: i16,
+    call: Call<'_>,
     request: RequestKind,
-) -> Result<Option<Outgoing>, FrameError> {
+) -> Result<Processed, FrameError> {
+    let Call {
+        header,
+        api_key,
+        version,
+        size,
+    } = call;
     let info = RequestInfo {
         client_id: header
             .client_id
@@ -655,20 +749,60 @@ async fn dispatch(
     };
     let started = std::time::Instant::now();
     let correlation_id = header.correlation_id;
-    match api::handle(ctx, &info, api_key, version, request).await? {
-        Handled::Now(response) => {
+    let usage = quota::Usage::of(&request, size);
+    let handling = std::pin::pin!(api::handle(ctx, &info, api_key, version, request));
+    let (handled, busy) = Busy {
+        inner: handling,
+        busy: Duration::ZERO,
+    }
+    .await;
+    let image = ctx.controller.image();
+    let charge = |response: Option<&ResponseKind>| {
+        let who = (info.principal.name.as_str(), info.client_id.as_str());
+        let throttle = ctx
+            .quotas
+            .throttle(&image.client_quotas, who, usage, busy, response);
+        let Some((kind, wait)) = throttle else {
+            return Duration::ZERO;
+        };
+        ctx.metrics
+            .throttled_responses
+            .with_label_values(&[kind.label()])
+            .inc();
+        ctx.metrics
+            .throttle_time_ms
+            .with_label_values(&[kind.label()])
+            .inc_by(wait.as_millis() as u64);
+        wait
+    };
+    match handled? {
+        Handled::Now(mut response) => {
             ctx.metrics.observe_request(api_key, started.elapsed());
-            response
+            let throttle = charge(response.as_ref());
+            if let Some(r) = response.as_mut().filter(|_| !throttle.is_zero()) {
+                quota::set_throttle_time(r, throttle);
+            }
+            let response = response
                 .map(|r| encode(correlation_id, api_key, version, &r).map(Outgoing::Ready))
-                .transpose()
+                .transpose()?;
+            Ok(Processed { response, throttle })
         }
         Handled::Later(pending) => {
+            // A produce waiting for its replicas is charged now: its size is known.
+            let throttle = charge(None);
             let ctx = ctx.clone();
-            Ok(Some(Outgoing::Later(Box::pin(async move {
-                let response = pending.await;
+            let response = Outgoing::Later(Box::pin(async move {
+                let mut response = pending.await;
                 ctx.metrics.observe_request(api_key, started.elapsed());
+                if !throttle.is_zero() {
+                    quota::set_throttle_time(&mut response, throttle);
+                }
                 encode(correlation_id, api_key, version, &response)
-            }))))
+            }));
+            Ok(Processed {
+                response: Some(response),
+                throttle,
+            })
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::metadata::rpc::Heartbeat;
 use crate::metadata::{listener, runtime, Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
 use crate::network::ConnectionLimits;
+use crate::quota::QuotaManager;
 use crate::replica::ReplicaManager;
 use crate::security::scram::{Mechanism, ScramCredential};
 use crate::security::{tls, Security, SecurityError};
@@ -255,6 +256,10 @@ impl Server {
             fenced_brokers: FencedBrokers::default(),
             applied_metadata: watch::channel(0).0,
             fetch_sessions: FetchSessions::default(),
+            quotas: QuotaManager::new(
+                Duration::from_secs(config.int("quota.window.size.seconds") as u64),
+                config.int("quota.window.num") as usize,
+            ),
         });
         context.fenced_brokers.observe(&controller.image());
         let replicas = Arc::new(ReplicaManager::new(

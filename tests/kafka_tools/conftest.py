@@ -53,7 +53,7 @@ def target(request):
         b = request.getfixturevalue("single")
         return Target("single", b.bootstrap, [1], 1)
     c = request.getfixturevalue("cluster")
-    return Target("cluster", c.bootstrap, [n.id for n in c.brokers], 3)
+    return Target("cluster", c.bootstrap, [n.id for n in c.brokers], 3, [n.address for n in c.brokers])
 
 
 @pytest.fixture

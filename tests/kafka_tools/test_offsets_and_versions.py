@@ -17,11 +17,10 @@ USED_APIS = {
     "DescribeConfigs", "IncrementalAlterConfigs", "CreatePartitions", "DeleteGroups", "ElectLeaders",
     "AlterPartitionReassignments", "ListPartitionReassignments", "OffsetDelete", "DescribeCluster",
     "DescribeProducers", "DescribeTransactions", "ListTransactions", "DescribeLogDirs", "DescribeQuorum",
-    "DescribeTopicPartitions",
+    "DescribeTopicPartitions", "DescribeClientQuotas", "AlterClientQuotas",
 }
 # The APIs of issue 18 that Strom does not have yet, as kafka-broker-api-versions reports them.
-NOT_YET = {"AlterReplicaLogDirs", "DescribeClientQuotas", "AlterClientQuotas",
-           "UpdateFeatures", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe"}
+NOT_YET = {"AlterReplicaLogDirs", "UpdateFeatures", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe"}
 
 
 def watermarks(target, topic, partition):

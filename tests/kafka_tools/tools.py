@@ -20,11 +20,12 @@ class Target:
     """What a test needs of a single node or a cluster: its bootstrap address, broker ids and
     the replication factor its topics get."""
 
-    def __init__(self, name, bootstrap, broker_ids, replication):
+    def __init__(self, name, bootstrap, broker_ids, replication, addresses=()):
         self.name = name
         self.bootstrap = bootstrap
         self.broker_ids = broker_ids
         self.replication = replication
+        self.addresses = list(addresses) or [bootstrap]
 
     def admin(self):
         return AdminClient({"bootstrap.servers": self.bootstrap})

@@ -9,12 +9,13 @@ from wire import read_exactly
 
 
 class Raw:
-    """A connection to 127.0.0.1:`port` that sends requests one at a time."""
+    """A connection to `bootstrap` that sends requests one at a time as `client_id`."""
 
-    def __init__(self, bootstrap, timeout=15):
+    def __init__(self, bootstrap, timeout=15, client_id="differential"):
         host, port = bootstrap.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.correlation = 0
+        self.client_id = client_id
 
     def close(self):
         self.sock.close()
@@ -32,7 +33,7 @@ class Raw:
         """Sends `request_class` at `version` with `fields`; its decoded response."""
         self.correlation += 1
         req = request_class(version=version, **fields)
-        req.with_header(correlation_id=self.correlation, client_id="differential")
+        req.with_header(correlation_id=self.correlation, client_id=self.client_id)
         self.sock.sendall(req.encode(header=True, framed=True))
         size = struct.unpack(">i", self._read(4))[0]
         data = self._read(size)
@@ -156,3 +157,23 @@ def create_ready_topic(r, name, partitions=1, configs=None, timeout=30):
             return created
         assert time.monotonic() < deadline, f"{name} has no leader for every partition after {timeout}s"
         time.sleep(0.2)
+
+
+def alter_client_quotas(r, entries, validate_only=False, version=1):
+    """AlterClientQuotas of `entries`: [(entity, {key: value, or None to remove})], an entity
+    being [(entity_type, entity_name or None for the default)]."""
+    from kafka.protocol.admin import AlterClientQuotasRequest as A
+
+    return r.request(A, version, validate_only=validate_only, entries=[
+        A.EntryData(entity=[A.EntryData.EntityData(entity_type=t, entity_name=n) for t, n in entity],
+                    ops=[A.EntryData.OpData(key=k, value=0.0 if v is None else float(v), remove=v is None)
+                         for k, v in ops.items()])
+        for entity, ops in entries])
+
+
+def describe_client_quotas(r, components, strict=False, version=1):
+    """DescribeClientQuotas with `components`: [(entity_type, match_type, match)]."""
+    from kafka.protocol.admin import DescribeClientQuotasRequest as D
+
+    return r.request(D, version, strict=strict, components=[
+        D.ComponentData(entity_type=t, match_type=m, match=name) for t, m, name in components])

@@ -5,6 +5,7 @@ mod acls;
 mod api_versions;
 mod authorize;
 mod authorized_operations;
+mod client_quotas;
 mod cluster;
 mod configs;
 mod delete_records;
@@ -44,6 +45,7 @@ use crate::log::{LogError, PartitionLog};
 use crate::metadata::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::metadata::{Controller, ControllerError, ProducerIdAllocator};
 use crate::metrics::BrokerMetrics;
+use crate::quota::QuotaManager;
 use crate::security::acl::{self, AuthorizerSettings};
 use crate::security::principal::Principal;
 use crate::security::ListenerSecurity;
@@ -84,6 +86,8 @@ pub struct Context {
     pub applied_metadata: watch::Sender<u64>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessions,
+    /// Client quota sensors.
+    pub quotas: QuotaManager,
 }
 
 /// How long a handler that changed the metadata waits for the local logs and replicas to
@@ -172,6 +176,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The supported version range of an API, if it is implemented.
@@ -353,6 +359,12 @@ async fn run(
         }
         RequestKind::AlterUserScramCredentials(r) => {
             ResponseKind::AlterUserScramCredentials(scram::alter(ctx, info, r).await)
+        }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(ctx, info, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(client_quotas::alter(ctx, info, r).await)
         }
         _ => return Err(NoHandler(api_key)),
     };

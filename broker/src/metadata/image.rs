@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use super::quotas::{ClientQuotasImage, QuotaChange};
 pub use super::security::{ScramChange, SecurityImage, SecurityRecord};
 
 /// One advertised listener of a broker.
@@ -197,6 +198,9 @@ pub struct MetadataImage {
     /// SCRAM credentials and ACLs.
     #[serde(default)]
     pub security: SecurityImage,
+    /// Client quotas.
+    #[serde(default)]
+    pub client_quotas: ClientQuotasImage,
 }
 
 /// A change to the metadata image; the Raft log is a sequence of these.
@@ -283,6 +287,8 @@ pub enum MetadataRecord {
     },
     /// Changes SCRAM credentials or ACLs.
     Security(SecurityRecord),
+    /// Sets and removes client quotas (AlterClientQuotas).
+    ClientQuotas(Vec<QuotaChange>),
 }
 
 /// One partition's ISR change in [`MetadataRecord::AlterPartitions`], with the epochs the
@@ -361,6 +367,7 @@ impl MetadataRecord {
                 Err("InitCluster: empty cluster id".into())
             }
             MetadataRecord::Security(record) => record.validate(),
+            MetadataRecord::ClientQuotas(changes) => super::quotas::validate_changes(changes),
             MetadataRecord::RegisterBroker(b) if b.id < 0 => {
                 Err(format!("RegisterBroker: negative id {}", b.id))
             }
@@ -474,7 +481,8 @@ impl MetadataImage {
             | MetadataRecord::UnfenceBroker { .. }
             | MetadataRecord::InitCluster { .. }
             | MetadataRecord::AllocateProducerIds { .. }
-            | MetadataRecord::Security(_) => {}
+            | MetadataRecord::Security(_)
+            | MetadataRecord::ClientQuotas(_) => {}
         }
     }
 
@@ -517,6 +525,7 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::Security(record) => record.apply(&mut self.security),
+            MetadataRecord::ClientQuotas(changes) => self.client_quotas.apply(changes),
             MetadataRecord::RegisterBroker(registration) => {
                 let previous = self.brokers.get(&registration.id);
                 if previous.is_some_and(|b| b.incarnation == registration.incarnation) {

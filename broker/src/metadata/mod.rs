@@ -6,6 +6,7 @@ pub mod listener;
 mod liveness;
 mod network;
 pub mod quorum;
+pub mod quotas;
 pub mod rpc;
 pub mod runtime;
 pub mod security;

@@ -1442,6 +1442,40 @@ mod tests {
             .with_unknown_tagged_fields(tags(v, 0))
     }
 
+    fn describe_client_quotas(v: i16, full: bool) -> DescribeClientQuotasRequest {
+        use kafka_protocol::messages::describe_client_quotas_request::*;
+        let component = ComponentData::default()
+            .with_entity_type(s("user"))
+            .with_match_type(0)
+            .with_match(Some(s("alice")))
+            .with_unknown_tagged_fields(tags(v, 1));
+        DescribeClientQuotasRequest::default()
+            .with_components(if full { vec![component] } else { vec![] })
+            .with_strict(full)
+            .with_unknown_tagged_fields(tags(v, 1))
+    }
+
+    fn alter_client_quotas(v: i16, full: bool) -> AlterClientQuotasRequest {
+        use kafka_protocol::messages::alter_client_quotas_request::*;
+        let entity = EntityData::default()
+            .with_entity_type(s("client-id"))
+            .with_entity_name(full.then(|| s("app")))
+            .with_unknown_tagged_fields(tags(v, 1));
+        let op = OpData::default()
+            .with_key(s("producer_byte_rate"))
+            .with_value(1024.0)
+            .with_remove(!full)
+            .with_unknown_tagged_fields(tags(v, 1));
+        let entry = EntryData::default()
+            .with_entity(vec![entity])
+            .with_ops(vec![op])
+            .with_unknown_tagged_fields(tags(v, 1));
+        AlterClientQuotasRequest::default()
+            .with_entries(if full { vec![entry] } else { vec![] })
+            .with_validate_only(!full)
+            .with_unknown_tagged_fields(tags(v, 1))
+    }
+
     /// A realistic request of `api` at version `v`, and the versions kafka-protocol encodes.
     fn sample(api: ApiKey, v: i16, full: bool) -> (RequestKind, VersionRange) {
         fn kind<T: kafka_protocol::protocol::Message + Into<RequestKind>>(
@@ -1497,6 +1531,8 @@ mod tests {
             ApiKey::DeleteAcls => kind(delete_acls(v, full)),
             ApiKey::DescribeUserScramCredentials => kind(describe_user_scram_credentials(v, full)),
             ApiKey::AlterUserScramCredentials => kind(alter_user_scram_credentials(v, full)),
+            ApiKey::DescribeClientQuotas => kind(describe_client_quotas(v, full)),
+            ApiKey::AlterClientQuotas => kind(alter_client_quotas(v, full)),
             other => panic!("no sample request for {other:?}: add one with the API"),
         }
     }

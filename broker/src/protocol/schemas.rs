@@ -49,6 +49,8 @@ pub static REQUESTS: &[Message] = &[
     Message { api_key: 45, name: "AlterPartitionReassignmentsRequest", valid: V(0, 1), flexible: V(0, MAX), fields: ALTER_PARTITION_REASSIGNMENTS_REQUEST },
     Message { api_key: 46, name: "ListPartitionReassignmentsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: LIST_PARTITION_REASSIGNMENTS_REQUEST },
     Message { api_key: 47, name: "OffsetDeleteRequest", valid: V(0, 0), flexible: NONE, fields: OFFSET_DELETE_REQUEST },
+    Message { api_key: 48, name: "DescribeClientQuotasRequest", valid: V(0, 1), flexible: V(1, MAX), fields: DESCRIBE_CLIENT_QUOTAS_REQUEST },
+    Message { api_key: 49, name: "AlterClientQuotasRequest", valid: V(0, 1), flexible: V(1, MAX), fields: ALTER_CLIENT_QUOTAS_REQUEST },
     Message { api_key: 50, name: "DescribeUserScramCredentialsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST },
     Message { api_key: 51, name: "AlterUserScramCredentialsRequest", valid: V(0, 0), flexible: V(0, MAX), fields: ALTER_USER_SCRAM_CREDENTIALS_REQUEST },
     Message { api_key: 55, name: "DescribeQuorumRequest", valid: V(0, 2), flexible: V(0, MAX), fields: DESCRIBE_QUORUM_REQUEST },
@@ -673,6 +675,44 @@ const OFFSET_DELETE_REQUEST_TOPIC: &[Field] = &[
 /// OffsetDeleteRequest.Topics.Partitions (OffsetDeleteRequestPartition)
 const OFFSET_DELETE_REQUEST_PARTITION: &[Field] = &[
     Field::new("PartitionIndex", Int32, V(0, MAX)),
+];
+
+/// DescribeClientQuotasRequest
+const DESCRIBE_CLIENT_QUOTAS_REQUEST: &[Field] = &[
+    Field::new("Components", Array(&Struct(DESCRIBE_CLIENT_QUOTAS_COMPONENT_DATA)), V(0, MAX)),
+    Field::new("Strict", Bool, V(0, MAX)),
+];
+
+/// DescribeClientQuotasRequest.Components (ComponentData)
+const DESCRIBE_CLIENT_QUOTAS_COMPONENT_DATA: &[Field] = &[
+    Field::new("EntityType", String, V(0, MAX)),
+    Field::new("MatchType", Int8, V(0, MAX)),
+    Field::new("Match", String, V(0, MAX)).nullable(V(0, MAX)),
+];
+
+/// AlterClientQuotasRequest
+const ALTER_CLIENT_QUOTAS_REQUEST: &[Field] = &[
+    Field::new("Entries", Array(&Struct(ALTER_CLIENT_QUOTAS_ENTRY_DATA)), V(0, MAX)),
+    Field::new("ValidateOnly", Bool, V(0, MAX)),
+];
+
+/// AlterClientQuotasRequest.Entries (EntryData)
+const ALTER_CLIENT_QUOTAS_ENTRY_DATA: &[Field] = &[
+    Field::new("Entity", Array(&Struct(ALTER_CLIENT_QUOTAS_ENTITY_DATA)), V(0, MAX)),
+    Field::new("Ops", Array(&Struct(ALTER_CLIENT_QUOTAS_OP_DATA)), V(0, MAX)),
+];
+
+/// AlterClientQuotasRequest.Entries.Entity (EntityData)
+const ALTER_CLIENT_QUOTAS_ENTITY_DATA: &[Field] = &[
+    Field::new("EntityType", String, V(0, MAX)),
+    Field::new("EntityName", String, V(0, MAX)).nullable(V(0, MAX)),
+];
+
+/// AlterClientQuotasRequest.Entries.Ops (OpData)
+const ALTER_CLIENT_QUOTAS_OP_DATA: &[Field] = &[
+    Field::new("Key", String, V(0, MAX)),
+    Field::new("Value", Float64, V(0, MAX)),
+    Field::new("Remove", Bool, V(0, MAX)),
 ];
 
 /// DescribeUserScramCredentialsRequest
