@@ -356,7 +356,7 @@ impl BrokerMetrics {
         for change in ["shrink", "expand"] {
             metrics.isr_changes.with_label_values(&[change]);
         }
-        for quota in ["produce", "fetch", "request"] {
+        for quota in ["produce", "fetch", "request", "controller_mutation"] {
             metrics.throttled_responses.with_label_values(&[quota]);
             metrics.throttle_time_ms.with_label_values(&[quota]);
         }

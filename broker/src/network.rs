@@ -749,7 +749,7 @@ async fn dispatch(
     };
     let started = std::time::Instant::now();
     let correlation_id = header.correlation_id;
-    let usage = quota::Usage::of(&request, size);
+    let usage = quota::Usage::of(&request, version, size);
     let handling = std::pin::pin!(api::handle(ctx, &info, api_key, version, request));
     let (handled, busy) = Busy {
         inner: handling,

@@ -8,9 +8,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{FetchResponse, RequestKind, ResponseKind};
+use kafka_protocol::ResponseError;
 
 use crate::metadata::quotas::{
-    ClientQuotasImage, QuotaTags, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE,
+    ClientQuotasImage, QuotaTags, CONSUMER_BYTE_RATE, CONTROLLER_MUTATION_RATE, PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE,
 };
 
 /// How long a sensor nobody recorded into is kept (Kafka's one hour).
@@ -28,6 +30,8 @@ pub enum QuotaKind {
     Fetch,
     /// Percent of one thread's time spent handling the client's requests.
     Request,
+    /// Partitions a second created or deleted (KIP-599).
+    ControllerMutation,
 }
 
 impl QuotaKind {
@@ -37,6 +41,7 @@ impl QuotaKind {
             QuotaKind::Produce => PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
             QuotaKind::Request => REQUEST_PERCENTAGE,
+            QuotaKind::ControllerMutation => CONTROLLER_MUTATION_RATE,
         }
     }
 
@@ -46,6 +51,7 @@ impl QuotaKind {
             QuotaKind::Produce => "produce",
             QuotaKind::Fetch => "fetch",
             QuotaKind::Request => "request",
+            QuotaKind::ControllerMutation => "controller_mutation",
         }
     }
 }
@@ -124,6 +130,27 @@ impl Rate {
     }
 }
 
+/// Kafka's `TokenBucket` for partition mutations (KIP-599): up to a burst of the quota times
+/// the quota's whole span, refilled at the quota; a client in debt waits until it is repaid.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    fn refill(&mut self, bound: f64, burst: f64, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + bound * elapsed).min(burst);
+        self.refilled = now;
+    }
+
+    /// How long until the debt is repaid at `bound` a second.
+    fn debt_wait(&self, bound: f64) -> Duration {
+        Duration::from_secs_f64((-self.tokens / bound).max(0.0))
+    }
+}
+
 /// Whose rate a sensor keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum SensorKey {
@@ -136,6 +163,7 @@ enum SensorKey {
 #[derive(Debug)]
 struct Sensors {
     rates: HashMap<SensorKey, Rate>,
+    buckets: HashMap<QuotaTags, TokenBucket>,
     purged: Instant,
 }
 
@@ -155,6 +183,7 @@ impl QuotaManager {
             count: count.max(1),
             sensors: Mutex::new(Sensors {
                 rates: HashMap::new(),
+                buckets: HashMap::new(),
                 purged: Instant::now(),
             }),
         }
@@ -205,6 +234,9 @@ impl QuotaManager {
             sensors
                 .rates
                 .retain(|_, r| now.saturating_duration_since(r.last_record) < SENSOR_EXPIRY);
+            sensors
+                .buckets
+                .retain(|_, b| now.saturating_duration_since(b.refilled) < SENSOR_EXPIRY);
         }
         let rate = sensors.rates.entry(key).or_insert_with(|| Rate::new(now));
         rate.record(value, now, self.window, self.count);
@@ -224,12 +256,59 @@ impl QuotaManager {
         }
     }
 
+    /// Takes `partitions` mutations from the client's `controller_mutation_rate` bucket.
+    /// With `strict` (the request versions of KIP-599), a client already in debt is refused
+    /// and nothing is taken; older versions are never refused, only throttled.
+    pub fn record_mutations(
+        &self,
+        quotas: &ClientQuotasImage,
+        who: (&str, &str),
+        partitions: usize,
+        strict: bool,
+    ) -> Result<(), MutationQuotaExceeded> {
+        let Some((bound, tags)) = quotas.lookup(CONTROLLER_MUTATION_RATE, who.0, who.1) else {
+            return Ok(());
+        };
+        let burst = bound * (self.window * self.count as u32).as_secs_f64();
+        let now = Instant::now();
+        let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = sensors.buckets.entry(tags).or_insert(TokenBucket {
+            tokens: burst,
+            refilled: now,
+        });
+        bucket.refill(bound, burst, now);
+        if strict && bucket.tokens < 0.0 {
+            return Err(MutationQuotaExceeded);
+        }
+        bucket.tokens -= partitions as f64;
+        Ok(())
+    }
+
+    /// How long a client in partition-mutation debt must wait; zero without a quota or debt.
+    fn mutation_wait(&self, quotas: &ClientQuotasImage, who: (&str, &str)) -> Duration {
+        let Some((bound, tags)) = quotas.lookup(CONTROLLER_MUTATION_RATE, who.0, who.1) else {
+            return Duration::ZERO;
+        };
+        let burst = bound * (self.window * self.count as u32).as_secs_f64();
+        let now = Instant::now();
+        let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
+        sensors.buckets.get_mut(&tags).map_or(Duration::ZERO, |b| {
+            b.refill(bound, burst, now);
+            b.debt_wait(bound)
+        })
+    }
+
     /// How many sensors are kept (for tests).
     #[cfg(test)]
     fn sensor_count(&self) -> usize {
         self.sensors.lock().unwrap().rates.len()
     }
 }
+
+/// A strict partition-mutation quota refused a topic: Kafka's THROTTLING_QUOTA_EXCEEDED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("The throttling quota has been exceeded.")]
+pub struct MutationQuotaExceeded;
 
 /// Kafka's unit of request time: percent of one thread for a second.
 pub fn request_time_percent(busy: Duration) -> f64 {
@@ -243,6 +322,13 @@ pub enum Usage {
     Produce(usize),
     /// A consumer's fetch: the fetch quota by response size, and request time.
     ConsumerFetch,
+    /// Creating or deleting topics or partitions: the partition-mutation quota (which the
+    /// handler charges) and request time. A `strict` version (KIP-599) is refused rather
+    /// than throttled, and told to wait only when refused.
+    Mutation {
+        /// Whether the request's version may be refused.
+        strict: bool,
+    },
     /// Request time only.
     Other,
     /// No quota: version negotiation, and the brokers' own replication and markers.
@@ -250,16 +336,36 @@ pub enum Usage {
 }
 
 impl Usage {
-    /// The usage of a request of `size` bytes.
-    pub fn of(request: &RequestKind, size: usize) -> Usage {
+    /// The usage of a request of `size` bytes at `version`.
+    pub fn of(request: &RequestKind, version: i16, size: usize) -> Usage {
         match request {
             RequestKind::Produce(_) => Usage::Produce(size),
             RequestKind::Fetch(r) if r.replica_id.0 < 0 => Usage::ConsumerFetch,
             RequestKind::Fetch(_)
             | RequestKind::ApiVersions(_)
             | RequestKind::WriteTxnMarkers(_) => Usage::Exempt,
+            RequestKind::CreateTopics(_) => Usage::Mutation {
+                strict: version >= 6,
+            },
+            RequestKind::CreatePartitions(_) => Usage::Mutation {
+                strict: version >= 3,
+            },
+            RequestKind::DeleteTopics(_) => Usage::Mutation {
+                strict: version >= 5,
+            },
             _ => Usage::Other,
         }
+    }
+}
+
+/// Whether a topic or partition change was refused for its partition-mutation quota.
+fn refused_mutations(response: &ResponseKind) -> bool {
+    let code = ResponseError::ThrottlingQuotaExceeded.code();
+    match response {
+        ResponseKind::CreateTopics(r) => r.topics.iter().any(|t| t.error_code == code),
+        ResponseKind::CreatePartitions(r) => r.results.iter().any(|t| t.error_code == code),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().any(|t| t.error_code == code),
+        _ => false,
     }
 }
 
@@ -303,6 +409,15 @@ impl QuotaManager {
                 self.record(quotas, kind, user, client_id, bytes as f64),
             )
         });
+        let mutations = match usage {
+            Usage::Mutation { strict } if !strict || response.is_some_and(refused_mutations) => {
+                Some((
+                    QuotaKind::ControllerMutation,
+                    self.mutation_wait(quotas, who),
+                ))
+            }
+            _ => None,
+        };
         let request_time = (
             QuotaKind::Request,
             self.record(
@@ -313,7 +428,7 @@ impl QuotaManager {
                 request_time_percent(busy),
             ),
         );
-        [bandwidth, Some(request_time)]
+        [bandwidth, mutations, Some(request_time)]
             .into_iter()
             .flatten()
             .filter(|(_, wait)| !wait.is_zero())
@@ -435,6 +550,26 @@ mod tests {
             request_time_percent(Duration::from_secs(5)),
         );
         assert_eq!(wait, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn partition_mutations_spend_a_bucket_and_strict_requests_are_refused_in_debt() {
+        let quotas = client_quota(CONTROLLER_MUTATION_RATE, 2.0);
+        let manager = QuotaManager::new(Duration::from_secs(1), 11);
+        let who = ("u", "c");
+        // The burst is 2 a second over 11 s: 22 partitions, and a request may overdraw it.
+        manager.record_mutations(&quotas, who, 20, true).unwrap();
+        assert_eq!(manager.mutation_wait(&quotas, who), Duration::ZERO);
+        manager.record_mutations(&quotas, who, 12, true).unwrap();
+        let wait = manager.mutation_wait(&quotas, who);
+        assert!((4.9..=5.0).contains(&wait.as_secs_f64()), "waits {wait:?}");
+        assert_eq!(
+            manager.record_mutations(&quotas, who, 1, true),
+            Err(MutationQuotaExceeded)
+        );
+        // Versions before KIP-599's are throttled, never refused.
+        manager.record_mutations(&quotas, who, 1, false).unwrap();
+        assert!(manager.mutation_wait(&quotas, who) > wait);
     }
 
     #[test]

@@ -4,9 +4,10 @@ filter finds, compared. The quotas are removed again at the end: default entitie
 otherwise throttle the other scenarios' clients."""
 
 import time
+import uuid
 
 from compare import compare
-from raw import Raw, alter_client_quotas, describe_client_quotas
+from raw import Raw, alter_client_quotas, create_topic, describe_client_quotas
 
 EXACT, DEFAULT, SPECIFIED = 0, 1, 2
 HUGE = 1e12
@@ -106,3 +107,27 @@ def test_client_quotas(both):
     compare("client_quotas_refused", refused["kafka"], refused["strom"])
     compare("client_quotas_validate_only", validated["kafka"], validated["strom"])
     compare("client_quotas_describe", described["kafka"], described["strom"])
+
+
+def test_partition_mutation_quota(both):
+    """controller_mutation_rate=1 allows a burst of 11 partitions (one a second over the
+    quota's 11 windows): a first topic of 12 overdraws it; CreateTopics v6 and later is then
+    refused with THROTTLING_QUOTA_EXCEEDED, v5 only throttled."""
+    results = {}
+    for side, bootstrap in both.items():
+        client = f"mutator-{side}"
+        with Raw(bootstrap, client_id=client) as r:
+            entity = [([("client-id", client)], {"controller_mutation_rate": 1})]
+            assert outcomes(alter_client_quotas(r, entity))[0]["error_code"] == 0
+            wait_for_entities(r, entity_names(entity))
+            answers = []
+            for name, partitions, version in (("first", 12, 7), ("strict", 1, 7), ("permissive", 1, 5)):
+                resp = create_topic(r, f"mutation-{name}-{uuid.uuid4().hex[:6]}", partitions, version=version)
+                [topic] = resp.topics
+                answers.append({"name": name, "error_code": topic.error_code,
+                                "message": topic.error_message or None, "throttled": resp.throttle_time_ms > 0})
+            results[side] = answers
+            alter_client_quotas(r, [(entity[0][0], {"controller_mutation_rate": None})])
+            wait_for_entities(r, set())
+    assert [a["error_code"] for a in results["strom"]] == [0, 89, 0], results["strom"]
+    compare("partition_mutation_quota", results["kafka"], results["strom"])

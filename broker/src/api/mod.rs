@@ -257,13 +257,13 @@ async fn run(
             ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(topics::create_topics(ctx, r).await)
+            ResponseKind::CreateTopics(topics::create_topics(ctx, info, r, version).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(topics::delete_topics(ctx, r, version).await)
+            ResponseKind::DeleteTopics(topics::delete_topics(ctx, info, r, version).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(topics::create_partitions(ctx, r).await)
+            ResponseKind::CreatePartitions(topics::create_partitions(ctx, info, r, version).await)
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(reassignment::elect_leaders(ctx, r).await)

@@ -2,6 +2,7 @@
 //! auto-create shares.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
@@ -18,7 +19,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use super::configs::created_topic_entries;
-use super::{controller_error, str_bytes, topic_name, ApiError, Context};
+use super::{controller_error, str_bytes, topic_name, ApiError, Context, RequestInfo};
 use crate::metadata::image::{place_replicas, MetadataImage, MetadataRecord};
 use crate::topic_config::validate_topic_configs;
 
@@ -214,7 +215,13 @@ fn check_partition_limits(
 }
 
 /// CreateTopics.
-pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(
+    ctx: &Context,
+    info: &RequestInfo,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mutations = MutationCharge::new(ctx, info, version >= 6);
     let mut seen = HashSet::new();
     let mut results = Vec::new();
     let requested: i64 = request
@@ -282,9 +289,17 @@ pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> Creat
                     .collect(),
             };
             let configs = spec.configs.clone();
-            create_topic(ctx, spec, request.validate_only)
-                .await
-                .map(|shape| (shape, configs))
+            let partitions = match (spec.assignments.len(), spec.partitions) {
+                (0, -1) => ctx.config.int("num.partitions").max(0) as usize,
+                (0, n) => n.max(0) as usize,
+                (given, _) => given,
+            };
+            match mutations.charge(partitions, request.validate_only) {
+                Ok(()) => create_topic(ctx, spec, request.validate_only)
+                    .await
+                    .map(|shape| (shape, configs)),
+                Err(e) => Err(e),
+            }
         };
         match outcome {
             Ok(((id, partitions, rf), configs)) => {
@@ -317,12 +332,50 @@ pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> Creat
     CreateTopicsResponse::default().with_topics(results)
 }
 
+/// A request's charge against its client's `controller_mutation_rate` (KIP-599).
+struct MutationCharge<'a> {
+    ctx: &'a Context,
+    info: &'a RequestInfo,
+    image: Arc<MetadataImage>,
+    strict: bool,
+}
+
+impl<'a> MutationCharge<'a> {
+    /// `strict` for the request versions that may be refused (KIP-599); older ones are only
+    /// throttled.
+    fn new(ctx: &'a Context, info: &'a RequestInfo, strict: bool) -> Self {
+        MutationCharge {
+            ctx,
+            info,
+            image: ctx.controller.image(),
+            strict,
+        }
+    }
+
+    /// Takes `partitions` mutations from the quota, unless the request only validates.
+    fn charge(&self, partitions: usize, validate_only: bool) -> Result<(), ApiError> {
+        if validate_only {
+            return Ok(());
+        }
+        let who = (
+            self.info.principal.name.as_str(),
+            self.info.client_id.as_str(),
+        );
+        self.ctx
+            .quotas
+            .record_mutations(&self.image.client_quotas, who, partitions, self.strict)
+            .map_err(|_| ResponseError::ThrottlingQuotaExceeded.into())
+    }
+}
+
 /// DeleteTopics, by name (all versions) or by topic id (v6).
 pub async fn delete_topics(
     ctx: &Context,
+    info: &RequestInfo,
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
+    let mutations = MutationCharge::new(ctx, info, version >= 5);
     let image = ctx.controller.image();
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         request
@@ -353,11 +406,16 @@ pub async fn delete_topics(
                 result = result
                     .with_name(Some(topic_name(&n)))
                     .with_topic_id(topic_id);
-                ctx.controller
-                    .propose(MetadataRecord::DeleteTopic { name: n.clone() })
-                    .await
-                    .map_err(controller_error)
-                    .map(|_| info!(topic = %n, "deleted topic"))
+                let partitions = image.topics.get(&n).map_or(0, |t| t.partitions.len());
+                match mutations.charge(partitions, false) {
+                    Ok(()) => ctx
+                        .controller
+                        .propose(MetadataRecord::DeleteTopic { name: n.clone() })
+                        .await
+                        .map_err(controller_error)
+                        .map(|_| info!(topic = %n, "deleted topic")),
+                    Err(e) => Err(e),
+                }
             }
         };
         if let Err(e) = outcome {
@@ -374,8 +432,11 @@ pub async fn delete_topics(
 /// CreatePartitions: only ever grows a topic.
 pub async fn create_partitions(
     ctx: &Context,
+    info: &RequestInfo,
     request: CreatePartitionsRequest,
+    version: i16,
 ) -> CreatePartitionsResponse {
+    let mutations = MutationCharge::new(ctx, info, version >= 3);
     let mut results = Vec::new();
     let image = ctx.controller.image();
     let added: i64 = request
@@ -437,6 +498,7 @@ pub async fn create_partitions(
                 }
             };
             check_partition_limits(ctx, &image, &assignments)?;
+            mutations.charge(added, request.validate_only)?;
             if request.validate_only {
                 return Ok(());
             }
