@@ -146,3 +146,23 @@ def test_user_without_acls_authenticates_and_sees_nothing(secure_broker, admin_c
     finally:
         producer.close()
     assert end_offset(admin_conf("SSL"), topic) == 1
+
+
+def test_client_quotas_need_cluster_config_operations(secure_broker):
+    """As Kafka: DescribeClientQuotas needs DescribeConfigs on the cluster, AlterClientQuotas
+    AlterConfigs; a user without them gets CLUSTER_AUTHORIZATION_FAILED and changes nothing."""
+    from kafka.protocol.admin import AlterClientQuotasRequest as A, DescribeClientQuotasRequest as D
+
+    admin = KafkaAdminClient(bootstrap_servers=secure_broker.address("SASL_PLAINTEXT"),
+                             security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                             sasl_plain_username="alice", sasl_plain_password=ALICE_PASSWORD)
+    try:
+        alter = A(validate_only=False, entries=[A.EntryData(
+            entity=[A.EntryData.EntityData(entity_type="user", entity_name="alice")],
+            ops=[A.EntryData.OpData(key="producer_byte_rate", value=1e12, remove=False)])])
+        [entry] = admin._manager.run(admin._manager.send, alter).entries
+        assert entry.error_code == 31, entry
+        described = admin._manager.run(admin._manager.send, D(components=[], strict=False))
+        assert (described.error_code, described.entries) == (31, None), described
+    finally:
+        admin.close()
