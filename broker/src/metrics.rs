@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::api::{Context, SUPPORTED_APIS};
@@ -43,8 +43,8 @@ pub struct BrokerMetrics {
     /// Responses that told a client over its quota to wait, by quota (produce, fetch,
     /// request).
     pub throttled_responses: IntCounterVec,
-    /// Milliseconds clients over their quotas were told to wait, by quota.
-    pub throttle_time_ms: IntCounterVec,
+    /// Seconds clients over their quotas were told to wait, by quota.
+    pub throttle_time: CounterVec,
     partitions: IntGauge,
     leaders: IntGauge,
     under_replicated: IntGauge,
@@ -211,12 +211,18 @@ impl BrokerMetrics {
                 "Responses that told a client over its quota to wait, by the quota it exceeded",
                 &["quota"],
             ),
-            throttle_time_ms: counter_vec(
-                r,
-                "strom_quota_throttle_time_ms_total",
-                "Milliseconds clients over their quotas were told to wait, by the quota they exceeded",
-                &["quota"],
-            ),
+            throttle_time: {
+                let metric = CounterVec::new(
+                    Opts::new(
+                        "strom_quota_throttle_seconds_total",
+                        "Seconds clients over their quotas were told to wait, by the quota they exceeded",
+                    ),
+                    &["quota"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(metric.clone())).expect("unique metric");
+                metric
+            },
             txn_completed: counter_vec(
                 r,
                 "strom_transactions_completed_total",
@@ -358,7 +364,7 @@ impl BrokerMetrics {
         }
         for quota in ["produce", "fetch", "request", "controller_mutation"] {
             metrics.throttled_responses.with_label_values(&[quota]);
-            metrics.throttle_time_ms.with_label_values(&[quota]);
+            metrics.throttle_time.with_label_values(&[quota]);
         }
         metrics
     }

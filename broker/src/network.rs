@@ -770,9 +770,9 @@ async fn dispatch(
             .with_label_values(&[kind.label()])
             .inc();
         ctx.metrics
-            .throttle_time_ms
+            .throttle_time
             .with_label_values(&[kind.label()])
-            .inc_by(wait.as_millis() as u64);
+            .inc_by(wait.as_secs_f64());
         wait
     };
     match handled? {

@@ -104,7 +104,7 @@ def test_producer_and_consumer_rates_settle_at_their_quotas(own_broker, topic):
         rate = slope([(t, n) for t, n in points if SETTLED <= t <= RUN])
         print(f"{name} at a quota of {RATE} B/s: {rate:.0f} B/s of record values from {SETTLED} s to {RUN} s")
         assert 0.9 * RATE <= rate <= 1.1 * RATE, (name, rate)
-        assert metric(b, "strom_quota_throttle_time_ms_total", quota=name.replace("consume", "fetch")) > 0
+        assert metric(b, "strom_quota_throttle_seconds_total", quota=name.replace("consume", "fetch")) > 0
 
 
 REQUESTS = 200
