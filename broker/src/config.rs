@@ -416,7 +416,7 @@ impl BrokerConfig {
         for (name, value) in &env {
             if let Some(rest) = name.strip_prefix("STROM_") {
                 let key = rest.to_ascii_lowercase().replace('_', ".");
-                if property(&key).is_none() && is_service_link(name) {
+                if property(&key).is_none() && (is_service_link(name) || is_tool_variable(name)) {
                     continue;
                 }
                 raw.insert(key, (value.clone(), format!("environment variable {name}")));
@@ -883,6 +883,21 @@ fn is_service_link(name: &str) -> bool {
     }
 }
 
+/// Whether an environment variable is one of the project's own scripts' settings
+/// (`STROM_CACHE`, the end-to-end and fuzzing knobs), which a developer may have exported in
+/// the shell a broker starts from.
+fn is_tool_variable(name: &str) -> bool {
+    matches!(
+        name,
+        "STROM_CACHE"
+            | "STROM_E2E_TARGET"
+            | "STROM_IMAGE"
+            | "STROM_OPERATOR_IMAGE"
+            | "STROM_CLIENT_IMAGE"
+            | "STROM_LAB"
+    ) || name.starts_with("STROM_FUZZ_")
+}
+
 /// Splits a Kafka list value (`a, b,c`) into its items, dropping blanks.
 pub fn split_list(value: &str) -> Vec<String> {
     value
@@ -1086,7 +1101,7 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_service_links_are_not_config() {
+    fn kubernetes_service_links_and_the_projects_tool_variables_are_not_config() {
         let links = [
             ("STROM_BOOTSTRAP_SERVICE_HOST", "10.96.0.5"),
             ("STROM_BOOTSTRAP_SERVICE_PORT", "9092"),
@@ -1098,6 +1113,12 @@ mod tests {
         ];
         let c = load("", &links, &[]).unwrap();
         assert_eq!(c.int("num.partitions"), 1);
+        let tools = [
+            ("STROM_CACHE", "/home/dev/.cache/strom"),
+            ("STROM_E2E_TARGET", "local"),
+            ("STROM_FUZZ_ARGS", "-max_len=4096"),
+        ];
+        load("", &tools, &[]).unwrap();
         let err = load("", &[("STROM_NO_SUCH_KEY", "1")], &[]).unwrap_err();
         assert!(err.to_string().contains("STROM_NO_SUCH_KEY"), "{err}");
     }
