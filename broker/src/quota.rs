@@ -266,9 +266,31 @@ impl QuotaManager {
         partitions: usize,
         strict: bool,
     ) -> Result<(), MutationQuotaExceeded> {
-        let Some((bound, tags)) = quotas.lookup(CONTROLLER_MUTATION_RATE, who.0, who.1) else {
-            return Ok(());
-        };
+        self.with_mutation_bucket(quotas, who, |bucket, _| {
+            if strict && bucket.tokens < 0.0 {
+                return Err(MutationQuotaExceeded);
+            }
+            bucket.tokens -= partitions as f64;
+            Ok(())
+        })
+        .unwrap_or(Ok(()))
+    }
+
+    /// How long a client in partition-mutation debt must wait; zero without a quota or debt.
+    fn mutation_wait(&self, quotas: &ClientQuotasImage, who: (&str, &str)) -> Duration {
+        self.with_mutation_bucket(quotas, who, |bucket, bound| bucket.debt_wait(bound))
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Runs `f` on the client's refilled partition-mutation bucket (full when new) with the
+    /// quota; `None` when no `controller_mutation_rate` applies.
+    fn with_mutation_bucket<R>(
+        &self,
+        quotas: &ClientQuotasImage,
+        who: (&str, &str),
+        f: impl FnOnce(&mut TokenBucket, f64) -> R,
+    ) -> Option<R> {
+        let (bound, tags) = quotas.lookup(CONTROLLER_MUTATION_RATE, who.0, who.1)?;
         let burst = bound * (self.window * self.count as u32).as_secs_f64();
         let now = Instant::now();
         let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
@@ -277,25 +299,7 @@ impl QuotaManager {
             refilled: now,
         });
         bucket.refill(bound, burst, now);
-        if strict && bucket.tokens < 0.0 {
-            return Err(MutationQuotaExceeded);
-        }
-        bucket.tokens -= partitions as f64;
-        Ok(())
-    }
-
-    /// How long a client in partition-mutation debt must wait; zero without a quota or debt.
-    fn mutation_wait(&self, quotas: &ClientQuotasImage, who: (&str, &str)) -> Duration {
-        let Some((bound, tags)) = quotas.lookup(CONTROLLER_MUTATION_RATE, who.0, who.1) else {
-            return Duration::ZERO;
-        };
-        let burst = bound * (self.window * self.count as u32).as_secs_f64();
-        let now = Instant::now();
-        let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
-        sensors.buckets.get_mut(&tags).map_or(Duration::ZERO, |b| {
-            b.refill(bound, burst, now);
-            b.debt_wait(bound)
-        })
+        Some(f(bucket, bound))
     }
 
     /// How many sensors are kept (for tests).
