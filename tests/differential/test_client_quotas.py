@@ -3,10 +3,10 @@ filters sent to Apache Kafka and to Strom; each entry's error code and message, 
 filter finds, compared. The quotas are removed again at the end: default entities would
 otherwise throttle the other scenarios' clients."""
 
-import time
 import uuid
 
 from compare import compare
+from kafka_checks import wait_until
 from raw import Raw, alter_client_quotas, create_topic, describe_client_quotas
 
 EXACT, DEFAULT, SPECIFIED = 0, 1, 2
@@ -80,10 +80,7 @@ def described_entities(r):
 def wait_for_entities(r, names, timeout=15):
     """Kafka answers DescribeClientQuotas from the broker's metadata, which follows the
     controller's commit a moment later."""
-    deadline = time.monotonic() + timeout
-    while described_entities(r) != names:
-        assert time.monotonic() < deadline, f"quota entities {described_entities(r)}, not {names}"
-        time.sleep(0.1)
+    wait_until(lambda: described_entities(r) == names, timeout, f"quota entities {names}", interval=0.1)
 
 
 def test_client_quotas(both):

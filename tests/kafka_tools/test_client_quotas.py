@@ -2,10 +2,9 @@
 as Apache Kafka prints them, each line read back from every broker of the target; a value the
 broker refuses gets Kafka's error."""
 
-import time
 import uuid
 
-from tools import admin_tool, run
+from tools import admin_tool, retry, run
 
 
 def configs(target, *args, bootstrap=None, ok=True):
@@ -16,13 +15,10 @@ def describe_everywhere(target, *entity, expected, timeout=15):
     """Asserts that every broker describes `entity` as `expected` (quotas reach the other
     brokers through the metadata log, a moment after the change is answered)."""
     for address in target.addresses:
-        deadline = time.monotonic() + timeout
-        while True:
+        def described():
             out = configs(target, "--describe", *entity, bootstrap=address).stdout.strip()
-            if out == expected:
-                break
-            assert time.monotonic() < deadline, f"{address} describes {out!r}, not {expected!r}"
-            time.sleep(0.5)
+            assert out == expected, f"{address} describes {out!r}"
+        retry(described, timeout, f"{address} to describe {expected!r}")
 
 
 def test_quotas_added_described_and_deleted(target):
@@ -56,28 +52,27 @@ def test_quotas_added_described_and_deleted(target):
         describe_everywhere(target, *entity, expected="")
 
 
+# Default and address quotas, large enough to throttle no other test's clients: (entity, config).
+DEFAULTS = [
+    (("--entity-type", "users", "--entity-default", "--entity-type", "clients", "--entity-default"),
+     "producer_byte_rate=999999999"),
+    (("--entity-type", "ips", "--entity-default"), "connection_creation_rate=100000"),
+    (("--entity-type", "ips", "--entity-name", "10.1.2.3"), "connection_creation_rate=7"),
+]
+
+
 def test_default_and_address_quotas(target):
-    # Large enough to throttle no other test's clients; removed at the end.
-    configs(target, "--alter", "--entity-type", "users", "--entity-default", "--entity-type", "clients",
-            "--entity-default", "--add-config", "producer_byte_rate=999999999")
-    configs(target, "--alter", "--entity-type", "ips", "--entity-default", "--add-config",
-            "connection_creation_rate=100000")
-    configs(target, "--alter", "--entity-type", "ips", "--entity-name", "10.1.2.3", "--add-config",
-            "connection_creation_rate=7")
+    for entity, config in DEFAULTS:
+        configs(target, "--alter", *entity, "--add-config", config)
     try:
-        describe_everywhere(target, "--entity-type", "users", "--entity-default", "--entity-type", "clients",
-                            "--entity-default", expected="Quota configs for the default user-principal, the default "
-                                                         "client-id are producer_byte_rate=9.99999999E8")
+        describe_everywhere(target, *DEFAULTS[0][0], expected="Quota configs for the default user-principal, the "
+                                                              "default client-id are producer_byte_rate=9.99999999E8")
         lines = configs(target, "--describe", "--entity-type", "ips").stdout.strip().splitlines()
         assert sorted(lines) == ["Quota configs for ip '10.1.2.3' are connection_creation_rate=7.0",
                                  "Quota configs for the default ip are connection_creation_rate=100000.0"]
     finally:
-        configs(target, "--alter", "--entity-type", "users", "--entity-default", "--entity-type", "clients",
-                "--entity-default", "--delete-config", "producer_byte_rate")
-        configs(target, "--alter", "--entity-type", "ips", "--entity-default", "--delete-config",
-                "connection_creation_rate")
-        configs(target, "--alter", "--entity-type", "ips", "--entity-name", "10.1.2.3", "--delete-config",
-                "connection_creation_rate")
+        for entity, config in DEFAULTS:
+            configs(target, "--alter", *entity, "--delete-config", config.split("=")[0])
     describe_everywhere(target, "--entity-type", "ips", expected="")
 
 
